@@ -1,0 +1,28 @@
+# The two set-up commands of the README. Each creates .venv and installs what it needs on a fresh machine.
+#   make demo   builds a ScoreMix dataset with the embedded default generator and discriminator
+#   make test   runs the test suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# The CPU build of torch (pip finds it locally on the project's machines; elsewhere it comes from PyPI).
+TORCH ?= torch==2.13.0
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+.PHONY: install demo test bench
+install: $(BIN)/.installed
+
+demo: $(BIN)/.installed
+	$(BIN)/scoremix-ds build --strategy distant
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q
+
+bench: $(BIN)/.installed
+	$(BIN)/python benchmarks/bench_sampling.py
+	$(BIN)/python benchmarks/bench_build.py

@@ -1,0 +1,65 @@
+"""The ``scoremix-ds`` command line: a thin Typer layer over the library.
+
+Each command parses flags, builds ONE typed config (recipe values overridden by the flags given), calls one library
+function and prints its summary. Errors from the library become one line on stderr plus a hint, exit code 2;
+``SCOREMIX_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import typer
+
+from ..errors import ScoreMixError
+from . import build_cmd, train_cmd
+
+app = typer.Typer(
+    name="scoremix-ds",
+    help="Build, version and share ScoreMix synthetic-identity datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("build")(build_cmd.build)
+app.command("train-generator")(train_cmd.train_generator)
+app.command("train-discriminator")(train_cmd.train_discriminator)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point."""
+    logging.basicConfig(
+        level=os.environ.get("SCOREMIX_LOG_LEVEL", "INFO").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "accelerate"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app(args=argv, standalone_mode=False)
+    except ScoreMixError as exc:
+        if os.environ.get("SCOREMIX_DEBUG"):
+            raise
+        typer.echo(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), err=True)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
+        return 130
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        return 1
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

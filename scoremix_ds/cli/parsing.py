@@ -1,0 +1,23 @@
+"""Turning flag strings into typed values, with errors that name the flag."""
+
+from __future__ import annotations
+
+from ..errors import ConfigError
+
+
+def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} '{text}' is not a comma-separated list of numbers", hint=f"e.g. {flag} 0.5,0.5") from None
+
+
+def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise ConfigError(f"{flag} '{text}' is not a comma-separated list of integers", hint=f"e.g. {flag} 0,3,7") from None

@@ -1,0 +1,39 @@
+"""Row schema shared by every config of a ScoreMix dataset (``mix`` and ``repro``)."""
+
+from __future__ import annotations
+
+import datasets
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "label": datasets.Value("int64"),  # synthetic identity (mix) or parent class (repro)
+        "identity": datasets.Value("string"),  # stable string id, e.g. "mix:3+7" or "repro:3"
+        "parents": datasets.List(datasets.Value("int64")),  # source class ids in the generator's label space
+        "parent_names": datasets.List(datasets.Value("string")),
+        "weights": datasets.List(datasets.Value("float32")),
+        "embedding_distance": datasets.Value("float32"),  # cosine distance of the parents' class centres
+        "condition_distance": datasets.Value("float32"),  # cosine distance of the parents' condition vectors
+        "strategy": datasets.Value("string"),
+        "seed": datasets.Value("int64"),  # per-image seed: regenerates this image alone
+        "sample_index": datasets.Value("int32"),  # image index within its identity
+        "mix_identity": datasets.Value("string"),  # the mix this row belongs to (itself for mix rows)
+    }
+)
+
+COLUMN_DOCS = {
+    "image": "the generated image (PNG)",
+    "label": "integer identity label: the synthetic identity index (mix) or the parent's class id (repro)",
+    "identity": "stable string id of the identity",
+    "parents": "class ids of the mixed parents, in the generator's label space",
+    "parent_names": "names of the parent classes",
+    "weights": "mixing weight of each parent (convex: >= 0, sum 1)",
+    "embedding_distance": "cosine distance between the parents' class centres in the discriminator's embedding space",
+    "condition_distance": "cosine distance between the parents' class-condition vectors in the generator",
+    "strategy": "pair-selection strategy that chose the parents",
+    "seed": "per-image seed; the same seed regenerates the same image",
+    "sample_index": "index of the image within its identity",
+    "mix_identity": "the mixed identity this row belongs to (repro rows: the mix they reproduce a parent of)",
+}
+
+CONFIGS = ("mix", "repro")

@@ -1,0 +1,52 @@
+"""Parquet shards written through ``datasets`` (so the ``Image()`` feature is in the file's schema).
+
+A shard becomes visible only when complete: it is written to a hidden temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+from PIL import Image
+
+from .schema import FEATURES
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 HxWx1 or HxWx3 -> PNG bytes."""
+    arr = image[..., 0] if image.shape[-1] == 1 else image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def shard_path(config: str, index: int) -> str:
+    """Relative path of shard ``index`` of a config, e.g. ``data/mix/train-00003.parquet``."""
+    return f"data/{config}/train-{index:05d}.parquet"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
+    """Write ``rows`` (column -> values; ``image`` as PNG bytes) atomically; return the file's sha256."""
+    target = root / relpath
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    columns = dict(rows)
+    columns["image"] = [{"bytes": b, "path": None} for b in rows["image"]]
+    datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(tmp))
+    digest = file_sha256(tmp)
+    os.replace(tmp, target)
+    return digest

@@ -1,0 +1,33 @@
+"""The one error family of scoremix-ds.
+
+Library code raises these; the CLI boundary turns them into ONE line naming what is wrong and the flag that fixes
+it, and a non-zero exit. Set ``SCOREMIX_DEBUG=1`` for the traceback.
+"""
+
+from __future__ import annotations
+
+
+class ScoreMixError(Exception):
+    """Base class: something the user can fix. ``hint`` names the flag or command that fixes it."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class ConfigError(ScoreMixError):
+    """A flag, recipe or config value is invalid."""
+
+
+class ModelError(ScoreMixError):
+    """A generator or discriminator cannot be used (missing, not class-conditional, pickle-only...)."""
+
+
+class DataError(ScoreMixError):
+    """Real data or an output folder is unusable."""

@@ -1,0 +1,264 @@
+"""The "discriminator": a recognition network that maps images to L2-normalised identity embeddings.
+
+ScoreMix picks which classes to mix by their distance in this embedding space (DESIGN.md §2). This file owns the
+backbones (looked up by name in :data:`BACKBONES`), loading one from the embedded default, a local folder or a Hub
+id (safetensors only: a pickle is never unpickled), and embedding uint8 images.
+
+A saved backbone is a folder with ``config.json`` (the constructor kwargs plus ``"backbone"``, the name in
+:data:`BACKBONES`) and ``model.safetensors``, written by ``save_pretrained`` of ``huggingface_hub``'s
+``PyTorchModelHubMixin``.
+
+>>> model = SmallCNN(in_channels=1, image_size=32, embedding_dim=8)
+>>> embed_images(model, np.zeros((2, 28, 28, 1), dtype=np.uint8)).shape
+(2, 8)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+
+from ..data.transforms import to_model_tensor
+from ..errors import DataError, ModelError
+from ..resources import default_model_dir
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+_PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+_HINT = "check --discriminator"
+
+
+class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", tags=["face-recognition", "scoremix"]):
+    """Base of every backbone: ``forward(x)`` maps float NCHW in [-1, 1] to ``(N, embedding_dim)`` features.
+
+    Subclasses set ``backbone_name`` (their key in :data:`BACKBONES`) and the attributes ``in_channels``,
+    ``image_size`` and ``embedding_dim`` that :func:`embed_images` uses to prepare inputs.
+    """
+
+    backbone_name: str = ""
+    in_channels: int
+    image_size: int
+    embedding_dim: int
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Weights as safetensors, and a ``config.json`` that also names the backbone so loading can dispatch."""
+        from safetensors.torch import save_model
+
+        save_model(self, str(save_directory / WEIGHTS_NAME))
+        (save_directory / WEIGHTS_NAME).chmod(0o644)  # safetensors writes 0600; shipped weights must be readable
+        config = {"backbone": self.backbone_name, **(self._hub_mixin_config or {})}
+        (save_directory / CONFIG_NAME).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str = "cpu",
+        strict: bool = True,
+        **model_kwargs,
+    ):
+        """Safetensors only and strict by default (the mixin's own loader falls back to pickle and to non-strict)."""
+        from huggingface_hub import hf_hub_download
+        from safetensors.torch import load_model
+
+        model = cls(**model_kwargs)
+        if os.path.isdir(model_id):
+            weights = os.path.join(model_id, WEIGHTS_NAME)
+        else:
+            weights = hf_hub_download(
+                repo_id=model_id,
+                filename=WEIGHTS_NAME,
+                revision=revision,
+                cache_dir=cache_dir,
+                force_download=force_download,
+                token=token,
+                local_files_only=local_files_only,
+            )
+        load_model(model, weights, strict=strict, device=map_location)
+        return model.eval()
+
+
+class SmallCNN(EmbeddingNet):
+    """Three conv stages (32/64/128 channels, each halving the resolution), a linear layer and BatchNorm1d.
+
+    Sized for 32x32 digits or small faces: ~0.23M parameters at the defaults (< 1 MB of float32 weights). The
+    output layout (BN2d, flatten, FC, BN1d) follows insightface's IResNet head.
+    """
+
+    backbone_name = "small-cnn"
+
+    def __init__(self, in_channels: int = 1, image_size: int = 32, embedding_dim: int = 64) -> None:
+        super().__init__()
+        if image_size % 8 or image_size < 8:
+            raise ModelError(f"SmallCNN needs an image size divisible by 8, got {image_size}", hint="check --image-size")
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.embedding_dim = embedding_dim
+
+        def stage(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.body = nn.Sequential(stage(in_channels, 32), stage(32, 64), stage(64, 128))
+        self.bn2 = nn.BatchNorm2d(128)
+        self.fc = nn.Linear(128 * (image_size // 8) ** 2, embedding_dim)
+        self.features = nn.BatchNorm1d(embedding_dim)  # the "BN-ed feature" of insightface's backbones
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.bn2(self.body(x))
+        return self.features(self.fc(torch.flatten(x, 1)))
+
+
+BACKBONES: dict[str, type[EmbeddingNet]] = {"small-cnn": SmallCNN}
+
+
+def build_backbone(name: str, **kwargs) -> EmbeddingNet:
+    """A fresh backbone by its name in :data:`BACKBONES`."""
+    if name not in BACKBONES:
+        raise ModelError(f"unknown backbone '{name}'", hint=f"--backbone takes one of {', '.join(BACKBONES)}")
+    return BACKBONES[name](**kwargs)
+
+
+def load_discriminator(name_or_path: str | None = None, revision: str | None = None) -> EmbeddingNet:
+    """Load a saved backbone in eval mode.
+
+    Args:
+        name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
+            Hub model id (``org/name``). The folder must hold ``config.json`` and ``model.safetensors``.
+        revision: branch, tag or commit of a Hub model (ignored for local folders).
+
+    Returns:
+        The backbone (a subclass of :class:`EmbeddingNet`, e.g. :class:`SmallCNN`) on CPU, in eval mode.
+
+    Raises:
+        ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
+            match its config.
+    """
+    folder = _resolve(name_or_path, revision)
+    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    name = config.get("backbone", SmallCNN.backbone_name)
+    if name not in BACKBONES:
+        raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
+    try:
+        model = BACKBONES[name].from_pretrained(str(folder))
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"discriminator {folder} does not load: {first}", hint=_HINT) from exc
+    logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
+    return model.eval()
+
+
+def _resolve(name_or_path: str | None, revision: str | None) -> Path:
+    """A local folder holding config.json + model.safetensors (Hub repos are downloaded into the cache first)."""
+    if name_or_path in (None, "default"):
+        folder = default_model_dir("discriminator")
+        if not (folder / WEIGHTS_NAME).is_file():
+            raise ModelError(f"the embedded default discriminator is missing from {folder}", hint="reinstall scoremix-ds or pass --discriminator")
+        return folder
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        _check_folder(path)
+        return path
+    if path.exists():
+        raise ModelError(f"discriminator '{name_or_path}' is a file, not a model folder", hint=_HINT)
+    if _looks_local(name_or_path):
+        raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=_HINT)
+    return _download(name_or_path, revision)
+
+
+def _looks_local(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name
+
+
+def _check_folder(folder: Path) -> None:
+    if not (folder / WEIGHTS_NAME).is_file():
+        pickles = [p for p in _PICKLE_NAMES if (folder / p).is_file()]
+        if pickles:
+            raise ModelError(
+                f"discriminator {folder} has only pickle weights ({pickles[0]}); scoremix-ds loads {WEIGHTS_NAME} only",
+                hint=f"{_HINT} (convert it with save_pretrained)",
+            )
+        raise ModelError(f"discriminator {folder} has no {WEIGHTS_NAME}", hint=_HINT)
+    if not (folder / CONFIG_NAME).is_file():
+        raise ModelError(f"discriminator {folder} has no {CONFIG_NAME}", hint=_HINT)
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        HFValidationError,
+        LocalEntryNotFoundError,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    try:
+        config = hf_hub_download(repo_id, CONFIG_NAME, revision=revision)
+        hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision)
+    except HFValidationError as exc:
+        raise ModelError(f"discriminator '{repo_id}' is neither a local folder nor a Hub id", hint=_HINT) from exc
+    except RepositoryNotFoundError as exc:  # also gated/private repos without a token
+        raise ModelError(f"discriminator repository {repo_id} not found (or not accessible)", hint=f"{_HINT} / HF_TOKEN") from exc
+    except RevisionNotFoundError as exc:
+        raise ModelError(f"discriminator {repo_id} has no revision '{revision}'", hint="check --discriminator-revision") from exc
+    except RemoteEntryNotFoundError as exc:
+        raise ModelError(
+            f"discriminator {where} lacks {CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)", hint=_HINT
+        ) from exc
+    except LocalEntryNotFoundError as exc:
+        raise ModelError(f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=_HINT) from exc
+    except (HfHubHTTPError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"cannot fetch discriminator {where}: {first}", hint=_HINT) from exc
+    return Path(config).parent
+
+
+def embed_images(
+    model: EmbeddingNet, images_uint8_nhwc: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu"
+) -> np.ndarray:
+    """Embed uint8 NHWC images; returns float32 ``(N, embedding_dim)`` with unit-norm rows.
+
+    Images are converted with :func:`to_model_tensor` at the model's ``image_size`` / ``in_channels`` (MNIST 28 is
+    centre-padded to 32). The model is moved to ``device`` and run in eval mode; its train/eval state is restored.
+    """
+    images = np.asarray(images_uint8_nhwc)
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise DataError(f"embed_images takes uint8 NHWC images, got {images.dtype} {images.shape}", hint="check --real-data")
+    if batch_size <= 0:
+        raise DataError("batch size must be positive", hint="check --batch-size")
+    was_training = model.training
+    model.to(device).eval()
+    chunks = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, len(images), batch_size):
+                x = to_model_tensor(images[start : start + batch_size], model.image_size, model.in_channels)
+                chunks.append(F.normalize(model(x.to(device)).float(), dim=1).cpu())
+    finally:
+        model.train(was_training)
+    if not chunks:
+        return np.zeros((0, model.embedding_dim), dtype=np.float32)
+    return torch.cat(chunks).numpy().astype(np.float32, copy=False)

@@ -1,0 +1,201 @@
+"""Class-conditional diffusers denoisers behind one interface: predict for a batch of (x_t, t, class).
+
+Supported folders (local, or a Hub id fetched with ``snapshot_download`` — safetensors and JSON only)::
+
+    unet/ | transformer/   UNet2DModel with a class-embedding table, or DiTTransformer2DModel
+    vae/                   optional AutoencoderKL: the denoiser then works in its latent space
+    scheduler/             optional scheduler_config.json (betas, prediction type)
+    scoremix.json          optional: num_classes, null_class, class_names, provenance
+
+A bare model folder (``config.json`` + safetensors at the top) is accepted too. Models without a discrete class
+table, weights only in pickle form, or a missing null class when guidance is requested are refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import ModelError
+from ..resources import default_model_dir
+
+logger = logging.getLogger(__name__)
+
+DENOISER_FOLDERS = ("unet", "transformer")
+SAFETENSORS_PATTERNS = ["*.json", "*.safetensors", "*.md"]
+
+
+@dataclass
+class ClassConditionalGenerator:
+    """A loaded generator. ``predict`` returns the model output in its own parametrisation (eps, v or x0)."""
+
+    denoiser: torch.nn.Module
+    kind: str  # "unet" or "dit"
+    num_classes: int
+    null_class: int | None
+    class_names: tuple[str, ...]
+    sample_shape: tuple[int, int, int]  # (C, H, W) of what the scheduler integrates (latents for latent models)
+    scheduler_config: dict[str, Any] | None = None
+    vae: torch.nn.Module | None = None
+    source: str = ""
+    revision: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.denoiser.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.denoiser.parameters()).device
+
+    def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "ClassConditionalGenerator":
+        self.denoiser.to(device=device, dtype=dtype)
+        if self.vae is not None:
+            self.vae.to(device=device, dtype=dtype)
+        return self
+
+    def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """One forward for a batch; ``t`` is a scalar or ``(B,)`` timestep tensor, ``labels`` ``(B,)`` class ids."""
+        x = x.to(self.dtype)
+        t = t.reshape(-1).expand(x.shape[0]) if t.dim() <= 1 else t
+        if self.kind == "unet":
+            out = self.denoiser(x, t, class_labels=labels).sample
+        else:
+            out = self.denoiser(x, timestep=t, class_labels=labels).sample
+            if out.shape[1] == 2 * x.shape[1]:  # learned variance (DiT): keep the mean prediction
+                out = out[:, : x.shape[1]]
+        return out.float()
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latents -> images in [-1, 1] (identity for pixel-space models)."""
+        if self.vae is None:
+            return x.clamp(-1, 1)
+        cfg = self.vae.config
+        z = x / cfg.scaling_factor + (cfg.shift_factor or 0.0)
+        return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
+
+    def condition_table(self) -> torch.Tensor:
+        """The learned class-embedding rows of the real classes, ``(num_classes, d)`` — the 'condition space'."""
+        if self.kind == "unet":
+            weight = self.denoiser.class_embedding.weight
+        else:
+            weight = self.denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.weight
+        return weight[: self.num_classes].detach().float().cpu()
+
+    def check_classes(self, classes: torch.Tensor) -> None:
+        bad = classes[(classes < 0) | (classes >= self.num_classes)]
+        if bad.numel():
+            raise ModelError(
+                f"class id {int(bad[0])} is out of range for this generator (0..{self.num_classes - 1})",
+                hint="check --classes",
+            )
+
+
+def resolve_generator_path(name_or_path: str | None, revision: str | None = None) -> Path:
+    """A local folder as is; ``None``/``default`` the embedded default; else a Hub id fetched (safetensors only)."""
+    if name_or_path in (None, "", "default"):
+        return default_model_dir("generator")
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+        raise ModelError(f"generator folder '{name_or_path}' does not exist", hint="check --generator")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=SAFETENSORS_PATTERNS))
+    except HfHubHTTPError as exc:
+        raise ModelError(f"cannot fetch generator '{name_or_path}' (revision {revision or 'main'}): {type(exc).__name__}", hint="check --generator / --generator-revision") from exc
+
+
+def _denoiser_folder(root: Path) -> Path:
+    for name in DENOISER_FOLDERS:
+        if (root / name / "config.json").is_file():
+            return root / name
+    if (root / "config.json").is_file():
+        return root
+    raise ModelError(f"'{root}' holds no diffusers denoiser (no unet/, transformer/ or config.json)", hint="check --generator")
+
+
+def _require_safetensors(folder: Path, what: str) -> None:
+    if any(folder.glob("*.safetensors")):
+        return
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.ckpt")):
+        raise ModelError(
+            f"{what} in '{folder}' has weights only in pickle form (.bin/.pt); scoremix-ds loads safetensors only",
+            hint="convert it with save_pretrained(..., safe_serialization=True) and pass that folder to --generator",
+        )
+    raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint="check --generator")
+
+
+def load_generator(name_or_path: str | None = None, revision: str | None = None) -> ClassConditionalGenerator:
+    """Load a class-conditional generator (see the module docstring for the accepted layouts)."""
+    root = resolve_generator_path(name_or_path, revision)
+    folder = _denoiser_folder(root)
+    _require_safetensors(folder, "the denoiser")
+    config = json.loads((folder / "config.json").read_text())
+    class_name = config.get("_class_name", "")
+    meta = json.loads((root / "scoremix.json").read_text()) if (root / "scoremix.json").is_file() else {}
+
+    from diffusers import DiTTransformer2DModel, UNet2DModel
+
+    if class_name == "UNet2DModel":
+        if config.get("num_class_embeds") is None or config.get("class_embed_type") is not None:
+            raise ModelError(
+                f"generator '{root}' is not class-conditional (UNet2DModel without a num_class_embeds table)",
+                hint="--generator needs a model trained with class labels (scoremix-ds train-generator)",
+            )
+        denoiser = UNet2DModel.from_pretrained(folder, use_safetensors=True)
+        kind, table = "unet", int(config["num_class_embeds"])
+    elif class_name == "DiTTransformer2DModel":
+        if not config.get("num_embeds_ada_norm"):
+            raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint="check --generator")
+        denoiser = DiTTransformer2DModel.from_pretrained(folder, use_safetensors=True)
+        kind = "dit"
+        table = denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
+    else:
+        raise ModelError(
+            f"generator '{root}' is a {class_name or 'unknown model'}; supported: UNet2DModel with class embeddings, DiTTransformer2DModel",
+            hint="check --generator",
+        )
+    denoiser.eval().requires_grad_(False)
+
+    if kind == "dit":
+        num_classes = int(meta.get("num_classes", config["num_embeds_ada_norm"]))
+        null_class = meta.get("null_class", num_classes if table > num_classes else None)
+    else:
+        num_classes = int(meta.get("num_classes", table))
+        null_class = meta.get("null_class")
+    if num_classes < 1 or num_classes > table or (null_class is not None and not 0 <= null_class < table):
+        raise ModelError(f"generator '{root}': scoremix.json class counts do not fit the model's table of {table}", hint="fix scoremix.json")
+
+    vae = None
+    channels, size = int(config.get("in_channels", 3)), int(config.get("sample_size", 32))
+    if (root / "vae" / "config.json").is_file():
+        from diffusers import AutoencoderKL
+
+        _require_safetensors(root / "vae", "the VAE")
+        vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True).eval().requires_grad_(False)
+
+    scheduler_file = root / "scheduler" / "scheduler_config.json"
+    names = meta.get("class_names") or [str(i) for i in range(num_classes)]
+    return ClassConditionalGenerator(
+        denoiser=denoiser,
+        kind=kind,
+        num_classes=num_classes,
+        null_class=None if null_class is None else int(null_class),
+        class_names=tuple(str(n) for n in names),
+        sample_shape=(channels, size, size),
+        scheduler_config=json.loads(scheduler_file.read_text()) if scheduler_file.is_file() else None,
+        vae=vae,
+        source=str(name_or_path or "default"),
+        revision=revision,
+        metadata=meta,
+    )

@@ -1,0 +1,126 @@
+"""Typed, frozen config dataclasses from TOML recipes and flag overrides.
+
+A recipe in ``builders/`` is a saved config: its keys are the dataclass fields, checked for unknown names and wrong
+types before anything runs. Flags given on the command line override recipe values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, TypeVar
+
+from .errors import ConfigError
+from .resources import resource_dir
+
+T = TypeVar("T")
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    origin = typing.get_origin(annotation)
+    if annotation is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is tuple:
+        args = typing.get_args(annotation)
+        if not isinstance(value, (list, tuple)):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        return len(value) == len(args) and all(_matches(v, a) for v, a in zip(value, args))
+    if origin is typing.Literal:
+        return value in typing.get_args(annotation)
+    if isinstance(annotation, type):
+        return isinstance(value, annotation)
+    return True
+
+
+def _coerce(value: Any, annotation: Any) -> Any:
+    """Lists from TOML/JSON become tuples where the field is a tuple (frozen configs stay hashable)."""
+    if isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+def from_mapping(cls: type[T], values: Mapping[str, Any], source: str) -> T:
+    """Build the dataclass ``cls`` from ``values``, refusing unknown keys and wrong types with one clear line."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{source}: unknown key(s) {', '.join(unknown)}",
+            hint=f"valid keys: {', '.join(sorted(fields))}",
+        )
+    kwargs = {}
+    for key, value in values.items():
+        if not _matches(value, hints[key]):
+            raise ConfigError(
+                f"{source}: key '{key}' has the wrong type ({type(value).__name__}: {value!r})",
+                hint=f"expected {_describe(hints[key])}",
+            )
+        kwargs[key] = _coerce(value, hints[key])
+    return cls(**kwargs)
+
+
+def _describe(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def resolve_recipe(name_or_path: str | Path) -> Path:
+    """A recipe is a path to a TOML file, or the name of one in ``builders/`` (with or without ``.toml``)."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = resource_dir("builders")
+    for candidate in (bundled / path.name, bundled / f"{path.name}.toml"):
+        if candidate.is_file():
+            return candidate
+    known = ", ".join(sorted(p.stem for p in bundled.glob("*.toml")))
+    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"--recipe takes a file or one of: {known}")
+
+
+def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[str, Any]:
+    """Read a recipe's key/values (optionally one ``[section]`` of it) without validating them yet."""
+    path = resolve_recipe(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"recipe {path.name} is not valid TOML: {exc}", hint="fix the file given to --recipe")
+    if section is not None:
+        if section not in data:
+            raise ConfigError(f"recipe {path.name} has no [{section}] section", hint="check the file given to --recipe")
+        data = data[section]
+    return dict(data)
+
+
+def merge(recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Recipe values overridden by flags that were actually given (``None`` means 'not given')."""
+    merged = dict(recipe)
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return merged
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A config as plain JSON-able data (tuples become lists)."""
+    return json_ready(dataclasses.asdict(config))
+
+
+def json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,43 @@
+"""diffusers schedulers looked up by name.
+
+The scheduler's noise schedule and prediction type come from the model folder when it has a
+``scheduler/scheduler_config.json`` (``Scheduler.from_config``, the diffusers idiom for swapping samplers);
+otherwise the named scheduler's defaults are used, with ``prediction_type`` from the flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError
+
+# name -> (diffusers class name, extra config)
+SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
+    "ddim": ("DDIMScheduler", {}),
+    "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "euler": ("EulerDiscreteScheduler", {}),
+    "heun": ("HeunDiscreteScheduler", {}),
+}
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+
+
+def check_scheduler_name(name: str) -> None:
+    if name not in SCHEDULERS:
+        raise ConfigError(f"unknown scheduler '{name}'", hint=f"--scheduler takes one of {', '.join(SCHEDULERS)}")
+
+
+def make_scheduler(name: str, base_config: dict[str, Any] | None = None, prediction_type: str | None = None):
+    """A fresh scheduler instance (schedulers carry per-run state, so build one per sampling call)."""
+    import diffusers
+
+    check_scheduler_name(name)
+    class_name, extra = SCHEDULERS[name]
+    cls = getattr(diffusers, class_name)
+    config = {k: v for k, v in (base_config or {}).items() if not k.startswith("_")}
+    config.update(extra)
+    if prediction_type is not None:
+        if prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"unknown prediction type '{prediction_type}'", hint=f"--prediction-type takes {', '.join(PREDICTION_TYPES)}")
+        config["prediction_type"] = prediction_type
+    return cls.from_config(config)
