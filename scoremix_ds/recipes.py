@@ -54,6 +54,11 @@ def _coerce(value: Any, annotation: Any) -> Any:
 
 def from_mapping(cls: type[T], values: Mapping[str, Any], source: str) -> T:
     """Build the dataclass ``cls`` from ``values``, refusing unknown keys and wrong types with one clear line."""
+    return cls(**check_mapping(cls, values, source))
+
+
+def check_mapping(cls: type, values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Check keys and value types against the fields of ``cls``; return the values ready for its constructor."""
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(values) - fields)
@@ -70,7 +75,7 @@ def from_mapping(cls: type[T], values: Mapping[str, Any], source: str) -> T:
                 hint=f"expected {_describe(hints[key])}",
             )
         kwargs[key] = _coerce(value, hints[key])
-    return cls(**kwargs)
+    return kwargs
 
 
 def _describe(annotation: Any) -> str:
@@ -109,6 +114,12 @@ def merge(recipe: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     merged = dict(recipe)
     merged.update({k: v for k, v in overrides.items() if v is not None})
     return merged
+
+
+def config_from(cls: type[T], recipe: str | None, overrides: Mapping[str, Any]) -> T:
+    """The CLI's one way to make a config: a recipe (checked on its own), then the flags given on top."""
+    base = check_mapping(cls, load_recipe(recipe), f"recipe {recipe}") if recipe else {}
+    return from_mapping(cls, merge(base, overrides), source=f"recipe {recipe} + flags" if recipe else "flags")
 
 
 def to_dict(config: Any) -> dict[str, Any]:

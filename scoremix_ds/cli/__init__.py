@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except ScoreMixError as exc:
         if os.environ.get("SCOREMIX_DEBUG"):
             raise
-        typer.echo(f"error: {exc.message}" + (f"\nhint: {exc.hint}" if exc.hint else ""), err=True)
+        typer.echo(f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else ""), err=True)
         return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)

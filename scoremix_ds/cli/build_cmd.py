@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..build.config import BuildConfig
-from ..recipes import from_mapping, load_recipe, merge
+from ..recipes import config_from
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 from .parsing import parse_floats, parse_ints
 
@@ -58,8 +58,7 @@ def build(
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
         device=device, batch_size=batch_size, shard_size=shard_size, out=out,
     )
-    base = load_recipe(recipe) if recipe else {}
-    config = from_mapping(BuildConfig, merge(base, overrides), source=f"recipe {recipe}" if recipe else "flags")
+    config = config_from(BuildConfig, recipe, overrides)
     result = run_build(config, progress=progress)
     counts = ", ".join(f"{name}: {n} rows" for name, n in result.rows.items())
     typer.echo(

@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..recipes import from_mapping, load_recipe, merge
+from ..recipes import config_from
 from .options import BatchOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 
 
@@ -23,9 +23,8 @@ def train_generator(
     """Train a class-conditional UNet generator (diffusers layout, safetensors) on real labelled images."""
     from ..training.generator import GeneratorTrainConfig, train_generator as run
 
-    base = load_recipe(recipe) if recipe else {}
     overrides = dict(real_data=real_data, steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
-    config = from_mapping(GeneratorTrainConfig, merge(base, overrides), source=f"recipe {recipe}" if recipe else "flags")
+    config = config_from(GeneratorTrainConfig, recipe, overrides)
     path = run(config, progress=progress)
     typer.echo(f"saved generator to {path}")
 
@@ -43,8 +42,7 @@ def train_discriminator(
     """Train the minimal discriminator (small CNN + ArcFace head) on real labelled images."""
     from ..training.discriminator import DiscriminatorTrainConfig, train_discriminator as run
 
-    base = load_recipe(recipe) if recipe else {}
     overrides = dict(real_data=real_data, steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
-    config = from_mapping(DiscriminatorTrainConfig, merge(base, overrides), source=f"recipe {recipe}" if recipe else "flags")
+    config = config_from(DiscriminatorTrainConfig, recipe, overrides)
     path = run(config, progress=progress)
     typer.echo(f"saved discriminator to {path}")

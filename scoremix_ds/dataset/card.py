@@ -52,7 +52,7 @@ def render_card(
             {
                 "config_name": c,
                 "features": _feature_yaml(),
-                "splits": [{"name": "train", "num_examples": counts[c]["rows"]}],
+                "splits": [{"name": "train", "num_bytes": counts[c]["bytes"], "num_examples": counts[c]["rows"]}],
             }
             for c in configs
         ],

@@ -50,3 +50,11 @@ def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
     digest = file_sha256(tmp)
     os.replace(tmp, target)
     return digest
+
+
+def arrow_bytes(path: Path) -> int:
+    """Uncompressed size of a parquet shard's data (what the Hub's ``dataset_info.num_bytes`` reports)."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(path).metadata
+    return sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))

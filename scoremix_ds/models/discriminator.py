@@ -155,7 +155,10 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
             match its config.
     """
     folder = _resolve(name_or_path, revision)
-    config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    try:
+        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=_HINT) from exc
     name = config.get("backbone", SmallCNN.backbone_name)
     if name not in BACKBONES:
         raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
@@ -173,7 +176,10 @@ def _resolve(name_or_path: str | None, revision: str | None) -> Path:
     if name_or_path in (None, "default"):
         folder = default_model_dir("discriminator")
         if not (folder / WEIGHTS_NAME).is_file():
-            raise ModelError(f"the embedded default discriminator is missing from {folder}", hint="reinstall scoremix-ds or pass --discriminator")
+            raise ModelError(
+                f"the embedded default discriminator is missing from {folder}",
+                hint="reinstall scoremix-ds or pass --discriminator",
+            )
         return folder
     path = Path(name_or_path).expanduser()
     if path.is_dir():
@@ -221,15 +227,21 @@ def _download(repo_id: str, revision: str | None) -> Path:
     except HFValidationError as exc:
         raise ModelError(f"discriminator '{repo_id}' is neither a local folder nor a Hub id", hint=_HINT) from exc
     except RepositoryNotFoundError as exc:  # also gated/private repos without a token
-        raise ModelError(f"discriminator repository {repo_id} not found (or not accessible)", hint=f"{_HINT} / HF_TOKEN") from exc
+        raise ModelError(
+            f"discriminator repository {repo_id} not found (or not accessible)", hint=f"{_HINT} / HF_TOKEN"
+        ) from exc
     except RevisionNotFoundError as exc:
-        raise ModelError(f"discriminator {repo_id} has no revision '{revision}'", hint="check --discriminator-revision") from exc
+        raise ModelError(
+            f"discriminator {repo_id} has no revision '{revision}'", hint="check --discriminator-revision"
+        ) from exc
     except RemoteEntryNotFoundError as exc:
         raise ModelError(
             f"discriminator {where} lacks {CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)", hint=_HINT
         ) from exc
     except LocalEntryNotFoundError as exc:
-        raise ModelError(f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=_HINT) from exc
+        raise ModelError(
+            f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=_HINT
+        ) from exc
     except (HfHubHTTPError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"cannot fetch discriminator {where}: {first}", hint=_HINT) from exc
@@ -246,7 +258,9 @@ def embed_images(
     """
     images = np.asarray(images_uint8_nhwc)
     if images.ndim != 4 or images.dtype != np.uint8:
-        raise DataError(f"embed_images takes uint8 NHWC images, got {images.dtype} {images.shape}", hint="check --real-data")
+        raise DataError(
+            f"embed_images takes uint8 NHWC images, got {images.dtype} {images.shape}", hint="check --real-data"
+        )
     if batch_size <= 0:
         raise DataError("batch size must be positive", hint="check --batch-size")
     was_training = model.training

@@ -55,9 +55,11 @@ class ClassConditionalGenerator:
         return next(self.denoiser.parameters()).device
 
     def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "ClassConditionalGenerator":
-        self.denoiser.to(device=device, dtype=dtype)
-        if self.vae is not None:
-            self.vae.to(device=device, dtype=dtype)
+        for module in (self.denoiser, self.vae):
+            if module is not None:
+                module.to(device=device)
+                if module.dtype != dtype:  # diffusers warns on any dtype cast, even a no-op one
+                    module.to(dtype=dtype)
         return self
 
     def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.readers import RealData, read_real_data
+from ..data.readers import read_real_data
 from ..data.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
 from ..maths.centres import class_centres
@@ -60,7 +60,9 @@ class DiscriminatorTrainConfig:
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ConfigError(f"unknown backbone '{self.backbone}'", hint=f"--backbone takes one of {', '.join(BACKBONES)}")
+            raise ConfigError(
+                f"unknown backbone '{self.backbone}'", hint=f"--backbone takes one of {', '.join(BACKBONES)}"
+            )
         if self.steps <= 0 or self.batch_size <= 0:
             raise ConfigError("steps and batch size must be positive", hint="check --steps / --batch-size")
         if self.batch_size < 2:
@@ -68,7 +70,9 @@ class DiscriminatorTrainConfig:
         if self.embedding_dim <= 0:
             raise ConfigError("embedding_dim must be positive", hint="check --embedding-dim")
         if self.image_size <= 0 or self.image_size % 8:
-            raise ConfigError(f"image_size must be a positive multiple of 8, got {self.image_size}", hint="check --image-size")
+            raise ConfigError(
+                f"image_size must be a positive multiple of 8, got {self.image_size}", hint="check --image-size"
+            )
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check --channels")
         if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -99,7 +103,9 @@ def split_holdout(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.nda
     return train_idx, held_idx
 
 
-def nearest_centre_accuracy(train_emb: np.ndarray, train_labels: np.ndarray, test_emb: np.ndarray, test_labels: np.ndarray, num_classes: int) -> float:
+def nearest_centre_accuracy(
+    train_emb: np.ndarray, train_labels: np.ndarray, test_emb: np.ndarray, test_labels: np.ndarray, num_classes: int
+) -> float:
     """Fraction of ``test_emb`` whose closest class centre (cosine) is their own class."""
     centres = class_centres(train_emb, train_labels, num_classes)
     centres = centres / np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
@@ -139,7 +145,9 @@ def train_discriminator(config: DiscriminatorTrainConfig, progress: bool = True)
     x_all = to_model_tensor(data.images[train_idx], config.image_size, config.channels)
     y_all = torch.from_numpy(data.labels[train_idx])
 
-    model = build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size, embedding_dim=config.embedding_dim)
+    model = build_backbone(
+        config.backbone, in_channels=config.channels, image_size=config.image_size, embedding_dim=config.embedding_dim
+    )
     head = ArcFaceHead(data.num_classes, config.embedding_dim, scale=config.scale, margin=config.margin)
     optimizer = torch.optim.SGD(
         [*model.parameters(), *head.parameters()],
@@ -177,7 +185,9 @@ def train_discriminator(config: DiscriminatorTrainConfig, progress: bool = True)
         if len(held_idx):
             train_emb = embed_images(backbone, data.images[train_idx], device=accelerator.device)
             held_emb = embed_images(backbone, data.images[held_idx], device=accelerator.device)
-            accuracy = nearest_centre_accuracy(train_emb, data.labels[train_idx], held_emb, data.labels[held_idx], data.num_classes)
+            accuracy = nearest_centre_accuracy(
+                train_emb, data.labels[train_idx], held_emb, data.labels[held_idx], data.num_classes
+            )
             logger.info("held-out nearest-centre accuracy %.4f on %d images", accuracy, len(held_idx))
         backbone.to("cpu")
         out.mkdir(parents=True, exist_ok=True)

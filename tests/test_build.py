@@ -1,0 +1,185 @@
+"""``run_build`` end to end on tiny models built in code: the dataset on disk, its card, refusals, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import yaml
+
+from scoremix_ds.build.config import BuildConfig
+from scoremix_ds.build.runner import run_build
+from scoremix_ds.dataset.manifest import Manifest
+from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.recipes import from_mapping
+
+EXPECTED_COLUMNS = {
+    "image", "label", "identity", "parents", "parent_names", "weights", "embedding_distance",
+    "condition_distance", "strategy", "seed", "sample_index", "mix_identity",
+}
+
+
+@pytest.fixture
+def tiny_config(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, tmp_path):
+    def make(**overrides) -> BuildConfig:
+        values = dict(
+            generator=str(tiny_generator_dir), discriminator=str(tiny_discriminator_dir), real_data=str(tiny_real_data_dir),
+            pairs=3, per_identity=2, steps=2, out=str(tmp_path / "out"), batch_size=4,
+        )
+        values.update(overrides)
+        return BuildConfig(**values)
+
+    return make
+
+
+def _rows(path: Path, config: str = "mix") -> list[dict]:
+    ds = datasets.load_dataset(str(path), config, split="train")
+    return [{k: (np.asarray(v).tobytes() if k == "image" else v) for k, v in row.items()} for row in ds]
+
+
+def test_build_writes_a_dataset_load_dataset_opens(tiny_config):
+    config = tiny_config()
+    result = run_build(config, progress=False)
+    assert result.rows == {"mix": 6, "repro": 12}
+    mix = datasets.load_dataset(str(result.out), split="train")  # default config = mix, no extra code
+    assert set(mix.column_names) == EXPECTED_COLUMNS
+    assert isinstance(mix.features["image"], datasets.Image)
+    assert len(mix) == 6 and sorted(set(mix["label"])) == [0, 1, 2]
+    row = mix[0]
+    assert row["weights"] == [0.5, 0.5] and len(row["parents"]) == 2 and row["strategy"] == "distant"
+    assert row["image"].size == (8, 8)
+    # every identity has per_identity images with distinct seeds, and the identity string is stable
+    for label in range(3):
+        sub = mix.filter(lambda r: r["label"] == label)
+        assert sorted(sub["sample_index"]) == [0, 1] and len(set(sub["seed"])) == 2 and len(set(sub["identity"])) == 1
+    repro = datasets.load_dataset(str(result.out), "repro", split="train")
+    assert len(repro) == 12 and all(len(p) == 1 for p in repro["parents"])
+    # repro rows share the mix's seeds: "parent A alone | mix | parent B alone" from one seed
+    assert set(repro["seed"]) == set(mix["seed"])
+
+
+def test_rows_record_both_distances_whichever_space_chose(tiny_config):
+    for strategy in ("distant", "close-condition"):
+        out = run_build(tiny_config(strategy=strategy, out=tiny_config().out + strategy), progress=False).out
+        mix = datasets.load_dataset(str(out), split="train")
+        assert all(0.0 <= d <= 2.0 for d in mix["embedding_distance"])
+        assert all(0.0 < d <= 2.0 for d in mix["condition_distance"])
+
+
+def test_distant_pairs_are_farther_than_close_pairs(tiny_config):
+    far = run_build(tiny_config(strategy="distant", out=tiny_config().out + "-far"), progress=False).out
+    near = run_build(tiny_config(strategy="close", out=tiny_config().out + "-near"), progress=False).out
+    d_far = datasets.load_dataset(str(far), split="train")["embedding_distance"]
+    d_near = datasets.load_dataset(str(near), split="train")["embedding_distance"]
+    assert min(d_far) >= max(d_near) - 1e-6 or np.mean(d_far) > np.mean(d_near)
+
+
+def test_card_metadata_is_hub_yaml_with_configs_and_no_local_paths(tiny_config, tmp_path):
+    out = run_build(tiny_config(), progress=False).out
+    text = (out / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["license"] == "unknown" or isinstance(meta["license"], str)
+    assert {c["config_name"] for c in meta["configs"]} == {"mix", "repro"}
+    assert meta["scoremix"]["build"]["strategy"] == "distant"
+    assert meta["dataset_info"][0]["splits"][0]["num_examples"] == 6
+    assert "preview.png" in text and (out / "preview.png").stat().st_size > 0
+    assert str(tmp_path) not in text  # local paths never reach the card
+    from huggingface_hub import DatasetCard
+
+    DatasetCard(text).validate = None  # parses as a Hub card
+    assert DatasetCard(text).data.to_dict()["configs"]
+
+
+def test_same_config_same_rows_and_batch_size_does_not_matter(tiny_config, tmp_path):
+    a = run_build(tiny_config(out=str(tmp_path / "a"), batch_size=5), progress=False).out
+    b = run_build(tiny_config(out=str(tmp_path / "b"), batch_size=2, shard_size=1), progress=False).out
+    assert _rows(a) == _rows(b)
+    assert _rows(a, "repro") == _rows(b, "repro")
+    c = run_build(tiny_config(out=str(tmp_path / "c"), seed=1), progress=False).out
+    assert [r["seed"] for r in _rows(a)] != [r["seed"] for r in _rows(c)]
+
+
+def test_rerun_of_a_complete_build_is_a_no_op(tiny_config):
+    config = tiny_config()
+    run_build(config, progress=False)
+    manifest_before = (Path(config.out) / "manifest.json").read_text()
+    again = run_build(config, progress=False)
+    assert again.images_sampled == 0
+    assert (Path(config.out) / "manifest.json").read_text() == manifest_before
+
+
+def test_resume_rebuilds_only_missing_shards(tiny_config, tmp_path):
+    full = run_build(tiny_config(out=str(tmp_path / "full"), shard_size=1), progress=False).out
+    config = tiny_config(out=str(tmp_path / "crashed"), shard_size=1)
+    run_build(config, progress=False)
+    # Simulate a crash after shard 0 was recorded: forget shards 1-2 and leave a half-written temp file.
+    manifest = Manifest.read(Path(config.out))
+    for name in ("mix", "repro"):
+        for rel in [r for r in manifest.shards[name] if not r.endswith("00000.parquet")]:
+            del manifest.shards[name][rel]
+            (Path(config.out) / rel).unlink()
+    manifest.complete = False
+    manifest.write(Path(config.out))
+    (Path(config.out) / "data" / "mix" / ".train-00001.parquet.tmp").write_bytes(b"partial")
+    resumed = run_build(config, progress=False)
+    assert resumed.shards_reused == 1 and resumed.images_sampled == 2 * 2 * 3
+    assert _rows(full) == _rows(Path(config.out))
+    assert not list(Path(config.out).rglob("*.tmp"))
+
+
+def test_out_holding_a_different_build_is_refused_and_left_intact(tiny_config):
+    config = tiny_config()
+    run_build(config, progress=False)
+    before = {p: p.read_bytes() for p in Path(config.out).rglob("*") if p.is_file()}
+    with pytest.raises(ConfigError, match="different build.*strategy") as err:
+        run_build(tiny_config(strategy="close"), progress=False)
+    assert "--out" in str(err.value)
+    assert before == {p: p.read_bytes() for p in Path(config.out).rglob("*") if p.is_file()}
+
+
+def test_out_with_foreign_files_is_refused(tiny_config, tmp_path):
+    out = tmp_path / "foreign"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(DataError, match="not empty"):
+        run_build(tiny_config(out=str(out)), progress=False)
+    assert (out / "notes.txt").read_text() == "mine" and len(list(out.iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"classes": (0, 9)}, "--classes has id 9"),
+        ({"classes": (2,)}, "at least 2 classes"),
+        ({"pairs": 7}, "only 6 distinct pairs"),
+    ],
+)
+def test_model_dependent_bad_input_is_refused_before_writing(tiny_config, overrides, match):
+    config = tiny_config(**overrides)
+    with pytest.raises(ConfigError, match=match):
+        run_build(config, progress=False)
+    assert not Path(config.out).exists()
+
+
+def test_build_config_validates_itself():
+    with pytest.raises(ConfigError, match="unknown strategy"):
+        BuildConfig(strategy="farthest")
+    with pytest.raises(ConfigError, match="--per-identity"):
+        BuildConfig(per_identity=0)
+    with pytest.raises(ConfigError, match="sum to"):
+        BuildConfig(weights=(0.6, 0.6))
+    assert BuildConfig(weights=(0.6, 0.6), allow_nonconvex=True).weights == (0.6, 0.6)
+    with pytest.raises(ConfigError, match="unknown key"):
+        from_mapping(BuildConfig, {"strategy": "distant", "pairz": 3}, "recipe x")
+    with pytest.raises(ConfigError, match="wrong type"):
+        from_mapping(BuildConfig, {"pairs": "many"}, "recipe x")
+
+
+def test_fingerprint_ignores_layout_only_fields():
+    assert BuildConfig(out="a", batch_size=3, device="cpu").fingerprint() == BuildConfig(out="b", batch_size=9).fingerprint()
+    assert BuildConfig(seed=1).fingerprint() != BuildConfig(seed=2).fingerprint()
+    assert json.dumps(BuildConfig().content_config())  # JSON-able
