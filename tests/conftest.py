@@ -53,7 +53,8 @@ def save_generator(root: Path, denoiser, folder: str = "unet", meta: dict | None
 
     root.mkdir(parents=True, exist_ok=True)
     denoiser.save_pretrained(root / folder, safe_serialization=True)
-    DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type).save_pretrained(root / "scheduler")
+    DDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type,
+                  clip_sample=False).save_pretrained(root / "scheduler")  # as train-generator saves it
     if vae is not None:
         vae.save_pretrained(root / "vae", safe_serialization=True)
     if meta is not None:

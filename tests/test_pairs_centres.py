@@ -216,7 +216,7 @@ def test_capped_greedy_follows_order_under_cap():
     assert pairs[capped_greedy(pairs, order, 2, 4)].tolist() == [[0, 1], [2, 3]]
 
 
-@pytest.mark.xfail(strict=True, reason="limitation: capped greedy stalls on a 4-cycle, then re-walks the order "
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="limitation: capped greedy stalls on a 4-cycle, then re-walks the order "
                    "with cap+1 and never uses class 4, though a 5-cycle uses every class twice")
 def test_cap_leaves_no_class_out_when_balanced_pick_exists():
     # 5 classes, 5 pairs: cap 2. The far pairs form the cycle 0-1-2-3-0; (0,2) is next.

@@ -50,8 +50,7 @@ def test_one_zero_weights_equal_plain_sampling(tiny_generator, scheduler):
     plain = _sample(tiny_generator, scheduler, [[A], [C]], [[1.0], [1.0]], seeds, return_latents=True)
     assert mixed.shape == (2, 1, 8, 8)
     assert torch.isfinite(mixed).all()
-    scale = max(1.0, float(plain.abs().max()))
-    assert _maxdiff(mixed, plain) / scale < 1e-5
+    assert _maxdiff(mixed, plain) < 1e-5
     # ... and the mix with the other class alone is a different image
     other = _sample(tiny_generator, scheduler, [[B], [D]], [[1.0], [1.0]], seeds, return_latents=True)
     assert _maxdiff(other, plain) > 1e-4
@@ -202,7 +201,7 @@ def test_other_parametrisations(tmp_path, prediction_type):
         mixed = _sample(gen, scheduler, [[A, B]], [[1.0, 0.0]], [4], return_latents=True)
         plain = _sample(gen, scheduler, [[A]], [[1.0]], [4], return_latents=True)
         assert torch.isfinite(mixed).all(), scheduler
-        assert _maxdiff(mixed, plain) / max(1.0, float(plain.abs().max())) < 1e-5, scheduler
+        assert _maxdiff(mixed, plain) < 1e-5, scheduler
         # the parametrisation is honoured: the same weights read as epsilon give another image
         as_eps = _sample(eps_gen, scheduler, [[A, B]], [[1.0, 0.0]], [4], return_latents=True)
         assert _maxdiff(mixed, as_eps) > 1e-3, scheduler
@@ -317,11 +316,45 @@ def test_window_schedule(tiny_generator, scheduler):
     assert torch.equal(full, constant)
 
 
-def test_window_schedule_first_steps_are_class_a_only(tiny_generator):
-    """With window [0.5, 1) and 4 DDIM steps, steps 0 and 1 use class a alone: after 2 steps the sample is plain a's."""
-    windowed = _sample(tiny_generator, "ddim", [[A, B]], [[0.5, 0.5]], [13], steps=4,
-                       schedule=WeightSchedule("window", 0.5, 1.0), return_latents=True)
-    # Compare the 2-step prefix by running the same schedule truncated: a full window over the first half only.
-    early = _sample(tiny_generator, "ddim", [[A, B]], [[0.5, 0.5]], [13], steps=4,
-                    schedule=WeightSchedule("window", 0.0, 0.5), return_latents=True)
-    assert _maxdiff(windowed, early) > 1e-4  # mixing early vs late gives different images
+def test_window_schedule_steps_by_hand(tiny_generator):
+    """Window [0.5, 1) over 4 DDIM steps: progress 0 and 0.25 use class a alone, 0.5 and 0.75 the mix."""
+    gen, seed, (wa, wb) = tiny_generator, 13, (0.5, 0.5)
+    config = _ddim_config(gen)
+    got = _sample(gen, "ddim", [[A, B]], [[wa, wb]], [seed], steps=4, scheduler_config=config,
+                  schedule=WeightSchedule("window", 0.5, 1.0), return_latents=True)
+    ref = make_scheduler("ddim", config)
+    ref.set_timesteps(4)
+    x, _ = initial_noise([seed], gen.sample_shape)
+    for i, t in enumerate(ref.timesteps):
+        tt = torch.tensor([int(t)])
+        eps = _unet(gen, x, tt, A) if i < 2 else wa * _unet(gen, x, tt, A) + wb * _unet(gen, x, tt, B)
+        x = ref.step(eps, t, x).prev_sample
+    assert _maxdiff(got, x) < 1e-5
+
+
+class _RecordingSchedule:
+    """A constant schedule that records the progress values the sampler passes."""
+
+    def __init__(self):
+        self.progress: list[float] = []
+
+    def __call__(self, weights, progress):
+        self.progress.append(progress)
+        return weights
+
+
+def test_progress_runs_over_steps_for_first_order_schedulers(tiny_generator):
+    rec = _RecordingSchedule()
+    _sample(tiny_generator, "ddim", [[A, B]], [[0.5, 0.5]], [1], steps=4, schedule=rec)
+    assert rec.progress == [0.0, 0.25, 0.5, 0.75]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="bug: progress is i / len(scheduler.timesteps) over model EVALUATIONS; Heun "
+                   "evaluates twice per step (timesteps has 2N-1 entries), so a window boundary can fall between "
+                   "a Heun step's predictor and corrector, which then mix different weights")
+def test_heun_step_predictor_and_corrector_share_progress(tiny_generator):
+    rec = _RecordingSchedule()
+    _sample(tiny_generator, "heun", [[A, B]], [[0.5, 0.5]], [1], steps=3, schedule=rec)
+    assert len(rec.progress) == 5  # Heun: 2 evaluations per step, 1 for the last
+    # evaluations (0, 1) and (2, 3) belong to one step each; got [0, .2, .4, .6, .8]
+    assert rec.progress[0] == rec.progress[1] and rec.progress[2] == rec.progress[3]

@@ -109,11 +109,11 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
         raise ModelError(f"generator folder '{name_or_path}' does not exist", hint="check --generator")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=SAFETENSORS_PATTERNS))
-    except HfHubHTTPError as exc:
+    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
         raise ModelError(f"cannot fetch generator '{name_or_path}' (revision {revision or 'main'}): {type(exc).__name__}", hint="check --generator / --generator-revision") from exc
 
 

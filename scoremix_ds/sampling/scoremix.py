@@ -92,6 +92,8 @@ def scoremix_sample(
         elif weak is not None and guidance != 1.0:
             base = weak.predict(x_in.repeat(k, 1, 1, 1), t, labels).view(k, b, *x.shape[1:])
             cond = guide(cond, base, guidance)  # Autoguidance against the weaker checkpoint.
-        eps = mix(cond, schedule(weights, i / len(timesteps)))  # ScoreMix: convex mix of the K outputs.
+        # Progress counts scheduler steps, not model calls: both evaluations of a 2nd-order (Heun) step share it.
+        progress = (i // scheduler.order) / num_steps
+        eps = mix(cond, schedule(weights, progress))  # ScoreMix: convex mix of the K outputs.
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
     return x if return_latents else generator.decode(x)
