@@ -177,9 +177,6 @@ def test_missing_folder_refused(tmp_path):
     assert "does not exist" in info.value.message and "--generator" in info.value.hint
 
 
-@pytest.mark.xfail(strict=True, raises=FileNotFoundError, reason="bug: resolve_generator_path catches only HfHubHTTPError; offline (or with no "
-                   "cached snapshot) snapshot_download raises LocalEntryNotFoundError, which in huggingface_hub 2.x "
-                   "is not an HfHubHTTPError, so a raw traceback escapes instead of a ModelError")
 def test_unreachable_hub_id_refused_with_model_error():
     with pytest.raises(ModelError):  # conftest sets HF_HUB_OFFLINE=1
         load_generator("someone/no-such-generator")

@@ -349,9 +349,6 @@ def test_progress_runs_over_steps_for_first_order_schedulers(tiny_generator):
     assert rec.progress == [0.0, 0.25, 0.5, 0.75]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason="bug: progress is i / len(scheduler.timesteps) over model EVALUATIONS; Heun "
-                   "evaluates twice per step (timesteps has 2N-1 entries), so a window boundary can fall between "
-                   "a Heun step's predictor and corrector, which then mix different weights")
 def test_heun_step_predictor_and_corrector_share_progress(tiny_generator):
     rec = _RecordingSchedule()
     _sample(tiny_generator, "heun", [[A, B]], [[0.5, 0.5]], [1], steps=3, schedule=rec)
