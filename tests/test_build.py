@@ -112,23 +112,63 @@ def test_rerun_of_a_complete_build_is_a_no_op(tiny_config):
     assert (Path(config.out) / "manifest.json").read_text() == manifest_before
 
 
-def test_resume_rebuilds_only_missing_shards(tiny_config, tmp_path):
+def crash_after_units(out: Path, keep: set[int]) -> None:
+    """Turn a complete build into the state a crash leaves: only ``keep`` units marked done, others gone."""
+    from scoremix_ds.build.units import write_marker
+
+    manifest = Manifest.read(out)
+    for name, files in manifest.shards.items():
+        for rel in files:
+            unit = int(rel.rsplit("-", 1)[1].split(".")[0])
+            if unit in keep:
+                write_marker(out, unit, {**_marker_entries(manifest, unit)})
+            else:
+                (out / rel).unlink(missing_ok=True)
+    manifest.shards, manifest.complete, manifest.counts = {}, False, {}
+    manifest.write(out)
+    (out / "README.md").unlink()
+
+
+def _marker_entries(manifest: Manifest, unit: int) -> dict:
+    return {
+        name: {"relpath": rel, **info}
+        for name, files in manifest.shards.items()
+        for rel, info in files.items()
+        if rel.endswith(f"-{unit:05d}.parquet")
+    }
+
+
+def test_resume_rebuilds_only_missing_units(tiny_config, tmp_path):
     full = run_build(tiny_config(out=str(tmp_path / "full"), shard_size=1), progress=False).out
     config = tiny_config(out=str(tmp_path / "crashed"), shard_size=1)
     run_build(config, progress=False)
-    # Simulate a crash after shard 0 was recorded: forget shards 1-2 and leave a half-written temp file.
-    manifest = Manifest.read(Path(config.out))
-    for name in ("mix", "repro"):
-        for rel in [r for r in manifest.shards[name] if not r.endswith("00000.parquet")]:
-            del manifest.shards[name][rel]
-            (Path(config.out) / rel).unlink()
-    manifest.complete = False
-    manifest.write(Path(config.out))
+    crash_after_units(Path(config.out), keep={0})
     (Path(config.out) / "data" / "mix" / ".train-00001.parquet.tmp").write_bytes(b"partial")
     resumed = run_build(config, progress=False)
     assert resumed.shards_reused == 1 and resumed.images_sampled == 2 * 2 * 3
     assert _rows(full) == _rows(Path(config.out))
     assert not list(Path(config.out).rglob("*.tmp"))
+    assert Manifest.read(Path(config.out)).shards == Manifest.read(full).shards
+
+
+def test_corrupted_shard_is_detected_and_redone(tiny_config, tmp_path):
+    full = run_build(tiny_config(out=str(tmp_path / "full"), shard_size=1), progress=False).out
+    config = tiny_config(out=str(tmp_path / "bad"), shard_size=1)
+    run_build(config, progress=False)
+    crash_after_units(Path(config.out), keep={0, 1, 2})
+    shard = Path(config.out) / "data" / "mix" / "train-00001.parquet"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # truncated behind our back
+    resumed = run_build(config, progress=False)
+    assert resumed.shards_reused == 2 and resumed.images_sampled == 2 * 3
+    assert _rows(full) == _rows(Path(config.out))
+
+
+def test_resume_with_another_shard_size_is_refused(tiny_config, tmp_path):
+    config = tiny_config(out=str(tmp_path / "o"), shard_size=1)
+    run_build(config, progress=False)
+    crash_after_units(Path(config.out), keep={0})
+    with pytest.raises(ConfigError, match="--shard-size 1"):
+        run_build(tiny_config(out=str(tmp_path / "o"), shard_size=2), progress=False)
 
 
 def test_out_holding_a_different_build_is_refused_and_left_intact(tiny_config):

@@ -31,6 +31,8 @@ class Manifest:
     shards: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # config -> file -> {rows, sha256}
     counts: dict[str, Any] = field(default_factory=dict)
     complete: bool = False
+    layout: dict[str, Any] = field(default_factory=dict)  # shard_size and the unit count: fixed for a build
+    part: dict[str, int] | None = None  # {"index": i, "count": n} for a job-array part, None for a whole build
     format: int = FORMAT_VERSION
 
     @classmethod

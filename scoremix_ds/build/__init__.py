@@ -1,0 +1,1 @@
+"""``scoremix-ds build``: config, mixing plan, and the run that turns them into a dataset folder."""

@@ -1,0 +1,92 @@
+"""The typed build configuration. A recipe in ``builders/`` is a saved ``BuildConfig``; flags override it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, fields
+
+from ..errors import ConfigError
+from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
+from ..maths.pairs import get_strategy
+from ..recipes import to_dict
+from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+# Fields that change where or how fast rows are made, never the rows themselves: left out of the fingerprint.
+LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards"})
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    strategy: str = "distant"
+    generator: str = "default"  # local folder, Hub id, or "default" (the embedded MNIST generator)
+    generator_revision: str | None = None
+    discriminator: str = "default"  # chooses pairs by class-centre distance in its embedding space
+    discriminator_revision: str | None = None
+    weak_generator: str | None = None  # autoguidance: a weaker checkpoint of the same generator
+    real_data: str = "mnist-5k"  # the generator's training data; gives the class centres
+    real_data_revision: str | None = None
+    classes: tuple[int, ...] = ()  # candidate classes to mix; empty = all of the generator's classes
+    pairs: int = 20  # number of new synthetic identities (one per distinct pair)
+    per_identity: int = 8  # images per synthetic identity, one seed each
+    weights: tuple[float, ...] = (0.5, 0.5)  # the paper's default; must be convex unless allow_nonconvex
+    allow_nonconvex: bool = False
+    weight_schedule: str = "constant"
+    window_start: float = 0.0  # for weight_schedule="window": fraction of the trajectory where mixing starts
+    window_end: float = 1.0
+    scheduler: str = "ddim"
+    prediction_type: str | None = None  # override the model folder's scheduler config
+    steps: int = 25
+    guidance: float = 1.0  # 1 = no guidance; classifier-free with the null class, or autoguidance with weak_generator
+    seed: int = 0
+    repro: bool = True  # also sample each parent alone from the same seeds (the "repro" config)
+    dtype: str = "float32"
+    device: str = "cpu"
+    batch_size: int = 64
+    shard_size: int = 16  # identities per work unit = per parquet shard; the unit of resume and distribution
+    shard: int = 0  # job arrays: this part's index (--shard i) ...
+    num_shards: int = 1  # ... of --num-shards n independent parts, joined later by `scoremix-ds merge`
+    out: str = "scoremix-out"
+
+    def __post_init__(self) -> None:
+        get_strategy(self.strategy)
+        check_scheduler_name(self.scheduler)
+        validate_weights(self.weights, 2, self.allow_nonconvex)
+        WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
+        for name, flag in (("pairs", "--pairs"), ("per_identity", "--per-identity"), ("steps", "--steps"),
+                           ("batch_size", "--batch-size"), ("shard_size", "--shard-size")):
+            value = getattr(self, name)
+            if value <= 0:
+                raise ConfigError(f"{flag} must be a positive count, got {value}", hint=f"use {flag} 1 or more")
+        if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
+            raise ConfigError(f"--shard {self.shard} is outside 0..{self.num_shards - 1}", hint="use 0 <= --shard < --num-shards")
+        if self.guidance < 0:
+            raise ConfigError(f"--guidance must be >= 0, got {self.guidance}", hint="use --guidance 1 for none")
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"--dtype takes one of {', '.join(DTYPES)}")
+        if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
+            raise ConfigError(f"unknown prediction type '{self.prediction_type}'", hint=f"--prediction-type takes {', '.join(PREDICTION_TYPES)}")
+        if any(c < 0 for c in self.classes):
+            raise ConfigError(f"--classes has a negative class id {min(self.classes)}", hint="class ids start at 0")
+        if len(set(self.classes)) != len(self.classes):
+            raise ConfigError("--classes lists a class twice", hint="give each class id once")
+        if self.weight_schedule not in WEIGHT_SCHEDULES:
+            raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
+
+    @property
+    def schedule(self) -> WeightSchedule:
+        return WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
+
+    def content_config(self) -> dict:
+        """The fields that determine the rows (layout fields dropped)."""
+        return {k: v for k, v in to_dict(self).items() if k not in LAYOUT_FIELDS}
+
+    def fingerprint(self) -> str:
+        """Stable hash of :meth:`content_config`: two builds with the same fingerprint make the same rows."""
+        blob = json.dumps(self.content_config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+BUILD_FIELDS = tuple(f.name for f in fields(BuildConfig))

@@ -1,0 +1,92 @@
+"""Turn a folder of completed units into a dataset: consolidated manifest, counts, preview grid and card.
+
+Used by the build (process 0, once every unit is done) and by ``merge``. The preview is read back from the rows
+themselves when the ``repro`` config exists (parent A alone | mix | parent B alone, image 0 of the first
+identities); otherwise ``sample_preview`` makes it.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pyarrow.parquet as pq
+from PIL import Image
+import io
+
+from .. import __version__
+from ..dataset.card import render_card, write_card
+from ..dataset.manifest import Manifest
+from ..dataset.preview import save_preview
+from ..dataset.writer import arrow_bytes
+from ..maths.pairs import get_strategy
+from .units import UNITS_DIR
+
+PREVIEW_ROWS = 8
+
+Triplet = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def public_ref(ref: str | None) -> str | None:
+    """A model/data reference fit for a card: local paths are reduced to their folder name."""
+    if ref is None:
+        return None
+    path = Path(ref)
+    return f"local:{path.name}" if (path.is_absolute() or ref.startswith(".") or path.exists()) and "/" in ref else ref
+
+
+def collect_units(manifest: Manifest, markers: dict[int, dict]) -> None:
+    """Fold unit markers into ``manifest.shards`` (config -> relpath -> {rows, sha256}), in unit order."""
+    shards: dict[str, dict[str, dict]] = {}
+    for unit in sorted(markers):
+        for config, info in sorted(markers[unit].items()):
+            shards.setdefault(config, {})[info["relpath"]] = {"rows": info["rows"], "sha256": info["sha256"]}
+    manifest.shards = {c: dict(sorted(files.items())) for c, files in shards.items()}
+
+
+def _decode(png: bytes) -> np.ndarray:
+    arr = np.asarray(Image.open(io.BytesIO(png)))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
+def preview_from_rows(out: Path, manifest: Manifest) -> list[Triplet]:
+    """Image 0 of the first identities with both parents' reproductions, read from the shards."""
+    columns = ["image", "mix_identity", "sample_index", "parents", "identity"]
+    mixes: dict[str, np.ndarray] = {}
+    for rel in manifest.shards["mix"]:
+        for row in pq.read_table(out / rel, columns=columns).to_pylist():
+            if row["sample_index"] == 0 and len(mixes) < PREVIEW_ROWS:
+                mixes[row["identity"]] = (_decode(row["image"]["bytes"]), row["parents"])
+        if len(mixes) >= PREVIEW_ROWS:
+            break
+    singles: dict[tuple[str, int], np.ndarray] = {}
+    for rel in manifest.shards["repro"]:
+        for row in pq.read_table(out / rel, columns=columns).to_pylist():
+            if row["sample_index"] == 0 and row["mix_identity"] in mixes:
+                singles[(row["mix_identity"], row["parents"][0])] = _decode(row["image"]["bytes"])
+    return [(singles[(name, parents[0])], img, singles[(name, parents[1])]) for name, (img, parents) in mixes.items()]
+
+
+def finalize(out: Path, manifest: Manifest, identities: int, parents: set[int],
+             sample_preview: Callable[[], list[Triplet]] | None = None) -> None:
+    """Counts, preview, card and the manifest marked complete; the unit markers are then removed."""
+    config = manifest.config
+    counts = {"mix": {"identities": identities}}
+    if "repro" in manifest.shards:
+        counts["repro"] = {"identities": len(parents)}
+    for name, files in manifest.shards.items():
+        counts[name].update(rows=sum(f["rows"] for f in files.values()), per_identity=config["per_identity"],
+                            bytes=sum(arrow_bytes(out / rel) for rel in files))
+    manifest.counts = counts
+    if manifest.part is None:  # a job-array part gets its card when the parts are merged
+        triplets = preview_from_rows(out, manifest) if "repro" in manifest.shards else sample_preview()
+        save_preview(out / "preview.png", triplets)
+        build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
+                     weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]))
+        card = render_card(build, manifest.provenance, counts, __version__, get_strategy(config["strategy"]).space)
+        write_card(out, card)
+    manifest.complete = True
+    manifest.write(out)
+    shutil.rmtree(out / UNITS_DIR, ignore_errors=True)

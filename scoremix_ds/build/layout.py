@@ -1,0 +1,81 @@
+"""Who builds which units: processes of one launch (accelerate / torchrun) and independent job-array parts.
+
+The work is divided into fixed units (``shard_size`` consecutive identities, all their images). Units go to parts
+by ``unit % num_parts == part``, then to the processes of that part round-robin. Seeds depend on the build seed
+and the identity/image index only, so this assignment changes who makes a row, never the row.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Layout:
+    rank: int = 0
+    world: int = 1
+    part: int = 0  # --shard i
+    parts: int = 1  # --num-shards n
+
+    def __post_init__(self) -> None:
+        if self.parts < 1 or not 0 <= self.part < self.parts:
+            raise ConfigError(f"--shard {self.part} is outside 0..{self.parts - 1}", hint="use 0 <= --shard < --num-shards")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def part_units(self, num_units: int) -> list[int]:
+        """The units this job-array part is responsible for."""
+        return [u for u in range(num_units) if u % self.parts == self.part]
+
+    def my_units(self, units: list[int]) -> list[int]:
+        """This process's share of ``units`` (round-robin over the launch's processes)."""
+        return [u for i, u in enumerate(units) if i % self.world == self.rank]
+
+
+def launched_distributed() -> bool:
+    """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+class ProcessGroup:
+    """The launch's processes: accelerate's ``PartialState`` (gloo on CPU, NCCL on GPUs), or a single process."""
+
+    def __init__(self) -> None:
+        self.state = None
+        if launched_distributed():
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=not torch.cuda.is_available())
+
+    @property
+    def rank(self) -> int:
+        return self.state.process_index if self.state else 0
+
+    @property
+    def world(self) -> int:
+        return self.state.num_processes if self.state else 1
+
+    @property
+    def device(self) -> str | None:
+        return str(self.state.device) if self.state and torch.cuda.is_available() else None
+
+    def barrier(self) -> None:
+        if self.state:
+            self.state.wait_for_everyone()
+
+    def all_ok(self, ok: bool) -> bool:
+        """True when every process reports ``ok`` (so one rank's error stops all of them cleanly)."""
+        if not self.state:
+            return ok
+        import torch.distributed as dist
+
+        flag = torch.tensor([0 if ok else 1], device=self.state.device)
+        dist.all_reduce(flag)
+        return int(flag.item()) == 0

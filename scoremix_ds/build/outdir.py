@@ -1,0 +1,67 @@
+"""The output folder's state: new, resumable (same build), complete, or refused (another build's data)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..dataset.manifest import MANIFEST, Manifest
+from ..errors import ConfigError, DataError
+from .config import BuildConfig
+
+logger = logging.getLogger(__name__)
+
+
+def part_of(config: BuildConfig) -> dict[str, int] | None:
+    return {"index": config.shard, "count": config.num_shards} if config.num_shards > 1 else None
+
+
+def check_same_build(out: Path, existing: Manifest, config: BuildConfig, layout: dict[str, Any]) -> None:
+    """Refuse to continue a folder that holds another build, another part, or another unit size."""
+    if existing.fingerprint != config.fingerprint():
+        changed = sorted(k for k, v in config.content_config().items() if existing.config.get(k) != v)
+        raise ConfigError(
+            f"--out {out} holds a different build (settings differ: {', '.join(changed) or 'format'}); refusing to mix them",
+            hint="choose another --out, or rerun with the original settings to resume",
+        )
+    if existing.layout and existing.layout.get("shard_size") != layout["shard_size"]:
+        raise ConfigError(
+            f"--out {out} was built with --shard-size {existing.layout['shard_size']}, not {layout['shard_size']}",
+            hint=f"resume with --shard-size {existing.layout['shard_size']}",
+        )
+    if existing.part != part_of(config):
+        raise ConfigError(f"--out {out} holds job-array part {existing.part}, not {part_of(config)}",
+                          hint="resume with the same --shard / --num-shards, or choose another --out")
+
+
+def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[str, Any]) -> Manifest:
+    """Create ``config.out`` or reopen it for the SAME build; never touch another build's data.
+
+    Returns the manifest header (config, fingerprint, layout, provenance). Leftover temporary files of an
+    interrupted run are removed; completed units are known from their markers (``units.py``).
+    """
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder", hint="choose a folder for --out")
+    existing = Manifest.read(out) if out.is_dir() else None
+    if existing is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise DataError(
+                f"--out {out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
+                hint="choose a new or empty --out",
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = Manifest(fingerprint=config.fingerprint(), config=config.content_config(), package_version=__version__,
+                            provenance=provenance, layout=layout, part=part_of(config))
+        manifest.write(out)
+        return manifest
+    check_same_build(out, existing, config, layout)
+    for leftover in out.rglob(".*.tmp"):
+        leftover.unlink()
+    logger.info("resuming the build in %s", out)
+    return existing
+
+
+__all__ = ["open_out_dir", "check_same_build", "MANIFEST"]
