@@ -22,7 +22,7 @@ from ..dataset.manifest import Manifest
 from ..dataset.preview import save_preview
 from ..dataset.writer import arrow_bytes
 from ..maths.pairs import get_strategy
-from .units import UNITS_DIR
+from .units import STATE_DIR
 
 PREVIEW_ROWS = 8
 
@@ -89,4 +89,4 @@ def finalize(out: Path, manifest: Manifest, identities: int, parents: set[int],
         write_card(out, card)
     manifest.complete = True
     manifest.write(out)
-    shutil.rmtree(out / UNITS_DIR, ignore_errors=True)
+    shutil.rmtree(out / STATE_DIR, ignore_errors=True)

@@ -18,7 +18,8 @@ from ..dataset.writer import file_sha256
 
 logger = logging.getLogger(__name__)
 
-UNITS_DIR = ".scoremix/units"
+STATE_DIR = ".scoremix"  # in-progress bookkeeping, removed when the build completes
+UNITS_DIR = f"{STATE_DIR}/units"
 
 
 def marker_path(out: Path, unit: int) -> Path:

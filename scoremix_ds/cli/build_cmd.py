@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..build.config import BuildConfig
+from ..build.launch import relaunch
+from ..build.layout import launched_distributed
+from ..build.status import build_status
+from ..errors import ConfigError
 from ..recipes import config_from
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 from .parsing import parse_floats, parse_ints
@@ -41,7 +46,10 @@ def build(
     dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
-    shard_size: Annotated[Optional[int], typer.Option(help="Identities per parquet shard.")] = None,
+    shard_size: Annotated[Optional[int], typer.Option(help="Identities per work unit / parquet shard.")] = None,
+    shard: Annotated[Optional[int], typer.Option(help="Job arrays: build only part i of --num-shards (no communication).")] = None,
+    num_shards: Annotated[Optional[int], typer.Option(help="Job arrays: number of independent parts; join them with `merge`.")] = None,
+    num_processes: Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device).")] = 1,
     out: OutOpt = None,
     recipe: RecipeOpt = None,
     progress: ProgressOpt = True,
@@ -56,13 +64,24 @@ def build(
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
         weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
-        device=device, batch_size=batch_size, shard_size=shard_size, out=out,
+        device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     config = config_from(BuildConfig, recipe, overrides)
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
+    if num_processes > 1 and not launched_distributed():
+        code = relaunch(config, num_processes, progress)
+        if code:
+            raise typer.Exit(code)
+        typer.echo(build_status(Path(config.out)).summary())
+        return
     result = run_build(config, progress=progress)
+    if not result.complete:  # a process other than 0, or units of other processes failed
+        return
     counts = ", ".join(f"{name}: {n} rows" for name, n in result.rows.items())
     typer.echo(
         f"built {result.out} — {result.identities} identities ({counts}) in {result.seconds:.1f}s"
         + (f", {result.images_per_second:.1f} img/s" if result.images_sampled else ", nothing left to sample")
-        + f"\nload it with: datasets.load_dataset({str(result.out)!r}, 'mix')"
+        + (f"\npart {config.shard} of {config.num_shards}: join all parts with `scoremix-ds merge PARTS... --out DIR`"
+           if config.num_shards > 1 else f"\nload it with: datasets.load_dataset({str(result.out)!r}, 'mix')")
     )

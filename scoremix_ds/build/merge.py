@@ -1,0 +1,79 @@
+"""Join job-array parts (``build --shard i --num-shards n``) into one dataset folder.
+
+Parts must come from the same build config (same fingerprint and unit size), be complete, and cover every part
+index exactly once. The merged folder is assembled under a temporary name and renamed into place, so a failed
+merge leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from ..dataset.manifest import Manifest
+from ..errors import DataError
+from .finalize import finalize
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def merge_parts(parts: list[Path], out: Path, sample_preview=None) -> Manifest:
+    """Merge ``parts`` into ``out``; returns the merged manifest."""
+    if not parts:
+        raise DataError("merge needs at least one part folder", hint="give the --out folders of the job-array parts")
+    manifests = []
+    for part in parts:
+        m = Manifest.read(part)
+        if m is None:
+            raise DataError(f"{part} is not a scoremix-ds build folder (no manifest.json)", hint="give the parts' --out folders")
+        if not m.complete:
+            raise DataError(f"{part} is an unfinished part", hint="re-run its build command to finish it, then merge")
+        manifests.append(m)
+    first = manifests[0]
+    for part, m in zip(parts, manifests):
+        if m.fingerprint != first.fingerprint or m.layout != first.layout:
+            changed = sorted(k for k in set(first.config) | set(m.config) if first.config.get(k) != m.config.get(k))
+            raise DataError(
+                f"{part} comes from a different build config than {parts[0]} (differs: {', '.join(changed) or 'shard size'})",
+                hint="merge only parts built with the same settings",
+            )
+    count = (first.part or {"count": 1})["count"]
+    indices = sorted((m.part or {"index": 0})["index"] for m in manifests)
+    if indices != list(range(count)):
+        missing = sorted(set(range(count)) - set(indices))
+        raise DataError(
+            f"parts cover indices {indices} of {count}" + (f"; missing {missing}" if missing else "; some given twice"),
+            hint="give each --shard 0..n-1 folder exactly once",
+        )
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise DataError(f"--out {out} already exists and is not empty", hint="choose a new --out for the merged dataset")
+
+    staging = out.with_name(f".{out.name}.merging")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    merged = Manifest(fingerprint=first.fingerprint, config=first.config, package_version=first.package_version,
+                      provenance=first.provenance, layout=first.layout, part=None)
+    for part, m in zip(parts, manifests):
+        for name, files in m.shards.items():
+            for rel, info in files.items():
+                _link_or_copy(part / rel, staging / rel)
+                merged.shards.setdefault(name, {})[rel] = info
+    merged.shards = {c: dict(sorted(f.items())) for c, f in sorted(merged.shards.items())}
+    identities = sum(m.counts["mix"]["identities"] for m in manifests)
+    parents: set[int] = set()
+    for rel in merged.shards.get("repro", {}):
+        parents.update(pq.read_table(staging / rel, columns=["label"]).column("label").to_pylist())
+    finalize(staging, merged, identities, parents, sample_preview)
+    if out.exists():
+        out.rmdir()
+    os.replace(staging, out)
+    return merged
