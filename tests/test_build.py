@@ -223,3 +223,13 @@ def test_fingerprint_ignores_layout_only_fields():
     assert BuildConfig(out="a", batch_size=3, device="cpu").fingerprint() == BuildConfig(out="b", batch_size=9).fingerprint()
     assert BuildConfig(seed=1).fingerprint() != BuildConfig(seed=2).fingerprint()
     assert json.dumps(BuildConfig().content_config())  # JSON-able
+
+
+def test_rerun_of_a_complete_build_resamples_a_deleted_shard(tiny_config, tmp_path):
+    config = tiny_config(out=str(tmp_path / "o"), shard_size=1)
+    run_build(config, progress=False)
+    before = Manifest.read(Path(config.out)).shards
+    (Path(config.out) / "data" / "repro" / "train-00002.parquet").unlink()
+    again = run_build(config, progress=False)
+    assert again.shards_reused == 2 and again.images_sampled == 2 * 3
+    assert Manifest.read(Path(config.out)).shards == before and Manifest.read(Path(config.out)).complete

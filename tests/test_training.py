@@ -23,7 +23,7 @@ def test_train_generator_then_build_from_it(tmp_path, tiny_discriminator_dir, ca
     meta = json.loads((out / "scoremix.json").read_text())
     assert meta["num_classes"] == 10 and meta["null_class"] == 10 and meta["licence"] == "cc-by-sa-3.0"
     scheduler = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
-    assert scheduler["timestep_spacing"] == "trailing" and scheduler["clip_sample"] is False
+    assert scheduler["timestep_spacing"] == "leading" and scheduler["clip_sample"] is False
     gen = load_generator(str(out))
     assert gen.null_class == 10 and gen.sample_shape == (1, 16, 16) and gen.class_names[3] == "3"
 

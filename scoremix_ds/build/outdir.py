@@ -10,6 +10,7 @@ from .. import __version__
 from ..dataset.manifest import MANIFEST, Manifest
 from ..errors import ConfigError, DataError
 from .config import BuildConfig
+from .units import unit_of, write_marker
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,32 @@ def check_same_build(out: Path, existing: Manifest, config: BuildConfig, layout:
                           hint="resume with the same --shard / --num-shards, or choose another --out")
 
 
+def completed_build(config: BuildConfig) -> Manifest | None:
+    """The manifest if ``config.out`` already holds this complete build (cheap: no models are loaded)."""
+    out = Path(config.out)
+    done = Manifest.read(out) if out.is_dir() else None
+    if done is None or not done.complete:
+        return None
+    check_same_build(out, done, config, {"shard_size": config.shard_size})
+    if any(not (out / rel).is_file() for files in done.shards.values() for rel in files):
+        logger.warning("%s is complete but shards are missing; re-sampling them", out)
+        return None
+    logger.info("%s already holds this complete build; nothing to do", out)
+    return done
+
+
+def reopen_complete(out: Path, manifest: Manifest) -> None:
+    """Turn a complete build whose shards went missing back into a resumable one: its intact units get markers."""
+    by_unit: dict[int, dict[str, dict[str, Any]]] = {}
+    for name, files in manifest.shards.items():
+        for rel, info in files.items():
+            by_unit.setdefault(unit_of(rel), {})[name] = {"relpath": rel, **info}
+    for unit, shards in by_unit.items():
+        write_marker(out, unit, shards)  # read_marker re-checks every hash before trusting them
+    manifest.shards, manifest.complete = {}, False
+    manifest.write(out)
+
+
 def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[str, Any]) -> Manifest:
     """Create ``config.out`` or reopen it for the SAME build; never touch another build's data.
 
@@ -58,10 +85,12 @@ def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[s
         manifest.write(out)
         return manifest
     check_same_build(out, existing, config, layout)
+    if existing.complete:
+        reopen_complete(out, existing)
     for leftover in out.rglob(".*.tmp"):
         leftover.unlink()
     logger.info("resuming the build in %s", out)
     return existing
 
 
-__all__ = ["open_out_dir", "check_same_build", "MANIFEST"]
+__all__ = ["open_out_dir", "check_same_build", "completed_build", "MANIFEST"]

@@ -27,7 +27,7 @@ from ..models.generator import ClassConditionalGenerator, load_generator
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, public_ref
 from .layout import Layout, ProcessGroup
-from .outdir import check_same_build, open_out_dir
+from .outdir import completed_build, open_out_dir
 from .plan import MixPlan, make_plan
 from .rows import sample_images, unit_columns
 from .units import done_units, write_marker
@@ -108,26 +108,16 @@ def units_of(plan: MixPlan, shard_size: int) -> list[range]:
     return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
 
 
-def _already_complete(config: BuildConfig, started: float) -> BuildResult | None:
-    out = Path(config.out)
-    done = Manifest.read(out) if out.is_dir() else None
-    if done is None or not done.complete:
-        return None
-    check_same_build(out, done, config, {"shard_size": config.shard_size})
-    logger.info("%s already holds this complete build; nothing to do", out)
-    rows = {c: sum(s["rows"] for s in shards.values()) for c, shards in done.shards.items()}
-    return BuildResult(out, rows, done.counts["mix"]["identities"], time.perf_counter() - started, 0,
-                       len(done.shards.get("mix", {})))
-
-
 def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     """Build (or resume) the dataset described by ``config`` into ``config.out``."""
     import datasets
 
     started = time.perf_counter()
-    finished = _already_complete(config, started)
-    if finished is not None:
-        return finished
+    done = completed_build(config)
+    if done is not None:
+        rows = {c: sum(s["rows"] for s in shards.values()) for c, shards in done.shards.items()}
+        return BuildResult(Path(config.out), rows, done.counts["mix"]["identities"], time.perf_counter() - started, 0,
+                           len(done.shards.get("mix", {})))
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
     gen, weak = load_models(config, group.device or config.device)

@@ -13,13 +13,17 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..dataset.manifest import atomic_write_text
-from ..dataset.writer import file_sha256
+from ..dataset.manifest import atomic_write_text, file_sha256
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".scoremix"  # in-progress bookkeeping, removed when the build completes
 UNITS_DIR = f"{STATE_DIR}/units"
+
+
+def unit_of(relpath: str) -> int:
+    """The unit a shard belongs to, from its name ``data/<config>/train-NNNNN.parquet``."""
+    return int(relpath.rsplit("-", 1)[1].split(".")[0])
 
 
 def marker_path(out: Path, unit: int) -> Path:

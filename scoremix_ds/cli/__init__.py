@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import ScoreMixError
-from . import build_cmd, train_cmd
+from . import build_cmd, folder_cmd, hub_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -26,6 +26,10 @@ app = typer.Typer(
 app.command("build")(build_cmd.build)
 app.command("train-generator")(train_cmd.train_generator)
 app.command("train-discriminator")(train_cmd.train_discriminator)
+app.command("status")(folder_cmd.status)
+app.command("merge")(folder_cmd.merge)
+app.command("push")(hub_cmd.push)
+app.command("versions")(hub_cmd.versions)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "accelerate"):
+    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app(args=argv, standalone_mode=False)

@@ -11,9 +11,11 @@ import typer
 from ..build.config import BuildConfig
 from ..build.launch import relaunch
 from ..build.layout import launched_distributed
+from ..build.outdir import completed_build
 from ..build.status import build_status
 from ..errors import ConfigError
 from ..recipes import config_from
+from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 from .parsing import parse_floats, parse_ints
 
@@ -49,13 +51,16 @@ def build(
     shard_size: Annotated[Optional[int], typer.Option(help="Identities per work unit / parquet shard.")] = None,
     shard: Annotated[Optional[int], typer.Option(help="Job arrays: build only part i of --num-shards (no communication).")] = None,
     num_shards: Annotated[Optional[int], typer.Option(help="Job arrays: number of independent parts; join them with `merge`.")] = None,
+    push_to: Annotated[Optional[str], typer.Option("--push-to", help="After the build, push it to this Hub dataset repo (ORG/NAME).")] = None,
+    tag: TagOpt = None,
+    force_tag: ForceTagOpt = False,
+    token: TokenOpt = None,
     num_processes: Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device).")] = 1,
     out: OutOpt = None,
     recipe: RecipeOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Sample a ScoreMix synthetic-identity dataset (parquet + card) into --out."""
-    from ..build.runner import run_build
 
     overrides = dict(
         strategy=strategy, generator=generator, generator_revision=generator_revision, discriminator=discriminator,
@@ -67,6 +72,24 @@ def build(
         device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     config = config_from(BuildConfig, recipe, overrides)
+    push = None
+    if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
+        from ..hub.push import PushConfig
+
+        push = PushConfig(folder=config.out, repo_id=push_to, tag=tag, force_tag=force_tag, token=token)
+    elif tag or force_tag:
+        raise ConfigError("--tag/--force-tag need --push-to", hint="add --push-to ORG/NAME, or use `scoremix-ds push`")
+    if completed_build(config) is not None:  # resuming a finished build costs no model loading
+        typer.echo(build_status(Path(config.out)).summary())
+    else:
+        _build(config, num_processes, progress)
+    if push is not None and not launched_distributed():
+        from ..hub.push import push_dataset
+
+        typer.echo(summary(push_dataset(push), push))
+
+
+def _build(config: BuildConfig, num_processes: int, progress: bool) -> None:
     if num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
     if num_processes > 1 and not launched_distributed():
@@ -75,6 +98,8 @@ def build(
             raise typer.Exit(code)
         typer.echo(build_status(Path(config.out)).summary())
         return
+    from ..build.runner import run_build
+
     result = run_build(config, progress=progress)
     if not result.complete:  # a process other than 0, or units of other processes failed
         return

@@ -6,6 +6,7 @@ complete on disk; anything else in the folder is an unfinished leftover.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,6 +15,14 @@ from typing import Any
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def atomic_write_text(path: Path, text: str) -> None:

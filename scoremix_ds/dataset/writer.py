@@ -5,7 +5,6 @@ A shard becomes visible only when complete: it is written to a hidden temporary 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -15,6 +14,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from .manifest import file_sha256
 from .schema import FEATURES
 
 
@@ -29,14 +29,6 @@ def encode_png(image: np.ndarray) -> bytes:
 def shard_path(config: str, index: int) -> str:
     """Relative path of shard ``index`` of a config, e.g. ``data/mix/train-00003.parquet``."""
     return f"data/{config}/train-{index:05d}.parquet"
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:

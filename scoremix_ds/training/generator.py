@@ -98,7 +98,9 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
         beta_schedule=config.beta_schedule,
         prediction_type=config.prediction_type,
         clip_sample=False,
-        timestep_spacing="trailing",  # few-step samplers then start from pure noise (t = T-1)
+        # "leading" spacing: with the cosine schedule, alpha_bar(T-1) ~ 0 and a sampler that starts exactly at
+        # t = T-1 ("trailing") divides by ~0 in its x0 estimate (measured: 35% vs 75% recognisable digits).
+        timestep_spacing="leading",
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
     lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, config.warmup_steps, config.steps))

@@ -1,0 +1,175 @@
+"""How scoremix-ds talks to the Hub: the token, the repo id, and client exceptions turned into ONE line.
+
+Every call into ``huggingface_hub`` runs inside :func:`hub_errors`, which maps HTTP statuses (401, 403, 404, 409,
+5xx) and transport failures (timeouts, dropped connections) to :class:`HubError` with a hint naming the fix. A
+token never appears in a message: whatever the server or the client says is scrubbed of it first.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from contextlib import contextmanager
+from typing import Iterator
+
+from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.errors import (
+    HfHubHTTPError,
+    HFValidationError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .. import __version__
+from ..errors import ConfigError, ScoreMixError
+
+LOGIN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class HubError(ScoreMixError):
+    """The Hub refused or failed a request (auth, permissions, missing repo, server or network errors)."""
+
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint)
+        self.status = status
+
+
+def check_repo_id(repo_id: str, flag: str = "--repo") -> str:
+    """``ORG/NAME`` or a ConfigError naming ``flag``."""
+    try:
+        validate_repo_id(repo_id)
+        ok = repo_id.count("/") == 1
+    except HFValidationError:
+        ok = False
+    if not ok:
+        raise ConfigError(f"{flag} {repo_id!r} is not a Hub repository id of the form ORG/NAME",
+                          hint=f"use {flag} ORG/NAME with letters, digits, '-', '_' or '.', e.g. my-org/scoremix-faces")
+    return repo_id
+
+
+_REF_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._+-]*(/[A-Za-z0-9_][A-Za-z0-9._+-]*)*")
+
+
+def check_ref_name(name: str, flag: str) -> str:
+    """A tag or branch name git and the Hub accept (no spaces, '..', '~^:?*[\\', leading '-' or '.lock' end)."""
+    if not _REF_RE.fullmatch(name) or ".." in name or name.endswith((".lock", ".")) or name.startswith("refs/"):
+        raise ConfigError(f"{flag} {name!r} is not a valid git ref name",
+                          hint=f"use {flag} with letters, digits, '.', '-', '_', e.g. {flag} v1.0.0")
+    return name
+
+
+def resolve_token(explicit: str | None, required: bool = True) -> str | None:
+    """``--token`` > ``HF_TOKEN`` > the cached login (``hf auth login``). None only when not ``required``."""
+    token = explicit or get_token()
+    if token is None and required:
+        raise ConfigError("no Hugging Face token found (pushing needs a token with write access)", hint=LOGIN_HINT)
+    return token
+
+
+def make_api(token: str | None) -> HfApi:
+    return HfApi(token=token if token else False, library_name="scoremix-ds", library_version=__version__)
+
+
+def scrub(text: str, token: str | None) -> str:
+    """``text`` with the token (and anything that looks like a bearer header) removed."""
+    if token:
+        text = text.replace(token, "***")
+    return re.sub(r"(?i)(bearer\s+)\S+", r"\1***", text)
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Timeouts and connection failures, from whichever HTTP library huggingface_hub uses (already imported)."""
+    classes: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx2", "httpx", "requests"):
+        module = sys.modules.get(name)
+        for attr in ("TransportError", "ConnectionError", "Timeout"):
+            cls = getattr(module, attr, None) if module is not None else None
+            if isinstance(cls, type) and issubclass(cls, BaseException):
+                classes.append(cls)
+    return tuple(classes)
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The HTTP or transport error inside ``exc`` (the client wraps failed LFS uploads in RuntimeError)."""
+    seen: BaseException | None = exc
+    transport = _transport_errors()
+    while seen is not None:
+        if isinstance(seen, (HfHubHTTPError, *transport)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return exc
+
+
+def is_hub_failure(exc: BaseException) -> bool:
+    """An HTTP error answered by the Hub, or a transport failure on the way to it (vs. a bug or a local error)."""
+    return isinstance(root_cause(exc), (HfHubHTTPError, *_transport_errors()))
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A server error, rate limit, timeout or dropped connection: worth trying the same request again."""
+    cause = root_cause(exc)
+    if isinstance(cause, HfHubHTTPError):
+        return cause.response is not None and cause.response.status_code in RETRY_STATUSES
+    return isinstance(cause, _transport_errors())
+
+
+def describe(exc: BaseException, token: str | None) -> tuple[int | None, str]:
+    """``(status, short reason)`` of a client exception, scrubbed of the token."""
+    cause = root_cause(exc)
+    if isinstance(cause, HfHubHTTPError) and cause.response is not None:
+        status = cause.response.status_code
+        reason = getattr(cause.response, "reason_phrase", "") or ""
+        server = (cause.server_message or "").strip().splitlines()
+        detail = f"{status} {reason}".strip() + (f": {server[0]}" if server else "")
+        return status, scrub(detail, token)
+    kind = type(cause).__name__
+    text = str(cause).strip().splitlines()
+    return None, scrub(f"{kind}" + (f": {text[0]}" if text else ""), token)
+
+
+def map_error(exc: BaseException, repo_id: str, action: str, token: str | None, attempts: int = 1,
+              write: bool = True) -> HubError:
+    """One-line :class:`HubError` for an exception raised while ``action`` (e.g. "uploading to org/x")."""
+    status, detail = describe(exc, token)
+    cause = root_cause(exc)
+    endpoint = constants.ENDPOINT
+    if isinstance(cause, RepositoryNotFoundError):
+        return HubError(f"dataset repository {repo_id} not found on {endpoint} (or the token cannot see it) while {action}",
+                        hint=f"check the repository id; for a private repository {LOGIN_HINT}", status=status)
+    if isinstance(cause, RevisionNotFoundError):
+        return HubError(f"revision not found in {repo_id} while {action} ({detail})",
+                        hint="check --revision / --tag, or list the tags with `scoremix-ds versions`", status=status)
+    needed = "a valid token with write access" if write else "a valid token"
+    if status == 401:
+        return HubError(f"the Hub rejected the token (401 Unauthorized: invalid or expired token) while {action}",
+                        hint=f"use {needed}: {LOGIN_HINT}", status=status)
+    if status == 403:
+        what = f"the token has no write access to {repo_id}" if write else f"the token may not read {repo_id}"
+        return HubError(f"{what} (403 Forbidden) while {action}",
+                        hint=f"use a token with {'write' if write else 'read'} access to it: {LOGIN_HINT}", status=status)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    rerun = "re-run the same command" + (": finished files are not uploaded again and nothing was tagged"
+                                         if action.startswith("uploading") else "")
+    if status is None:
+        return HubError(f"could not reach the Hub at {endpoint} while {action}{tries} ({detail})",
+                        hint=f"check the network and HF_ENDPOINT, then {rerun}", status=None)
+    return HubError(f"the Hub answered {detail} while {action}{tries}",
+                    hint=f"{rerun} (SCOREMIX_DEBUG=1 shows the traceback)", status=status)
+
+
+@contextmanager
+def hub_errors(repo_id: str, action: str, token: str | None, write: bool = True) -> Iterator[None]:
+    """Run client calls; any HTTP or transport failure leaves as a one-line :class:`HubError`.
+
+    ``write``: the calls need write access (this shapes the 401/403 messages).
+    """
+    try:
+        yield
+    except ScoreMixError:
+        raise
+    except Exception as exc:  # the client wraps failed LFS uploads in RuntimeError; httpx2 errors are no OSError
+        if is_hub_failure(exc):
+            raise map_error(exc, repo_id, action, token, write=write) from exc
+        raise

@@ -1,0 +1,217 @@
+"""``push_dataset``: publish a dataset folder to a Hub dataset repository and tag the exact commit pushed.
+
+The order is what keeps a version honest:
+
+1. verify the folder (nothing touches the network until it is known to be a complete dataset);
+2. create the repository (``exist_ok``) and read its refs; an existing tag is refused BEFORE anything is uploaded,
+   unless ``force_tag`` (or the tag already holds exactly this dataset: then there is nothing to do);
+3. ``upload_folder`` of the staged files, deleting shards under ``data/`` that this build does not have in the
+   same commit; retried as a whole on 5xx and connection errors. The client skips files the Hub already holds,
+   so a retry (or a re-run after a crash) uploads only what is missing, and identical content makes no commit;
+4. only after a successful upload, the tag is created on the commit that upload returned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from huggingface_hub import CommitInfo, HfApi
+
+from ..dataset.manifest import Manifest
+from ..dataset.manifest import file_sha256
+from ..errors import ConfigError, ScoreMixError
+from .client import (
+    HubError,
+    check_ref_name,
+    check_repo_id,
+    describe,
+    hub_errors,
+    is_hub_failure,
+    is_retryable,
+    make_api,
+    map_error,
+    resolve_token,
+)
+from .stage import staged
+from .verify import verify_dataset
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "dataset"
+STALE = ["data/*"]  # remote files under data/ that this push does not overwrite are deleted in the same commit
+
+
+@dataclass(frozen=True)
+class PushConfig:
+    folder: str | Path  # a finished `scoremix-ds build` output folder
+    repo_id: str  # ORG/NAME
+    tag: str | None = None  # version tag, created on the pushed commit; an existing one is never moved...
+    force_tag: bool = False  # ...unless asked: then it is moved to this push
+    revision: str | None = None  # branch to push to (created from main when missing); None = main
+    create_pr: bool = False  # open a pull request against main instead of committing to it
+    private: bool = False  # applies when the repository is created; an existing one keeps its visibility
+    commit_message: str | None = None
+    token: str | None = field(default=None, repr=False)  # None: HF_TOKEN, then the cached login
+    attempts: int = 3  # whole-upload attempts on 5xx / connection errors (the client also retries LFS parts)
+    backoff_s: float = 1.0  # wait before attempt k+1: backoff_s * 2**(k-1)
+
+    def __post_init__(self) -> None:
+        check_repo_id(self.repo_id)
+        if self.tag is not None:
+            check_ref_name(self.tag, "--tag")
+        if self.revision is not None and not _is_pr_ref(self.revision):
+            check_ref_name(self.revision, "--revision")
+        if self.force_tag and not self.tag:
+            raise ConfigError("--force-tag needs --tag", hint="add --tag vX.Y.Z, or drop --force-tag")
+        if self.create_pr and self.revision not in (None, "main"):
+            raise ConfigError("--create-pr opens a pull request against main and cannot take --revision",
+                              hint="drop --revision, or push to the branch without --create-pr")
+        if self.create_pr and self.tag:
+            raise ConfigError("--tag cannot be combined with --create-pr: a version must point at a commit of a branch, "
+                              "not of an unmerged pull request",
+                              hint="merge the pull request, then run push --tag on main (it makes no new commit)")
+        if self.attempts < 1 or self.backoff_s < 0:
+            raise ConfigError("attempts must be >= 1 and backoff_s >= 0", hint="use the defaults")
+
+    @property
+    def branch(self) -> str:
+        return self.revision or "main"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    repo_id: str
+    commit_sha: str  # the commit that holds the dataset (the tag points here)
+    tag: str | None  # the tag now on commit_sha, if one was asked for
+    url: str  # the repository's page
+    pr_url: str | None  # the pull request opened by create_pr (None when there was nothing to propose)
+    created_commit: bool  # False when the Hub already held exactly this content
+
+
+def _is_pr_ref(revision: str) -> bool:
+    parts = revision.split("/")
+    return len(parts) == 3 and parts[:2] == ["refs", "pr"] and parts[2].isdigit()
+
+
+def _git_blob_sha1(path: Path) -> str:
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _holds(api: HfApi, repo_id: str, commit: str, stage: Path) -> bool:
+    """Does ``commit`` hold exactly the staged files (and no other shard under data/)?"""
+    info = api.dataset_info(repo_id, revision=commit, files_metadata=True)
+    remote = {s.rfilename: s for s in info.siblings or []}
+    local = {p.relative_to(stage).as_posix(): p for p in stage.rglob("*") if p.is_file()}
+    if {p for p in remote if p.startswith("data/")} - set(local):
+        return False
+    for rel, path in local.items():
+        sibling = remote.get(rel)
+        if sibling is None:
+            return False
+        if sibling.lfs is not None:
+            if sibling.lfs.sha256 != file_sha256(path):
+                return False
+        elif sibling.blob_id != _git_blob_sha1(path):
+            return False
+    return True
+
+
+def _default_message(manifest: Manifest, config: PushConfig) -> str:
+    strategy = manifest.config.get("strategy", "?")
+    return f"scoremix-ds: {strategy} build {manifest.fingerprint}" + (f" ({config.tag})" if config.tag else "")
+
+
+def _upload(api: HfApi, config: PushConfig, stage: Path, message: str, token: str) -> CommitInfo:
+    """``upload_folder`` with bounded retries of the whole step (the client resumes: finished files are skipped)."""
+    for attempt in range(1, config.attempts + 1):
+        try:
+            return api.upload_folder(
+                repo_id=config.repo_id, repo_type=REPO_TYPE, folder_path=stage, commit_message=message,
+                revision=None if config.create_pr else config.branch, create_pr=config.create_pr or None,
+                delete_patterns=STALE,
+            )
+        except ScoreMixError:
+            raise
+        except Exception as exc:
+            if attempt < config.attempts and is_retryable(exc):
+                wait = config.backoff_s * 2 ** (attempt - 1)
+                logger.warning("upload to %s failed (%s); retrying in %.0f s (attempt %d of %d)",
+                               config.repo_id, describe(exc, token)[1], wait, attempt + 1, config.attempts)
+                time.sleep(wait)
+                continue
+            if not is_hub_failure(exc):
+                raise
+            raise map_error(exc, config.repo_id, f"uploading to {config.repo_id}", token, attempts=attempt) from exc
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _tag(api: HfApi, config: PushConfig, commit: str, old: str | None, token: str) -> None:
+    """Put ``config.tag`` on ``commit`` (moving it from ``old`` only under ``force_tag``)."""
+    tag, repo = config.tag, config.repo_id
+    if old == commit:
+        return
+    try:
+        with hub_errors(repo, f"tagging commit {commit[:8]} as {tag}", token):
+            if old is not None:
+                logger.warning("moving tag %s of %s from %s to %s (--force-tag)", tag, repo, old[:8], commit[:8])
+                api.delete_tag(repo, tag=tag, repo_type=REPO_TYPE)
+            api.create_tag(repo, tag=tag, revision=commit, repo_type=REPO_TYPE)
+    except HubError as exc:
+        if exc.status == 409:
+            raise HubError(f"tag {tag} was created in {repo} by someone else while pushing; it was not moved",
+                           hint=f"check it with `scoremix-ds versions {repo}`; choose a new --tag") from exc
+        raise HubError(f"pushed commit {commit[:8]} to {repo}, but tagging it {tag} failed: {exc.message}",
+                       hint="re-run the same command: nothing is uploaded again and the tag goes on that commit") from exc
+
+
+def push_dataset(config: PushConfig) -> PushResult:
+    """Publish ``config.folder`` to ``config.repo_id``; tag the pushed commit with ``config.tag``.
+
+    >>> push_dataset(PushConfig("scoremix-out", "my-org/scoremix-faces", tag="v1.0.0"))  # doctest: +SKIP
+    PushResult(repo_id='my-org/scoremix-faces', commit_sha='3f1c...', tag='v1.0.0', ...)
+    """
+    folder = Path(config.folder)
+    manifest = verify_dataset(folder)
+    token = resolve_token(config.token)
+    api = make_api(token)
+    repo = config.repo_id
+    with hub_errors(repo, f"creating {repo}", token):
+        url = str(api.create_repo(repo, repo_type=REPO_TYPE, private=config.private or None, exist_ok=True))
+        if config.private and not api.dataset_info(repo).private:
+            logger.warning("%s already exists and is public; --private does not change an existing repository", repo)
+        refs = api.list_repo_refs(repo, repo_type=REPO_TYPE, include_pull_requests=True)
+    heads = {r.name: r.target_commit for r in refs.branches}
+    heads.update({r.ref: r.target_commit for r in refs.pull_requests or []})
+    old = {r.name: r.target_commit for r in refs.tags}.get(config.tag) if config.tag else None
+    pinned = config.tag or (None if config.create_pr or config.branch == "main" else config.branch)
+
+    with staged(folder, manifest, repo, pinned) as stage:
+        if old is not None and not config.force_tag:
+            with hub_errors(repo, f"reading tag {config.tag}", token, write=False):
+                same = _holds(api, repo, old, stage)
+            if same:
+                logger.info("tag %s of %s already holds exactly this dataset; nothing to push", config.tag, repo)
+                return PushResult(repo, old, config.tag, url, None, created_commit=False)
+            raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) with other content; "
+                              "tags are never moved", hint=f"choose a new --tag, or pass --force-tag to move {config.tag}")
+        target = "main" if config.create_pr else config.branch
+        if target not in heads:
+            if _is_pr_ref(target):
+                raise ConfigError(f"--revision {target} is not an open pull request of {repo}",
+                                  hint="use --create-pr to open one, or --revision BRANCH")
+            with hub_errors(repo, f"creating branch {target}", token):
+                api.create_branch(repo, branch=target, repo_type=REPO_TYPE, exist_ok=True)
+            heads[target] = heads.get("main", "")
+        n_files = sum(1 for p in stage.rglob("*") if p.is_file())
+        logger.info("uploading %d files to %s (%s)", n_files, repo, "new pull request" if config.create_pr else target)
+        info = _upload(api, config, stage, config.commit_message or _default_message(manifest, config), token)
+
+    created = info.pr_url is not None if config.create_pr else info.oid != heads[target]
+    if config.tag:
+        _tag(api, config, info.oid, old, token)
+    return PushResult(repo, info.oid, config.tag, url, info.pr_url if config.create_pr else None, created)

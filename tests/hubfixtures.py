@@ -1,0 +1,127 @@
+"""Helpers for tests that drive the REAL huggingface_hub / datasets clients against a LoopbackHub.
+
+The clients run in fresh subprocesses: huggingface_hub reads HF_ENDPOINT at import time (see the docstring of
+test_hub_server.py), so "what a user's process does with HF_ENDPOINT set" is only faithful in a new interpreter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+from scoremix_ds.testing.hub_server import LoopbackHub
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_MARK = "@@RESULT@@"
+
+
+def client_env(hub: LoopbackHub, hf_home: Path, token: str | None = None, with_repo: bool = True) -> dict[str, str]:
+    """The caller's environment minus any HF_* setting, pointed at ``hub`` (``token`` None: the write token)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING"))}
+    env.pop("PYTHONPATH", None)
+    env.update(hub.client_env(hf_home=str(hf_home), token=token))
+    if with_repo:
+        env["PYTHONPATH"] = str(REPO_ROOT)
+    return env
+
+
+@dataclass(frozen=True)
+class CliRun:
+    rc: int
+    out: str
+    err: str
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.err.splitlines() if line.startswith("error:")]
+
+
+def run_cli(hub: LoopbackHub, hf_home: Path, *args: str, token: str | None = None, timeout: float = 120,
+            extra_env: dict[str, str] | None = None) -> CliRun:
+    """``python -m scoremix_ds ARGS`` in a fresh interpreter configured for ``hub``."""
+    env = client_env(hub, hf_home, token=token)
+    env.update(extra_env or {})
+    proc = subprocess.run([sys.executable, "-m", "scoremix_ds", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    return CliRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_plain_datasets(hub: LoopbackHub, hf_home: Path, workdir: Path, code: str, timeout: float = 180) -> dict:
+    """Run ``code`` in a fresh interpreter that has only the installed packages (no repository on sys.path).
+
+    The snippet fills the dict ``result``; the returned dict also says whether anything imported scoremix_ds.
+    """
+    script = ("import json, sys\nresult = {}\n" + textwrap.dedent(code)
+              + "\nresult['scoremix_imported'] = any(m.startswith('scoremix_ds') for m in sys.modules)"
+              + f"\nprint({_MARK!r} + json.dumps(result))\n")
+    workdir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=workdir, capture_output=True, text=True,
+                          env=client_env(hub, hf_home, with_repo=False), timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(_MARK)]
+    if proc.returncode != 0 or not lines:
+        raise AssertionError(f"snippet failed (rc={proc.returncode})\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return json.loads(lines[-1][len(_MARK):])
+
+
+# Rows as (label, sample_index, seed, identity, sha256 of the PNG bytes): what "the same rows" means in these tests.
+ROW_KEY_CODE = """
+import hashlib
+def row_key(row):
+    return [row["label"], row["sample_index"], row["seed"], row["identity"], hashlib.sha256(row["image"]["bytes"]).hexdigest()]
+"""
+
+
+def local_rows(folder: Path, config: str = "mix") -> list[list]:
+    """The rows of a local dataset folder, read straight from its parquet shards, as sorted row keys."""
+    import pyarrow.parquet as pq
+
+    keys = []
+    for shard in sorted((folder / "data" / config).glob("*.parquet")):
+        for row in pq.read_table(shard).to_pylist():
+            keys.append([row["label"], row["sample_index"], row["seed"], row["identity"],
+                         hashlib.sha256(row["image"]["bytes"]).hexdigest()])
+    return sorted(keys)
+
+
+# ---------------------------------------------------------------------- tiny datasets (module-scoped builds)
+
+
+def make_tiny_inputs(root: Path) -> dict[str, str]:
+    """Generator, discriminator and real data folders: the same tiny models as conftest's fixtures."""
+    import datasets
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from conftest import NUM_CLASSES, save_generator, tiny_unet
+    from scoremix_ds.models.discriminator import SmallCNN
+
+    meta = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],
+            "image_size": 8, "channels": 1}
+    gen = save_generator(root / "tiny-gen", tiny_unet(), meta=meta)
+    torch.manual_seed(0)
+    SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(root / "tiny-disc")
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(np.clip(rng.normal(40 + 60 * c, 20, size=(8, 8)), 0, 255).astype("uint8"), mode="L")
+              for c in range(NUM_CLASSES) for _ in range(6)]
+    labels = [c for c in range(NUM_CLASSES) for _ in range(6)]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c", "d"])})
+    (root / "tiny-real" / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"image": images, "label": labels}, features=feats).to_parquet(
+        str(root / "tiny-real" / "data" / "train-00000.parquet"))
+    return {"generator": str(gen), "discriminator": str(root / "tiny-disc"), "real_data": str(root / "tiny-real")}
+
+
+def build_tiny(inputs: dict[str, str], out: Path, **overrides) -> Path:
+    from scoremix_ds.build.config import BuildConfig
+    from scoremix_ds.build.runner import run_build
+
+    values = dict(inputs, pairs=3, per_identity=2, steps=2, batch_size=8, out=str(out))
+    values.update(overrides)
+    return run_build(BuildConfig(**values), progress=False).out
