@@ -62,6 +62,22 @@ def main() -> None:
         results[guidance] = m / p
         label = "no guidance" if guidance == 1.0 else f"CFG g={guidance}"
         print(f"{label:>14}: plain {1000 * p / b:7.2f} ms/img  mix {1000 * m / b:7.2f} ms/img  ratio {m / p:.3f}")
+    # The floors assume a forward's cost is linear in its rows; on a CPU it is not, so show the per-row cost at the
+    # batch sizes the four runs use (B, 2B, 3B rows per forward).
+    x = torch.randn(b, *gen.sample_shape)
+    per_row = {}
+    with torch.inference_mode():
+        for mult in (1, 2, 3):
+            xs, ts = x.repeat(mult, 1, 1, 1), []
+            labels = torch.zeros(len(xs), dtype=torch.long)
+            gen.predict(xs, torch.tensor(500), labels)
+            for _ in range(args.repeats):
+                start = time.perf_counter()
+                gen.predict(xs, torch.tensor(500), labels)
+                ts.append(time.perf_counter() - start)
+            per_row[mult] = statistics.median(ts) / len(xs)
+    print("forward cost per row: " + ", ".join(f"{m * b} rows {1e3 * c:.3f} ms ({c / per_row[1]:.2f}x of {b} rows)"
+                                              for m, c in per_row.items()))
     print(f"RATIO pair/plain (no guidance) = {results[1.0]:.3f}  (target <= 2.1, floor 2.0)")
     if 2.0 in results:
         print(f"RATIO pair/plain (CFG)         = {results[2.0]:.3f}  (target <= 1.6, floor 1.5)")

@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import ScoreMixError
-from . import build_cmd, folder_cmd, hub_cmd, train_cmd
+from . import analysis_cmd, build_cmd, folder_cmd, hub_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -30,6 +30,7 @@ app.command("status")(folder_cmd.status)
 app.command("merge")(folder_cmd.merge)
 app.command("push")(hub_cmd.push)
 app.command("versions")(hub_cmd.versions)
+app.command("align")(analysis_cmd.align)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,12 +15,26 @@ unordered pair is used at most once.
 | ``close-condition`` | generator class embeddings   | smallest distance first       |
 
 Ties are broken by the pair's class ids, so every strategy is deterministic (``random`` for a given seed).
+
+:data:`STRATEGIES` holds these pair orders (what ``build --strategy`` accepts today). :data:`ALL_STRATEGIES` adds
+selections that need more than a pair order; :func:`select_pairs` takes every one of them:
+
+| strategy            | space                        | order                                                        |
+|---------------------|------------------------------|--------------------------------------------------------------|
+| ``band``            | discriminator class centres  | seeded random order over the pairs whose distance lies between the ``lo`` and ``hi`` percentiles of all candidate pairs' distances |
+| ``distant-triplets``| discriminator class centres  | triplets, largest summed pairwise distance first (the paper's K=3 ablation) |
+| ``close-triplets``  | discriminator class centres  | triplets, smallest summed distance first                      |
+
+Tuples of K classes follow the same capped greedy pick (cap from ``ceil(K * tuples / classes)``); each tuple at most
+once; ties broken by class ids. Triplets are enumerated exactly, so their candidates are limited to
+:data:`MAX_TUPLES` (about 230 classes): restrict the candidate classes above that.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import chain, combinations
 from typing import Literal
 
 import numpy as np
@@ -33,6 +47,8 @@ class Strategy:
     name: str
     space: Literal["embedding", "condition", "none"]
     descending: bool  # True: farthest pairs first (the paper's winning choice in the embedding space)
+    size: int = 2  # classes per mixed tuple (K); the paper's triplets are K=3
+    banded: bool = False  # order: seeded random over the pairs inside a distance-percentile band
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -47,11 +63,26 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
-def get_strategy(name: str) -> Strategy:
+ALL_STRATEGIES: dict[str, Strategy] = {
+    **STRATEGIES,
+    **{
+        s.name: s
+        for s in (
+            Strategy("band", "embedding", False, banded=True),
+            Strategy("distant-triplets", "embedding", True, size=3),
+            Strategy("close-triplets", "embedding", False, size=3),
+        )
+    },
+}
+
+MAX_TUPLES = 2_000_000  # K>2 tuples are enumerated exactly; C(230, 3) ~ 2.0M
+
+
+def get_strategy(name: str, table: dict[str, Strategy] = STRATEGIES) -> Strategy:
     try:
-        return STRATEGIES[name]
+        return table[name]
     except KeyError:
-        raise ConfigError(f"unknown strategy '{name}'", hint=f"--strategy takes one of {', '.join(STRATEGIES)}") from None
+        raise ConfigError(f"unknown strategy '{name}'", hint=f"--strategy takes one of {', '.join(table)}") from None
 
 
 def candidate_pairs(classes: np.ndarray) -> np.ndarray:
@@ -61,31 +92,82 @@ def candidate_pairs(classes: np.ndarray) -> np.ndarray:
     return np.stack([classes[ii], classes[jj]], axis=1)
 
 
+def candidate_tuples(classes: np.ndarray, size: int) -> np.ndarray:
+    """All ``size``-subsets of ``classes`` as sorted rows, in lexicographic order; shape ``(C(n, size), size)``."""
+    classes = np.sort(np.asarray(classes, dtype=np.int64))
+    if size == 2:
+        return candidate_pairs(classes)
+    total = math.comb(len(classes), size)
+    if total > MAX_TUPLES:
+        raise ConfigError(
+            f"{len(classes)} classes give {total} candidate {size}-tuples; at most {MAX_TUPLES} are enumerated",
+            hint="restrict the candidate classes with --classes",
+        )
+    flat = np.fromiter(chain.from_iterable(combinations(classes.tolist(), size)), dtype=np.int64, count=total * size)
+    return flat.reshape(total, size)
+
+
+def summed_distances(tuples: np.ndarray, distances: np.ndarray) -> np.ndarray:
+    """``sum_{a<b in tuple} d(a, b)`` for every row of ``tuples``."""
+    k = tuples.shape[1]
+    return sum(distances[tuples[:, a], tuples[:, b]] for a in range(k) for b in range(a + 1, k))
+
+
+def band_mask(d: np.ndarray, band: tuple[float, float]) -> np.ndarray:
+    """Which distances lie in ``[P_lo, P_hi]``, the ``lo``-th and ``hi``-th percentiles (linear interpolation) of
+    ``d`` itself."""
+    lo, hi = np.percentile(d, [band[0], band[1]])
+    return (d >= lo) & (d <= hi)
+
+
+def _check_band(band: object) -> tuple[float, float]:
+    try:
+        lo, hi = (float(b) for b in band)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ConfigError(f"--band takes two percentiles LO HI, got {band!r}", hint="e.g. --band 40 60") from None
+    if not (0.0 <= lo <= hi <= 100.0):
+        raise ConfigError(f"--band {lo:g} {hi:g} is not a percentile range", hint="use --band LO HI with 0 <= LO <= HI <= 100")
+    return lo, hi
+
+
 def order_pairs(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | None, seed: int) -> np.ndarray:
     """The strategy's order over ``pairs`` (indices into ``pairs``)."""
     if strategy.space == "none":
         return np.random.default_rng(seed).permutation(len(pairs))
     if distances is None:
         raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} distances", hint="check --discriminator / --generator")
-    d = distances[pairs[:, 0], pairs[:, 1]]
+    d = summed_distances(pairs, distances)
     if np.isnan(d).any():
         raise ConfigError(
             f"strategy '{strategy.name}': some classes have no {strategy.space} vector (NaN distance)",
             hint="every class needs real images; restrict with --classes",
         )
     key = -d if strategy.descending else d
-    # lexsort sorts by the LAST key first: distance, then class a, then class b.
-    return np.lexsort((pairs[:, 1], pairs[:, 0], key))
+    # lexsort sorts by the LAST key first: distance, then class a, then class b (then c...).
+    return np.lexsort(tuple(pairs[:, c] for c in range(pairs.shape[1] - 1, -1, -1)) + (key,))
 
 
-def capped_greedy(pairs: np.ndarray, order: np.ndarray, num_pairs: int, num_classes: int) -> np.ndarray:
-    """Pick ``num_pairs`` pairs following ``order`` under a per-class usage cap; returns indices into ``pairs``."""
+def _word(size: int) -> str:
+    return {2: "pairs", 3: "triplets"}.get(size, f"{size}-tuples")
+
+
+def capped_greedy(
+    pairs: np.ndarray, order: np.ndarray, num_pairs: int, num_classes: int, max_uses: int | None = None
+) -> np.ndarray:
+    """Pick ``num_pairs`` tuples (rows of ``pairs``, any width K) following ``order`` under a per-class usage cap;
+    returns indices into ``pairs``. The cap starts at ``ceil(K * num_pairs / num_classes)`` and grows up to
+    ``max_uses`` (unbounded when None) while the order runs out."""
+    size = pairs.shape[1]
     if num_pairs > len(pairs):
         raise ConfigError(
-            f"{num_pairs} pairs requested but only {len(pairs)} distinct pairs exist among {num_classes} classes",
+            f"{num_pairs} {_word(size)} requested but only {len(pairs)} distinct {_word(size)} exist among {num_classes} classes",
             hint=f"use --pairs {len(pairs)} or fewer",
         )
-    cap = max(1, math.ceil(2 * num_pairs / max(num_classes, 1)))
+    cap = max(1, math.ceil(size * num_pairs / max(num_classes, 1)))
+    if max_uses is not None:
+        if max_uses < 1:
+            raise ConfigError(f"--max-uses must be positive, got {max_uses}", hint="use --max-uses 1 or more")
+        cap = min(cap, max_uses)
     chosen: list[int] = []
     taken = np.zeros(len(pairs), dtype=bool)
     usage: dict[int, int] = {}
@@ -93,14 +175,20 @@ def capped_greedy(pairs: np.ndarray, order: np.ndarray, num_pairs: int, num_clas
         for idx in order:
             if taken[idx]:
                 continue
-            a, b = int(pairs[idx, 0]), int(pairs[idx, 1])
-            if usage.get(a, 0) < cap and usage.get(b, 0) < cap:
+            members = pairs[idx].tolist()
+            if all(usage.get(m, 0) < cap for m in members):
                 chosen.append(int(idx))
                 taken[idx] = True
-                usage[a] = usage.get(a, 0) + 1
-                usage[b] = usage.get(b, 0) + 1
+                for m in members:
+                    usage[m] = usage.get(m, 0) + 1
                 if len(chosen) == num_pairs:
                     break
+        if len(chosen) < num_pairs and max_uses is not None and cap >= max_uses:
+            raise ConfigError(
+                f"{num_pairs} {_word(size)} requested but the usage cap of {max_uses} per class admits only "
+                f"{len(chosen)} of the {len(pairs)} candidates (greedy pick in strategy order)",
+                hint=f"use --pairs {len(chosen)} or fewer, or raise --max-uses",
+            )
         cap += 1
     return np.asarray(chosen, dtype=np.int64)
 
@@ -112,27 +200,50 @@ def select_pairs(
     embedding_distances: np.ndarray | None = None,
     condition_distances: np.ndarray | None = None,
     seed: int = 0,
+    *,
+    band: tuple[float, float] | None = None,
+    max_uses: int | None = None,
 ) -> np.ndarray:
-    """Choose ``num_pairs`` class pairs; returns ``(num_pairs, 2)`` class ids in pick order.
+    """Choose ``num_pairs`` class tuples; returns ``(num_pairs, K)`` class ids (sorted within a row) in pick order.
 
     Args:
-        strategy: a name from :data:`STRATEGIES` or a :class:`Strategy`.
-        num_pairs: how many distinct unordered pairs.
-        classes: candidate class ids (at least 2).
+        strategy: a name from :data:`ALL_STRATEGIES` or a :class:`Strategy`.
+        num_pairs: how many distinct tuples (pairs for K=2).
+        classes: candidate class ids (at least K).
         embedding_distances / condition_distances: full ``(C, C)`` cosine-distance matrices indexed by class id.
-        seed: used by ``random`` only.
+        seed: used by ``random`` and ``band`` only.
+        band: ``(lo, hi)`` percentiles of the candidate pairs' distances; ``band`` strategy only.
+        max_uses: the most tuples one class may join (default: no limit beyond the balancing cap).
 
     >>> d = np.array([[0, .1, .9], [.1, 0, .5], [.9, .5, 0]])
     >>> select_pairs("distant", 1, np.arange(3), embedding_distances=d).tolist()
     [[0, 2]]
     """
-    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy, ALL_STRATEGIES)
     classes = np.unique(np.asarray(classes, dtype=np.int64))
-    if len(classes) < 2:
-        raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check --classes / --real-data")
+    if len(classes) < max(2, s.size):
+        raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check --classes / --real-data")
     if num_pairs <= 0:
         raise ConfigError(f"--pairs must be positive, got {num_pairs}", hint="use --pairs 1 or more")
-    pairs = candidate_pairs(classes)
+    if band is not None and not s.banded:
+        raise ConfigError(f"--band applies to --strategy band only, not '{s.name}'", hint="drop --band or use --strategy band")
+    pairs = candidate_tuples(classes, s.size)
     distances = {"embedding": embedding_distances, "condition": condition_distances}.get(s.space)
-    order = order_pairs(pairs, s, distances, seed)
-    return pairs[capped_greedy(pairs, order, num_pairs, len(classes))]
+    if s.banded:
+        if band is None:
+            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO HI, e.g. --band 40 60")
+        lo, hi = _check_band(band)
+        order = order_pairs(pairs, s, distances, seed)  # validates the distances
+        inside = band_mask(distances[pairs[:, 0], pairs[:, 1]], (lo, hi))
+        if not inside.any():
+            raise ConfigError(f"--band {lo:g} {hi:g} selects no pair among {len(pairs)}", hint="widen --band")
+        pairs = pairs[inside]
+        if num_pairs > len(pairs):
+            raise ConfigError(
+                f"{num_pairs} pairs requested but only {len(pairs)} pairs lie in --band {lo:g} {hi:g}",
+                hint=f"use --pairs {len(pairs)} or fewer, or widen --band",
+            )
+        order = np.random.default_rng(seed).permutation(len(pairs))
+    else:
+        order = order_pairs(pairs, s, distances, seed)
+    return pairs[capped_greedy(pairs, order, num_pairs, len(classes), max_uses)]

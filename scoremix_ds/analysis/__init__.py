@@ -1,0 +1,1 @@
+"""Analyses of trained models and built datasets: the paper's alignment analysis (``align``)."""

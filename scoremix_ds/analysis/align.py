@@ -1,0 +1,96 @@
+"""The paper's alignment analysis: how alike are the generator's condition space and the discriminator's class
+centres (or two discriminators' centres)?
+
+Loads the models, computes each space's per-class vectors exactly as ``build`` does (``plan_build``), and hands
+them to the pure measures of :mod:`scoremix_ds.maths.alignment`. A seeded Gaussian space of the first space's shape
+gives the chance-level reference in the same run (the paper's "random" row).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..maths.alignment import alignment_report
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    generator: str = "default"  # its class-embedding table is the first space, unless `other_discriminator` is set
+    generator_revision: str | None = None
+    discriminator: str = "default"  # class centres of its embeddings of `real_data` are the second space
+    discriminator_revision: str | None = None
+    other_discriminator: str | None = None  # compare two discriminators' centres instead of generator vs discriminator
+    real_data: str = "mnist-5k"  # the images whose embeddings give the class centres
+    real_data_revision: str | None = None
+    classes: tuple[int, ...] = ()  # which classes to compare; empty = all
+    k: int | None = None  # neighbours for mutual kNN / CKNNA; None = min(10, max(2, n // 4)), Huh et al. use 10
+    seed: int = 0  # the random reference and the pair sample of the distance correlation
+
+
+@dataclass(frozen=True)
+class AlignResult:
+    first: str
+    second: str
+    num_classes: int
+    dims: tuple[int, int]
+    k: int
+    measures: dict[str, float]
+    reference: dict[str, float]  # the second space against a seeded Gaussian of the first space's shape
+
+    def summary(self) -> str:
+        lines = [
+            f"alignment of {self.first} ({self.dims[0]}-d) and {self.second} ({self.dims[1]}-d) over "
+            f"{self.num_classes} classes (k = {self.k})",
+            f"{'measure':<20}{'value':>10}{'random ref':>12}",
+        ]
+        lines += [f"{name:<20}{value:>10.4f}{self.reference[name]:>12.4f}" for name, value in self.measures.items()]
+        return "\n".join(lines)
+
+
+def default_k(n: int) -> int:
+    return int(min(10, max(2, n // 4)))
+
+
+def _centres(name: str, revision: str | None, real) -> np.ndarray:
+    from ..maths.centres import class_centres
+    from ..models.discriminator import embed_images, load_discriminator
+
+    disc = load_discriminator(name, revision)
+    return class_centres(embed_images(disc, real.images), real.labels, real.num_classes)
+
+
+def align_spaces(config: AlignConfig) -> AlignResult:
+    """Compute every alignment measure between the two configured spaces over the chosen classes."""
+    from ..data.readers import read_real_data
+
+    real = read_real_data(config.real_data, config.real_data_revision)
+    second = _centres(config.discriminator, config.discriminator_revision, real)
+    if config.other_discriminator:
+        first = _centres(config.other_discriminator, None, real)
+        first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
+    else:
+        from ..models.generator import load_generator
+
+        gen = load_generator(config.generator, config.generator_revision)
+        first = gen.condition_table().numpy().astype(np.float64)
+        if real.num_classes != gen.num_classes:
+            raise ConfigError(
+                f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
+                hint="use the real data the generator was trained on (--real-data)",
+            )
+        first_name, second_name = f"generator '{config.generator}' conditions", f"discriminator '{config.discriminator}' centres"
+    classes = np.asarray(config.classes or range(len(first)), dtype=np.int64)
+    if classes.min() < 0 or classes.max() >= len(first):
+        raise ConfigError(f"--classes must lie in 0..{len(first) - 1}", hint="check --classes")
+    if len(np.unique(classes)) < 4:
+        raise ConfigError(f"alignment needs at least 4 classes, got {len(np.unique(classes))}", hint="give --classes at least four ids")
+    classes = np.unique(classes)
+    x, y = first[classes], second[classes]
+    k = config.k if config.k is not None else default_k(len(classes))
+    measures = alignment_report(x, y, k=k, seed=config.seed)
+    noise = np.random.default_rng(config.seed).normal(size=x.shape)
+    reference = alignment_report(noise, y, k=k, seed=config.seed)
+    return AlignResult(first_name, second_name, len(classes), (x.shape[1], y.shape[1]), k, measures, reference)

@@ -1,0 +1,41 @@
+"""``scoremix-ds align``: the paper's alignment analysis between the generator and the discriminator."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .options import RealDataOpt, SeedOpt
+from .parsing import parse_ints
+
+
+def align(
+    generator: Annotated[str, typer.Option(help="Generator folder or Hub id ('default': the embedded MNIST model).")] = "default",
+    generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
+    discriminator: Annotated[str, typer.Option(help="Discriminator folder or Hub id ('default': embedded).")] = "default",
+    discriminator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --discriminator.")] = None,
+    other_discriminator: Annotated[Optional[str], typer.Option(help="Compare this discriminator's centres with --discriminator's instead of the generator's conditions.")] = None,
+    real_data: RealDataOpt = None,
+    real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 (default: all).")] = None,
+    k: Annotated[Optional[int], typer.Option("--k", help="Neighbours for mutual kNN and CKNNA (default: min(10, classes // 4)).")] = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Linear CKA, debiased CKA, mutual kNN, CKNNA and distance Spearman between the generator's class
+    conditions and the discriminator's class centres, beside a random reference."""
+    from ..analysis.align import AlignConfig, align_spaces
+
+    config = AlignConfig(
+        generator=generator,
+        generator_revision=generator_revision,
+        discriminator=discriminator,
+        discriminator_revision=discriminator_revision,
+        other_discriminator=other_discriminator,
+        real_data=real_data or "mnist-5k",
+        real_data_revision=real_data_revision,
+        classes=parse_ints(classes, "--classes") or (),
+        k=k,
+        seed=0 if seed is None else seed,
+    )
+    typer.echo(align_spaces(config).summary())
