@@ -52,7 +52,7 @@ def test_a_discriminator_against_itself_gives_one(capsys, models, tiny_discrimin
      (["--k", "1"], "--k")],
 )
 def test_bad_input_is_one_line_naming_the_flag(capsys, models, extra, flag):
-    rc, out, err = run_cli(capsys, "align", *models, *extra)
+    rc, _, err = run_cli(capsys, "align", *models, *extra)
     assert rc == 2
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and flag in lines[0], err

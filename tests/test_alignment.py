@@ -240,3 +240,13 @@ def test_mismatched_rows_and_bad_k_refused():
         cknna(x, x, 1)
     with pytest.raises(ConfigError, match="at least 4"):
         debiased_linear_cka(x[:3], x[:3])
+
+
+def test_disjoint_neighbourhoods():
+    """8 points on a circle: in x the neighbours of i are i±1; in y (item i moved to angle 3i) they are i±3."""
+    angles = np.arange(8) * np.pi / 4
+    x = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    y = x[(np.arange(8) * 3) % 8]
+    assert mutual_knn(x, y, 2) == 0.0
+    assert cknna(x, y, 2) == 0.0
+    assert cknna(x, y, 2) == pytest.approx(ref_cknna(x, y, 2), abs=1e-10)

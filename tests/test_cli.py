@@ -163,3 +163,15 @@ def test_console_script_runs_as_a_module():
     assert proc.returncode == 0 and "--strategy" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "scoremix_ds", "build", "--strategy", "nope"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: unknown strategy")
+
+
+def test_exit_codes_of_typer_exit_reach_the_shell(monkeypatch, capsys):
+    import typer
+
+    from scoremix_ds.cli import build_cmd
+
+    def fail(*args, **kwargs):
+        raise typer.Exit(3)  # e.g. a relaunched distributed build whose processes failed
+
+    monkeypatch.setattr(build_cmd, "config_from", fail)
+    assert main(["build"]) == 3

@@ -121,3 +121,26 @@ def test_sigkill_at_random_points_then_resume_is_identical(build_args, reference
         assert not list(out.rglob("*.tmp")) and not (out / ".scoremix").exists()
         parquet = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.parquet"))
         assert parquet == sorted(f for files in reference6.values() for f in files)  # no stray or duplicate shard
+
+
+def test_ctrl_c_keeps_finished_units_and_a_rerun_completes(build_args, tmp_path):
+    args = [*build_args, "--steps", "400"]  # slow enough units (seconds each) that Ctrl-C lands mid-build
+    out = tmp_path / "interrupted"
+    # A background shell (CI) starts children with SIGINT ignored; a user's terminal does not: restore the default.
+    proc = subprocess.Popen([sys.executable, "-m", "scoremix_ds", *args, "--out", str(out)], env=env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    markers = out / ".scoremix" / "units"
+    deadline = time.monotonic() + 300
+    while not list(markers.glob("unit-*.json")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("the build finished before Ctrl-C arrived")
+    assert proc.returncode == 130 and "completed shards are kept" in err
+    kept = len(list(markers.glob("unit-*.json")))
+    assert kept >= 1
+    resumed = cli(*args, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert json.loads((out / "manifest.json").read_text())["complete"] is True

@@ -102,3 +102,52 @@ def test_bad_vectors_refused():
     with pytest.raises(ConfigError) as info:
         extreme_pairs(np.eye(3), 0)
     assert "--pairs" in info.value.hint
+
+
+# --- capped greedy on the chunked order equals the dense strategy -----------------------------------------------
+
+
+@pytest.mark.parametrize("descending", [True, False])
+@pytest.mark.parametrize("num", [1, 5, 20, 60, 190])
+def test_select_extreme_pairs_equals_dense_select_pairs(descending, num):
+    from scoremix_ds.maths.pairs import select_extreme_pairs, select_pairs
+
+    v = np.random.default_rng(num).normal(size=(20, 6))
+    d = cosine_distances(v)
+    name = "distant" if descending else "close"
+    want = select_pairs(name, num, np.arange(20), embedding_distances=d)
+    got = select_extreme_pairs(v, num, np.arange(20), descending, block_rows=3)
+    assert got.tolist() == want.tolist()
+    classes = np.array([17, 2, 9, 4, 11, 5, 0])  # a subset, unsorted
+    n = min(num, 21)
+    assert (select_extreme_pairs(v, n, classes, descending).tolist()
+            == select_pairs(name, n, classes, embedding_distances=d).tolist())
+
+
+def test_select_extreme_pairs_refusals():
+    from scoremix_ds.maths.pairs import select_extreme_pairs
+
+    v = np.random.default_rng(0).normal(size=(6, 3))
+    with pytest.raises(ConfigError) as info:
+        select_extreme_pairs(v, 16, np.arange(6), True)
+    assert "only 15" in info.value.message and "--pairs 15" in info.value.hint
+    with pytest.raises(ConfigError, match="admits only 3"):
+        select_extreme_pairs(v, 4, np.arange(6), True, max_uses=1)
+    v[2] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        select_extreme_pairs(v, 1, np.arange(6), True)
+
+
+@pytest.mark.parametrize("num", [2, 5, 9])
+def test_select_extreme_pairs_grows_the_candidates_when_a_hub_fills_them(num):
+    """Class 0 is opposite to all others: the best 19 pairs all contain it, so the cap-1 pass needs more than the
+    first 4 * num candidates."""
+    from scoremix_ds.maths.pairs import select_extreme_pairs, select_pairs
+
+    rng = np.random.default_rng(1)
+    v = np.eye(6)[0] + 0.1 * rng.normal(size=(20, 6))
+    v[0] = -np.eye(6)[0]
+    d = cosine_distances(v)
+    want = select_pairs("distant", num, np.arange(20), embedding_distances=d)
+    assert want[0, 0] == 0 and (want[1:] != 0).all()
+    assert select_extreme_pairs(v, num, np.arange(20), True, block_rows=4).tolist() == want.tolist()

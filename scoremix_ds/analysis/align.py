@@ -41,9 +41,10 @@ class AlignResult:
     reference: dict[str, float]  # the second space against a seeded Gaussian of the first space's shape
 
     def summary(self) -> str:
+        head = (f"alignment of {self.first} ({self.dims[0]}-d) and {self.second} ({self.dims[1]}-d) over "
+                f"{self.num_classes} classes (k = {self.k})")
         lines = [
-            f"alignment of {self.first} ({self.dims[0]}-d) and {self.second} ({self.dims[1]}-d) over "
-            f"{self.num_classes} classes (k = {self.k})",
+            head,
             f"{'measure':<20}{'value':>10}{'random ref':>12}",
         ]
         lines += [f"{name:<20}{value:>10.4f}{self.reference[name]:>12.4f}" for name, value in self.measures.items()]

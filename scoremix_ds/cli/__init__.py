@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "accelerate"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        app(args=argv, standalone_mode=False)
+        # Typer's non-standalone mode RETURNS the code of typer.Exit, and turns Ctrl-C into Exit(130).
+        code = app(args=argv, standalone_mode=False)
     except ScoreMixError as exc:
         if os.environ.get("SCOREMIX_DEBUG"):
             raise
@@ -63,7 +64,9 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    if code == 130:
+        typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

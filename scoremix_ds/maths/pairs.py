@@ -19,11 +19,12 @@ Ties are broken by the pair's class ids, so every strategy is deterministic (``r
 :data:`STRATEGIES` holds these pair orders (what ``build --strategy`` accepts today). :data:`ALL_STRATEGIES` adds
 selections that need more than a pair order; :func:`select_pairs` takes every one of them:
 
-| strategy            | space                        | order                                                        |
-|---------------------|------------------------------|--------------------------------------------------------------|
-| ``band``            | discriminator class centres  | seeded random order over the pairs whose distance lies between the ``lo`` and ``hi`` percentiles of all candidate pairs' distances |
-| ``distant-triplets``| discriminator class centres  | triplets, largest summed pairwise distance first (the paper's K=3 ablation) |
-| ``close-triplets``  | discriminator class centres  | triplets, smallest summed distance first                      |
+| strategy             | space                       | order                                                     |
+|----------------------|-----------------------------|-----------------------------------------------------------|
+| ``band``             | discriminator class centres | seeded random, over the pairs whose distance lies between |
+|                      |                             | the ``lo``-th and ``hi``-th percentiles of all candidates |
+| ``distant-triplets`` | discriminator class centres | largest summed pairwise distance first (paper's K=3)      |
+| ``close-triplets``   | discriminator class centres | smallest summed pairwise distance first                   |
 
 Tuples of K classes follow the same capped greedy pick (cap from ``ceil(K * tuples / classes)``); each tuple at most
 once; ties broken by class ids. Triplets are enumerated exactly, so their candidates are limited to
@@ -40,6 +41,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConfigError
+from .topk import extreme_pairs
 
 
 @dataclass(frozen=True)
@@ -130,10 +132,8 @@ def _check_band(band: object) -> tuple[float, float]:
     return lo, hi
 
 
-def order_pairs(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | None, seed: int) -> np.ndarray:
-    """The strategy's order over ``pairs`` (indices into ``pairs``)."""
-    if strategy.space == "none":
-        return np.random.default_rng(seed).permutation(len(pairs))
+def tuple_distances(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | None) -> np.ndarray:
+    """Summed pairwise distance of every row of ``pairs`` in the strategy's space; refuses missing or NaN ones."""
     if distances is None:
         raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} distances", hint="check --discriminator / --generator")
     d = summed_distances(pairs, distances)
@@ -142,6 +142,14 @@ def order_pairs(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | N
             f"strategy '{strategy.name}': some classes have no {strategy.space} vector (NaN distance)",
             hint="every class needs real images; restrict with --classes",
         )
+    return d
+
+
+def order_pairs(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | None, seed: int) -> np.ndarray:
+    """The strategy's order over ``pairs`` (indices into ``pairs``)."""
+    if strategy.space == "none" or strategy.banded:
+        return np.random.default_rng(seed).permutation(len(pairs))
+    d = tuple_distances(pairs, strategy, distances)
     key = -d if strategy.descending else d
     # lexsort sorts by the LAST key first: distance, then class a, then class b (then c...).
     return np.lexsort(tuple(pairs[:, c] for c in range(pairs.shape[1] - 1, -1, -1)) + (key,))
@@ -233,8 +241,7 @@ def select_pairs(
         if band is None:
             raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO HI, e.g. --band 40 60")
         lo, hi = _check_band(band)
-        order = order_pairs(pairs, s, distances, seed)  # validates the distances
-        inside = band_mask(distances[pairs[:, 0], pairs[:, 1]], (lo, hi))
+        inside = band_mask(tuple_distances(pairs, s, distances), (lo, hi))
         if not inside.any():
             raise ConfigError(f"--band {lo:g} {hi:g} selects no pair among {len(pairs)}", hint="widen --band")
         pairs = pairs[inside]
@@ -243,7 +250,48 @@ def select_pairs(
                 f"{num_pairs} pairs requested but only {len(pairs)} pairs lie in --band {lo:g} {hi:g}",
                 hint=f"use --pairs {len(pairs)} or fewer, or widen --band",
             )
-        order = np.random.default_rng(seed).permutation(len(pairs))
-    else:
-        order = order_pairs(pairs, s, distances, seed)
+    order = order_pairs(pairs, s, distances, seed)
     return pairs[capped_greedy(pairs, order, num_pairs, len(classes), max_uses)]
+
+
+def select_extreme_pairs(
+    vectors: np.ndarray,
+    num_pairs: int,
+    classes: np.ndarray,
+    descending: bool,
+    max_uses: int | None = None,
+    block_rows: int | None = None,
+) -> np.ndarray:
+    """``distant`` (``descending``) or ``close`` straight from class vectors, without an ``N x N`` matrix.
+
+    Gives the same pairs as ``select_pairs`` on ``cosine_distances(vectors)``: the capped greedy walks only the
+    best ``M`` pairs (:func:`scoremix_ds.maths.topk.extreme_pairs`, ``M`` from ``4 * num_pairs``). When its first
+    pass at the starting cap completes inside them, the full order would have given the same picks; otherwise ``M``
+    grows fourfold, up to every pair.
+    """
+    classes = np.unique(np.asarray(classes, dtype=np.int64))
+    if len(classes) < 2:
+        raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check --classes / --real-data")
+    if num_pairs <= 0:
+        raise ConfigError(f"--pairs must be positive, got {num_pairs}", hint="use --pairs 1 or more")
+    total = len(classes) * (len(classes) - 1) // 2
+    if num_pairs > total:
+        raise ConfigError(
+            f"{num_pairs} pairs requested but only {total} distinct pairs exist among {len(classes)} classes",
+            hint=f"use --pairs {total} or fewer",
+        )
+    sub = np.asarray(vectors)[classes]  # sorted class ids keep the (distance, a, b) tie order
+    start = max(1, math.ceil(2 * num_pairs / len(classes)))
+    if max_uses is not None:
+        start = min(start, max(max_uses, 1))
+    m = min(total, 4 * num_pairs)
+    while True:
+        local, _ = extreme_pairs(sub, m, largest=descending, block_rows=block_rows)
+        pairs = classes[local]
+        order = np.arange(len(pairs))
+        if m == total:
+            return pairs[capped_greedy(pairs, order, num_pairs, len(classes), max_uses)]
+        try:
+            return pairs[capped_greedy(pairs, order, num_pairs, len(classes), start)]
+        except ConfigError:
+            m = min(total, 4 * m)

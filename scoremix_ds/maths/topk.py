@@ -81,7 +81,11 @@ def extreme_pairs(
         if m == 0:
             continue
         cut = np.partition(flat, m - 1)[m - 1]
+        if len(best_key) == num:  # the running best is full: only what beats (or ties) its worst can enter
+            cut = min(cut, best_key[-1])
         idx = np.flatnonzero(flat <= cut)  # best m plus ties at the cut
+        if len(idx) == 0:
+            continue
         rows, cols = np.divmod(idx, key.shape[1])
         best_i = np.concatenate([best_i, rows + s])
         best_j = np.concatenate([best_j, cols + s])
