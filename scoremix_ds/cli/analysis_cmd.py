@@ -15,7 +15,9 @@ def align(
     generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
     discriminator: Annotated[str, typer.Option(help="Discriminator folder or Hub id ('default': embedded).")] = "default",
     discriminator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --discriminator.")] = None,
-    other_discriminator: Annotated[Optional[str], typer.Option(help="Compare this discriminator's centres with --discriminator's instead of the generator's conditions.")] = None,
+    other_discriminator: Annotated[
+        Optional[str], typer.Option(help="Compare this discriminator's centres with --discriminator's (not the generator's).")
+    ] = None,
     real_data: RealDataOpt = None,
     real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 (default: all).")] = None,

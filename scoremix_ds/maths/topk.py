@@ -135,7 +135,7 @@ def sample_pair_indices(n: int, num: int | None, seed: int = 0) -> tuple[np.ndar
     return ii.astype(np.int64), jj.astype(np.int64)
 
 
-def row_dots(unit: np.ndarray, ii: np.ndarray, jj: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+def row_dots(unit: np.ndarray, ii: np.ndarray, jj: np.ndarray, chunk: int = 1 << 13) -> np.ndarray:
     """``<unit[ii[t]], unit[jj[t]]>`` for every t, gathered ``chunk`` pairs at a time."""
     out = np.empty(len(ii), dtype=np.float64)
     for s in range(0, len(ii), chunk):
