@@ -114,12 +114,12 @@ def test_rerun_of_a_complete_build_is_a_no_op(tiny_config):
 
 def crash_after_units(out: Path, keep: set[int]) -> None:
     """Turn a complete build into the state a crash leaves: only ``keep`` units marked done, others gone."""
-    from scoremix_ds.build.units import write_marker
+    from scoremix_ds.build.units import unit_of, write_marker
 
     manifest = Manifest.read(out)
     for name, files in manifest.shards.items():
         for rel in files:
-            unit = int(rel.rsplit("-", 1)[1].split(".")[0])
+            unit = unit_of(rel)
             if unit in keep:
                 write_marker(out, unit, {**_marker_entries(manifest, unit)})
             else:

@@ -115,8 +115,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     started = time.perf_counter()
     done = completed_build(config)
     if done is not None:
-        rows = {c: sum(s["rows"] for s in shards.values()) for c, shards in done.shards.items()}
-        return BuildResult(Path(config.out), rows, done.counts["mix"]["identities"], time.perf_counter() - started, 0,
+        return BuildResult(Path(config.out), done.rows(), done.counts["mix"]["identities"], time.perf_counter() - started, 0,
                            len(done.shards.get("mix", {})))
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
@@ -164,7 +163,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
             identities = [plan.identities[i] for u in part_units for i in units[u]]
             finalize(out, manifest, len(identities), {p for i in identities for p in i.parents},
                      sample_preview=lambda: _sample_preview(plan, gen, weak, config))
-            rows = {c: sum(f["rows"] for f in files.values()) for c, files in manifest.shards.items()}
+            rows = manifest.rows()
     group.barrier()
     return BuildResult(out, rows, len(plan.identities), time.perf_counter() - started, sampled, len(done), complete)
 

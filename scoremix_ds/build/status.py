@@ -38,8 +38,7 @@ def build_status(out: Path, verify: bool = False) -> BuildStatus:
     if manifest is None:
         raise DataError(f"{out} is not a scoremix-ds build folder (no manifest.json)", hint="give the build's --out folder")
     if manifest.complete:
-        rows = {c: sum(f["rows"] for f in files.values()) for c, files in manifest.shards.items()}
-        return BuildStatus(out, True, manifest.layout.get("units", 0), manifest.layout.get("units", 0), rows, manifest.part, manifest.config)
+        return BuildStatus(out, True, manifest.layout.get("units", 0), manifest.layout.get("units", 0), manifest.rows(), manifest.part, manifest.config)
     part = manifest.part or {"index": 0, "count": 1}
     units = Layout(part=part["index"], parts=part["count"]).part_units(manifest.layout["units"])
     done = done_units(out, units, verify=verify)

@@ -40,5 +40,5 @@ def merge(
         return _sample_preview(plan, gen, weak, config)
 
     manifest = merge_parts(parts, out, sample_preview)
-    rows = ", ".join(f"{c}: {sum(f['rows'] for f in files.values())} rows" for c, files in manifest.shards.items())
+    rows = ", ".join(f"{c}: {n} rows" for c, n in manifest.rows().items())
     typer.echo(f"merged {len(parts)} parts into {out} ({rows})")

@@ -55,5 +55,9 @@ class Manifest:
     def write(self, folder: Path) -> None:
         atomic_write_text(folder / MANIFEST, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
 
+    def rows(self) -> dict[str, int]:
+        """Rows per config, summed over the shards listed so far."""
+        return {c: sum(f["rows"] for f in files.values()) for c, files in self.shards.items()}
+
     def add_shard(self, config: str, relpath: str, rows: int, sha256: str) -> None:
         self.shards.setdefault(config, {})[relpath] = {"rows": rows, "sha256": sha256}
