@@ -9,7 +9,7 @@ import pytest
 
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
-from scoremix_ds.maths.pairs import ALL_STRATEGIES, STRATEGIES, candidate_tuples, get_strategy, select_pairs
+from scoremix_ds.maths.pairs import STRATEGIES, candidate_tuples, get_strategy, select_pairs
 
 # 4 classes, distances 01=.1  02=.9  03=.5  12=.7  13=.3  23=.2 (as in test_pairs_centres.py)
 EMB = np.array([[0.0, 0.1, 0.9, 0.5],
@@ -168,8 +168,9 @@ def test_max_uses_limits_and_says_how_many_exist():
 
 
 def test_tables():
-    assert set(STRATEGIES) <= set(ALL_STRATEGIES)
-    assert {"band", "distant-triplets", "close-triplets"} <= set(ALL_STRATEGIES) - set(STRATEGIES)
-    assert get_strategy("band", ALL_STRATEGIES).banded
-    with pytest.raises(ConfigError):  # `build --strategy` takes pair orders only until the plan handles K > 2
-        get_strategy("distant-triplets")
+    assert {"random", "distant", "close", "distant-condition", "close-condition", "band", "distant-triplets",
+            "close-triplets"} == set(STRATEGIES)
+    assert get_strategy("band").banded
+    assert get_strategy("distant-triplets").size == 3
+    with pytest.raises(ConfigError, match="--strategy takes one of"):
+        get_strategy("farthest")

@@ -10,7 +10,7 @@ import pytest
 from scoremix_ds.build.plan import make_plan, sample_seed
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import class_centres, cosine_distances
-from scoremix_ds.maths.pairs import STRATEGIES, candidate_pairs, capped_greedy, select_pairs
+from scoremix_ds.maths.pairs import STRATEGIES as ALL, candidate_pairs, capped_greedy, select_pairs
 
 # --- centres and distances -------------------------------------------------------------------------------------
 
@@ -139,11 +139,14 @@ def test_non_contiguous_class_ids_index_the_full_matrix():
     assert got == [list(best)]
 
 
+PAIR_ORDERS = [n for n, s in ALL.items() if s.size == 2 and not s.banded]  # plain orders over all pairs
+
+
 def _rand_dist(c, seed):
     return cosine_distances(np.random.default_rng(seed).normal(size=(c, 6)))
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("strategy", PAIR_ORDERS)
 def test_each_unordered_pair_at_most_once_and_sorted(strategy):
     d = _rand_dist(7, 1)
     pairs = select_pairs(strategy, 15, np.arange(7), embedding_distances=d, condition_distances=d, seed=2)
@@ -152,7 +155,7 @@ def test_each_unordered_pair_at_most_once_and_sorted(strategy):
     assert len({tuple(p) for p in pairs.tolist()}) == 15
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("strategy", PAIR_ORDERS)
 def test_cap_spreads_classes_ten_classes_five_pairs(strategy):
     for seed in range(5):
         d = _rand_dist(10, seed)
@@ -160,7 +163,7 @@ def test_cap_spreads_classes_ten_classes_five_pairs(strategy):
         assert sorted(pairs.ravel().tolist()) == list(range(10)), (strategy, seed)  # every class exactly once
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
+@pytest.mark.parametrize("strategy", PAIR_ORDERS)
 def test_all_pairs_works_and_one_more_refused(strategy):
     c = 6
     d = _rand_dist(c, 0)
@@ -248,7 +251,7 @@ def test_sample_seed_deterministic_distinct_and_int64():
 
 def test_make_plan_seeds_and_distances():
     pairs = np.array([[0, 2], [1, 3]])
-    plan = make_plan(pairs, (0.5, 0.5), EMB, COND, per_identity=3, seed=7)
+    plan = make_plan(pairs, (0.5, 0.5), EMB[pairs[:, 0], pairs[:, 1]], COND[pairs[:, 0], pairs[:, 1]], per_identity=3, seed=7)
     assert plan.num_images == 6
     assert [i.parents for i in plan.identities] == [(0, 2), (1, 3)]
     assert plan.identities[0].embedding_distance == pytest.approx(0.9)

@@ -8,14 +8,15 @@ from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
-from ..maths.pairs import get_strategy
+from ..maths.pairs import _check_band, get_strategy
 from ..recipes import to_dict
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
 
 DTYPES = ("float32", "bfloat16", "float16")
 
 # Fields that change where or how fast rows are made, never the rows themselves: left out of the fingerprint.
-LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards"})
+# ``plan`` is a path; the plan's CONTENT enters the fingerprint through ``plan_sha256``.
+LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan"})
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ class BuildConfig:
     real_data: str = "mnist-5k"  # the generator's training data; gives the class centres
     real_data_revision: str | None = None
     classes: tuple[int, ...] = ()  # candidate classes to mix; empty = all of the generator's classes
-    pairs: int = 20  # number of new synthetic identities (one per distinct pair)
+    pairs: int = 20  # number of new synthetic identities (one per distinct tuple: pairs, or triplets for *-triplets)
     per_identity: int = 8  # images per synthetic identity, one seed each
-    weights: tuple[float, ...] = (0.5, 0.5)  # the paper's default; must be convex unless allow_nonconvex
+    weights: tuple[float, ...] = ()  # one per mixed class, convex unless allow_nonconvex; () = equal (0.5, 0.5 for pairs)
+    band: tuple[float, float] | None = None  # strategy "band": percentile range (lo, hi) of the candidate distances
+    max_uses: int | None = None  # the most identities one class may join (default: only the balancing cap)
+    plan: str | None = None  # a plan file from `scoremix-ds plan`: its tuples, weights and seeds replace the choice
+    plan_sha256: str | None = None  # set from the plan file's bytes when the build starts (never by hand)
     allow_nonconvex: bool = False
     weight_schedule: str = "constant"
     window_start: float = 0.0  # for weight_schedule="window": fraction of the trajectory where mixing starts
@@ -54,9 +59,18 @@ class BuildConfig:
     out: str = "scoremix-out"
 
     def __post_init__(self) -> None:
-        get_strategy(self.strategy)
+        strategy = get_strategy(self.strategy)
         check_scheduler_name(self.scheduler)
-        validate_weights(self.weights, 2, self.allow_nonconvex)
+        if self.weights:
+            validate_weights(self.weights, strategy.size, self.allow_nonconvex)
+        if self.band is not None:
+            if not strategy.banded:
+                raise ConfigError(f"--band applies to --strategy band only, not '{self.strategy}'", hint="drop --band or use --strategy band")
+            _check_band(self.band)
+        elif strategy.banded:
+            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
+        if self.max_uses is not None and self.max_uses < 1:
+            raise ConfigError(f"--max-uses must be positive, got {self.max_uses}", hint="use --max-uses 1 or more")
         WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
         for name, flag in (("pairs", "--pairs"), ("per_identity", "--per-identity"), ("steps", "--steps"),
                            ("batch_size", "--batch-size"), ("shard_size", "--shard-size")):
@@ -77,6 +91,14 @@ class BuildConfig:
             raise ConfigError("--classes lists a class twice", hint="give each class id once")
         if self.weight_schedule not in WEIGHT_SCHEDULES:
             raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
+
+    @property
+    def mix_weights(self) -> tuple[float, ...]:
+        """The weights of every mix: as given, or equal over the strategy's K classes."""
+        if self.weights:
+            return tuple(float(w) for w in self.weights)
+        k = get_strategy(self.strategy).size
+        return tuple(1.0 / k for _ in range(k))
 
     @property
     def schedule(self) -> WeightSchedule:

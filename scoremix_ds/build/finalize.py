@@ -13,14 +13,12 @@ from typing import Callable
 
 import numpy as np
 import pyarrow.parquet as pq
-from PIL import Image
-import io
 
 from .. import __version__
 from ..dataset.card import render_card, write_card
 from ..dataset.manifest import Manifest
 from ..dataset.preview import save_preview
-from ..dataset.writer import arrow_bytes
+from ..dataset.writer import arrow_bytes, decode_png
 from ..maths.pairs import get_strategy
 from .units import STATE_DIR
 
@@ -46,27 +44,38 @@ def collect_units(manifest: Manifest, markers: dict[int, dict]) -> None:
     manifest.shards = {c: dict(sorted(files.items())) for c, files in shards.items()}
 
 
-def _decode(png: bytes) -> np.ndarray:
-    arr = np.asarray(Image.open(io.BytesIO(png)))
-    return arr[..., None] if arr.ndim == 2 else arr
-
-
 def preview_from_rows(out: Path, manifest: Manifest) -> list[Triplet]:
-    """Image 0 of the first identities with both parents' reproductions, read from the shards."""
+    """Image 0 of the first identities with every parent's reproduction, read from the shards."""
     columns = ["image", "mix_identity", "sample_index", "parents", "identity"]
     mixes: dict[str, np.ndarray] = {}
     for rel in manifest.shards["mix"]:
         for row in pq.read_table(out / rel, columns=columns).to_pylist():
             if row["sample_index"] == 0 and len(mixes) < PREVIEW_ROWS:
-                mixes[row["identity"]] = (_decode(row["image"]["bytes"]), row["parents"])
+                mixes[row["identity"]] = (decode_png(row["image"]["bytes"]), row["parents"])
         if len(mixes) >= PREVIEW_ROWS:
             break
     singles: dict[tuple[str, int], np.ndarray] = {}
     for rel in manifest.shards["repro"]:
         for row in pq.read_table(out / rel, columns=columns).to_pylist():
             if row["sample_index"] == 0 and row["mix_identity"] in mixes:
-                singles[(row["mix_identity"], row["parents"][0])] = _decode(row["image"]["bytes"])
-    return [(singles[(name, parents[0])], img, singles[(name, parents[1])]) for name, (img, parents) in mixes.items()]
+                singles[(row["mix_identity"], row["parents"][0])] = decode_png(row["image"]["bytes"])
+    return [preview_row([singles[(name, p)] for p in parents], img) for name, (img, parents) in mixes.items()]
+
+
+def preview_row(parents: list[np.ndarray], mix: np.ndarray) -> tuple[np.ndarray, ...]:
+    """``parent A | mix | parent B [| parent C ...]``."""
+    return (parents[0], mix, *parents[1:])
+
+
+def write_build_card(out: Path, manifest: Manifest) -> None:
+    """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit."""
+    config = manifest.config
+    build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
+                 weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]),
+                 plan=public_ref(config.get("plan")))
+    card = render_card(build, manifest.provenance, manifest.counts, __version__, get_strategy(config["strategy"]).space,
+                       audit=manifest.audit)
+    write_card(out, card)
 
 
 def finalize(out: Path, manifest: Manifest, identities: int, parents: set[int],
@@ -83,10 +92,7 @@ def finalize(out: Path, manifest: Manifest, identities: int, parents: set[int],
     if manifest.part is None:  # a job-array part gets its card when the parts are merged
         triplets = preview_from_rows(out, manifest) if "repro" in manifest.shards else sample_preview()
         save_preview(out / "preview.png", triplets)
-        build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
-                     weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]))
-        card = render_card(build, manifest.provenance, counts, __version__, get_strategy(config["strategy"]).space)
-        write_card(out, card)
+        write_build_card(out, manifest)
     manifest.complete = True
     manifest.write(out)
     shutil.rmtree(out / STATE_DIR, ignore_errors=True)

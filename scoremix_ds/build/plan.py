@@ -20,13 +20,16 @@ def sample_seed(build_seed: int, identity_index: int, image_index: int) -> int:
 
 @dataclass(frozen=True)
 class Identity:
-    """One new synthetic identity: the mix of ``parents`` with ``weights``."""
+    """One new synthetic identity: the mix of ``parents`` (K classes) with ``weights``, one image per seed.
+
+    For K > 2 the distances are the MEAN over the tuple's K(K-1)/2 pairs (for a pair: its distance)."""
 
     index: int
     parents: tuple[int, ...]
     weights: tuple[float, ...]
     embedding_distance: float
     condition_distance: float
+    seeds: tuple[int, ...]
 
     def name(self, class_names: tuple[str, ...]) -> str:
         return "mix:" + "+".join(class_names[p] for p in self.parents)
@@ -35,34 +38,34 @@ class Identity:
 @dataclass(frozen=True)
 class MixPlan:
     identities: tuple[Identity, ...]
-    per_identity: int
-    seed: int
 
     def seeds(self, identity_index: int) -> list[int]:
-        return [sample_seed(self.seed, identity_index, j) for j in range(self.per_identity)]
+        return list(self.identities[identity_index].seeds)
 
     @property
     def num_images(self) -> int:
-        return len(self.identities) * self.per_identity
+        return sum(len(i.seeds) for i in self.identities)
 
 
 def make_plan(
-    pairs: np.ndarray,
+    tuples: np.ndarray,
     weights: tuple[float, ...],
     embedding_distances: np.ndarray,
     condition_distances: np.ndarray,
     per_identity: int,
     seed: int,
 ) -> MixPlan:
-    """Attach weights, both distances (whichever space chose the pair) and the seed rule to chosen pairs."""
+    """Attach weights, both per-tuple distances (``(N,)`` arrays, whichever space chose the tuple) and the seed
+    rule to the chosen ``(N, K)`` class tuples."""
     ids = tuple(
         Identity(
             index=i,
-            parents=(int(a), int(b)),
+            parents=tuple(int(c) for c in row),
             weights=tuple(float(w) for w in weights),
-            embedding_distance=float(embedding_distances[a, b]),
-            condition_distance=float(condition_distances[a, b]),
+            embedding_distance=float(embedding_distances[i]),
+            condition_distance=float(condition_distances[i]),
+            seeds=tuple(sample_seed(seed, i, j) for j in range(per_identity)),
         )
-        for i, (a, b) in enumerate(pairs)
+        for i, row in enumerate(np.asarray(tuples))
     )
-    return MixPlan(identities=ids, per_identity=per_identity, seed=seed)
+    return MixPlan(identities=ids)

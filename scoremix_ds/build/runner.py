@@ -16,19 +16,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..data.readers import read_real_data
 from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
-from ..errors import ConfigError, DataError, ModelError
-from ..maths.centres import class_centres, cosine_distances
-from ..maths.pairs import select_pairs
-from ..models.discriminator import embed_images, load_discriminator
-from ..models.generator import ClassConditionalGenerator, load_generator
+from ..errors import ConfigError, ModelError
+from ..models.generator import load_generator
 from .config import BuildConfig
-from .finalize import PREVIEW_ROWS, collect_units, finalize, public_ref
+from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
 from .outdir import completed_build, open_out_dir
-from .plan import MixPlan, make_plan
+from .plan import MixPlan
+from .planner import plan_build, with_plan
 from .rows import sample_images, unit_columns
 from .units import done_units, write_marker
 
@@ -50,44 +47,6 @@ class BuildResult:
     @property
     def images_per_second(self) -> float:
         return self.images_sampled / self.seconds if self.seconds > 0 else 0.0
-
-
-def _candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
-    if not config.classes:
-        return np.arange(gen.num_classes)
-    bad = [c for c in config.classes if c >= gen.num_classes]
-    if bad:
-        raise ConfigError(f"--classes has id {bad[0]}, outside this generator's classes 0..{gen.num_classes - 1}", hint="check --classes")
-    return np.asarray(config.classes, dtype=np.int64)
-
-
-def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[MixPlan, dict]:
-    """Class centres -> distances in both spaces -> pairs -> plan. Returns the plan and provenance facts."""
-    classes = _candidate_classes(config, gen)
-    if len(classes) < 2:
-        raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="give --classes at least two ids")
-    real = read_real_data(config.real_data, config.real_data_revision)
-    if real.labels.max() >= gen.num_classes:
-        raise DataError(
-            f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
-            hint="use the real data the generator was trained on (--real-data)",
-        )
-    disc = load_discriminator(config.discriminator, config.discriminator_revision)
-    centres = class_centres(embed_images(disc, real.images), real.labels, gen.num_classes)
-    emb_d = cosine_distances(centres)
-    cond_d = cosine_distances(gen.condition_table().numpy())
-    pairs = select_pairs(config.strategy, config.pairs, classes, emb_d, cond_d, seed=config.seed)
-    plan = make_plan(pairs, config.weights, emb_d, cond_d, config.per_identity, config.seed)
-    provenance = {
-        "real_data": public_ref(real.source),
-        "licence": real.licence,
-        "attribution": public_ref(real.attribution),
-        "generator": public_ref(config.generator),
-        "generator_training_data": public_ref(gen.metadata.get("real_data")),
-        "discriminator": public_ref(config.discriminator),
-        "num_real_classes": int(real.num_classes),
-    }
-    return plan, provenance
 
 
 def load_models(config: BuildConfig, device: str):
@@ -113,6 +72,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     import datasets
 
     started = time.perf_counter()
+    config = with_plan(config)
     done = completed_build(config)
     if done is not None:
         return BuildResult(Path(config.out), done.rows(), done.counts["mix"]["identities"], time.perf_counter() - started, 0,
@@ -135,8 +95,8 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     mine = layout.my_units([u for u in part_units if u not in done])
 
     configs = ("mix", "repro") if config.repro else ("mix",)
-    per_identity_images = config.per_identity * (3 if config.repro else 1)
-    total = sum(len(units[u]) for u in part_units if u not in done) * per_identity_images
+    total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
+                for u in part_units if u not in done for i in units[u])
     datasets.disable_progress_bars()
     sampled = 0
     with tqdm(total=total, unit="img", desc="scoremix build", disable=not (progress and layout.is_main),
@@ -169,10 +129,10 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
 
 
 def _sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
-    """Parent A alone | mix | parent B alone from each identity's first seed (when there is no repro config)."""
+    """Parent A alone | mix | parent B alone [...] from each identity's first seed (when there is no repro config)."""
     ids = plan.identities[:PREVIEW_ROWS]
-    seeds = [plan.seeds(i.index)[0] for i in ids]
-    mixes = sample_images(gen, weak, config, np.array([i.parents for i in ids]), np.array([i.weights for i in ids]), seeds)
-    singles = sample_images(gen, weak, config, np.array([[p] for i in ids for p in i.parents]), np.ones((2 * len(ids), 1)),
-                            [s for s in seeds for _ in range(2)])
-    return [(singles[2 * r], mixes[r], singles[2 * r + 1]) for r in range(len(ids))]
+    seeds = [i.seeds[0] for i in ids]
+    mixes = [sample_images(gen, weak, config, np.array([i.parents]), np.array([i.weights]), [s])[0] for i, s in zip(ids, seeds)]
+    flat = [(p, s) for i, s in zip(ids, seeds) for p in i.parents]
+    singles = iter(sample_images(gen, weak, config, np.array([[p] for p, _ in flat]), np.ones((len(flat), 1)), [s for _, s in flat]))
+    return [preview_row([next(singles) for _ in i.parents], m) for i, m in zip(ids, mixes)]

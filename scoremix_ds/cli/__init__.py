@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import ScoreMixError
-from . import analysis_cmd, build_cmd, folder_cmd, hub_cmd, train_cmd
+from . import analysis_cmd, build_cmd, folder_cmd, hub_cmd, plan_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -24,6 +24,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("build")(build_cmd.build)
+app.command("plan")(plan_cmd.plan)
 app.command("train-generator")(train_cmd.train_generator)
 app.command("train-discriminator")(train_cmd.train_discriminator)
 app.command("status")(folder_cmd.status)
@@ -31,6 +32,7 @@ app.command("merge")(folder_cmd.merge)
 app.command("push")(hub_cmd.push)
 app.command("versions")(hub_cmd.versions)
 app.command("align")(analysis_cmd.align)
+app.command("audit")(analysis_cmd.audit)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,3 +41,23 @@ def align(
         seed=0 if seed is None else seed,
     )
     typer.echo(align_spaces(config).summary())
+
+
+def audit(
+    folder: Annotated[str, typer.Argument(help="A finished build folder (the --out of `scoremix-ds build`).")],
+    discriminator: Annotated[Optional[str], typer.Option(help="Embed with this discriminator (default: the build's).")] = None,
+    discriminator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --discriminator.")] = None,
+    real_data: Annotated[Optional[str], typer.Option("--real-data", help="Real classes to check against (default: the build's).")] = None,
+    real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Flag identities whose images' mean cosine to a real centre reaches this (default: per class, its own images' median).")] = None,
+    quantile: Annotated[float, typer.Option(help="Per-class default threshold: this quantile of the real images' own-centre cosine.")] = 0.5,
+    update_card: Annotated[bool, typer.Option("--update-card/--no-update-card", help="Add the audit summary to the dataset card.")] = True,
+) -> None:
+    """Identity-leakage audit: each synthetic identity against the nearest real class and its parents; flagged
+    identities listed in audit.json, a plot in audit.png, the summary in the card."""
+    from ..analysis.audit_run import AuditConfig, run_audit
+
+    config = AuditConfig(folder=folder, discriminator=discriminator, discriminator_revision=discriminator_revision,
+                         real_data=real_data, real_data_revision=real_data_revision, threshold=threshold,
+                         quantile=quantile, update_card=update_card)
+    typer.echo(run_audit(config).text())

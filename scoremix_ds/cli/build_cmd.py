@@ -12,18 +12,20 @@ from ..build.config import BuildConfig
 from ..build.launch import relaunch
 from ..build.layout import launched_distributed
 from ..build.outdir import completed_build
+from ..build.planner import with_plan
 from ..build.status import build_status
 from ..errors import ConfigError
 from ..recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
-from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
-from .parsing import parse_floats, parse_ints
+from .options import (BandOpt, BatchOpt, DeviceOpt, MaxUsesOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt,
+                      StepsOpt, STRATEGY_HELP)
+from .parsing import parse_band, parse_floats, parse_ints
 
 logger = logging.getLogger(__name__)
 
 
 def build(
-    strategy: Annotated[Optional[str], typer.Option(help="Pair strategy: random, distant, close, distant-condition, close-condition.")] = None,
+    strategy: Annotated[Optional[str], typer.Option(help=STRATEGY_HELP)] = None,
     generator: Annotated[Optional[str], typer.Option(help="Generator folder or Hub id ('default': the embedded MNIST model).")] = None,
     generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
     discriminator: Annotated[Optional[str], typer.Option(help="Discriminator folder or Hub id ('default': embedded).")] = None,
@@ -32,7 +34,10 @@ def build(
     real_data: RealDataOpt = None,
     real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
     classes: Annotated[Optional[str], typer.Option(help="Candidate classes to mix, e.g. 0,1,2 (default: all).")] = None,
-    pairs: Annotated[Optional[int], typer.Option(help="Number of synthetic identities (distinct class pairs).")] = None,
+    pairs: Annotated[Optional[int], typer.Option(help="Number of synthetic identities (distinct class pairs, or triplets).")] = None,
+    band: BandOpt = None,
+    max_uses: MaxUsesOpt = None,
+    plan: Annotated[Optional[str], typer.Option("--plan", help="Build this plan file (from `scoremix-ds plan`) as it is.")] = None,
     per_identity: Annotated[Optional[int], typer.Option(help="Images per synthetic identity.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Mixing weights, e.g. 0.5,0.5 (convex).")] = None,
     allow_nonconvex: Annotated[Optional[bool], typer.Option("--allow-nonconvex", help="Accept weights that are negative or do not sum to 1.")] = None,
@@ -66,12 +71,13 @@ def build(
         strategy=strategy, generator=generator, generator_revision=generator_revision, discriminator=discriminator,
         discriminator_revision=discriminator_revision, weak_generator=weak_generator, real_data=real_data,
         real_data_revision=real_data_revision, classes=parse_ints(classes, "--classes"), pairs=pairs,
+        band=parse_band(band), max_uses=max_uses, plan=plan,
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
         weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
         device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
-    config = config_from(BuildConfig, recipe, overrides)
+    config = with_plan(config_from(BuildConfig, recipe, overrides))
     push = None
     if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
         from ..hub.push import PushConfig

@@ -30,7 +30,8 @@ def merge(
 
     def sample_preview():  # only when the parts have no repro config to read the preview from
         from ..build.config import BuildConfig
-        from ..build.runner import _sample_preview, load_models, plan_build
+        from ..build.planner import plan_build
+        from ..build.runner import _sample_preview, load_models
         from ..dataset.manifest import Manifest
         from ..recipes import from_mapping
 

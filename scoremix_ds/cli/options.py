@@ -14,3 +14,7 @@ ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Sho
 StepsOpt = Annotated[Optional[int], typer.Option("--steps", help="Number of steps.")]
 BatchOpt = Annotated[Optional[int], typer.Option("--batch-size", help="Batch size.")]
 RealDataOpt = Annotated[Optional[str], typer.Option("--real-data", help="Real labelled data: mnist-5k, a dataset folder or a Hub id.")]
+STRATEGY_HELP = ("Which classes to mix: random, distant, close, band (with --band), distant-condition, close-condition, "
+                 "distant-triplets, close-triplets.")
+BandOpt = Annotated[Optional[str], typer.Option("--band", help="Strategy band: percentile range LO,HI of the candidate distances, e.g. 40,60.")]
+MaxUsesOpt = Annotated[Optional[int], typer.Option("--max-uses", help="The most identities one class may join.")]

@@ -21,3 +21,10 @@ def parse_ints(text: str | None, flag: str) -> tuple[int, ...] | None:
         return tuple(int(x) for x in text.split(",") if x.strip())
     except ValueError:
         raise ConfigError(f"{flag} '{text}' is not a comma-separated list of integers", hint=f"e.g. {flag} 0,3,7") from None
+
+
+def parse_band(text: str | None) -> tuple[float, float] | None:
+    values = parse_floats(text, "--band")
+    if values is not None and len(values) != 2:
+        raise ConfigError(f"--band takes two percentiles LO,HI, got '{text}'", hint="e.g. --band 40,60")
+    return values  # type: ignore[return-value]

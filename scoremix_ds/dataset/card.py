@@ -33,6 +33,7 @@ def render_card(
     strategy_space: str,
     pretty_name: str = "ScoreMix synthetic identities",
     load_path: str = "path/to/this/dataset",
+    audit: dict[str, Any] | None = None,
 ) -> DatasetCard:
     """The card for a build. ``build`` is the content config (no local paths), ``counts`` per config."""
     configs = [c for c in CONFIGS if c in counts]
@@ -70,6 +71,7 @@ def render_card(
         strategy_space=strategy_space,
         licence=licence,
         load_path=load_path,
+        audit=audit,
     )
 
 

@@ -43,6 +43,7 @@ class Manifest:
     layout: dict[str, Any] = field(default_factory=dict)  # shard_size and the unit count: fixed for a build
     part: dict[str, int] | None = None  # {"index": i, "count": n} for a job-array part, None for a whole build
     format: int = FORMAT_VERSION
+    audit: dict[str, Any] | None = None  # the summary of `scoremix-ds audit`, shown in the card
 
     @classmethod
     def read(cls, folder: Path) -> "Manifest | None":

@@ -1,4 +1,4 @@
-"""The preview grid: one row per mix, ``parent A repro | mix | parent B repro`` from one seed."""
+"""The preview grid: one row per mix, ``parent A repro | mix | parent B repro [| parent C ...]`` from one seed."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import numpy as np
 from PIL import Image
 
 
-def preview_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: int = 3, gap: int = 2) -> Image.Image:
-    """Assemble uint8 HxWxC triplets into one image, upscaled ``scale`` times (nearest) for visibility."""
+def preview_grid(rows: list[tuple[np.ndarray, ...]], scale: int = 3, gap: int = 2) -> Image.Image:
+    """Assemble rows of uint8 HxWxC images into one image, upscaled ``scale`` times (nearest) for visibility."""
     h, w, c = rows[0][0].shape
-    width = 3 * w * scale + 4 * gap
+    cols = max(len(r) for r in rows)
+    width = cols * w * scale + (cols + 1) * gap
     height = len(rows) * (h * scale + gap) + gap
     canvas = np.full((height, width, c), 255, dtype=np.uint8)
     for r, triplet in enumerate(rows):
@@ -22,5 +23,5 @@ def preview_grid(rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]], scale: i
     return Image.fromarray(canvas[..., 0] if c == 1 else canvas)
 
 
-def save_preview(path: Path, rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+def save_preview(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
     preview_grid(rows).save(path, format="PNG")

@@ -26,6 +26,12 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def decode_png(data: bytes) -> np.ndarray:
+    """PNG (or any PIL-readable) bytes -> uint8 HxWxC (a grey image gets C = 1)."""
+    arr = np.asarray(Image.open(io.BytesIO(data)))
+    return arr[..., None] if arr.ndim == 2 else arr
+
+
 def shard_path(config: str, index: int) -> str:
     """Relative path of shard ``index`` of a config, e.g. ``data/mix/train-00003.parquet``."""
     return f"data/{config}/train-{index:05d}.parquet"

@@ -36,6 +36,9 @@ def _looks_local(value: str) -> bool:
     return os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\", "..\\")) or "\\" in value
 
 
+AUDIT_FILES = ("audit.json", "audit.png")
+
+
 def public_manifest(manifest: dict, card_build: dict | None = None) -> dict:
     """The manifest with local paths in its build config reduced as the card shows them (``local:<name>``).
 
@@ -84,6 +87,9 @@ def staged(folder: Path, manifest: Manifest, repo_id: str, revision: str | None)
         public = public_manifest(dict(manifest.__dict__), card_build_block(card))
         (stage / MANIFEST).write_text(json.dumps(public, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _link_or_copy(folder / PREVIEW, stage / PREVIEW)
+        for extra in AUDIT_FILES:  # written by `scoremix-ds audit`, referenced by the card
+            if (folder / extra).is_file():
+                _link_or_copy(folder / extra, stage / extra)
         for rel in sorted(listed_shards(manifest)):
             _link_or_copy(folder / rel, stage / rel)
         yield stage

@@ -16,8 +16,7 @@ unordered pair is used at most once.
 
 Ties are broken by the pair's class ids, so every strategy is deterministic (``random`` for a given seed).
 
-:data:`STRATEGIES` holds these pair orders (what ``build --strategy`` accepts today). :data:`ALL_STRATEGIES` adds
-selections that need more than a pair order; :func:`select_pairs` takes every one of them:
+:data:`STRATEGIES` also holds selections that need more than a pair order (``build --strategy`` takes them all):
 
 | strategy             | space                       | order                                                     |
 |----------------------|-----------------------------|-----------------------------------------------------------|
@@ -61,20 +60,10 @@ STRATEGIES: dict[str, Strategy] = {
         Strategy("close", "embedding", False),
         Strategy("distant-condition", "condition", True),
         Strategy("close-condition", "condition", False),
+        Strategy("band", "embedding", False, banded=True),
+        Strategy("distant-triplets", "embedding", True, size=3),
+        Strategy("close-triplets", "embedding", False, size=3),
     )
-}
-
-
-ALL_STRATEGIES: dict[str, Strategy] = {
-    **STRATEGIES,
-    **{
-        s.name: s
-        for s in (
-            Strategy("band", "embedding", False, banded=True),
-            Strategy("distant-triplets", "embedding", True, size=3),
-            Strategy("close-triplets", "embedding", False, size=3),
-        )
-    },
 }
 
 MAX_TUPLES = 2_000_000  # K>2 tuples are enumerated exactly; C(230, 3) ~ 2.0M
@@ -126,9 +115,9 @@ def _check_band(band: object) -> tuple[float, float]:
     try:
         lo, hi = (float(b) for b in band)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ConfigError(f"--band takes two percentiles LO HI, got {band!r}", hint="e.g. --band 40 60") from None
+        raise ConfigError(f"--band takes two percentiles LO HI, got {band!r}", hint="e.g. --band 40,60") from None
     if not (0.0 <= lo <= hi <= 100.0):
-        raise ConfigError(f"--band {lo:g} {hi:g} is not a percentile range", hint="use --band LO HI with 0 <= LO <= HI <= 100")
+        raise ConfigError(f"--band {lo:g} {hi:g} is not a percentile range", hint="use --band LO,HI with 0 <= LO <= HI <= 100")
     return lo, hi
 
 
@@ -215,7 +204,7 @@ def select_pairs(
     """Choose ``num_pairs`` class tuples; returns ``(num_pairs, K)`` class ids (sorted within a row) in pick order.
 
     Args:
-        strategy: a name from :data:`ALL_STRATEGIES` or a :class:`Strategy`.
+        strategy: a name from :data:`STRATEGIES` or a :class:`Strategy`.
         num_pairs: how many distinct tuples (pairs for K=2).
         classes: candidate class ids (at least K).
         embedding_distances / condition_distances: full ``(C, C)`` cosine-distance matrices indexed by class id.
@@ -227,7 +216,7 @@ def select_pairs(
     >>> select_pairs("distant", 1, np.arange(3), embedding_distances=d).tolist()
     [[0, 2]]
     """
-    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy, ALL_STRATEGIES)
+    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < max(2, s.size):
         raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check --classes / --real-data")
@@ -239,7 +228,7 @@ def select_pairs(
     distances = {"embedding": embedding_distances, "condition": condition_distances}.get(s.space)
     if s.banded:
         if band is None:
-            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO HI, e.g. --band 40 60")
+            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
         lo, hi = _check_band(band)
         inside = band_mask(tuple_distances(pairs, s, distances), (lo, hi))
         if not inside.any():

@@ -1,0 +1,112 @@
+"""``scoremix-ds audit DIR``: embed a finished build's synthetic images and real data, flag leaking identities,
+and write ``audit.json``, ``audit.png`` and an audit section in the card (:mod:`scoremix_ds.analysis.audit`).
+
+Only files of the audit are added or replaced (each atomically); shards are only read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ..dataset.manifest import Manifest, atomic_write_text
+from ..dataset.writer import decode_png
+from ..errors import ConfigError, DataError
+from .audit import audit_identities, real_reference, summarise
+from .plots import save_histograms
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    folder: str
+    discriminator: str | None = None  # default: the build's own discriminator
+    discriminator_revision: str | None = None
+    real_data: str | None = None  # default: the build's real data
+    real_data_revision: str | None = None
+    threshold: float | None = None  # a cosine; None = per real class, its own images' `quantile` similarity
+    quantile: float = 0.5
+    update_card: bool = True
+    batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
+            raise ConfigError(f"--threshold {self.threshold} is not a cosine", hint="use --threshold in [-1, 1]")
+        if not 0.0 < self.quantile < 1.0:
+            raise ConfigError(f"--quantile {self.quantile} is not in (0, 1)", hint="use e.g. --quantile 0.5")
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    summary: dict
+    json_path: Path
+    plot_path: Path
+
+    def text(self) -> str:
+        s = self.summary
+        return (f"audited {s['identities']} identities: {s['flagged']} flagged as leaking ({100 * s['flagged_fraction']:.1f}%), "
+                f"mean leak score {s['leak_score']['mean']:.3f} vs real own-centre median {s['real_own_similarity_median']:.3f}; "
+                f"wrote {self.json_path} and {self.plot_path}")
+
+
+def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, dict[int, tuple[int, ...]]]:
+    """uint8 NHWC images, identity labels and each identity's parents from the ``mix`` shards."""
+    images, labels, parents = [], [], {}
+    for rel in manifest.shards.get("mix", {}):
+        for row in pq.read_table(folder / rel, columns=["image", "label", "parents"]).to_pylist():
+            images.append(decode_png(row["image"]["bytes"]))
+            labels.append(row["label"])
+            parents[row["label"]] = tuple(row["parents"])
+    if not images:
+        raise DataError(f"{folder} has no mix rows to audit", hint="build it first with `scoremix-ds build --out DIR`")
+    return np.stack(images), np.asarray(labels), parents
+
+
+def run_audit(config: AuditConfig) -> AuditResult:
+    from ..build.finalize import public_ref, write_build_card
+    from ..data.readers import read_real_data
+    from ..models.discriminator import embed_images, load_discriminator
+
+    folder = Path(config.folder)
+    manifest = Manifest.read(folder)
+    if manifest is None or not manifest.complete:
+        raise DataError(f"{folder} is not a finished scoremix-ds build (no complete manifest.json)",
+                        hint="give `audit` the --out folder of a finished build")
+    disc_name = config.discriminator or manifest.config["discriminator"]
+    disc_rev = config.discriminator_revision if config.discriminator else manifest.config.get("discriminator_revision")
+    real_name = config.real_data or manifest.config["real_data"]
+    real_rev = config.real_data_revision if config.real_data else manifest.config.get("real_data_revision")
+    disc = load_discriminator(disc_name, disc_rev)
+    real = read_real_data(real_name, real_rev)
+    images, identity, parents = read_mix(folder, manifest)
+    logger.info("embedding %d synthetic and %d real images", len(images), len(real.images))
+    centres, ref = real_reference(embed_images(disc, real.images, config.batch_size), real.labels, real.num_classes,
+                                  config.quantile)
+    audits = audit_identities(embed_images(disc, images, config.batch_size), identity, parents, centres, ref, config.threshold)
+    rule = (f"flag when the mean cosine of an identity's images to its nearest real class centre is >= {config.threshold}"
+            if config.threshold is not None else
+            f"flag when the mean cosine of an identity's images to its nearest real class centre reaches the "
+            f"{config.quantile:g}-quantile of that real class's own images' cosine to it")
+    summary = summarise(audits, ref, rule)
+    summary.update(discriminator=public_ref(disc_name), real_data=public_ref(real.source))
+
+    json_path = folder / "audit.json"
+    atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    plot_path = folder / "audit.png"
+    tmp = folder / ".audit.png.tmp"
+    save_histograms(tmp, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
+                          ("synthetic identities: consistency", np.array([a.consistency for a in audits if np.isfinite(a.consistency)])),
+                          ("real classes: median own-centre cosine", ref[np.isfinite(ref)])],
+                    xlabel="cosine similarity", title=f"identity-leakage audit: {summary['flagged']} of {len(audits)} flagged")
+    tmp.replace(plot_path)
+    if config.update_card:
+        manifest.audit = {k: v for k, v in summary.items() if k != "per_identity"}
+        write_build_card(folder, manifest)
+        manifest.write(folder)
+    return AuditResult(summary, json_path, plot_path)

@@ -1,0 +1,114 @@
+"""The plan file: a mixing plan as parquet, so it can be inspected, edited, shared and built later.
+
+One row per synthetic identity::
+
+    identity            int64          index of the identity (its label in the ``mix`` config)
+    identity_name       string         mix:<parent names joined by +>
+    parents             list<int64>    the K mixed classes
+    parent_names        list<string>
+    weights             list<float64>  mixing weights, one per parent
+    embedding_distance  float64        mean pairwise cosine distance of the parents' discriminator class centres
+    condition_distance  float64        the same between the generator's class-condition vectors
+    seeds               list<int64>    one seed per image
+
+The schema metadata (key ``scoremix``) holds JSON: the format version, strategy, its settings, and the generator and
+discriminator with their content digests (:mod:`scoremix_ds.models.digest`). ``build --plan`` refuses a plan made
+with other models. Any parquet reader opens the file (``datasets.load_dataset("parquet", data_files=...)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..errors import ConfigError, DataError
+from .plan import Identity, MixPlan
+
+FORMAT = "scoremix-plan/1"
+_SCHEMA = pa.schema([
+    ("identity", pa.int64()),
+    ("identity_name", pa.string()),
+    ("parents", pa.list_(pa.int64())),
+    ("parent_names", pa.list_(pa.string())),
+    ("weights", pa.list_(pa.float64())),
+    ("embedding_distance", pa.float64()),
+    ("condition_distance", pa.float64()),
+    ("seeds", pa.list_(pa.int64())),
+])
+
+
+@dataclass(frozen=True)
+class PlanFile:
+    plan: MixPlan
+    meta: dict[str, Any]  # format, strategy, seed, generator/discriminator refs and digests, class names...
+
+
+def write_plan(path: str | Path, plan: MixPlan, meta: dict[str, Any]) -> Path:
+    """Write atomically (tmp + rename): an interrupted write never leaves a half plan under ``path``."""
+    path = Path(path)
+    names = meta["class_names"]
+    ids = plan.identities
+    table = pa.table({
+        "identity": [i.index for i in ids],
+        "identity_name": [i.name(tuple(names)) for i in ids],
+        "parents": [list(i.parents) for i in ids],
+        "parent_names": [[names[p] for p in i.parents] for i in ids],
+        "weights": [list(i.weights) for i in ids],
+        "embedding_distance": [i.embedding_distance for i in ids],
+        "condition_distance": [i.condition_distance for i in ids],
+        "seeds": [list(i.seeds) for i in ids],
+    }, schema=_SCHEMA.with_metadata({"scoremix": json.dumps({"format": FORMAT, **meta}, sort_keys=True)}))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(table, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_plan(path: str | Path) -> PlanFile:
+    """Read and check a plan file: its format, columns, and that every identity is well formed."""
+    path = Path(path)
+    hint = "give --plan a file written by `scoremix-ds plan`"
+    if not path.is_file():
+        raise ConfigError(f"plan file {path} does not exist", hint=hint)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"plan file {path} is not parquet: {exc}", hint=hint) from exc
+    raw = (table.schema.metadata or {}).get(b"scoremix")
+    meta = json.loads(raw) if raw else {}
+    if meta.get("format") != FORMAT:
+        raise DataError(f"plan file {path} is not a scoremix plan (format {meta.get('format')!r}, expected {FORMAT!r})", hint=hint)
+    missing = [f.name for f in _SCHEMA if f.name not in table.column_names]
+    if missing:
+        raise DataError(f"plan file {path} lacks column(s) {', '.join(missing)}", hint=hint)
+    rows = table.select(_SCHEMA.names).to_pylist()
+    identities = []
+    for n, r in enumerate(rows):
+        where = f"plan file {path}, row {n}"
+        if r["identity"] != n:
+            raise DataError(f"{where}: identity {r['identity']} out of order (identities must be 0..N-1 in order)", hint=hint)
+        k = len(r["parents"] or [])
+        if k < 2 or len(set(r["parents"])) != k or len(r["weights"] or []) != k or not r["seeds"]:
+            raise DataError(f"{where}: needs >= 2 distinct parents, one weight per parent and >= 1 seed", hint=hint)
+        identities.append(Identity(index=n, parents=tuple(r["parents"]), weights=tuple(r["weights"]),
+                                   embedding_distance=float(r["embedding_distance"]),
+                                   condition_distance=float(r["condition_distance"]), seeds=tuple(r["seeds"])))
+    if not identities:
+        raise DataError(f"plan file {path} has no identities", hint=hint)
+    return PlanFile(MixPlan(tuple(identities)), meta)

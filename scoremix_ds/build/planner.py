@@ -1,0 +1,160 @@
+"""From models and real data to a mixing plan: class vectors in both spaces, the strategy's tuples, seeds.
+
+``plan_build`` is what ``build`` runs; ``scoremix-ds plan`` runs the same code and writes the plan to a parquet file
+(:mod:`scoremix_ds.build.planfile`), which ``build --plan FILE`` then builds as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..data.readers import RealData, read_real_data
+from ..errors import ConfigError, DataError
+from ..maths.centres import class_centres
+from ..maths.mixing import validate_weights
+from ..maths.pairs import get_strategy
+from ..maths.selection import mean_pairwise_distance, select_tuples
+from ..models.digest import model_digest
+from ..models.discriminator import embed_images, load_discriminator
+from ..models.generator import ClassConditionalGenerator
+from .config import BuildConfig
+from .finalize import public_ref
+from .plan import MixPlan, make_plan
+from .planfile import FORMAT, file_sha256, read_plan
+
+logger = logging.getLogger(__name__)
+
+# The config fields a plan file decides; a build with --plan takes them from the file.
+PLAN_FIELDS = ("strategy", "classes", "pairs", "per_identity", "weights", "band", "max_uses", "seed")
+
+
+@dataclass(frozen=True)
+class Spaces:
+    """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images) and the
+    generator's condition vectors, plus what identifies the models and data."""
+
+    centres: np.ndarray
+    conditions: np.ndarray
+    real: RealData
+    generator_digest: str
+    discriminator_digest: str
+
+
+def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
+    if not config.classes:
+        return np.arange(gen.num_classes)
+    bad = [c for c in config.classes if c >= gen.num_classes]
+    if bad:
+        raise ConfigError(f"--classes has id {bad[0]}, outside this generator's classes 0..{gen.num_classes - 1}", hint="check --classes")
+    return np.asarray(config.classes, dtype=np.int64)
+
+
+def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator) -> Spaces:
+    real = read_real_data(config.real_data, config.real_data_revision)
+    if real.labels.max() >= gen.num_classes:
+        raise DataError(
+            f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
+            hint="use the real data the generator was trained on (--real-data)",
+        )
+    disc = load_discriminator(config.discriminator, config.discriminator_revision)
+    centres = class_centres(embed_images(disc, real.images), real.labels, gen.num_classes)
+    return Spaces(centres, gen.condition_table().numpy().astype(np.float64), real, model_digest(gen), model_digest(disc))
+
+
+def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> MixPlan:
+    """The strategy's tuples over the candidate classes, with both spaces' distances and the seeds."""
+    classes = candidate_classes(config, gen)
+    size = get_strategy(config.strategy).size
+    if len(classes) < max(2, size):
+        raise ConfigError(f"mixing needs at least {max(2, size)} classes, got {len(classes)}", hint="give --classes more ids")
+    tuples = select_tuples(config.strategy, config.pairs, classes, spaces.centres, spaces.conditions, config.seed,
+                           band=config.band, max_uses=config.max_uses)
+    return make_plan(tuples, config.mix_weights, mean_pairwise_distance(tuples, spaces.centres),
+                     mean_pairwise_distance(tuples, spaces.conditions), config.per_identity, config.seed)
+
+
+def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData) -> dict[str, Any]:
+    return {
+        "real_data": public_ref(real.source),
+        "licence": real.licence,
+        "attribution": public_ref(real.attribution),
+        "generator": public_ref(config.generator),
+        "generator_training_data": public_ref(gen.metadata.get("real_data")),
+        "discriminator": public_ref(config.discriminator),
+        "num_real_classes": int(real.num_classes),
+    }
+
+
+def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> dict[str, Any]:
+    """What a plan file records besides its rows (no local absolute paths)."""
+    return {
+        "format": FORMAT,
+        **{f: getattr(config, f) for f in PLAN_FIELDS},
+        "weights": list(config.mix_weights),
+        "generator": public_ref(config.generator),
+        "generator_revision": config.generator_revision,
+        "generator_digest": spaces.generator_digest,
+        "discriminator": public_ref(config.discriminator),
+        "discriminator_revision": config.discriminator_revision,
+        "discriminator_digest": spaces.discriminator_digest,
+        "real_data": public_ref(spaces.real.source),
+        "class_names": list(gen.class_names),
+    }
+
+
+def with_plan(config: BuildConfig) -> BuildConfig:
+    """For ``build --plan FILE``: the plan decides :data:`PLAN_FIELDS` (a flag that contradicts it is refused) and
+    its bytes' sha256 enters the fingerprint. Without a plan, ``config`` is returned unchanged."""
+    if not config.plan:
+        return config
+    pf = read_plan(config.plan)
+    sha = file_sha256(config.plan)
+    if config.plan_sha256 not in (None, sha):
+        raise ConfigError(f"plan file {config.plan} changed since this build started", hint="restore it, or build into a new --out")
+    counts = {len(i.seeds) for i in pf.plan.identities}
+    if len(counts) != 1:
+        raise DataError(f"plan file {config.plan} gives identities different numbers of seeds", hint="give every identity the same number of seeds")
+    from_plan = {f: pf.meta.get(f) for f in PLAN_FIELDS}
+    from_plan.update(pairs=len(pf.plan.identities), per_identity=counts.pop(), classes=tuple(from_plan["classes"] or ()),
+                     weights=tuple(from_plan["weights"] or ()), band=tuple(from_plan["band"]) if from_plan["band"] else None)
+    defaults = BuildConfig()
+    for f, value in from_plan.items():
+        given = getattr(config, f)
+        if given != getattr(defaults, f) and given != value:
+            flag = "--" + f.replace("_", "-")
+            raise ConfigError(f"{flag} {given} contradicts the plan file's {value}", hint=f"drop {flag}: --plan decides it")
+    for ident in pf.plan.identities:
+        validate_weights(ident.weights, len(ident.parents), config.allow_nonconvex)
+    return dataclasses.replace(config, **from_plan, plan_sha256=sha)
+
+
+def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
+    for role in ("generator", "discriminator"):
+        made, have = meta.get(f"{role}_digest"), getattr(spaces, f"{role}_digest")
+        if made != have:
+            raise ConfigError(
+                f"plan file {path} was made with {role} {meta.get(role)!r} (digest {made}); this build's {role} has digest {have}",
+                hint=f"build with the plan's --{role}, or make a new plan with `scoremix-ds plan`",
+            )
+
+
+def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[MixPlan, dict]:
+    """Class centres -> distances in both spaces -> tuples -> plan (or the plan file's). Returns the plan and
+    provenance facts."""
+    spaces = class_spaces(config, gen)
+    if config.plan:
+        pf = read_plan(config.plan)
+        _check_models(pf.meta, spaces, config.plan)
+        top = max(max(i.parents) for i in pf.plan.identities)
+        if top >= gen.num_classes:
+            raise DataError(f"plan file {config.plan} mixes class {top}; the generator has 0..{gen.num_classes - 1}",
+                            hint="use the plan's --generator")
+        plan = pf.plan
+    else:
+        plan = choose_plan(config, gen, spaces)
+    return plan, provenance(config, gen, spaces.real)
