@@ -68,28 +68,32 @@ def extreme_pairs(
     best_i = np.empty(0, np.int64)
     best_j = np.empty(0, np.int64)
     best_key = np.empty(0, np.float64)  # smaller is better: -d for largest, d for smallest
+    lower = np.tril(np.ones((b, b), dtype=bool))  # j <= i inside a diagonal block
+    # Blocks are screened on the raw similarity (one comparison pass); the exact key -d or d, d = clip(1 - sim),
+    # is computed only for the candidates. d is monotone in sim, so a threshold on sim with a small slack keeps
+    # every pair that can enter the best `num`, ties included; the merge then cuts exactly.
+    slack = 1e-9
     for s in range(0, n - 1, b):
         e = min(s + b, n)
-        d = 1.0 - u[s:e] @ u[s:].T  # (e-s, n-s): columns s..n-1
-        np.clip(d, 0.0, 2.0, out=d)
-        key = -d if largest else d
-        # only j > i: in row r (item s+r) the columns 0..r are j <= i
-        key[np.tril_indices(e - s, 0, key.shape[1])] = np.inf
-        flat = key.ravel()
-        valid = flat.size - (e - s) * (e - s + 1) // 2
-        m = min(num, valid)
-        if m == 0:
-            continue
-        cut = np.partition(flat, m - 1)[m - 1]
+        sim = u[s:e] @ u[s:].T  # (e-s, n-s): columns s..n-1
+        sim[:, : e - s][lower[: e - s, : e - s]] = np.inf if largest else -np.inf  # only j > i
+        flat = sim.ravel()
         if len(best_key) == num:  # the running best is full: only what beats (or ties) its worst can enter
-            cut = min(cut, best_key[-1])
-        idx = np.flatnonzero(flat <= cut)  # best m plus ties at the cut
+            thr = 1.0 + best_key[-1] if largest else 1.0 - best_key[-1]
+        else:
+            valid = flat.size - (e - s) * (e - s + 1) // 2
+            m = min(num, valid)
+            if m == 0:
+                continue
+            thr = np.partition(flat, m - 1)[m - 1] if largest else np.partition(flat, flat.size - m)[flat.size - m]
+        idx = np.flatnonzero(flat <= thr + slack) if largest else np.flatnonzero(flat >= thr - slack)
         if len(idx) == 0:
             continue
-        rows, cols = np.divmod(idx, key.shape[1])
+        d = np.clip(1.0 - flat[idx], 0.0, 2.0)
+        rows, cols = np.divmod(idx, sim.shape[1])
         best_i = np.concatenate([best_i, rows + s])
         best_j = np.concatenate([best_j, cols + s])
-        best_key = np.concatenate([best_key, flat[idx].astype(np.float64)])
+        best_key = np.concatenate([best_key, -d if largest else d])
         order = np.lexsort((best_j, best_i, best_key))[:num]
         best_i, best_j, best_key = best_i[order], best_j[order], best_key[order]
     dist = -best_key if largest else best_key
