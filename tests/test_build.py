@@ -18,7 +18,7 @@ from scoremix_ds.recipes import from_mapping
 
 EXPECTED_COLUMNS = {
     "image", "label", "identity", "parents", "parent_names", "weights", "embedding_distance",
-    "condition_distance", "strategy", "seed", "sample_index", "mix_identity",
+    "condition_distance", "strategy", "mixing", "seed", "sample_index", "mix_identity",
 }
 
 

@@ -10,6 +10,7 @@ from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
 from ..maths.pairs import _check_band, get_strategy
 from ..recipes import to_dict
+from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -38,6 +39,7 @@ class BuildConfig:
     plan: str | None = None  # a plan file from `scoremix-ds plan`: its tuples, weights and seeds replace the choice
     plan_sha256: str | None = None  # set from the plan file's bytes when the build starts (never by hand)
     allow_nonconvex: bool = False
+    mixing: str = "score"  # "score": ScoreMix; "condition": mix the class-condition vectors instead (AugGen baseline)
     weight_schedule: str = "constant"
     window_start: float = 0.0  # for weight_schedule="window": fraction of the trajectory where mixing starts
     window_end: float = 1.0
@@ -89,6 +91,8 @@ class BuildConfig:
             raise ConfigError(f"--classes has a negative class id {min(self.classes)}", hint="class ids start at 0")
         if len(set(self.classes)) != len(self.classes):
             raise ConfigError("--classes lists a class twice", hint="give each class id once")
+        if self.mixing not in MIXING_MODES:
+            raise ConfigError(f"unknown mixing mode '{self.mixing}'", hint=f"--mixing takes {', '.join(MIXING_MODES)}")
         if self.weight_schedule not in WEIGHT_SCHEDULES:
             raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
 

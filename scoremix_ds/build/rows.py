@@ -24,7 +24,7 @@ def sample_images(gen: ClassConditionalGenerator, weak, config: BuildConfig, cla
         scheduler = make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type)
         x = scoremix_sample(gen, scheduler, torch.as_tensor(np.asarray(classes[sl])),
                             torch.as_tensor(np.asarray(weights[sl]), dtype=torch.float32), seeds[sl],
-                            config.steps, config.guidance, weak, config.schedule)
+                            config.steps, config.guidance, weak, config.schedule, mixing=config.mixing)
         imgs = list(to_uint8(x))
         out.extend(imgs)
         if on_batch is not None:
@@ -42,7 +42,7 @@ def unit_columns(plan: MixPlan, ids: range, gen: ClassConditionalGenerator, conf
     columns = {"mix": _empty()}
     for (ident, j, seed), img in zip(items, mix_imgs):
         _append(columns["mix"], img, ident.index, ident.name(names), ident, names, ident.parents, ident.weights,
-                config.strategy, seed, j)
+                config.strategy, config.mixing, seed, j)
     if config.repro:
         columns["repro"] = _empty()
         rep = [(it, j, s, p) for it, j, s in items for p in it.parents]
@@ -50,7 +50,7 @@ def unit_columns(plan: MixPlan, ids: range, gen: ClassConditionalGenerator, conf
                                  [s for _, _, s, _ in rep], on_batch)
         for (ident, j, seed, parent), img in zip(rep, rep_imgs):
             _append(columns["repro"], img, parent, f"repro:{names[parent]}", ident, names, (parent,), (1.0,),
-                    config.strategy, seed, j)
+                    config.strategy, config.mixing, seed, j)
     return columns
 
 
@@ -59,7 +59,7 @@ def _empty() -> dict[str, list]:
 
 
 def _append(cols: dict[str, list], img: np.ndarray, label: int, identity: str, ident: Identity, names: tuple[str, ...],
-            parents: tuple[int, ...], weights: tuple[float, ...], strategy: str, seed: int, j: int) -> None:
+            parents: tuple[int, ...], weights: tuple[float, ...], strategy: str, mixing: str, seed: int, j: int) -> None:
     cols["image"].append(encode_png(img))
     cols["label"].append(int(label))
     cols["identity"].append(identity)
@@ -69,6 +69,7 @@ def _append(cols: dict[str, list], img: np.ndarray, label: int, identity: str, i
     cols["embedding_distance"].append(ident.embedding_distance)
     cols["condition_distance"].append(ident.condition_distance)
     cols["strategy"].append(strategy)
+    cols["mixing"].append(mixing)
     cols["seed"].append(int(seed))
     cols["sample_index"].append(int(j))
     cols["mix_identity"].append(ident.name(names))

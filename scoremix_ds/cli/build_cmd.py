@@ -40,6 +40,7 @@ def build(
     plan: Annotated[Optional[str], typer.Option("--plan", help="Build this plan file (from `scoremix-ds plan`) as it is.")] = None,
     per_identity: Annotated[Optional[int], typer.Option(help="Images per synthetic identity.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Mixing weights, e.g. 0.5,0.5 (convex).")] = None,
+    mixing: Annotated[Optional[str], typer.Option(help="score (ScoreMix, default) or condition (mix the class-condition vectors: the AugGen baseline).")] = None,
     allow_nonconvex: Annotated[Optional[bool], typer.Option("--allow-nonconvex", help="Accept weights that are negative or do not sum to 1.")] = None,
     weight_schedule: Annotated[Optional[str], typer.Option(help="constant, or window (mix only inside --window-start/--window-end).")] = None,
     window_start: Annotated[Optional[float], typer.Option(help="Window start, fraction of the trajectory (0 = noise).")] = None,
@@ -73,7 +74,7 @@ def build(
         real_data_revision=real_data_revision, classes=parse_ints(classes, "--classes"), pairs=pairs,
         band=parse_band(band), max_uses=max_uses, plan=plan,
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
-        weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
+        mixing=mixing, weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
         device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )

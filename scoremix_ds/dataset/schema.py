@@ -15,6 +15,7 @@ FEATURES = datasets.Features(
         "embedding_distance": datasets.Value("float32"),  # cosine distance of the parents' class centres
         "condition_distance": datasets.Value("float32"),  # cosine distance of the parents' condition vectors
         "strategy": datasets.Value("string"),
+        "mixing": datasets.Value("string"),  # "score" (ScoreMix) or "condition" (AugGen-style condition mixing)
         "seed": datasets.Value("int64"),  # per-image seed: regenerates this image alone
         "sample_index": datasets.Value("int32"),  # image index within its identity
         "mix_identity": datasets.Value("string"),  # the mix this row belongs to (itself for mix rows)
@@ -31,6 +32,7 @@ COLUMN_DOCS = {
     "embedding_distance": "cosine distance between the parents' class centres in the discriminator's embedding space",
     "condition_distance": "cosine distance between the parents' class-condition vectors in the generator",
     "strategy": "pair-selection strategy that chose the parents",
+    "mixing": "`score`: ScoreMix, the K class-conditioned outputs mixed at every step; `condition`: the class-condition vectors mixed once per step (AugGen)",
     "seed": "per-image seed; the same seed regenerates the same image",
     "sample_index": "index of the image within its identity",
     "mix_identity": "the mixed identity this row belongs to (repro rows: the mix they reproduce a parent of)",

@@ -8,13 +8,17 @@ its seed and never depends on what else shares its batch.
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from contextlib import ExitStack, contextmanager
+from typing import Iterator, Sequence
 
 import torch
 
 from ..errors import ModelError
 from ..maths.mixing import WeightSchedule, guide, mix
 from ..models.generator import ClassConditionalGenerator
+from .condition_mix import mixed_class_embeddings
+
+MIXING_MODES = ("score", "condition")
 
 
 def initial_noise(seeds: Sequence[int], shape: tuple[int, ...]) -> tuple[torch.Tensor, list[torch.Generator]]:
@@ -36,8 +40,9 @@ def scoremix_sample(
     weak: ClassConditionalGenerator | None = None,
     schedule: WeightSchedule = WeightSchedule(),
     return_latents: bool = False,
+    mixing: str = "score",
 ) -> torch.Tensor:
-    """Sample a batch of K-way score mixes.
+    """Sample a batch of K-way score mixes (or, with ``mixing="condition"``, condition mixes).
 
     Args:
         generator: the class-conditional denoiser (on its device and dtype).
@@ -51,6 +56,8 @@ def scoremix_sample(
         weak: optional weaker checkpoint for autoguidance.
         schedule: how weights vary along the trajectory.
         return_latents: skip VAE decoding.
+        mixing: ``"score"`` (ScoreMix: K conditioned outputs per step, mixed) or ``"condition"`` (AugGen: one output
+            per step on the mixed class-condition vector, :mod:`scoremix_ds.sampling.condition_mix`).
 
     Returns:
         ``(B, C, H, W)`` images in ``[-1, 1]`` (float32, on the generator's device).
@@ -61,6 +68,8 @@ def scoremix_sample(
     b, k = classes.shape
     if len(seeds) != b or weights.shape != (b, k):
         raise ValueError("classes, weights and seeds must describe the same batch")
+    if mixing not in MIXING_MODES:
+        raise ValueError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}")
     generator.check_classes(classes)
     cfg = guidance != 1.0 and weak is None
     if cfg and generator.null_class is None:
@@ -74,26 +83,43 @@ def scoremix_sample(
     x = noise.to(device) * scheduler.init_noise_sigma
     weights = weights.to(device=device, dtype=torch.float32)
 
-    # All K conditions (plus the null class) in ONE batched forward: labels laid out condition-major.
-    labels = classes.t().reshape(-1)
+    by_condition = mixing == "condition"
+    if by_condition:  # one forward per step on the mixed condition; the labels only fill the batch
+        k_out, labels = 1, classes[:, 0]
+    else:  # all K conditions (plus the null class) in ONE batched forward: labels laid out condition-major
+        k_out, labels = k, classes.t().reshape(-1)
     if cfg:
         labels = torch.cat([labels, torch.full((b,), generator.null_class, dtype=labels.dtype)])
     labels = labels.to(device)
-    n_cond = k + int(cfg)
+    n_cond = k_out + int(cfg)
     step_kwargs = {"generator": gens} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(x, t)
-        out = generator.predict(x_in.repeat(n_cond, 1, 1, 1), t, labels).view(n_cond, b, *x.shape[1:])
-        cond = out[:k]
-        if cfg:
-            cond = guide(cond, out[k:], guidance)  # Classifier-free guidance, per condition.
-        elif weak is not None and guidance != 1.0:
-            base = weak.predict(x_in.repeat(k, 1, 1, 1), t, labels).view(k, b, *x.shape[1:])
-            cond = guide(cond, base, guidance)  # Autoguidance against the weaker checkpoint.
         # Progress counts scheduler steps, not model calls: both evaluations of a 2nd-order (Heun) step share it.
-        progress = (i // scheduler.order) / num_steps
-        eps = mix(cond, schedule(weights, progress))  # ScoreMix: convex mix of the K outputs.
+        w = schedule(weights, (i // scheduler.order) / num_steps)
+        with _conditions(generator, weak, classes, w, by_condition):
+            out = generator.predict(x_in.repeat(n_cond, 1, 1, 1), t, labels).view(n_cond, b, *x.shape[1:])
+            cond = out[:k_out]
+            if cfg:
+                cond = guide(cond, out[k_out:], guidance)  # Classifier-free guidance, per condition.
+            elif weak is not None and guidance != 1.0:
+                base = weak.predict(x_in.repeat(k_out, 1, 1, 1), t, labels).view(k_out, b, *x.shape[1:])
+                cond = guide(cond, base, guidance)  # Autoguidance against the weaker checkpoint.
+        eps = cond[0] if by_condition else mix(cond, w)  # ScoreMix: convex mix of the K outputs.
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
     return x if return_latents else generator.decode(x)
+
+
+@contextmanager
+def _conditions(generator, weak, classes: torch.Tensor, weights: torch.Tensor, by_condition: bool) -> Iterator[None]:
+    """Condition mixing: hook the class tables of the generator (and the weak one) for this step's weights."""
+    if not by_condition:
+        yield
+        return
+    with ExitStack() as stack:
+        for g in (generator, weak):
+            if g is not None:
+                stack.enter_context(mixed_class_embeddings(g.denoiser, g.kind, classes, weights))
+        yield
