@@ -29,6 +29,7 @@ from torch import nn
 from ..data.transforms import to_model_tensor
 from ..errors import DataError, ModelError
 from ..resources import default_model_dir
+from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class SmallCNN(EmbeddingNet):
 
 
 BACKBONES: dict[str, type[EmbeddingNet]] = {"small-cnn": SmallCNN}
+# IResNet-18/34/50/100 ("iresnet18"...) and transformers vision backbones ("hf") subclass EmbeddingNet, so they
+# live in their own files and add themselves to BACKBONES when imported here (an import cycle otherwise).
+from . import iresnet  # noqa: F401,I001  (iresnet before hf: the order --backbone lists them in)
+from . import hf_backbone  # noqa: F401
 
 
 def build_backbone(name: str, **kwargs) -> EmbeddingNet:
@@ -139,21 +144,26 @@ def build_backbone(name: str, **kwargs) -> EmbeddingNet:
     return BACKBONES[name](**kwargs)
 
 
-def load_discriminator(name_or_path: str | None = None, revision: str | None = None) -> EmbeddingNet:
-    """Load a saved backbone in eval mode.
+def load_discriminator(name_or_path: str | None = None, revision: str | None = None) -> EmbeddingNet | OnnxEmbedder:
+    """Load a saved backbone in eval mode, or a frozen ONNX face embedder.
 
     Args:
         name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
-            Hub model id (``org/name``). The folder must hold ``config.json`` and ``model.safetensors``.
-        revision: branch, tag or commit of a Hub model (ignored for local folders).
+            Hub model id (``org/name``). The folder must hold ``config.json`` and ``model.safetensors``. A ``.onnx``
+            file or a name in :data:`~scoremix_ds.models.onnx_embedder.PRETRAINED` (``"sface"``) loads an
+            :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder`.
+        revision: branch, tag or commit of a Hub model (ignored for local folders and ONNX embedders).
 
     Returns:
-        The backbone (a subclass of :class:`EmbeddingNet`, e.g. :class:`SmallCNN`) on CPU, in eval mode.
+        The backbone (a subclass of :class:`EmbeddingNet`, e.g. :class:`SmallCNN`) on CPU, in eval mode, or an
+        :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder`; :func:`embed_images` takes either.
 
     Raises:
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
-            match its config.
+            match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
+    if is_onnx_reference(name_or_path):
+        return load_onnx_embedder(name_or_path)
     folder = _resolve(name_or_path, revision)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -186,7 +196,10 @@ def _resolve(name_or_path: str | None, revision: str | None) -> Path:
         _check_folder(path)
         return path
     if path.exists():
-        raise ModelError(f"discriminator '{name_or_path}' is a file, not a model folder", hint=_HINT)
+        raise ModelError(
+            f"discriminator '{name_or_path}' is a file, not a model folder",
+            hint=f"{_HINT}; ONNX files must end in .onnx",
+        )
     if _looks_local(name_or_path):
         raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=_HINT)
     return _download(name_or_path, revision)
@@ -249,12 +262,16 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def embed_images(
-    model: EmbeddingNet, images_uint8_nhwc: np.ndarray, batch_size: int = 512, device: str | torch.device = "cpu"
+    model: EmbeddingNet | OnnxEmbedder,
+    images_uint8_nhwc: np.ndarray,
+    batch_size: int = 512,
+    device: str | torch.device = "cpu",
 ) -> np.ndarray:
     """Embed uint8 NHWC images; returns float32 ``(N, embedding_dim)`` with unit-norm rows.
 
     Images are converted with :func:`to_model_tensor` at the model's ``image_size`` / ``in_channels`` (MNIST 28 is
     centre-padded to 32). The model is moved to ``device`` and run in eval mode; its train/eval state is restored.
+    An :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder` embeds with its own face preprocessing, on CPU.
     """
     images = np.asarray(images_uint8_nhwc)
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -263,6 +280,8 @@ def embed_images(
         )
     if batch_size <= 0:
         raise DataError("batch size must be positive", hint="check --batch-size")
+    if isinstance(model, OnnxEmbedder):
+        return model.embed(images, batch_size=batch_size)
     was_training = model.training
     model.to(device).eval()
     chunks = []
