@@ -78,7 +78,7 @@ def test_build_output_folder_configs_and_provenance(tmp_path):
         pixels[config] = imgs
         columns = {"image": [encode_png(im) for im in imgs], "label": rows["label"], "identity": rows["identity"],
                    "parents": [[0, 1]] * n, "parent_names": [["a", "b"]] * n, "weights": [[0.5, 0.5]] * n,
-                   "embedding_distance": [0.1] * n, "condition_distance": [0.2] * n, "strategy": ["distant"] * n,
+                   "embedding_distance": [0.1] * n, "condition_distance": [0.2] * n, "strategy": ["distant"] * n, "mixing": ["score"] * n,
                    "seed": list(range(n)), "sample_index": [0] * n, "mix_identity": rows["identity"]}
         rel = shard_path(config, 0)
         manifest.shards[config] = {rel: {"relpath": rel, "rows": n, "sha256": write_shard(out, rel, columns)}}

@@ -96,7 +96,27 @@ def read_hf_dataset(name: str, revision: str | None = None, split: str = "train"
     )
 
 
-READERS: dict[str, Callable[..., RealData]] = {"mnist-5k": read_mnist_5k}
+def _mnist_part(part: str) -> Callable[..., RealData]:
+    def read(revision: str | None = None) -> RealData:
+        from dataclasses import replace
+
+        from .splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
+
+        data = read_mnist_5k(revision)
+        train, held = split_holdout(data.labels, DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED)
+        idx = train if part == "train" else held
+        return replace(data, images=data.images[idx], labels=data.labels[idx], source=f"{data.source}, {part} part "
+                       f"({DEFAULT_HOLDOUT_PER_CLASS}/class held out, seed {DEFAULT_HOLDOUT_SEED})")
+
+    return read
+
+
+# mnist-5k-heldout: the 500 digits the embedded discriminator never trained on (50 per class); -train: the rest.
+READERS: dict[str, Callable[..., RealData]] = {
+    "mnist-5k": read_mnist_5k,
+    "mnist-5k-train": _mnist_part("train"),
+    "mnist-5k-heldout": _mnist_part("heldout"),
+}
 
 
 def read_real_data(name: str, revision: str | None = None) -> RealData:

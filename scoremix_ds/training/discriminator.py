@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data.readers import read_real_data
+from ..data.splits import split_holdout  # noqa: F401  (re-exported: the trainer's split)
 from ..data.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
 from ..maths.centres import class_centres
@@ -85,22 +86,6 @@ class DiscriminatorTrainConfig:
             raise ConfigError("scale must be positive", hint="check --scale")
         if self.shift_pixels < 0 or self.holdout_per_class < 0:
             raise ConfigError("shift_pixels and holdout_per_class must be >= 0", hint="check the recipe")
-
-
-def split_holdout(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train, held-out): ``per_class`` random images of every class held out, the same for a seed."""
-    rng = np.random.default_rng(seed)
-    held = []
-    for c in np.unique(labels):
-        members = np.flatnonzero(labels == c)
-        if len(members) <= per_class:
-            raise DataError(
-                f"class {c} has {len(members)} images, too few to hold out {per_class}", hint="lower --holdout-per-class"
-            )
-        held.append(rng.choice(members, size=per_class, replace=False))
-    held_idx = np.sort(np.concatenate(held)) if held and per_class else np.zeros(0, dtype=np.int64)
-    train_idx = np.setdiff1d(np.arange(len(labels)), held_idx)
-    return train_idx, held_idx
 
 
 def nearest_centre_accuracy(
