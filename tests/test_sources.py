@@ -204,3 +204,20 @@ print("@@" + json.dumps(out))
     assert out[first][:3] == [first, 2, [1, 0]]
     assert f"hf://datasets/org/faces@{first}" in out[first][3]
     assert "revision not found" in out["error"] and "--revision" in out["error"]
+
+
+def test_class_subsets_relabel_and_keep_names():
+    from scoremix_ds.data.readers import read_real_data
+    from scoremix_ds.data.subsets import parse_classes
+
+    assert parse_classes("0-2, 5,2") == (0, 1, 2, 5)
+    full = read_real_data("mnist-5k-train")
+    sub = read_real_data("mnist-5k-train[7-9]")
+    assert sub.class_names == ("7", "8", "9") and sorted(set(sub.labels.tolist())) == [0, 1, 2]
+    np.testing.assert_array_equal(sub.images, full.images[full.labels >= 7])
+    src = open_source(SourceSpec("mnist-5k-heldout[0,9]"))
+    assert len(src) == 100 and src.class_names == ("0", "9") and src.info.location == "mnist-5k-heldout[0,9]"
+    with pytest.raises(DataError, match="asks for 12"):
+        read_real_data("mnist-5k[3,12]")
+    with pytest.raises(ConfigError, match="empty"):
+        read_real_data("mnist-5k[5-2]")

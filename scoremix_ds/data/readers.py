@@ -120,7 +120,18 @@ READERS: dict[str, Callable[..., RealData]] = {
 
 
 def read_real_data(name: str, revision: str | None = None) -> RealData:
-    """Look ``name`` up in :data:`READERS`, else treat it as a local dataset folder or a Hub dataset id."""
+    """Look ``name`` up in :data:`READERS`, else treat it as a local dataset folder or a Hub dataset id.
+    ``NAME[0-6]`` keeps those classes only (:mod:`scoremix_ds.data.subsets`)."""
+    from dataclasses import replace
+
+    from .subsets import split_subset, take_classes
+
+    base, classes = split_subset(name)
+    if classes is not None:
+        data = read_real_data(base, revision)
+        rows, labels, names = take_classes(data.labels, data.class_names, classes, base)
+        return replace(data, images=data.images[rows], labels=labels, class_names=names,
+                       source=f"{data.source}, classes {name[len(base):]}")
     if name in READERS:
         return READERS[name](revision=revision)
     if Path(name).exists() or "/" in name:

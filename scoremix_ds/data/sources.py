@@ -34,7 +34,7 @@ import io
 import json
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
@@ -43,6 +43,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError
 from .readers import READERS
+from .subsets import split_subset, take_classes
 from .recordio import InsightFaceRecords
 
 logger = logging.getLogger(__name__)
@@ -499,6 +500,9 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
     >>> len(src), src.num_classes, src[0][0].shape
     (5000, 10, (28, 28, 1))
     """
+    base, classes = split_subset(spec.location)
+    if classes is not None:
+        return _subset(open_source(replace(spec, location=base), progress), spec.location, classes)
     if spec.location in READERS:
         return _open_mnist(spec)
     path = Path(spec.location).expanduser()
@@ -512,6 +516,15 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
         return _open_hub(spec, progress)
     raise DataError(f"'{spec.location}' is neither mnist-5k, a local folder nor a Hub dataset id (ORG/NAME)",
                     hint=FLAG_SOURCE)
+
+
+def _subset(src: Source, location: str, classes: tuple[int, ...]) -> Source:
+    """Only ``classes`` of ``src``, relabelled 0..k-1 (``NAME[0-6]``)."""
+    images, labels = src.load_all()
+    rows, new_labels, names = take_classes(np.asarray(labels), src.class_names, classes, src.info.location)
+    info = replace(src.info, location=location, num_rows=len(rows), num_classes=len(names), class_names=names,
+                   provenance=f"{src.provenance}, classes {location[len(src.info.location):]}")
+    return ArraySource(images[rows], new_labels, info)
 
 
 def _open_mnist(spec: SourceSpec) -> Source:
