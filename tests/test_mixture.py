@@ -130,10 +130,19 @@ def test_preprocess_hand_values():
 def test_resize_matches_pil_bilinear():
     rng = np.random.default_rng(0)
     img = rng.integers(0, 256, (1, 24, 20, 3), dtype=np.uint8)
-    for size in (8, 30):
+    for size in (8, 31):  # 31: odd margins, so resized rather than padded
         ours = resize_uint8(img, size, 3)[0].astype(int)
         ref = np.asarray(Image.fromarray(img[0]).resize((size, size), Image.Resampling.BILINEAR)).astype(int)
         assert np.abs(ours - ref).max() <= 1  # PIL's antialiased bilinear, to one grey level
+
+
+def test_small_images_are_centre_padded_like_embed_images():
+    from scoremix_ds.data.transforms import to_model_tensor
+
+    img = np.random.default_rng(1).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
+    padded = resize_uint8(img, 32, 1)
+    assert (padded[:, :2] == 0).all() and (padded[:, 2:30, 2:30] == img).all()  # black margins, digit unscaled
+    assert torch.equal(preprocess(img, size=32, channels=1), to_model_tensor(img, 32, 1))
 
 
 def test_batches_cached_or_decoded_per_batch_are_identical():

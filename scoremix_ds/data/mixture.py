@@ -39,10 +39,10 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError
 from .sources import Source, SourceInfo, SourceSpec, open_source
+from .transforms import fit_size, to_channels
 
 logger = logging.getLogger(__name__)
 
-_LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 _REAL, _SYNTHETIC, _BATCH = 0, 1, 2  # seed-stream ids: the real pool, the synthetic pool, per-step order and flips
 
 
@@ -62,16 +62,6 @@ class PreprocessConfig:
 # ------------------------------------------------------------------------------------------ preprocessing (pure)
 
 
-def _to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
-    """float NCHW with 1 or 3 channels -> ``channels`` channels."""
-    if x.shape[1] == channels:
-        return x
-    if channels == 1:
-        w = torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1)
-        return (x * w).sum(dim=1, keepdim=True)
-    return x.expand(-1, 3, -1, -1).contiguous()
-
-
 def _uint8_tensor(x: np.ndarray) -> torch.Tensor:
     """A tensor on ``x``'s memory when it is contiguous and writable (torch refuses read-only arrays), else a copy."""
     x = np.ascontiguousarray(x)
@@ -79,9 +69,8 @@ def _uint8_tensor(x: np.ndarray) -> torch.Tensor:
 
 
 def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == (size, size):
-        return x
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    """float NCHW in 0..255 -> ``size``: the same pad-or-resize rule as ``embed_images`` (black margins)."""
+    return fit_size(x, size, fill=0.0)
 
 
 def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tensor | None = None, size: int = 112,
@@ -98,7 +87,7 @@ def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tens
             x = x.copy()  # never modify the caller's (possibly cached) array
             x[f] = x[f][:, :, ::-1]  # NHWC: axis 2 is the width
     t = _uint8_tensor(x.transpose(0, 3, 1, 2))  # uint8 NCHW: cheap to lay out
-    t = _to_channels(t.float(), channels)
+    t = to_channels(t.float(), channels)
     return _resize(t, size).div_(127.5).sub_(1.0)
 
 
@@ -112,7 +101,7 @@ def resize_uint8(images: np.ndarray, size: int, channels: int, chunk: int = 512)
     out = np.empty((len(images), size, size, channels), dtype=np.uint8)
     for a in range(0, len(images), chunk):
         x = _uint8_tensor(images[a:a + chunk]).permute(0, 3, 1, 2).float()
-        x = _resize(_to_channels(x, channels), size).round_().clamp_(0, 255)
+        x = _resize(to_channels(x, channels), size).round_().clamp_(0, 255)
         out[a:a + chunk] = x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out
 

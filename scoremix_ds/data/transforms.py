@@ -7,25 +7,35 @@ import torch
 import torch.nn.functional as F
 
 
-def to_model_tensor(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
-    """uint8 NHWC -> float NCHW in [-1, 1] at ``size`` x ``size``.
+LUMA = (0.299, 0.587, 0.114)  # ITU-R 601, as PIL's convert("L")
 
-    Smaller images are centre-padded with black (MNIST 28 -> 32 keeps the digit's scale); others are resized.
-    """
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    if x.shape[1] != channels:
-        if channels == 1:
-            x = x.mean(dim=1, keepdim=True)
-        elif x.shape[1] == 1:
-            x = x.expand(-1, channels, -1, -1)
+
+def to_channels(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """float NCHW with 1 or 3 channels -> ``channels``: RGB to grey by luma, grey to RGB by repetition."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 1:
+        return (x * torch.tensor(LUMA, dtype=x.dtype).view(1, 3, 1, 1)).sum(dim=1, keepdim=True)
+    return x.expand(-1, channels, -1, -1).contiguous()
+
+
+def fit_size(x: torch.Tensor, size: int, fill: float) -> torch.Tensor:
+    """float NCHW -> ``size`` x ``size``: a smaller image with even margins is centre-padded with ``fill`` (MNIST
+    28 -> 32 keeps the digit's scale); anything else is resized (bilinear, antialiased). Training and embedding both
+    use this rule, so a model sees the same geometry in both."""
     h, w = x.shape[-2:]
-    if (h, w) != (size, size):
-        if h <= size and w <= size and (size - h) % 2 == 0 and (size - w) % 2 == 0:
-            ph, pw = (size - h) // 2, (size - w) // 2
-            x = F.pad(x, (pw, pw, ph, ph), value=-1.0)
-        else:
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    return x
+    if (h, w) == (size, size):
+        return x
+    if h <= size and w <= size and (size - h) % 2 == 0 and (size - w) % 2 == 0:
+        ph, pw = (size - h) // 2, (size - w) // 2
+        return F.pad(x, (pw, pw, ph, ph), value=fill)
+    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def to_model_tensor(images: np.ndarray, size: int, channels: int) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1] at ``size`` x ``size`` (:func:`to_channels`, :func:`fit_size`)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return fit_size(to_channels(x, channels), size, fill=-1.0)
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
