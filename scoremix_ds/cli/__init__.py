@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import ScoreMixError
-from . import analysis_cmd, build_cmd, folder_cmd, hub_cmd, plan_cmd, train_cmd
+from . import analysis_cmd, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -25,6 +25,8 @@ app = typer.Typer(
 )
 app.command("build")(build_cmd.build)
 app.command("plan")(plan_cmd.plan)
+app.command("train")(train_cmd.train)
+app.command("eval")(eval_cmd.eval_model)
 app.command("train-generator")(train_cmd.train_generator)
 app.command("train-discriminator")(train_cmd.train_discriminator)
 app.command("status")(folder_cmd.status)

@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from ..recipes import config_from
-from .options import BatchOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
+from .hub_cmd import TagOpt, TokenOpt
+from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 
 
 LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
@@ -51,3 +52,78 @@ def train_discriminator(
     """Train the minimal discriminator (small CNN + ArcFace head) on real labelled images."""
     _train("discriminator", recipe, progress, real_data=real_data, steps=steps, batch_size=batch_size,
            learning_rate=learning_rate, seed=seed, out=out)
+
+
+def train(
+    real: Annotated[Optional[list[str]], typer.Option("--real", help="Real data (repeatable): mnist-5k-train, a dataset/image folder, a train.rec folder, or ORG/NAME[@REV]; NAME[0-6] keeps some classes.")] = None,
+    synthetic: Annotated[Optional[list[str]], typer.Option("--synthetic", help="Synthetic data (repeatable): a scoremix-ds build folder (DIR::repro for its repro config), a folder or ORG/NAME[@REV].")] = None,
+    synthetic_ratio: Annotated[Optional[float], typer.Option(help="Synthetic images drawn per real image.")] = None,
+    init: Annotated[Optional[str], typer.Option("--init", help="Fine-tune this model ('default', a folder or a Hub id); its architecture wins.")] = None,
+    init_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --init.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="iresnet18/34/50/100, small-cnn, or hf (a transformers vision backbone).")] = None,
+    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding width.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size (default 112).")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="3 (RGB) or 1 (grey).")] = None,
+    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="arcface, cosface or adaface.")] = None,
+    margin: Annotated[Optional[float], typer.Option(help="Margin m (default: the head's own).")] = None,
+    scale: Annotated[Optional[float], typer.Option(help="Scale s of the logits.")] = None,
+    sample_rate: Annotated[Optional[float], typer.Option(help="Partial FC: fraction of class centres scored per step.")] = None,
+    steps: StepsOpt = None,
+    batch_size: BatchOpt = None,
+    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
+    learning_rate: LearningRateOpt = None,
+    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps.")] = None,
+    lr_schedule: Annotated[Optional[str], typer.Option(help="cosine, poly or constant.")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd or adamw.")] = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="no, bf16 or fp16 (GPU).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (a re-run resumes from the last).")] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Run the --val benchmarks every N steps.")] = None,
+    val: Annotated[Optional[list[str]], typer.Option("--val", help="Benchmark during training (repeatable), as eval --benchmark.")] = None,
+    label_column: Annotated[Optional[str], typer.Option("--label-column", help="The label column when it is not found by name.")] = None,
+    image_column: Annotated[Optional[str], typer.Option("--image-column", help="The image column when there are several.")] = None,
+    strict_images: Annotated[Optional[bool], typer.Option("--strict-images", help="Refuse rows of another mode or size instead of converting them.")] = None,
+    skip_corrupt: Annotated[Optional[bool], typer.Option("--skip-corrupt", help="Skip (and count) rows that do not decode.")] = None,
+    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.")] = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    recipe: RecipeOpt = None,
+    out: OutOpt = None,
+    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).")] = None,
+    tag: TagOpt = None,
+    token: TokenOpt = None,
+    progress: ProgressOpt = True,
+) -> None:
+    """Train or fine-tune a recognition network on real + synthetic identities (accelerate; resumes from checkpoints)."""
+    from ..training.recognition import train_recognition
+    from ..training.recognition_config import RecognitionTrainConfig
+
+    overrides = dict(
+        real=tuple(real) if real else None, synthetic=tuple(synthetic) if synthetic else None,
+        synthetic_ratio=synthetic_ratio, init=init, init_revision=init_revision, backbone=backbone,
+        embedding_dim=embedding_dim, image_size=image_size, channels=channels, flip=flip, head=head, margin=margin,
+        scale=scale, sample_rate=sample_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+        learning_rate=learning_rate, warmup_steps=warmup_steps, lr_schedule=lr_schedule, optimizer=optimizer,
+        mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, eval_every=eval_every,
+        val=tuple(val) if val else None, label_column=label_column, image_column=image_column,
+        strict_images=strict_images, skip_corrupt=skip_corrupt, num_workers=num_workers, device=device, seed=seed, out=out,
+    )
+    config = config_from(RecognitionTrainConfig, recipe, overrides)
+    push = None
+    if push_to:  # checked before training, so a bad repo id fails in a second
+        from ..hub.push_model import ModelPushConfig
+
+        push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
+    result = train_recognition(config, progress=progress)
+    lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
+             + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
+    for b in result.metrics.get("benchmarks", []):
+        acc = b.get("accuracy")
+        if isinstance(acc, dict):
+            lines.append(f"{b['name']}: accuracy {acc['mean']:.4f} ± {acc['std']:.4f}, AUC {b['auc']:.4f}, EER {b['eer']:.4f}")
+    typer.echo("\n".join(lines))
+    if push is not None:
+        from ..hub.push_model import push_model
+
+        pushed = push_model(push)
+        typer.echo(f"pushed {result.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))

@@ -1,0 +1,56 @@
+"""``scoremix-ds eval``: a recognition model on verification / IJB benchmarks; JSON, a markdown table, a ROC plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ..errors import ConfigError, ModelError
+from .options import BatchOpt, DeviceOpt, SeedOpt
+
+DEFAULT_BENCHMARKS = ["mnist-5k-heldout"]
+BENCHMARK_HELP = (
+    "Repeatable. An insightface PATH.bin (LFW, CFP-FP, AgeDB-30, CALFW, CPLFW); heldout:NAME:PAIRS or just "
+    "mnist-5k-heldout / NAME[7-9] (PAIRS balanced pairs, default 3000, drawn with --seed from labelled data); "
+    "pairs:NAME:SPLIT, a pair dataset folder or ORG/NAME (columns image_a, image_b, is_same; split test by default); "
+    "ijbb:ROOT / ijbc:ROOT (IJB release folder). A Hub NAME takes a revision as NAME@REV. "
+    "Default: mnist-5k-heldout."
+)
+ModelArg = Annotated[str, typer.Argument(
+    help="The model: 'default' (the embedded MNIST discriminator), a saved folder, a Hub id, 'sface' or an .onnx file.")]
+
+
+def eval_model(
+    model: ModelArg,
+    benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help=BENCHMARK_HELP)] = None,
+    revision: Annotated[Optional[str], typer.Option(help="Hub revision of MODEL (benchmarks take NAME@REV).")] = None,
+    flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Also embed each image's horizontal flip and use the normalised sum (2x the forward passes).")] = False,
+    batch_size: BatchOpt = None,
+    device: DeviceOpt = None,
+    seed: SeedOpt = None,
+    out: Annotated[str, typer.Option("--out", help="Report folder: results.json, results.md, roc.png.")] = "eval-report",
+) -> None:
+    """Evaluate MODEL: 10-fold accuracy, ROC AUC, EER and TAR@FAR 1e-6..1e-1 per benchmark (IJB: TAR@FAR of
+    templates), with embeddings/s and the protocol's own time; writes the report to --out."""
+    from ..evaluation.report import markdown_table, write_report
+    from ..evaluation.runner import evaluate
+    from ..evaluation.specs import benchmarks_from
+    from ..models.discriminator import load_discriminator
+
+    batch_size = 256 if batch_size is None else batch_size
+    if batch_size <= 0:
+        raise ConfigError(f"--batch-size must be a positive count, got {batch_size}", hint="e.g. --batch-size 256")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out '{out}' is a file", hint="pass a folder to --out")
+    benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
+    try:
+        net = load_discriminator(model, revision)
+    except ModelError as exc:  # the loader's hints name --discriminator; here it is the MODEL argument
+        raise ModelError(exc.message, hint=(exc.hint or "check MODEL").replace("--discriminator", "MODEL")) from exc
+    result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "cpu",
+                      model_name=model if revision is None else f"{model}@{revision}")
+    paths = write_report(result, out)
+    typer.echo(markdown_table(result))
+    typer.echo("\n".join(f"wrote {path}" for path in paths.values()))

@@ -1,0 +1,56 @@
+"""The model card (README.md) of a trained recognition model, from ``cards/model_card.md``.
+
+It names every training source with its exact revision or commit, the label range each one occupies, the training
+configuration, and the benchmark results of the final evaluation. Hub-readable YAML: library, tags, datasets (Hub
+ids only), base model (when fine-tuned from a Hub model).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+from ..resources import resource_dir
+
+TEMPLATE = "model_card.md"
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4f}" if isinstance(x, (int, float)) else "n/a"
+
+
+def _results(meta: dict[str, Any]) -> list[dict[str, str]]:
+    rows = []
+    for b in (meta.get("results") or {}).get("benchmarks", []):
+        m = b
+        acc = m.get("accuracy")
+        acc = acc.get("mean") if isinstance(acc, dict) else acc
+        rows.append({"name": b.get("name"), "pairs": m.get("num_pairs", "n/a"), "accuracy": _fmt(acc),
+                     "auc": _fmt(m.get("auc")), "eer": _fmt(m.get("eer"))})
+    return rows
+
+
+def write_model_card(out: Path, meta: dict[str, Any], load_path: str | None = None) -> Path:
+    config = meta["config"]
+    blocks = meta["label_space"]["sources"]  # in the order of meta["sources"]
+    sources = [{**s, "role": b["role"], "offset": b["labels"][0]} for s, b in zip(meta["sources"], blocks)]
+    hub_ids = [s["location"] for s in meta["sources"] if s.get("kind") == "hub"]
+    init = config.get("init")
+    data = ModelCardData(
+        library_name="scoremix-ds",
+        tags=["face-recognition", "scoremix", "arcface" if config["head"] == "arcface" else config["head"], "safetensors"],
+        datasets=hub_ids or None,
+        base_model=init if init and "/" in init and not Path(init).exists() else None,
+        pipeline_tag="image-feature-extraction",
+    )
+    card = ModelCard.from_template(
+        data, template_path=str(resource_dir("cards") / TEMPLATE), title=f"{meta['architecture']['backbone']} trained with scoremix-ds",
+        arch=meta["architecture"], config=config, version=meta["scoremix_ds"], sources=sources, results=_results(meta),
+        load_path=load_path or str(out), config_json=json.dumps(config, indent=2, sort_keys=True),
+    )
+    path = Path(out) / "README.md"
+    path.write_text(str(card), encoding="utf-8")
+    return path

@@ -1,0 +1,95 @@
+"""The typed configuration of ``scoremix-ds train`` (a recipe in ``builders/`` is a saved one; flags override it)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+from ..maths.margins import HEADS
+from ..recipes import to_dict
+
+OPTIMIZERS = ("sgd", "adamw")
+LR_SCHEDULES = ("cosine", "poly", "constant")
+PRECISIONS = ("no", "bf16", "fp16")
+
+# Fields that change where, how fast or how often things are reported, never the trained weights.
+RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "keep_checkpoints", "eval_every", "val",
+                        "log_every"})
+
+
+@dataclass(frozen=True)
+class RecognitionTrainConfig:
+    out: str = "recognition-model"
+    # Sources: "mnist-5k-train", a datasets folder, an image-folder tree (one folder per identity), an insightface
+    # train.rec/.idx folder, a scoremix-ds build folder (its `mix` config; "DIR::repro" for its `repro` config), or a
+    # Hub id ("org/name" or "org/name@revision"); NAME[0-6] keeps some classes. Real and synthetic labels never mix.
+    real: tuple[str, ...] = ("mnist-5k-train",)
+    synthetic: tuple[str, ...] = ()
+    synthetic_ratio: float = 1.0  # synthetic draws per real draw in every batch (exact over batches)
+    label_column: str | None = None
+    image_column: str | None = None
+    strict_images: bool = False  # refuse rows of another mode or size instead of converting them
+    skip_corrupt: bool = False  # drop (and count) rows that do not decode instead of failing on them
+    init: str | None = None  # fine-tune: "default", a saved model folder or a Hub id; its architecture wins
+    init_revision: str | None = None
+    backbone: str = "iresnet50"  # a key of models.discriminator.BACKBONES
+    embedding_dim: int = 512
+    image_size: int = 112
+    channels: int = 3
+    flip: bool = True  # random horizontal flips (faces: yes; digits: no)
+    head: str = "arcface"  # arcface, cosface, adaface
+    scale: float = 64.0
+    margin: float | None = None  # None: the head's default (ArcFace 0.5, CosFace 0.4, AdaFace 0.4)
+    sample_rate: float = 1.0  # Partial FC: fraction of class centres scored per step (1: all)
+    steps: int = 2000  # optimizer steps
+    batch_size: int = 128  # global images per micro-batch (over all processes)
+    grad_accum: int = 1  # micro-batches per optimizer step
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_steps: int = 0
+    lr_schedule: str = "cosine"
+    mixed_precision: str = "no"  # bf16 / fp16 on GPU
+    seed: int = 0
+    checkpoint_every: int = 500  # 0: no intermediate checkpoints
+    keep_checkpoints: int = 2
+    eval_every: int = 0  # run the `val` benchmarks every N steps (and at the end when any are given)
+    val: tuple[str, ...] = ()  # benchmark specs, as `scoremix-ds eval --benchmark` (e.g. "heldout:mnist-5k-heldout:1000")
+    log_every: int = 50
+    num_workers: int = 0
+    device: str | None = None  # None: accelerate's choice (GPU when present)
+
+    def __post_init__(self) -> None:
+        if not self.real and not self.synthetic:
+            raise ConfigError("no training data given", hint="pass --real and/or --synthetic")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head '{self.head}'", hint=f"--head takes one of {', '.join(HEADS)}")
+        for name, value, choices in (("--optimizer", self.optimizer, OPTIMIZERS), ("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
+                                     ("--mixed-precision", self.mixed_precision, PRECISIONS)):
+            if value not in choices:
+                raise ConfigError(f"unknown {name[2:]} '{value}'", hint=f"{name} takes one of {', '.join(choices)}")
+        for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
+                            ("--embedding-dim", self.embedding_dim), ("--image-size", self.image_size),
+                            ("--keep-checkpoints", self.keep_checkpoints), ("--log-every", self.log_every)):
+            if value <= 0:
+                raise ConfigError(f"{flag} must be positive, got {value}", hint=f"use {flag} 1 or more")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"--channels must be 1 or 3, got {self.channels}", hint="use --channels 3 (RGB) or 1")
+        if not 0.0 < self.sample_rate <= 1.0:
+            raise ConfigError(f"--sample-rate must be in (0, 1], got {self.sample_rate}", hint="e.g. --sample-rate 0.3")
+        if self.synthetic and not self.synthetic_ratio > 0:
+            raise ConfigError(f"--synthetic-ratio must be > 0, got {self.synthetic_ratio}", hint="e.g. --synthetic-ratio 0.5")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ConfigError("need --learning-rate > 0, --weight-decay >= 0, --momentum in [0, 1)", hint="check the recipe")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ConfigError(f"--warmup-steps must be in [0, {self.steps})", hint="lower --warmup-steps")
+        if self.checkpoint_every < 0 or self.eval_every < 0 or self.num_workers < 0:
+            raise ConfigError("--checkpoint-every, --eval-every and --num-workers must be >= 0", hint="check the flags")
+
+    def fingerprint(self) -> str:
+        """Hash of the fields that determine the weights: a checkpoint resumes only under the same fingerprint."""
+        content = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS}
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]

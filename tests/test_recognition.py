@@ -1,0 +1,132 @@
+"""``scoremix-ds train``: exact resume, fine-tuning, label namespaces, the model card, refusals, a 2-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from scoremix_ds.cli import main
+from scoremix_ds.errors import ConfigError
+from scoremix_ds.training import resume
+from scoremix_ds.training.recognition import lr_factor, train_recognition
+from scoremix_ds.training.recognition_config import RecognitionTrainConfig
+
+TINY = dict(real=("mnist-5k-train[0-3]",), backbone="small-cnn", embedding_dim=16, image_size=16, channels=1, flip=False,
+            batch_size=16, steps=6, learning_rate=0.05, warmup_steps=1, scale=16.0, log_every=2, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _weights(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "model.safetensors"))
+
+
+def test_lr_factor_by_hand():
+    assert lr_factor(0, 2, 10, "cosine") == 0.5 and lr_factor(1, 2, 10, "cosine") == 1.0
+    assert lr_factor(2, 2, 10, "cosine") == pytest.approx(1.0) and lr_factor(6, 2, 10, "cosine") == pytest.approx(0.5)
+    assert lr_factor(6, 2, 10, "poly") == pytest.approx(0.25) and lr_factor(9, 0, 10, "constant") == 1.0
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+    whole = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "whole"), checkpoint_every=3, **TINY), progress=False)
+    assert whole.steps == 6 and not whole.resumed_from
+
+    real_commit = resume.commit
+
+    def crash_after_first(out, step, *args, **kwargs):  # a crash right after checkpoint 3 is sealed
+        path = real_commit(out, step, *args, **kwargs)
+        if step == 3:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(resume, "commit", crash_after_first)
+    config = RecognitionTrainConfig(out=str(tmp_path / "cut"), checkpoint_every=3, **TINY)
+    with pytest.raises(KeyboardInterrupt):
+        train_recognition(config, progress=False)
+    assert resume.latest_checkpoint(tmp_path / "cut").name == "step-00000003"
+    monkeypatch.setattr(resume, "commit", real_commit)
+    again = train_recognition(config, progress=False)
+    assert again.resumed_from == 3
+    a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert steps == [2, 4, 6]  # the log holds each step once, across the crash
+    # a finished run is not retrained
+    assert train_recognition(config, progress=False).resumed_from == 6
+
+
+def test_resume_under_another_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    train_recognition(RecognitionTrainConfig(out=str(out), checkpoint_every=3, **{**TINY, "steps": 3}), progress=False)
+    (out / "model.safetensors").unlink()  # as if it had crashed after its checkpoint
+    with pytest.raises(ConfigError, match="different training config"):
+        train_recognition(RecognitionTrainConfig(out=str(out), checkpoint_every=3, **{**TINY, "steps": 3, "learning_rate": 0.2}))
+
+
+def test_real_and_synthetic_label_spaces_and_card(tmp_path, tiny_real_data_dir):
+    out = tmp_path / "mixed"
+    config = RecognitionTrainConfig(out=str(out), **{**TINY, "image_size": 8, "steps": 2},
+                                    synthetic=(str(tiny_real_data_dir),), synthetic_ratio=0.5)
+    train_recognition(config, progress=False)
+    meta = json.loads((out / "scoremix.json").read_text())
+    space = meta["label_space"]
+    assert space["real_classes"] == [0, 4] and space["synthetic_classes"] == [4, 8]
+    card = (out / "README.md").read_text()
+    assert "mnist-5k-train[0-3]" in card and "| synthetic |" in card and "4..7" in card
+    from scoremix_ds.models.discriminator import load_discriminator
+
+    assert load_discriminator(str(out)).embedding_dim == 16
+
+
+def test_fine_tune_from_default_takes_its_architecture(tmp_path):
+    out = tmp_path / "ft"
+    result = train_recognition(RecognitionTrainConfig(out=str(out), init="default", **{**TINY, "steps": 2}), progress=False)
+    arch = json.loads((result.out / "scoremix.json").read_text())["architecture"]
+    assert arch == {"backbone": "small-cnn", "embedding_dim": 64, "image_size": 32, "channels": 1}
+
+
+def test_cli_train_and_bad_input(tmp_path, capsys):
+    out = tmp_path / "cli"
+    rc = main(["train", "--real", "mnist-5k-train[0-3]", "--backbone", "small-cnn", "--embedding-dim", "16",
+               "--image-size", "16", "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "16", "--device", "cpu",
+               "--val", "heldout:mnist-5k-heldout[0-3]:100", "--out", str(out), "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "mnist-5k-heldout[0-3]: accuracy" in captured.out
+    for args, needle in [(["--head", "sphereface"], "unknown head"), (["--sample-rate", "0"], "--sample-rate"),
+                         (["--real", "no/such/thing/here"], "--real / --synthetic"), (["--channels", "2"], "--channels")]:
+        rc = main(["train", "--steps", "1", "--out", str(tmp_path / "bad"), *args])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.startswith("error:") and needle in err, (args, err)
+
+
+@pytest.mark.slow
+def test_two_process_run_with_sharded_head_and_resume(tmp_path):
+    """A real 2-process gloo group on CPU (accelerate launch --multi_gpu), Partial FC shards, checkpoint and resume."""
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", "train", "--real", "mnist-5k-train[0-3]",
+           "--backbone", "small-cnn", "--embedding-dim", "16", "--image-size", "16", "--channels", "1", "--no-flip",
+           "--batch-size", "16", "--device", "cpu", "--checkpoint-every", "2", "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
+    first = subprocess.run([*cmd, "--steps", "4"], env=env, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    ckpt = resume.latest_checkpoint(out)
+    assert {p.name for p in ckpt.iterdir()} >= {"head-rank0.safetensors", "head-rank1.safetensors", "backbone.safetensors",
+                                                 "state-rank0.pt", "state-rank1.pt", "state.json"}
+    from scoremix_ds.models.discriminator import load_discriminator
+
+    assert load_discriminator(str(out)).embedding_dim == 16
