@@ -136,7 +136,7 @@ def map_error(exc: BaseException, repo_id: str, action: str, token: str | None, 
     cause = root_cause(exc)
     endpoint = constants.ENDPOINT
     if isinstance(cause, RepositoryNotFoundError):
-        return HubError(f"dataset repository {repo_id} not found on {endpoint} (or the token cannot see it) while {action}",
+        return HubError(f"repository {repo_id} not found on {endpoint} (or the token cannot see it) while {action}",
                         hint=f"check the repository id; for a private repository {LOGIN_HINT}", status=status)
     if isinstance(cause, RevisionNotFoundError):
         return HubError(f"revision not found in {repo_id} while {action} ({detail})",

@@ -1,28 +1,34 @@
-"""``push_dataset``: publish a dataset folder to a Hub dataset repository and tag the exact commit pushed.
+"""Publishing a local folder to a Hub repository and tagging the exact commit pushed: ONE code path for datasets
+(``push_dataset``, here) and trained models (``push_model`` in ``push_model.py``).
 
-The order is what keeps a version honest:
+The order is what keeps a version honest (:func:`publish`; the caller has already verified the folder, so nothing
+touches the network until it is known to be complete):
 
-1. verify the folder (nothing touches the network until it is known to be a complete dataset);
-2. create the repository (``exist_ok``) and read its refs; an existing tag is refused BEFORE anything is uploaded,
-   unless ``force_tag`` (or the tag already holds exactly this dataset: then there is nothing to do);
-3. ``upload_folder`` of the staged files, deleting shards under ``data/`` that this build does not have in the
-   same commit; retried as a whole on 5xx and connection errors. The client skips files the Hub already holds,
-   so a retry (or a re-run after a crash) uploads only what is missing, and identical content makes no commit;
-4. only after a successful upload, the tag is created on the commit that upload returned.
+1. create the repository (``exist_ok``) and read its refs; stage the files (a staged file that contains the token
+   is refused); an existing tag is refused BEFORE anything is uploaded, unless ``force_tag`` (or the tag already
+   holds exactly the staged files: then there is nothing to do);
+2. ``upload_folder`` of the staged files, deleting remote files matching the publication's ``stale`` patterns that
+   this push does not have in the same commit (for a dataset: shards under ``data/``); retried as a whole on 5xx
+   and connection errors. The client skips files the Hub already holds, so a retry (or a re-run after a crash)
+   uploads only what is missing, and identical content makes no commit;
+3. only after a successful upload, the tag is created on the commit that upload returned.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from huggingface_hub import CommitInfo, HfApi
 
-from ..dataset.manifest import Manifest
-from ..dataset.manifest import file_sha256
+from ..dataset.manifest import Manifest, file_sha256
 from ..errors import ConfigError, ScoreMixError
 from .client import (
     HubError,
@@ -43,11 +49,16 @@ logger = logging.getLogger(__name__)
 
 REPO_TYPE = "dataset"
 STALE = ["data/*"]  # remote files under data/ that this push does not overwrite are deleted in the same commit
+TOKEN_SCAN_BYTES = 1 << 20  # staged files up to this size are checked for the token (cards, configs, manifests)
 
 
 @dataclass(frozen=True)
-class PushConfig:
-    folder: str | Path  # a finished `scoremix-ds build` output folder
+class RepoPushConfig:
+    """Where and how a folder is published; shared by :class:`PushConfig` and ``ModelPushConfig``."""
+
+    REPO_FLAG: ClassVar[str] = "--repo"  # the CLI flag that names repo_id, for error hints
+
+    folder: str | Path  # the verified local folder to publish
     repo_id: str  # ORG/NAME
     tag: str | None = None  # version tag, created on the pushed commit; an existing one is never moved...
     force_tag: bool = False  # ...unless asked: then it is moved to this push
@@ -60,7 +71,7 @@ class PushConfig:
     backoff_s: float = 1.0  # wait before attempt k+1: backoff_s * 2**(k-1)
 
     def __post_init__(self) -> None:
-        check_repo_id(self.repo_id)
+        check_repo_id(self.repo_id, self.REPO_FLAG)
         if self.tag is not None:
             check_ref_name(self.tag, "--tag")
         if self.revision is not None and not _is_pr_ref(self.revision):
@@ -83,13 +94,30 @@ class PushConfig:
 
 
 @dataclass(frozen=True)
+class PushConfig(RepoPushConfig):
+    """Publish a finished ``scoremix-ds build`` output folder (``folder``) to a Hub dataset repository."""
+
+
+@dataclass(frozen=True)
 class PushResult:
     repo_id: str
-    commit_sha: str  # the commit that holds the dataset (the tag points here)
+    commit_sha: str  # the commit that holds the pushed files (the tag points here)
     tag: str | None  # the tag now on commit_sha, if one was asked for
     url: str  # the repository's page
     pr_url: str | None  # the pull request opened by create_pr (None when there was nothing to propose)
     created_commit: bool  # False when the Hub already held exactly this content
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What :func:`publish` pushes: everything that differs between a dataset and a model."""
+
+    repo_type: str  # "dataset" | "model"
+    noun: str  # "dataset" / "model", in messages
+    stage: Callable[[str | None], AbstractContextManager[Path]]  # revision named in the card -> staged folder
+    message: str  # commit title
+    stale: tuple[str, ...]  # remote paths (fnmatch patterns) that a push replaces as a set: missing ones are deleted
+    versions_hint: str  # how to see the tags of a repository, for the hint of a lost tag race
 
 
 def _is_pr_ref(revision: str) -> bool:
@@ -102,12 +130,13 @@ def _git_blob_sha1(path: Path) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def _holds(api: HfApi, repo_id: str, commit: str, stage: Path) -> bool:
-    """Does ``commit`` hold exactly the staged files (and no other shard under data/)?"""
-    info = api.dataset_info(repo_id, revision=commit, files_metadata=True)
+def _holds(api: HfApi, repo_id: str, commit: str, stage: Path, what: Publication) -> bool:
+    """Does ``commit`` hold exactly the staged files (and no other file matching ``what.stale``)?"""
+    info = api.repo_info(repo_id, repo_type=what.repo_type, revision=commit, files_metadata=True)
     remote = {s.rfilename: s for s in info.siblings or []}
     local = {p.relative_to(stage).as_posix(): p for p in stage.rglob("*") if p.is_file()}
-    if {p for p in remote if p.startswith("data/")} - set(local):
+    managed = {p for p in remote if any(fnmatch.fnmatch(p, pattern) for pattern in what.stale)}
+    if managed - set(local):
         return False
     for rel, path in local.items():
         sibling = remote.get(rel)
@@ -121,19 +150,23 @@ def _holds(api: HfApi, repo_id: str, commit: str, stage: Path) -> bool:
     return True
 
 
-def _default_message(manifest: Manifest, config: PushConfig) -> str:
-    strategy = manifest.config.get("strategy", "?")
-    return f"scoremix-ds: {strategy} build {manifest.fingerprint}" + (f" ({config.tag})" if config.tag else "")
+def _refuse_token_in(stage: Path, token: str) -> None:
+    """A staged file (card, config, manifest...) must never carry the token: refuse before anything is uploaded."""
+    needle = token.encode()
+    for path in sorted(stage.rglob("*")):
+        if path.is_file() and path.stat().st_size <= TOKEN_SCAN_BYTES and needle in path.read_bytes():
+            raise ConfigError(f"{path.relative_to(stage).as_posix()} contains the Hub token; refusing to publish it",
+                              hint="remove the token from that file (pass it with --token or HF_TOKEN only)")
 
 
-def _upload(api: HfApi, config: PushConfig, stage: Path, message: str, token: str) -> CommitInfo:
+def _upload(api: HfApi, config: RepoPushConfig, stage: Path, what: Publication, message: str, token: str) -> CommitInfo:
     """``upload_folder`` with bounded retries of the whole step (the client resumes: finished files are skipped)."""
     for attempt in range(1, config.attempts + 1):
         try:
             return api.upload_folder(
-                repo_id=config.repo_id, repo_type=REPO_TYPE, folder_path=stage, commit_message=message,
+                repo_id=config.repo_id, repo_type=what.repo_type, folder_path=stage, commit_message=message,
                 revision=None if config.create_pr else config.branch, create_pr=config.create_pr or None,
-                delete_patterns=STALE,
+                delete_patterns=list(what.stale),
             )
         except ScoreMixError:
             raise
@@ -150,7 +183,7 @@ def _upload(api: HfApi, config: PushConfig, stage: Path, message: str, token: st
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _tag(api: HfApi, config: PushConfig, commit: str, old: str | None, token: str) -> None:
+def _tag(api: HfApi, config: RepoPushConfig, what: Publication, commit: str, old: str | None, token: str) -> None:
     """Put ``config.tag`` on ``commit`` (moving it from ``old`` only under ``force_tag``)."""
     tag, repo = config.tag, config.repo_id
     if old == commit:
@@ -159,14 +192,65 @@ def _tag(api: HfApi, config: PushConfig, commit: str, old: str | None, token: st
         with hub_errors(repo, f"tagging commit {commit[:8]} as {tag}", token):
             if old is not None:
                 logger.warning("moving tag %s of %s from %s to %s (--force-tag)", tag, repo, old[:8], commit[:8])
-                api.delete_tag(repo, tag=tag, repo_type=REPO_TYPE)
-            api.create_tag(repo, tag=tag, revision=commit, repo_type=REPO_TYPE)
+                api.delete_tag(repo, tag=tag, repo_type=what.repo_type)
+            api.create_tag(repo, tag=tag, revision=commit, repo_type=what.repo_type)
     except HubError as exc:
         if exc.status == 409:
             raise HubError(f"tag {tag} was created in {repo} by someone else while pushing; it was not moved",
-                           hint=f"check it with `scoremix-ds versions {repo}`; choose a new --tag") from exc
+                           hint=f"{what.versions_hint}; choose a new --tag") from exc
         raise HubError(f"pushed commit {commit[:8]} to {repo}, but tagging it {tag} failed: {exc.message}",
                        hint="re-run the same command: nothing is uploaded again and the tag goes on that commit") from exc
+
+
+def publish(config: RepoPushConfig, what: Publication) -> PushResult:
+    """Push the files ``what.stage`` stages for ``config.folder`` to ``config.repo_id``; tag that commit.
+
+    The caller verifies the folder first. Steps, refusals and retries: see the module docstring.
+    """
+    token = resolve_token(config.token)
+    api = make_api(token)
+    repo = config.repo_id
+    with hub_errors(repo, f"creating {repo}", token):
+        url = str(api.create_repo(repo, repo_type=what.repo_type, private=config.private or None, exist_ok=True))
+        if config.private and not api.repo_info(repo, repo_type=what.repo_type).private:
+            logger.warning("%s already exists and is public; --private does not change an existing repository", repo)
+        refs = api.list_repo_refs(repo, repo_type=what.repo_type, include_pull_requests=True)
+    heads = {r.name: r.target_commit for r in refs.branches}
+    heads.update({r.ref: r.target_commit for r in refs.pull_requests or []})
+    old = {r.name: r.target_commit for r in refs.tags}.get(config.tag) if config.tag else None
+    pinned = config.tag or (None if config.create_pr or config.branch == "main" else config.branch)
+
+    with what.stage(pinned) as stage:
+        _refuse_token_in(stage, token)
+        if old is not None and not config.force_tag:
+            with hub_errors(repo, f"reading tag {config.tag}", token, write=False):
+                same = _holds(api, repo, old, stage, what)
+            if same:
+                logger.info("tag %s of %s already holds exactly this %s; nothing to push", config.tag, repo, what.noun)
+                return PushResult(repo, old, config.tag, url, None, created_commit=False)
+            raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) with other content; "
+                              "tags are never moved", hint=f"choose a new --tag, or pass --force-tag to move {config.tag}")
+        target = "main" if config.create_pr else config.branch
+        if target not in heads:
+            if _is_pr_ref(target):
+                raise ConfigError(f"--revision {target} is not an open pull request of {repo}",
+                                  hint="use --create-pr to open one, or --revision BRANCH")
+            with hub_errors(repo, f"creating branch {target}", token):
+                api.create_branch(repo, branch=target, repo_type=what.repo_type, exist_ok=True)
+            heads[target] = heads.get("main", "")
+        n_files = sum(1 for p in stage.rglob("*") if p.is_file())
+        logger.info("uploading %d files to %s (%s)", n_files, repo, "new pull request" if config.create_pr else target)
+        info = _upload(api, config, stage, what, config.commit_message or what.message, token)
+
+    created = info.pr_url is not None if config.create_pr else info.oid != heads[target]
+    if config.tag:
+        _tag(api, config, what, info.oid, old, token)
+    return PushResult(repo, info.oid, config.tag, url, info.pr_url if config.create_pr else None, created)
+
+
+def _default_message(manifest: Manifest, config: RepoPushConfig) -> str:
+    strategy = manifest.config.get("strategy", "?")
+    return f"scoremix-ds: {strategy} build {manifest.fingerprint}" + (f" ({config.tag})" if config.tag else "")
 
 
 def push_dataset(config: PushConfig) -> PushResult:
@@ -177,41 +261,9 @@ def push_dataset(config: PushConfig) -> PushResult:
     """
     folder = Path(config.folder)
     manifest = verify_dataset(folder)
-    token = resolve_token(config.token)
-    api = make_api(token)
-    repo = config.repo_id
-    with hub_errors(repo, f"creating {repo}", token):
-        url = str(api.create_repo(repo, repo_type=REPO_TYPE, private=config.private or None, exist_ok=True))
-        if config.private and not api.dataset_info(repo).private:
-            logger.warning("%s already exists and is public; --private does not change an existing repository", repo)
-        refs = api.list_repo_refs(repo, repo_type=REPO_TYPE, include_pull_requests=True)
-    heads = {r.name: r.target_commit for r in refs.branches}
-    heads.update({r.ref: r.target_commit for r in refs.pull_requests or []})
-    old = {r.name: r.target_commit for r in refs.tags}.get(config.tag) if config.tag else None
-    pinned = config.tag or (None if config.create_pr or config.branch == "main" else config.branch)
-
-    with staged(folder, manifest, repo, pinned) as stage:
-        if old is not None and not config.force_tag:
-            with hub_errors(repo, f"reading tag {config.tag}", token, write=False):
-                same = _holds(api, repo, old, stage)
-            if same:
-                logger.info("tag %s of %s already holds exactly this dataset; nothing to push", config.tag, repo)
-                return PushResult(repo, old, config.tag, url, None, created_commit=False)
-            raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) with other content; "
-                              "tags are never moved", hint=f"choose a new --tag, or pass --force-tag to move {config.tag}")
-        target = "main" if config.create_pr else config.branch
-        if target not in heads:
-            if _is_pr_ref(target):
-                raise ConfigError(f"--revision {target} is not an open pull request of {repo}",
-                                  hint="use --create-pr to open one, or --revision BRANCH")
-            with hub_errors(repo, f"creating branch {target}", token):
-                api.create_branch(repo, branch=target, repo_type=REPO_TYPE, exist_ok=True)
-            heads[target] = heads.get("main", "")
-        n_files = sum(1 for p in stage.rglob("*") if p.is_file())
-        logger.info("uploading %d files to %s (%s)", n_files, repo, "new pull request" if config.create_pr else target)
-        info = _upload(api, config, stage, config.commit_message or _default_message(manifest, config), token)
-
-    created = info.pr_url is not None if config.create_pr else info.oid != heads[target]
-    if config.tag:
-        _tag(api, config, info.oid, old, token)
-    return PushResult(repo, info.oid, config.tag, url, info.pr_url if config.create_pr else None, created)
+    return publish(config, Publication(
+        repo_type=REPO_TYPE, noun="dataset",
+        stage=lambda revision: staged(folder, manifest, config.repo_id, revision),
+        message=_default_message(manifest, config), stale=tuple(STALE),
+        versions_hint=f"check it with `scoremix-ds versions {config.repo_id}`",
+    ))

@@ -1,6 +1,6 @@
 """LoopbackHub: a loopback server that speaks enough of the Hugging Face Hub HTTP API for the REAL
-``huggingface_hub`` and ``datasets`` clients to create repositories, push, tag, and load datasets, so tests
-can exercise publishing without network. Standard library only.
+``huggingface_hub`` and ``datasets`` clients to create repositories, push, tag, and load datasets and models, so
+tests can exercise publishing without network. Standard library only.
 
 Point the clients at it with environment variables set BEFORE they are imported (``huggingface_hub`` reads
 ``HF_ENDPOINT`` at import time): see :meth:`LoopbackHub.client_env`. Xet must be disabled
@@ -31,6 +31,12 @@ What it implements (``{t}`` is ``models|datasets|spaces|kernels``; ``{p}`` is th
   token. Request bodies (Content-Length or chunked) are always drained, so keep-alive connections stay sane.
 - Fault injection: :meth:`LoopbackHub.fail_next` makes the next N requests matching a method and a path
   regex answer a status, drop the connection mid-request, or truncate the response body mid-way.
+
+Model repositories are served at the same paths without the ``datasets/`` segment (``GET /api/models/{repo}``,
+``POST /api/models/{repo}/commit/{rev}``, ``/{repo}/resolve/{rev}/{path}``, ``/{repo}.git/info/lfs/objects/batch``,
+``POST /api/repos/create`` with ``type`` ``"model"`` or none): a ``save_pretrained`` folder pushed with
+``upload_folder`` loads back with ``hf_hub_download`` / ``from_pretrained`` (``tests/test_push_model.py``). The
+introspection helpers below take ``repo_type="model"`` for them.
 
 What it does NOT implement: Xet storage, LFS multipart transfers, discussions / PR comments / merges
 (``create_pull_request`` and the Xet upload pipeline's PR path), repo settings, moves, collections, search

@@ -1,0 +1,174 @@
+"""``push_model``: publish a trained recognition model to a Hub model repository and tag the exact commit pushed.
+
+Same code path as datasets (:func:`~scoremix_ds.hub.push.publish`: create the repository, refuse an existing tag
+before uploading, identical content makes no commit, bounded retries, tag the commit that was pushed); this file
+owns only what is model-specific:
+
+- :func:`verify_model`: the folder holds ``config.json`` + ``model.safetensors`` that load with
+  :func:`~scoremix_ds.models.discriminator.load_discriminator` (strict, safetensors only; a pickle-only folder is
+  refused) and, when present, a ``scoremix.json`` that is a JSON object. Checked before the network is touched.
+- :func:`staged_model`: the files pushed, exactly :data:`MODEL_FILES` — ``config.json``, ``model.safetensors``,
+  ``README.md`` (the model card) and ``scoremix.json``; never ``checkpoints/``, ``train_log.jsonl`` or anything
+  else the training folder holds. In the card, the ``load_discriminator("<local folder>")`` snippet (and the
+  ``scoremix-ds eval <local folder>`` one) is pointed at ``ORG/NAME`` and the version; in the card and
+  ``scoremix.json``, local paths are published as ``local:<name>``, as dataset pushes do.
+
+What is pushed loads anywhere with ``load_discriminator("ORG/NAME", revision="vX")`` (or
+``SmallCNN.from_pretrained`` etc. of ``huggingface_hub``'s mixin).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..dataset.manifest import file_sha256
+from ..errors import ModelError
+from .push import Publication, PushResult, RepoPushConfig, publish
+from .stage import _link_or_copy
+
+logger = logging.getLogger(__name__)
+
+REPO_TYPE = "model"
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CARD = "README.md"
+META = "scoremix.json"
+MODEL_FILES = (CONFIG, WEIGHTS, CARD, META)  # all that is ever pushed; on the Hub, the push replaces them as a set
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+FIX = "push the --out folder of `scoremix-ds train` (config.json + model.safetensors, written by save_pretrained)"
+
+_LOAD_CALL = re.compile(r'load_discriminator\("([^"\n]*)"\)')  # as cards/model_card.md renders it
+# A local path inside text (``lfw:/data/lfw.bin`` too): absolute (not part of a URL, a word or a relative path),
+# ~/..., ./... or ../...; it ends at whitespace, a quote or a bracket.
+_LOCAL_PATH = re.compile(r"(?<![\w/.~-])(?:/(?!/)|~/|\.\.?/)[^\s\"'`,;()\[\]{}<>|]+")
+
+
+@dataclass(frozen=True)
+class ModelPushConfig(RepoPushConfig):
+    """Publish a trained model folder (``folder``) to a Hub model repository; fields as :class:`RepoPushConfig`."""
+
+    REPO_FLAG: ClassVar[str] = "--push-to"
+
+
+def verify_model(folder: str | Path) -> dict[str, Any]:
+    """The folder's ``config.json``, once the folder is known to be a loadable model; else a one-line ModelError."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ModelError(f"model folder {folder} does not exist", hint=FIX)
+    if not (folder / WEIGHTS).is_file():
+        pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix in PICKLE_SUFFIXES)
+        if pickles:
+            raise ModelError(f"{folder} holds only pickle weights ({pickles[0]}); models are published as {WEIGHTS} only",
+                             hint="re-save the model with save_pretrained, which writes model.safetensors")
+        raise ModelError(f"{folder} has no {WEIGHTS}: it is not a saved model", hint=FIX)
+    config = _json_object(folder / CONFIG)
+    if (folder / META).exists():
+        _json_object(folder / META)
+    # torch is imported only once the folder looks like a model
+    from ..models.discriminator import load_discriminator
+
+    try:
+        load_discriminator(str(folder))
+    except ModelError as exc:
+        raise ModelError(f"{exc.message} (refusing to publish it)", hint=FIX) from exc
+    if not (folder / CARD).is_file():
+        logger.warning("%s has no %s: the model is published without a model card", folder, CARD)
+    return config
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelError(f"{path.parent} has no {path.name}", hint=FIX)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({type(exc).__name__})", hint=FIX) from exc
+    if not isinstance(value, dict):
+        raise ModelError(f"{path} is not a JSON object", hint=FIX)
+    return value
+
+
+def reduce_local_paths(text: str) -> str:
+    """``text`` with every local path (``/abs/x``, ``~/x``, ``./x``, ``../x``) replaced by ``local:<last part>``."""
+    return _LOCAL_PATH.sub(lambda m: f"local:{Path(m.group(0).rstrip('/')).name or m.group(0)}", text)
+
+
+def public_model_card(text: str, repo_id: str, revision: str | None) -> str:
+    """The card as published: load snippets point at ``repo_id`` (and ``revision``), local paths are reduced.
+
+    ``load_discriminator("runs/x")`` -> ``load_discriminator("org/net", revision="v1")``;
+    ``scoremix-ds eval runs/x`` -> ``scoremix-ds eval org/net --revision v1``.
+    """
+    pinned = f', revision="{revision}"' if revision else ""
+    flag = f" --revision {revision}" if revision else ""
+    for local in sorted({m.group(1) for m in _LOAD_CALL.finditer(text)}, key=len, reverse=True):
+        text = re.sub(r"scoremix-ds eval " + re.escape(local) + r"(?=[\s`]|$)",
+                      lambda _: f"scoremix-ds eval {repo_id}{flag}", text)
+    text = _LOAD_CALL.sub(lambda _: f'load_discriminator("{repo_id}"{pinned})', text)
+    return reduce_local_paths(text)
+
+
+def _public_meta(value: Any) -> Any:
+    """``scoremix.json`` as published: local paths reduced in every string."""
+    if isinstance(value, dict):
+        return {k: _public_meta(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_public_meta(v) for v in value]
+    return reduce_local_paths(value) if isinstance(value, str) else value
+
+
+@contextmanager
+def staged_model(folder: str | Path, repo_id: str, revision: str | None) -> Iterator[Path]:
+    """A temporary folder holding exactly what is pushed for the verified model in ``folder``; removed on exit.
+
+    The staged bytes depend only on the folder, ``repo_id`` and ``revision`` (named in the card), so an identical
+    re-push uploads identical files and the client makes no commit.
+    """
+    folder = Path(folder)
+    with tempfile.TemporaryDirectory(prefix="scoremix-push-model-") as tmp:
+        stage = Path(tmp) / "model"
+        stage.mkdir()
+        for name in (CONFIG, WEIGHTS):
+            _link_or_copy(folder / name, stage / name)
+        if (folder / CARD).is_file():
+            card = (folder / CARD).read_text(encoding="utf-8")
+            (stage / CARD).write_text(public_model_card(card, repo_id, revision), encoding="utf-8")
+        if (folder / META).is_file():
+            meta = json.loads((folder / META).read_text(encoding="utf-8"))
+            public = _public_meta(meta)
+            if public == meta:
+                _link_or_copy(folder / META, stage / META)
+            else:  # written as training._save writes it
+                (stage / META).write_text(json.dumps(public, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        yield stage
+
+
+def _default_message(folder: Path, config: dict[str, Any], tag: str | None) -> str:
+    """``scoremix-ds: <backbone> model <first 16 hex of the weights' sha256> (<tag>)``."""
+    backbone = config.get("backbone") or "small-cnn"
+    return f"scoremix-ds: {backbone} model {file_sha256(folder / WEIGHTS)[:16]}" + (f" ({tag})" if tag else "")
+
+
+def push_model(config: ModelPushConfig) -> PushResult:
+    """Publish the trained model in ``config.folder`` to the model repository ``config.repo_id``; tag that commit.
+
+    >>> push_model(ModelPushConfig("recognition-model", "my-org/face-net", tag="v1"))  # doctest: +SKIP
+    PushResult(repo_id='my-org/face-net', commit_sha='9b2e...', tag='v1', url='https://huggingface.co/my-org/face-net', ...)
+    >>> load_discriminator("my-org/face-net", revision="v1")  # doctest: +SKIP
+    """
+    folder = Path(config.folder)
+    model_config = verify_model(folder)
+    return publish(config, Publication(
+        repo_type=REPO_TYPE, noun="model",
+        stage=lambda revision: staged_model(folder, config.repo_id, revision),
+        message=_default_message(folder, model_config, config.tag), stale=MODEL_FILES,
+        versions_hint=f"check it with `hf repos tag list {config.repo_id}`",
+    ))
