@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -21,22 +22,34 @@ def _train(kind: str, recipe, progress: bool, **overrides) -> None:
     else:
         from ..training.discriminator import DiscriminatorTrainConfig as Config, train_discriminator as run
     path = run(config_from(Config, recipe, overrides), progress=progress)
-    typer.echo(f"saved {kind} to {path}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one line for the whole run
+        typer.echo(f"saved {kind} to {path}")
 
 
 def train_generator(
     recipe: RecipeOpt = None,
     real_data: RealDataOpt = None,
+    architecture: Annotated[Optional[str], typer.Option(help="unet-small (the demo's), unet-face (112x112 RGB), dit-face, dit-small.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Training resolution.")] = None,
+    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB).")] = None,
     steps: StepsOpt = None,
     batch_size: BatchOpt = None,
+    gradient_accumulation_steps: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
     learning_rate: LearningRateOpt = None,
+    mixed_precision: Annotated[Optional[str], typer.Option(help="no, bf16 or fp16 (GPU).")] = None,
+    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps; a re-run resumes from the last.")] = None,
+    resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="Continue from the last checkpoint of the same config (default), or discard it.")] = None,
+    stop_after: Annotated[Optional[int], typer.Option(help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Train a class-conditional UNet generator (diffusers layout, safetensors) on real labelled images."""
-    _train("generator", recipe, progress, real_data=real_data, steps=steps, batch_size=batch_size,
-           learning_rate=learning_rate, seed=seed, out=out)
+    """Train a class-conditional UNet or DiT generator (diffusers layout, safetensors) on real labelled images, on
+    accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume."""
+    _train("generator", recipe, progress, real_data=real_data, architecture=architecture, image_size=image_size,
+           channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
+           learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
+           stop_after=stop_after, seed=seed, out=out)
 
 
 def train_discriminator(

@@ -1,56 +1,103 @@
-"""Train a class-conditional diffusers ``UNet2DModel`` and save it in the layout ``build`` loads.
+"""Train a class-conditional diffusers denoiser (UNet or DiT) and save it in the layout ``build`` loads.
 
 Layout written to ``out``::
 
-    unet/        UNet2DModel (config.json + diffusion_pytorch_model.safetensors, EMA weights)
-    scheduler/   the training noise schedule (scheduler_config.json)
-    scoremix.json  class count, null class, class names, data provenance and this config
+    unet/ | transformer/   the denoiser (config.json + diffusion_pytorch_model.safetensors), EMA weights
+    scheduler/             the training noise schedule (scheduler_config.json)
+    scoremix.json          class count, null class, class names, data provenance, this config and its fingerprint
+    checkpoints/           while training only: step-NNNNNNNN folders (:mod:`.checkpoints`), removed once saved
 
-Label dropout replaces a fraction of labels by an extra "null" class so the same network also predicts the
-unconditional score that classifier-free guidance needs.
+Objective (DDPM): for a real image ``x0`` of class ``c``, a timestep ``t ~ U{0..T-1}`` and noise ``e ~ N(0, I)``,
+``x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e`` and the loss is the mean over the global batch of
+``|f(x_t, t, c') - target|^2`` with target ``e`` (epsilon), ``sqrt(abar_t) e - sqrt(1 - abar_t) x0`` (v) or ``x0``
+(sample). Label dropout sets ``c'`` to the null class (row ``K`` of the class table) with probability
+``label_dropout``, so the same network also predicts the unconditional score classifier-free guidance needs.
+
+Why the result does not depend on how the work is split, and why resume is exact:
+
+- every random quantity of sample ``i`` of step ``s`` (its data row, label dropout, flip, ``t``, ``e``) comes from a
+  generator seeded by ``(seed, s, i)`` alone (:func:`sample_seed`). Process ``r`` of ``w`` takes samples
+  ``[rB/w, (r+1)B/w)`` of the global batch ``B``, split again into micro-batches for gradient accumulation; DDP
+  averages the gradients, so each update is that of the global mean loss (up to float summation order);
+- the learning rate is a pure function of the step (warm-up, then cosine over ``steps``), so ``stop_after`` or a
+  crash never shortens the schedule;
+- a checkpoint holds the model, EMA, optimizer (and fp16 grad-scaler) state and the step; a resumed run repeats
+  exactly what an uninterrupted one does (``tests/test_generator_trainer.py`` checks the weights bit for bit).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.readers import read_real_data
+from ..data.sources import Source, SourceSpec, open_source
 from ..data.transforms import to_model_tensor
-from ..errors import ConfigError
-from ..recipes import to_dict
+from ..errors import ConfigError, DataError
+from ..recipes import json_ready, to_dict
+from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
+from .generator_arch import DIT_FIELDS, FOLDERS, UNET_FIELDS, count_parameters, denoise, get_architecture
 
 logger = logging.getLogger(__name__)
+
+ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
+# Fields that change how a run is carried out but not the weights it produces: left out of the fingerprint, so a
+# run may be resumed with other values (another --out is another run, accumulation only splits the same batch).
+RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep_checkpoints", "num_workers",
+                        "gradient_accumulation_steps"})
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LOG_EVERY = 250
+FIRST_LOSSES = 10  # global losses of the first steps kept in scoremix.json
 
 
 @dataclass(frozen=True)
 class GeneratorTrainConfig:
     out: str = "generator"
-    real_data: str = "mnist-5k"
-    real_data_revision: str | None = None
+    real_data: str = "mnist-5k"  # anything open_source reads (mnist-5k, a folder, a .rec, a Hub id; NAME[0-6] subsets)
+    real_data_revision: str | None = None  # Hub only: branch, tag or commit
+    architecture: str = "unet-small"  # a key of generator_arch.ARCHITECTURES
     image_size: int = 32  # MNIST 28x28 is centre-padded to 32 so three UNet levels divide evenly
-    channels: int = 1
-    block_out_channels: tuple[int, ...] = (16, 32, 64)  # small enough to train on 2 CPU cores in ~15 min
-    layers_per_block: int = 1
-    norm_num_groups: int = 8
-    steps: int = 3000
-    batch_size: int = 64
+    channels: int = 1  # 1: grey ("L"), 3: RGB
+    # Architecture hyper-parameters: None takes the architecture's preset; a value overrides it.
+    block_out_channels: tuple[int, ...] | None = None  # UNet: widths per level (each but the last halves the size)
+    layers_per_block: int | None = None  # UNet: ResNet blocks per level
+    norm_num_groups: int | None = None  # UNet: GroupNorm groups (divides every width)
+    attention_levels: tuple[int, ...] | None = None  # UNet: levels with self-attention (0 = full resolution)
+    attention_head_dim: int | None = None  # UNet and DiT: channels per attention head
+    patch_size: int | None = None  # DiT: pixels per token side
+    num_layers: int | None = None  # DiT: transformer blocks
+    num_attention_heads: int | None = None  # DiT: heads per block (width = heads x head dim)
+    steps: int = 3000  # optimizer steps; the LR schedule spans all of them
+    batch_size: int = 64  # the GLOBAL batch of one optimizer step, over all processes and micro-batches
+    gradient_accumulation_steps: int = 1  # micro-batches per process and step: less memory, same samples and update
     learning_rate: float = 1e-3
     warmup_steps: int = 200
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    max_grad_norm: float | None = None  # clip the gradient norm (None: no clipping, as the embedded default)
     label_dropout: float = 0.1  # trains the null class used by classifier-free guidance
     ema_decay: float = 0.999  # sampling uses the EMA weights, as diffusion trainers do
+    flip: bool = False  # random horizontal flips: right for faces, wrong for digits
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
+    mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
     seed: int = 0
+    checkpoint_every: int = 500  # optimizer steps between checkpoints in out/checkpoints (0: only when stopping)
+    keep_checkpoints: int = 2  # the newest ones kept while training
+    resume: bool = True  # continue from out/checkpoints of the SAME config; False: discard them and start over
+    stop_after: int | None = None  # stop after this many of `steps` (with a checkpoint): time-limited jobs
+    num_workers: int = 0  # DataLoader processes that decode images (no effect on the result)
 
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0:
@@ -59,41 +106,75 @@ class GeneratorTrainConfig:
             raise ConfigError("label_dropout must be in [0, 1)", hint="check the recipe's label_dropout")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ConfigError(f"unknown prediction_type '{self.prediction_type}'", hint="epsilon, v_prediction or sample")
+        if self.beta_schedule not in BETA_SCHEDULES:
+            raise ConfigError(f"unknown beta_schedule '{self.beta_schedule}'",
+                              hint=f"one of {', '.join(BETA_SCHEDULES)}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ConfigError(f"unknown mixed_precision '{self.mixed_precision}'", hint="no, fp16 or bf16")
+        if self.image_size <= 0 or self.channels not in (1, 3):
+            raise ConfigError(f"image_size must be > 0 and channels 1 or 3, got {self.image_size} and {self.channels}",
+                              hint="check --image-size / --channels")
+        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.num_train_timesteps < 2:
+            raise ConfigError("learning_rate must be > 0, weight_decay and warmup_steps >= 0, num_train_timesteps >= 2",
+                              hint="check the recipe")
+        if not 0.0 <= self.ema_decay < 1.0 or (self.max_grad_norm is not None and self.max_grad_norm <= 0):
+            raise ConfigError("ema_decay must be in [0, 1) and max_grad_norm > 0 (or unset)", hint="check the recipe")
+        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
+            raise ConfigError(f"batch_size {self.batch_size} must be a multiple of gradient_accumulation_steps "
+                              f"{self.gradient_accumulation_steps} (>= 1)", hint="check --batch-size")
+        if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.num_workers < 0:
+            raise ConfigError("checkpoint_every and num_workers must be >= 0, keep_checkpoints >= 1",
+                              hint="check the recipe")
+        if self.stop_after is not None and self.stop_after <= 0:
+            raise ConfigError(f"stop_after must be positive, got {self.stop_after}", hint="check --stop-after")
+        architecture = get_architecture(self.architecture)
+        architecture.check(self.architecture, self.architecture_params(), self.image_size)
+
+    def architecture_params(self) -> dict[str, Any]:
+        """The architecture's preset with this config's overrides."""
+        overrides = {k: getattr(self, k) for k in ARCH_FIELDS}
+        return get_architecture(self.architecture).resolve(self.architecture, overrides)
+
+    def fingerprint_payload(self) -> dict[str, Any]:
+        """What determines the trained weights: every field but :data:`RUN_FIELDS`, with resolved architecture."""
+        values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS and k not in ARCH_FIELDS}
+        values["architecture_params"] = json_ready(self.architecture_params())
+        return values
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.fingerprint_payload(), sort_keys=True)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def build_unet(config: GeneratorTrainConfig, num_classes: int):
-    from diffusers import UNet2DModel
-
-    levels = len(config.block_out_channels)
-    return UNet2DModel(
-        sample_size=config.image_size,
-        in_channels=config.channels,
-        out_channels=config.channels,
-        block_out_channels=config.block_out_channels,
-        layers_per_block=config.layers_per_block,
-        down_block_types=("DownBlock2D",) * levels,
-        up_block_types=("UpBlock2D",) * levels,
-        norm_num_groups=config.norm_num_groups,
-        attention_head_dim=config.block_out_channels[-1] // 2,
-        num_class_embeds=num_classes + 1,  # the last row is the null class
-    )
+# ------------------------------------------------------------------------------------------- pure pieces
 
 
-def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path:
-    """Train the generator described by ``config`` and return the output folder."""
-    from accelerate import Accelerator
+def sample_seed(seed: int, step: int, index: int) -> int:
+    """A 63-bit seed for sample ``index`` of the global batch of optimizer step ``step``."""
+    digest = hashlib.blake2b(f"train-generator:{seed}:{step}:{index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def process_share(batch_size: int, rank: int, world: int) -> range:
+    """Which samples of the global batch process ``rank`` of ``world`` draws (contiguous, equal shares)."""
+    per = batch_size // world
+    return range(rank * per, (rank + 1) * per)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Multiplier of the peak LR at 0-based optimizer step ``step``: linear warm-up ``(step + 1) / warmup``, then
+    ``0.05 + 0.95 * (1 + cos(pi * p)) / 2`` with ``p = (step - warmup) / (total - warmup)`` (ends at 5%)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def noise_schedule(config: GeneratorTrainConfig):
+    """The DDPM forward process the model is trained on, saved as ``scheduler/`` for the sampler."""
     from diffusers import DDPMScheduler
-    from diffusers.training_utils import EMAModel
 
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
-    torch.manual_seed(config.seed)
-    data = read_real_data(config.real_data, config.real_data_revision)
-    x_all = to_model_tensor(data.images, config.image_size, config.channels)
-    y_all = torch.from_numpy(data.labels)
-    null_class = data.num_classes
-
-    model = build_unet(config, data.num_classes)
-    scheduler = DDPMScheduler(
+    return DDPMScheduler(
         num_train_timesteps=config.num_train_timesteps,
         beta_schedule=config.beta_schedule,
         prediction_type=config.prediction_type,
@@ -102,65 +183,282 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
         # t = T-1 ("trailing") divides by ~0 in its x0 estimate (measured: 35% vs 75% recognisable digits).
         timestep_spacing="leading",
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: _warmup_cosine(s, config.warmup_steps, config.steps))
-    model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=config.ema_decay, use_ema_warmup=True)
-    gen = torch.Generator().manual_seed(config.seed)
 
-    bar = tqdm(range(config.steps), disable=not (progress and accelerator.is_main_process), desc="train-generator")
-    running = 0.0
-    for step in bar:
-        idx = torch.randint(0, len(x_all), (config.batch_size,), generator=gen)
-        x0, y = x_all[idx].to(accelerator.device), y_all[idx].clone()
-        drop = torch.rand(config.batch_size, generator=gen) < config.label_dropout
-        y[drop] = null_class  # Label dropout.
-        noise = torch.randn(x0.shape, generator=gen).to(accelerator.device)
-        t = torch.randint(0, config.num_train_timesteps, (config.batch_size,), generator=gen)
-        xt = scheduler.add_noise(x0, noise, t.to(accelerator.device))
-        if config.prediction_type == "epsilon":
-            target = noise
-        elif config.prediction_type == "v_prediction":
-            target = scheduler.get_velocity(x0, noise, t)
-        else:
-            target = x0
-        pred = model(xt, t.to(accelerator.device), class_labels=y.to(accelerator.device)).sample
-        loss = F.mse_loss(pred, target)
-        accelerator.backward(loss)
-        optimizer.step()
-        lr_sched.step()
-        optimizer.zero_grad(set_to_none=True)
-        ema.step(accelerator.unwrap_model(model).parameters())
-        running = 0.98 * running + 0.02 * loss.item() if step else loss.item()
-        bar.set_postfix(loss=f"{running:.4f}")
-        if step % 250 == 0:
-            logger.info("step %d loss %.4f lr %.2e", step, running, lr_sched.get_last_lr()[0])
 
+class StepBatches(torch.utils.data.Dataset):
+    """``self[step]``: this process's samples of the global batch of ``step``, as a dict of CPU tensors
+    ``x0 (n, C, H, W)`` in [-1, 1], ``labels (n,)`` (the null class where dropped), ``noise`` like ``x0`` and
+    ``timesteps (n,)``.
+
+    Sample ``i`` draws, from its own generator seeded by :func:`sample_seed`, in this order: the data row (uniform,
+    with replacement), label dropout, flip, timestep, noise. All draws happen whatever the config, so changing
+    ``flip`` or ``label_dropout`` does not move the other draws."""
+
+    def __init__(self, source: Source, config: GeneratorTrainConfig, share: range) -> None:
+        self.source, self.config, self.share = source, config, share
+        self.null_class = source.num_classes
+
+    def __len__(self) -> int:
+        return self.config.steps
+
+    def draw(self, step: int, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
+        c = self.config
+        g = torch.Generator().manual_seed(sample_seed(c.seed, step, index))
+        row = int(torch.randint(len(self.source), (1,), generator=g))
+        drop = bool(torch.rand(1, generator=g) < c.label_dropout)
+        flip = bool(torch.rand(1, generator=g) < 0.5)
+        t = int(torch.randint(c.num_train_timesteps, (1,), generator=g))
+        noise = torch.randn((c.channels, c.image_size, c.image_size), generator=g)
+        image, label = self.source[row]
+        x0 = to_model_tensor(image[None], c.image_size, c.channels)[0]
+        if c.flip and flip:
+            x0 = x0.flip(-1)
+        return x0, (self.null_class if drop else int(label)), noise, t
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        x0, labels, noise, t = zip(*(self.draw(step, i) for i in self.share))
+        return {"x0": torch.stack(x0), "labels": torch.tensor(labels, dtype=torch.long), "noise": torch.stack(noise),
+                "timesteps": torch.tensor(t, dtype=torch.long)}
+
+
+# ------------------------------------------------------------------------------------------- the trainer
+
+
+def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path:
+    """Train the generator described by ``config`` (resuming from its checkpoints) and return the output folder.
+
+    Run it in N processes with ``accelerate launch --multi_gpu --num_processes N -m scoremix_ds train-generator``
+    (gloo on CPUs, NCCL on GPUs). With ``stop_after`` the run ends early with a checkpoint and no model; running
+    the same config again continues it. A finished output of the same config is returned as it is.
+    """
     out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise DataError(f"output '{out}' exists and is not a folder", hint="check --out")
+    arch = get_architecture(config.architecture)
+    accelerator = _accelerator(config)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    if config.batch_size % (world * config.gradient_accumulation_steps):
+        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} processes x "
+                          f"{config.gradient_accumulation_steps} accumulation steps",
+                          hint="check --batch-size / gradient_accumulation_steps / --num_processes")
+    source = open_source(SourceSpec(config.real_data, config.real_data_revision,
+                                    mode="L" if config.channels == 1 else "RGB"))
+    data_id = {"provenance": source.provenance, "commit": source.info.commit, "num_rows": len(source),
+               "num_classes": source.num_classes}
+    fingerprint = config.fingerprint()
+    if config.resume and _already_trained(out, fingerprint, data_id):
+        logger.info("%s already holds this generator (config %s); pass --no-resume to train it again", out, fingerprint)
+        return out
+
+    ckpt_root = out / "checkpoints"
     if accelerator.is_main_process:
-        unet = accelerator.unwrap_model(model)
-        ema.copy_to(unet.parameters())
-        out.mkdir(parents=True, exist_ok=True)
-        unet.save_pretrained(out / "unet", safe_serialization=True)
-        scheduler.save_pretrained(out / "scheduler")
-        meta = {
-            "num_classes": data.num_classes,
-            "null_class": null_class,
-            "class_names": list(data.class_names),
-            "image_size": config.image_size,
-            "channels": config.channels,
-            "real_data": data.source,
-            "licence": data.licence,
-            "attribution": data.attribution,
-            "trained_with": {"package": "scoremix-ds", "version": __version__, "config": to_dict(config)},
-        }
-        (out / "scoremix.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        logger.info("saved generator to %s", out)
+        remove_partial(ckpt_root)
+        if not config.resume and ckpt_root.exists():
+            logger.warning("--no-resume: discarding the checkpoints in %s", ckpt_root)
+            shutil.rmtree(ckpt_root)
+    accelerator.wait_for_everyone()
+    ckpt = latest_checkpoint(ckpt_root) if config.resume else None
+    if ckpt is not None:
+        _check_resumable(ckpt, config, fingerprint, data_id)
+
+    with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
+        torch.manual_seed(config.seed)
+        model = arch.build(config.image_size, config.channels, source.num_classes, config.architecture_params())
+    if accelerator.is_main_process:
+        logger.info("%s: %s parameters, %d classes + null, %d processes", config.architecture,
+                    f"{count_parameters(model):,}", source.num_classes, world)
+    schedule = noise_schedule(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)  # the LR is set from the step: no scheduler to prepare
+    from diffusers.training_utils import EMAModel
+
+    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=config.ema_decay, use_ema_warmup=True)
+    losses: dict[str, Any] = {"first": [], "running": None}
+    start = 0
+    if ckpt is not None:
+        start, losses = _restore(ckpt, accelerator, model, optimizer, ema)
+        logger.info("resuming from %s (step %d of %d)", ckpt.path, start, config.steps)
+
+    stop = min(config.steps, config.stop_after or config.steps)
+    share = process_share(config.batch_size, rank, world)
+    loader = torch.utils.data.DataLoader(StepBatches(source, config, share), batch_size=None,
+                                         sampler=range(start, stop), num_workers=config.num_workers,
+                                         pin_memory=torch.cuda.is_available())
+    micro = len(share) // config.gradient_accumulation_steps
+    running = None if losses["running"] is None else torch.tensor(losses["running"], device=accelerator.device)
+    state = {"fingerprint": fingerprint, "config": config.fingerprint_payload(), "data": data_id,
+             "world_size": world, "package_version": __version__}
+    model.train()
+    bar = tqdm(total=stop, initial=start, disable=not (progress and accelerator.is_main_process),
+               desc="train-generator")
+    for step, batch in zip(range(start, stop), loader):
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate * lr_factor(step, config.warmup_steps, config.steps)
+        step_loss = torch.zeros((), device=accelerator.device)
+        for m in range(config.gradient_accumulation_steps):
+            part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
+            with accelerator.accumulate(model):
+                loss = _loss(model, arch.family, schedule, config.prediction_type, part)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            step_loss += loss.detach() / config.gradient_accumulation_steps
+        ema.step(accelerator.unwrap_model(model).parameters())
+        running = step_loss if running is None else 0.98 * running + 0.02 * step_loss
+        done = step + 1
+        bar.update(1)
+        stopping_early = done == stop and stop < config.steps
+        checkpoint = bool(config.checkpoint_every and done % config.checkpoint_every == 0) or stopping_early
+        if step < FIRST_LOSSES:  # every process takes part in the reductions at the same steps
+            losses["first"].append(accelerator.reduce(step_loss, reduction="mean").item())
+        if done % 25 == 0 or done == stop or checkpoint:
+            losses["running"] = accelerator.reduce(running, reduction="mean").item()
+            bar.set_postfix(loss=f"{losses['running']:.4f}")
+            if done % LOG_EVERY == 0:
+                logger.info("step %d loss %.4f lr %.2e", done, losses["running"], optimizer.param_groups[0]["lr"])
+        if checkpoint:
+            _save_checkpoint(ckpt_root, done, accelerator, model, optimizer, ema, {**state, "loss": losses},
+                             config.keep_checkpoints)
+    bar.close()
+
+    if stop < config.steps:
+        logger.info("stopped after step %d of %d; run the same config again to continue", stop, config.steps)
+        return out
+    if accelerator.is_main_process:
+        _save_generator(out, arch.folder, accelerator.unwrap_model(model), ema, schedule, source, config,
+                        fingerprint, losses)
+        if ckpt_root.exists():  # a longer run is another config: these can no longer be resumed into anything
+            shutil.rmtree(ckpt_root)
+    accelerator.wait_for_everyone()
     return out
 
 
-def _warmup_cosine(step: int, warmup: int, total: int) -> float:
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
+def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean squared error of the model output against its target (see the module docstring)."""
+    x0, noise, t = batch["x0"], batch["noise"], batch["timesteps"]
+    xt = schedule.add_noise(x0, noise, t)  # Forward process: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e.
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "v_prediction":
+        target = schedule.get_velocity(x0, noise, t)
+    else:
+        target = x0
+    pred = denoise(model, family, xt, t, batch["labels"])
+    return F.mse_loss(pred.float(), target.float())
+
+
+def _accelerator(config: GeneratorTrainConfig):
+    """accelerate's Accelerator for this config (gloo on CPUs: ``PartialState(cpu=True)``)."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    kwargs = {"cpu": not torch.cuda.is_available(), "mixed_precision": config.mixed_precision,
+              "gradient_accumulation_steps": config.gradient_accumulation_steps}
+    try:
+        return Accelerator(**kwargs)
+    except ValueError as exc:
+        if "already been initialized" not in str(exc):
+            raise ConfigError(f"accelerate refuses this setup: {exc}", hint="check mixed_precision") from exc
+        # An earlier trainer in this process fixed another precision, which accelerate keeps process-wide; reset
+        # that choice only (the process group in PartialState stays).
+        AcceleratorState._reset_state(reset_partial_state=False)
+        return Accelerator(**kwargs)
+
+
+def _already_trained(out: Path, fingerprint: str, data_id: dict[str, Any]) -> bool:
+    meta_file = out / "scoremix.json"
+    if not meta_file.is_file() or not any((out / f / "config.json").is_file() for f in FOLDERS.values()):
+        return False
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+        trained = meta["trained_with"]["fingerprint"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    commit = meta.get("real_data_commit")
+    same_data = commit is None or data_id["commit"] is None or commit == data_id["commit"]
+    return trained == fingerprint and same_data and meta.get("num_classes") == data_id["num_classes"]
+
+
+def _check_resumable(ckpt: Checkpoint, config: GeneratorTrainConfig, fingerprint: str, data_id: dict) -> None:
+    """Refuse, in one line, a checkpoint of another config or other data."""
+    state = ckpt.state()
+    if state.get("fingerprint") != fingerprint:
+        theirs, ours = state.get("config", {}), config.fingerprint_payload()
+        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        what = ", ".join(differ) or "its fingerprint"
+        raise ConfigError(f"checkpoint {ckpt.path} is of another config (differs in {what})",
+                          hint="train with the same recipe, choose another --out, or pass --no-resume to discard it")
+    theirs = state.get("data", {})
+    changed = [k for k in ("num_rows", "num_classes", "commit")
+               if theirs.get(k) is not None and data_id[k] is not None and theirs.get(k) != data_id[k]]
+    if changed:
+        raise DataError(f"checkpoint {ckpt.path} was trained on other data ({', '.join(changed)} changed since)",
+                        hint="pin real_data_revision to its data, choose another --out, or pass --no-resume")
+
+
+def _save_checkpoint(root: Path, done: int, accelerator, model, optimizer, ema, state: dict, keep: int) -> None:
+    if accelerator.is_main_process:
+        net = accelerator.unwrap_model(model)
+        ema_state = dict(ema.state_dict())
+        shadow = ema_state.pop("shadow_params")
+        names = [name for name, _ in net.named_parameters()]
+        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
+        write_checkpoint(root, done, state={**state, "ema": ema_state},
+                         tensors={"model": net.state_dict(), "ema": dict(zip(names, shadow))},
+                         objects={"optimizer": {"optimizer": optimizer.state_dict(), "scaler": scaler}}, keep=keep)
+        logger.info("checkpoint %s", root / f"step-{done:08d}")
+    accelerator.wait_for_everyone()
+
+
+def _restore(ckpt: Checkpoint, accelerator, model, optimizer, ema) -> tuple[int, dict[str, Any]]:
+    """Load every piece of training state from ``ckpt``; returns the step to continue from and the loss record."""
+    net = accelerator.unwrap_model(model)
+    net.load_state_dict(ckpt.tensors("model"))
+    state = ckpt.state()
+    shadow = ckpt.tensors("ema")
+    device = next(net.parameters()).device
+    ema.load_state_dict({**state["ema"],
+                         "shadow_params": [shadow[name].to(device) for name, _ in net.named_parameters()]})
+    saved = ckpt.objects("optimizer")
+    optimizer.load_state_dict(saved["optimizer"])
+    if accelerator.scaler is not None and saved.get("scaler"):
+        accelerator.scaler.load_state_dict(saved["scaler"])
+    if state.get("world_size") != accelerator.num_processes:
+        logger.info("checkpoint written by %s processes, resumed by %d (same batches)", state.get("world_size"),
+                    accelerator.num_processes)
+    return int(state["step"]), dict(state.get("loss", {"first": [], "running": None}))
+
+
+def _save_generator(out: Path, folder: str, net, ema, schedule, source: Source, config: GeneratorTrainConfig,
+                    fingerprint: str, losses: dict[str, Any]) -> None:
+    """The EMA weights in the diffusers layout, the noise schedule, and ``scoremix.json`` last (it marks done)."""
+    ema.copy_to(net.parameters())
+    out.mkdir(parents=True, exist_ok=True)
+    for other in set(FOLDERS.values()) - {folder}:
+        if (out / other).exists():  # a denoiser of another family from an earlier run would shadow this one
+            logger.warning("removing %s (another architecture's denoiser)", out / other)
+            shutil.rmtree(out / other)
+    (out / "scoremix.json").unlink(missing_ok=True)
+    net.to("cpu").save_pretrained(out / folder, safe_serialization=True)
+    for weights in (out / folder).glob("*.safetensors"):
+        weights.chmod(0o644)  # safetensors writes 0600; shipped weights must be readable
+    schedule.save_pretrained(out / "scheduler")
+    meta = {
+        "num_classes": source.num_classes,
+        "null_class": source.num_classes if config.label_dropout > 0 else None,  # an untrained row is no null class
+        "class_names": list(source.class_names),
+        "image_size": config.image_size,
+        "channels": config.channels,
+        "architecture": config.architecture,
+        "real_data": source.provenance,
+        "real_data_commit": source.info.commit,
+        "licence": source.info.licence,
+        "attribution": source.provenance,
+        "loss": losses,
+        "trained_with": {"package": "scoremix-ds", "version": __version__, "config": to_dict(config),
+                         "fingerprint": fingerprint},
+    }
+    (out / "scoremix.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    logger.info("saved generator to %s", out)
