@@ -6,7 +6,9 @@ anything else). Process 0 then writes ``state.json`` (step, config fingerprint) 
 so a crash leaves either a whole checkpoint or none. Only the newest ``keep`` are kept.
 
 Usage (every process, in order): ``staging = begin(out, step)`` on process 0, barrier; ``write_part(staging, ...)``
-everywhere, barrier; ``commit(out, step, ...)`` on process 0, barrier.
+everywhere, barrier; ``commit(out, step, ...)`` on process 0, barrier. Listing, naming and pruning are
+:mod:`scoremix_ds.training.checkpoints`' (the single-writer layout the generator trainer uses); this module adds the
+parts written by several processes.
 """
 
 from __future__ import annotations
@@ -20,25 +22,25 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from ..errors import ConfigError, DataError
+from . import checkpoints
 
 CHECKPOINTS = "checkpoints"
-STATE = "state.json"
+STATE = checkpoints.STATE_NAME
 
 
 def checkpoint_dir(out: Path, step: int) -> Path:
-    return Path(out) / CHECKPOINTS / f"step-{step:08d}"
+    return Path(out) / CHECKPOINTS / checkpoints.step_dir_name(step)
 
 
 def staging_dir(out: Path, step: int) -> Path:
-    final = checkpoint_dir(out, step)
-    return final.with_name(f".{final.name}.tmp")
+    """``.tmp-`` prefixed: never listed as a checkpoint, removed by ``checkpoints.remove_partial``."""
+    return Path(out) / CHECKPOINTS / f".tmp-{checkpoints.step_dir_name(step)}-parts"
 
 
 def latest_checkpoint(out: Path) -> Path | None:
     """The newest complete checkpoint (one with ``state.json``) under ``out``, or None."""
-    root = Path(out) / CHECKPOINTS
-    done = sorted(p for p in root.glob("step-*") if (p / STATE).is_file()) if root.is_dir() else []
-    return done[-1] if done else None
+    found = checkpoints.latest_checkpoint(Path(out) / CHECKPOINTS)
+    return found.path if found else None
 
 
 def begin(out: Path, step: int) -> Path:
@@ -61,9 +63,7 @@ def commit(out: Path, step: int, fingerprint: str, keep: int, extra: dict[str, A
     (staging / STATE).write_text(json.dumps({"step": step, "fingerprint": fingerprint, **(extra or {})}, indent=2) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     staging.rename(final)
-    done = sorted(p for p in final.parent.glob("step-*") if (p / STATE).is_file())
-    for old in done[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    checkpoints.prune(final.parent, keep)
     return final
 
 
