@@ -4,7 +4,6 @@ and the audit maths against hand computations."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import datasets
 import numpy as np

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
-from ..errors import ConfigError, ModelError
+from ..errors import ModelError
 from ..models.generator import load_generator
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row

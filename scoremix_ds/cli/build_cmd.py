@@ -17,31 +17,52 @@ from ..build.status import build_status
 from ..errors import ConfigError
 from ..recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
-from .options import (BandOpt, BatchOpt, DeviceOpt, MaxUsesOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt,
-                      StepsOpt, STRATEGY_HELP)
+from .options import (
+    AllowNonconvexOpt,
+    BandOpt,
+    BatchOpt,
+    ClassesOpt,
+    DeviceOpt,
+    DiscriminatorOpt,
+    DiscriminatorRevisionOpt,
+    GeneratorOpt,
+    GeneratorRevisionOpt,
+    MaxUsesOpt,
+    OutOpt,
+    PairsOpt,
+    PerIdentityOpt,
+    ProgressOpt,
+    RealDataOpt,
+    RealDataRevisionOpt,
+    RecipeOpt,
+    SeedOpt,
+    StepsOpt,
+    StrategyOpt,
+    WeightsOpt,
+)
 from .parsing import parse_band, parse_floats, parse_ints
 
 logger = logging.getLogger(__name__)
 
 
 def build(
-    strategy: Annotated[Optional[str], typer.Option(help=STRATEGY_HELP)] = None,
-    generator: Annotated[Optional[str], typer.Option(help="Generator folder or Hub id ('default': the embedded MNIST model).")] = None,
-    generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
-    discriminator: Annotated[Optional[str], typer.Option(help="Discriminator folder or Hub id ('default': embedded).")] = None,
-    discriminator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --discriminator.")] = None,
+    strategy: StrategyOpt = None,
+    generator: GeneratorOpt = None,
+    generator_revision: GeneratorRevisionOpt = None,
+    discriminator: DiscriminatorOpt = None,
+    discriminator_revision: DiscriminatorRevisionOpt = None,
     weak_generator: Annotated[Optional[str], typer.Option(help="Weaker checkpoint for autoguidance.")] = None,
     real_data: RealDataOpt = None,
-    real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Candidate classes to mix, e.g. 0,1,2 (default: all).")] = None,
-    pairs: Annotated[Optional[int], typer.Option(help="Number of synthetic identities (distinct class pairs, or triplets).")] = None,
+    real_data_revision: RealDataRevisionOpt = None,
+    classes: ClassesOpt = None,
+    pairs: PairsOpt = None,
     band: BandOpt = None,
     max_uses: MaxUsesOpt = None,
     plan: Annotated[Optional[str], typer.Option("--plan", help="Build this plan file (from `scoremix-ds plan`) as it is.")] = None,
-    per_identity: Annotated[Optional[int], typer.Option(help="Images per synthetic identity.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Mixing weights, e.g. 0.5,0.5 (convex).")] = None,
+    per_identity: PerIdentityOpt = None,
+    weights: WeightsOpt = None,
     mixing: Annotated[Optional[str], typer.Option(help="score (ScoreMix, default) or condition (mix the class-condition vectors: the AugGen baseline).")] = None,
-    allow_nonconvex: Annotated[Optional[bool], typer.Option("--allow-nonconvex", help="Accept weights that are negative or do not sum to 1.")] = None,
+    allow_nonconvex: AllowNonconvexOpt = None,
     weight_schedule: Annotated[Optional[str], typer.Option(help="constant, or window (mix only inside --window-start/--window-end).")] = None,
     window_start: Annotated[Optional[float], typer.Option(help="Window start, fraction of the trajectory (0 = noise).")] = None,
     window_end: Annotated[Optional[float], typer.Option(help="Window end, fraction of the trajectory.")] = None,

@@ -18,3 +18,16 @@ STRATEGY_HELP = ("Which classes to mix: random, distant, close, band (with --ban
                  "distant-triplets, close-triplets.")
 BandOpt = Annotated[Optional[str], typer.Option("--band", help="Strategy band: percentile range LO,HI of the candidate distances, e.g. 40,60.")]
 MaxUsesOpt = Annotated[Optional[int], typer.Option("--max-uses", help="The most identities one class may join.")]
+
+# The selection and model options shared by `plan` and `build`.
+GeneratorOpt = Annotated[Optional[str], typer.Option("--generator", help="Generator folder or Hub id ('default': the embedded MNIST model).")]
+GeneratorRevisionOpt = Annotated[Optional[str], typer.Option("--generator-revision", help="Hub revision of --generator.")]
+DiscriminatorOpt = Annotated[Optional[str], typer.Option("--discriminator", help="Discriminator folder, Hub id, sface or an .onnx file ('default': embedded).")]
+DiscriminatorRevisionOpt = Annotated[Optional[str], typer.Option("--discriminator-revision", help="Hub revision of --discriminator.")]
+RealDataRevisionOpt = Annotated[Optional[str], typer.Option("--real-data-revision", help="Hub revision of --real-data.")]
+ClassesOpt = Annotated[Optional[str], typer.Option("--classes", help="Candidate classes to mix, e.g. 0,1,2 (default: all).")]
+PairsOpt = Annotated[Optional[int], typer.Option("--pairs", help="Number of synthetic identities (distinct class pairs, or triplets).")]
+PerIdentityOpt = Annotated[Optional[int], typer.Option("--per-identity", help="Images (seeds) per synthetic identity.")]
+WeightsOpt = Annotated[Optional[str], typer.Option("--weights", help="Mixing weights, one per mixed class, e.g. 0.5,0.5 (default: equal).")]
+AllowNonconvexOpt = Annotated[Optional[bool], typer.Option("--allow-nonconvex", help="Accept weights that are negative or do not sum to 1.")]
+StrategyOpt = Annotated[Optional[str], typer.Option("--strategy", help=STRATEGY_HELP)]

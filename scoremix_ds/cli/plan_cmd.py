@@ -2,29 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from ..build.config import BuildConfig
 from ..recipes import config_from
-from .options import BandOpt, MaxUsesOpt, RealDataOpt, RecipeOpt, SeedOpt, STRATEGY_HELP
+from .options import (
+    AllowNonconvexOpt,
+    BandOpt,
+    ClassesOpt,
+    DiscriminatorOpt,
+    DiscriminatorRevisionOpt,
+    GeneratorOpt,
+    GeneratorRevisionOpt,
+    MaxUsesOpt,
+    PairsOpt,
+    PerIdentityOpt,
+    RealDataOpt,
+    RealDataRevisionOpt,
+    RecipeOpt,
+    SeedOpt,
+    StrategyOpt,
+    WeightsOpt,
+)
 from .parsing import parse_band, parse_floats, parse_ints
 
 
 def plan(
-    strategy: Annotated[Optional[str], typer.Option(help=STRATEGY_HELP)] = None,
-    generator: Annotated[Optional[str], typer.Option(help="Generator folder or Hub id ('default': embedded).")] = None,
-    generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
-    discriminator: Annotated[Optional[str], typer.Option(help="Discriminator folder, Hub id, .onnx file ('default': embedded).")] = None,
-    discriminator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --discriminator.")] = None,
+    strategy: StrategyOpt = None,
+    generator: GeneratorOpt = None,
+    generator_revision: GeneratorRevisionOpt = None,
+    discriminator: DiscriminatorOpt = None,
+    discriminator_revision: DiscriminatorRevisionOpt = None,
     real_data: RealDataOpt = None,
-    real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Candidate classes to mix, e.g. 0,1,2 (default: all).")] = None,
-    pairs: Annotated[Optional[int], typer.Option(help="Number of synthetic identities (distinct tuples).")] = None,
-    per_identity: Annotated[Optional[int], typer.Option(help="Images (seeds) per synthetic identity.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Mixing weights, one per mixed class (default: equal).")] = None,
-    allow_nonconvex: Annotated[Optional[bool], typer.Option("--allow-nonconvex", help="Accept non-convex weights.")] = None,
+    real_data_revision: RealDataRevisionOpt = None,
+    classes: ClassesOpt = None,
+    pairs: PairsOpt = None,
+    per_identity: PerIdentityOpt = None,
+    weights: WeightsOpt = None,
+    allow_nonconvex: AllowNonconvexOpt = None,
     band: BandOpt = None,
     max_uses: MaxUsesOpt = None,
     seed: SeedOpt = None,
