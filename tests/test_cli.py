@@ -150,12 +150,12 @@ def test_recipe_values_are_overridden_by_flags(capsys, tiny_args, tmp_path):
 def test_bundled_recipes_are_valid_configs():
     from scoremix_ds.build.config import BuildConfig
     from scoremix_ds.recipes import from_mapping, load_recipe
-    from scoremix_ds.training.discriminator import DiscriminatorTrainConfig
     from scoremix_ds.training.generator import GeneratorTrainConfig
+    from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
     assert from_mapping(BuildConfig, load_recipe("mnist-distant"), "mnist-distant").strategy == "distant"
     assert from_mapping(GeneratorTrainConfig, load_recipe("default-generator"), "g").steps > 0
-    assert from_mapping(DiscriminatorTrainConfig, load_recipe("default-discriminator"), "d").steps > 0
+    assert from_mapping(RecognitionTrainConfig, load_recipe("default-discriminator"), "d").shift_pixels == 2
 
 
 def test_console_script_runs_as_a_module():

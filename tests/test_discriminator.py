@@ -1,4 +1,5 @@
-"""Fast CPU tests of the discriminator: ArcFace maths, save/load round trip, pickle refusal, a 30-step training run."""
+"""Fast CPU tests of the discriminator: ArcFace maths, save/load round trip, pickle refusal, and what its recipe
+needs from the recognition trainer (the old trainer's split and its shift augmentation, seeded and resumable)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,22 @@ import numpy as np
 import pytest
 import torch
 
+from scoremix_ds.data.mixture import (
+    MixtureBatchSampler,
+    MixtureDataset,
+    PreprocessConfig,
+    make_loader,
+    preprocess,
+    shift_images,
+)
+from scoremix_ds.data.sources import ArraySource, SourceInfo
+from scoremix_ds.data.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
 from scoremix_ds.errors import ConfigError, ModelError
 from scoremix_ds.maths.margins import ArcFaceHead, arcface_logits
 from scoremix_ds.models.discriminator import SmallCNN, embed_images, load_discriminator
-from scoremix_ds.training.discriminator import DiscriminatorTrainConfig, split_holdout, train_discriminator
+from scoremix_ds.recipes import from_mapping, load_recipe
+from scoremix_ds.resources import default_model_dir
+from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
 
 @pytest.fixture(autouse=True)
@@ -149,16 +162,20 @@ def test_embedded_default_loads_and_embeds():
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 
 
-# Training.
+# The recipe of the embedded default (builders/default-discriminator.toml, trained by `scoremix-ds train`).
 
 
-def test_config_validation():
-    with pytest.raises(ConfigError, match="backbone"):
-        DiscriminatorTrainConfig(backbone="resnet-9000")
-    with pytest.raises(ConfigError, match="margin"):
-        DiscriminatorTrainConfig(margin=2.0)
-    with pytest.raises(ConfigError, match="multiple of 8"):
-        DiscriminatorTrainConfig(image_size=30)
+def test_recipe_matches_the_settings_of_the_shipped_weights():
+    recipe = from_mapping(RecognitionTrainConfig, load_recipe("default-discriminator"), "default-discriminator")
+    shipped = json.loads((default_model_dir("discriminator") / "scoremix.json").read_text())["trained_with"]["config"]
+    for key in ("out", "backbone", "embedding_dim", "image_size", "channels", "steps", "batch_size", "learning_rate",
+                "momentum", "weight_decay", "warmup_steps", "margin", "scale", "flip", "shift_pixels", "seed"):
+        assert getattr(recipe, key) == shipped[key], key
+    # The old trainer held out `holdout_per_class` digits per class with its seed; mnist-5k-train is what is left.
+    assert recipe.real == ("mnist-5k-train",) and recipe.head == "arcface" and recipe.sample_rate == 1.0
+    assert (shipped["real_data"], shipped["holdout_per_class"], shipped["seed"]) == (
+        "mnist-5k", DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED)
+    assert recipe.val == ("heldout:mnist-5k-heldout:3000",)
 
 
 def test_holdout_split_is_per_class_disjoint_and_seeded():
@@ -167,27 +184,85 @@ def test_holdout_split_is_per_class_disjoint_and_seeded():
     assert np.bincount(labels[held]).tolist() == [3, 3, 3, 3]
     assert not set(train) & set(held) and len(train) + len(held) == 40
     np.testing.assert_array_equal(held, split_holdout(labels, per_class=3, seed=7)[1])
+    assert not np.array_equal(held, split_holdout(labels, per_class=3, seed=8)[1])
 
 
-def test_thirty_step_training_run_end_to_end(tmp_path):
-    config = DiscriminatorTrainConfig(
-        out=str(tmp_path / "disc"),
-        embedding_dim=16,
-        steps=30,
-        batch_size=32,
-        learning_rate=0.05,
-        warmup_steps=5,
-        holdout_per_class=5,
-        seed=3,
-    )
-    out = train_discriminator(config, progress=False)
-    meta = json.loads((out / "scoremix.json").read_text())
-    assert meta["loss"]["last"] < meta["loss"]["first"]
-    assert meta["class_names"] == [str(i) for i in range(10)]
-    assert meta["licence"] == "cc-by-sa-3.0"
-    assert meta["heldout"]["images"] == 50
-    assert meta["heldout"]["nearest_centre_accuracy"] > 0.3  # chance is 0.1
-    assert meta["trained_with"]["config"]["steps"] == 30
-    model = load_discriminator(str(out))
-    assert model.embedding_dim == 16
-    assert not list(out.glob("*.bin"))
+def test_shift_pixels_is_validated_and_part_of_the_fingerprint():
+    with pytest.raises(ConfigError, match="shift_pixels"):
+        RecognitionTrainConfig(shift_pixels=-1)
+    with pytest.raises(ConfigError, match="shift_pixels"):
+        RecognitionTrainConfig(image_size=16, shift_pixels=16)
+    with pytest.raises(ConfigError, match="shift_pixels"):
+        PreprocessConfig(size=8, shift_pixels=8)
+    assert RecognitionTrainConfig(shift_pixels=2).fingerprint() != RecognitionTrainConfig().fingerprint()
+    assert RecognitionTrainConfig(shift_pixels=2, out="a").fingerprint() == RecognitionTrainConfig(shift_pixels=2).fingerprint()
+
+
+# The shift augmentation: a pure function of (seed, step, sample), black-padded.
+
+
+def test_shift_images_by_known_offsets():
+    img = np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3, 1)  # [[1 2 3] [4 5 6] [7 8 9]]
+    batch = np.concatenate([img, img, img, img, img])
+    out = shift_images(batch, np.array([[0, 0], [1, 0], [0, -1], [-2, 2], [0, 3]]))[..., 0]
+    assert out[0].tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    assert out[1].tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]  # down by one
+    assert out[2].tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]  # left by one
+    assert out[3].tolist() == [[0, 0, 7], [0, 0, 0], [0, 0, 0]]  # up by two, right by two
+    assert not out[4].any()  # shifted out entirely
+    assert batch[1, 0, 0, 0] == 1  # the input is not modified
+    rgb = np.stack([img[..., 0], 10 * img[..., 0], 20 * img[..., 0]], axis=-1)  # channels move together
+    assert shift_images(rgb, np.array([[1, 1]]))[0, 1, 1].tolist() == [1, 10, 20]
+
+
+def test_preprocess_flips_then_shifts_and_normalises_the_border_to_black():
+    img = np.arange(1, 10, dtype=np.uint8).reshape(1, 3, 3, 1)
+    x = preprocess(img, np.array([True]), size=3, channels=1, shifts=np.array([[0, 1]]))
+    # mirrored: [[3 2 1] [6 5 4] [9 8 7]]; then right by one: [[0 3 2] [0 6 5] [0 9 8]]; then x / 127.5 - 1
+    expected = np.array([[0, 3, 2], [0, 6, 5], [0, 9, 8]]) / 127.5 - 1
+    np.testing.assert_allclose(x[0, 0].numpy(), expected, atol=1e-6)
+    assert torch.equal(preprocess(img, size=3, channels=1, shifts=np.zeros((1, 2), int)), preprocess(img, size=3, channels=1))
+
+
+def test_sampler_shifts_are_seeded_uniform_and_leave_rows_and_flips_alone():
+    def run(shift: int, start: int = 0, steps: int = 40, seed: int = 5, **kw) -> list:
+        return list(MixtureBatchSampler(30, 0, 8, 1.0, seed, shift_pixels=shift, start_step=start, num_steps=steps, **kw))
+
+    shifted, plain = run(2), run(0)
+    assert all(len(key) == 2 for batch in plain for key in batch)  # shift_pixels=0: (row, flip) as before
+    assert [[k[:2] for k in b] for b in shifted] == plain  # the shifts have their own stream
+    offsets = np.array([k[2:] for b in shifted for k in b])
+    assert offsets.min() == -2 and offsets.max() == 2
+    counts = np.bincount((offsets[:, 0] + 2) * 5 + offsets[:, 1] + 2, minlength=25)
+    assert counts.min() > 0 and counts.max() < 3 * 320 / 25  # all 25 offsets, none dominant (320 draws)
+    assert run(2) == shifted and run(2, seed=6) != shifted
+    for k in (1, 13, 39):
+        assert run(2, start=k, steps=40 - k) == shifted[k:]  # resumed at step k == the uninterrupted tail
+    ranks = [run(2, steps=3, rank=r, world_size=2) for r in range(2)]  # batch 8 per rank = 16 global
+    whole = list(MixtureBatchSampler(30, 0, 16, 1.0, 5, shift_pixels=2, num_steps=3))
+    assert [a + b for a, b in zip(*ranks)] == whole  # the global batch does not depend on the process count
+
+
+def _digits(n: int = 12, size: int = 8) -> ArraySource:
+    rng = np.random.default_rng(1)
+    images = rng.integers(1, 256, size=(n, size, size, 1), dtype=np.uint8)  # no zeros: a shifted-in border shows
+    info = SourceInfo(location="digits", kind="builtin", revision=None, commit=None, config=None, split=None,
+                      num_rows=n, num_classes=3, class_names=("0", "1", "2"), image_column=None, label_column=None,
+                      mode="L", size=(size, size), skipped=0, licence="x", provenance="digits@1")
+    return ArraySource(images, np.arange(n, dtype=np.int64) % 3, info)
+
+
+def test_loader_applies_the_sampler_shifts_and_resumes_exactly():
+    source = _digits()
+    ds = MixtureDataset([source], [], PreprocessConfig(size=8, channels=1, flip=False, shift_pixels=2))
+    sampler = ds.batch_sampler(4, 1.0, seed=3, num_steps=6)
+    batches = list(make_loader(ds, sampler))
+    for step, (keys, (x, _)) in enumerate(zip(sampler, batches)):
+        rows = np.array([k[0] for k in keys])
+        shifts = np.array([k[2:] for k in keys])
+        np.testing.assert_array_equal(shifts, sampler.global_shifts_at(step))
+        expected = shift_images(source.images[rows], shifts).transpose(0, 3, 1, 2) / 127.5 - 1
+        np.testing.assert_allclose(x.numpy(), expected, atol=1e-6)
+    assert any((x == -1).any() for x, _ in batches)  # some border was shifted in (the images have no black pixel)
+    tail = list(make_loader(ds, ds.batch_sampler(4, 1.0, seed=3, start_step=4, num_steps=2)))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(tail, batches[4:]))

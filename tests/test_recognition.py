@@ -130,3 +130,27 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     from scoremix_ds.models.discriminator import load_discriminator
 
     assert load_discriminator(str(out)).embedding_dim == 16
+
+
+def test_shifted_run_resumes_exactly_and_shifts_change_the_weights(tmp_path, monkeypatch):
+    shifted = {**TINY, "shift_pixels": 2, "steps": 4}
+    whole = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "whole"), checkpoint_every=2, **shifted), progress=False)
+    real_commit = resume.commit
+
+    def crash(out, step, *args, **kwargs):
+        path = real_commit(out, step, *args, **kwargs)
+        if step == 2:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(resume, "commit", crash)
+    config = RecognitionTrainConfig(out=str(tmp_path / "cut"), checkpoint_every=2, **shifted)
+    with pytest.raises(KeyboardInterrupt):
+        train_recognition(config, progress=False)
+    monkeypatch.setattr(resume, "commit", real_commit)
+    train_recognition(config, progress=False)
+    a, b = _weights(whole.out), _weights(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "plain"), **{**shifted, "shift_pixels": 0}), progress=False)
+    c = _weights(plain.out)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

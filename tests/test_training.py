@@ -1,4 +1,5 @@
-"""``train-generator`` writes a folder that ``build`` loads: the embedded default's own recipe path, in miniature."""
+"""``train-generator`` and ``train-discriminator`` write folders that ``build`` loads: the embedded default's own
+recipe path, in miniature."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import datasets
 
 from scoremix_ds.cli import main
+from scoremix_ds.models.discriminator import load_discriminator
 from scoremix_ds.models.generator import load_generator
 
 
@@ -27,12 +29,24 @@ def test_train_generator_then_build_from_it(tmp_path, tiny_discriminator_dir, ca
     gen = load_generator(str(out))
     assert gen.null_class == 10 and gen.sample_shape == (1, 16, 16) and gen.class_names[3] == "3"
 
-    from scoremix_ds.models.discriminator import SmallCNN
-
-    disc = SmallCNN(in_channels=1, image_size=16, embedding_dim=8)
-    disc.save_pretrained(tmp_path / "disc16")
+    # train-discriminator is an alias of `train`: a recipe of RecognitionTrainConfig fields, --real-data -> real
+    disc_recipe = tmp_path / "d.toml"
+    disc_recipe.write_text(
+        'backbone = "small-cnn"\nembedding_dim = 8\nimage_size = 16\nchannels = 1\nflip = false\nshift_pixels = 1\n'
+        'scale = 16.0\ncheckpoint_every = 0\ndevice = "cpu"\n'
+    )
+    disc = tmp_path / "disc16"
+    rc = main(["train-discriminator", "--recipe", str(disc_recipe), "--real-data", "mnist-5k-train[0-2]", "--steps", "2",
+               "--batch-size", "8", "--learning-rate", "0.05", "--seed", "4", "--out", str(disc), "--no-progress"])
+    assert rc == 0 and f"saved discriminator to {disc}" in capsys.readouterr().out
+    config = json.loads((disc / "scoremix.json").read_text())["config"]
+    assert config["real"] == ["mnist-5k-train[0-2]"] and config["shift_pixels"] == 1
+    assert (config["steps"], config["batch_size"], config["learning_rate"], config["seed"]) == (2, 8, 0.05, 4)
+    model = load_discriminator(str(disc))
+    assert (model.backbone_name, model.image_size, model.embedding_dim) == ("small-cnn", 16, 8)
+    assert not list(disc.rglob("*.bin"))
     rc = main([
-        "build", "--generator", str(out), "--discriminator", str(tmp_path / "disc16"), "--pairs", "2",
+        "build", "--generator", str(out), "--discriminator", str(disc), "--pairs", "2",
         "--per-identity", "1", "--steps", "2", "--guidance", "1.5", "--out", str(tmp_path / "ds"), "--no-progress",
     ])
     assert rc == 0

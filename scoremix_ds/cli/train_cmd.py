@@ -1,4 +1,4 @@
-"""``scoremix-ds train-generator`` and ``train-discriminator``: the trainers behind the embedded default."""
+"""``scoremix-ds train``, ``train-generator`` and ``train-discriminator`` (an alias of ``train`` with the old flags)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,19 @@ LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning ra
 def _train(kind: str, recipe, progress: bool, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line."""
     if kind == "generator":
-        from ..training.generator import GeneratorTrainConfig as Config, train_generator as run
-    else:
-        from ..training.discriminator import DiscriminatorTrainConfig as Config, train_discriminator as run
-    path = run(config_from(Config, recipe, overrides), progress=progress)
+        from ..training.generator import GeneratorTrainConfig, train_generator
+
+        path = train_generator(config_from(GeneratorTrainConfig, recipe, overrides), progress=progress)
+    else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
+        from ..training.recognition import train_recognition
+        from ..training.recognition_config import RecognitionTrainConfig
+
+        result = train_recognition(config_from(RecognitionTrainConfig, recipe, overrides), progress=progress)
+        path = result.out
+        scores = [f"{b['name']} accuracy {b['accuracy']['mean']:.4f}" for b in result.metrics.get("benchmarks", [])
+                  if isinstance(b.get("accuracy"), dict)]
+        if scores:
+            path = f"{path} ({', '.join(scores)})"
     if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one line for the whole run
         typer.echo(f"saved {kind} to {path}")
 
@@ -62,9 +71,10 @@ def train_discriminator(
     out: OutOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
-    """Train the minimal discriminator (small CNN + ArcFace head) on real labelled images."""
-    _train("discriminator", recipe, progress, real_data=real_data, steps=steps, batch_size=batch_size,
-           learning_rate=learning_rate, seed=seed, out=out)
+    """Alias of `scoremix-ds train` with fewer flags (`--real-data X` is `--real X`); the embedded default is
+    `--recipe default-discriminator`. Without a recipe: the defaults of `train`."""
+    _train("discriminator", recipe, progress, real=(real_data,) if real_data else None, steps=steps,
+           batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
 
 
 def train(

@@ -12,10 +12,12 @@ different identities. :meth:`LabelSpace.to_dict` is that mapping, for the model 
 synthetic draws per real draw (exact rational arithmetic), so any run of steps holds ``r`` synthetic draws per real
 one to within one draw. Each pool is drawn without replacement, one fresh permutation per pass over it: the
 ``d``-th draw of a pool of ``N`` rows is ``perm(seed, pool, d // N)[d % N]``. The order inside a batch and the
-horizontal flip of each sample are drawn from ``(seed, step)``. Everything is a pure function of ``(seed, step)``:
-the sampler started at step ``k`` yields exactly the tail of the one started at 0, whatever the worker count.
+horizontal flip of each sample are drawn from ``(seed, step)``, the translation of each sample (``shift_pixels``)
+from its own ``(seed, step)`` stream. Everything is a pure function of ``(seed, step)``: the sampler started at step
+``k`` yields exactly the tail of the one started at 0, whatever the worker count.
 
-**Preprocessing.** :func:`preprocess` maps uint8 NHWC to float NCHW: optional horizontal flip per sample, channels
+**Preprocessing.** :func:`preprocess` maps uint8 NHWC to float NCHW: optional horizontal flip per sample, optional
+translation per sample by ``(dy, dx)`` pixels with black (0) filling the uncovered border, channels
 (RGB -> 1 by ITU-R 601 luma ``0.299 R + 0.587 G + 0.114 B``, 1 -> RGB by repetition), bilinear antialiased resize to
 ``size`` x ``size``, then ``x / 127.5 - 1 = (x / 255 - 0.5) / 0.5`` (insightface's normalisation), in ``[-1, 1]``.
 
@@ -34,7 +36,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..errors import ConfigError
@@ -43,7 +44,8 @@ from .transforms import fit_size, to_channels
 
 logger = logging.getLogger(__name__)
 
-_REAL, _SYNTHETIC, _BATCH = 0, 1, 2  # seed-stream ids: the real pool, the synthetic pool, per-step order and flips
+# Seed-stream ids: the real pool, the synthetic pool, per-step order and flips, per-step translations.
+_REAL, _SYNTHETIC, _BATCH, _SHIFT = 0, 1, 2, 3
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,14 @@ class PreprocessConfig:
     size: int = 112  # insightface's aligned face crops are 112x112
     channels: int = 3  # 3: RGB; 1: grey (digits, or a grey-level model)
     flip: bool = True  # random horizontal flips: right for faces, wrong for digits
+    shift_pixels: int = 0  # random translation of up to this many pixels per axis (cheap augmentation for digits)
 
     def __post_init__(self) -> None:
         if self.size <= 0:
             raise ConfigError(f"input size must be positive, got {self.size}", hint="check --image-size")
+        if not 0 <= self.shift_pixels < self.size:
+            raise ConfigError(f"shift_pixels must be in [0, {self.size}), got {self.shift_pixels}",
+                              hint="check shift_pixels in the recipe")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check --channels")
 
@@ -73,9 +79,28 @@ def _resize(x: torch.Tensor, size: int) -> torch.Tensor:
     return fit_size(x, size, fill=0.0)
 
 
+def shift_images(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
+    """Translate each image of ``(N, H, W, C)`` by ``shifts[i] = (dy, dx)`` pixels (down, right), filling with 0.
+
+    ``out[i, y, x] = images[i, y - dy, x - dx]`` where that pixel exists, else 0 (black background). One slice copy
+    per image (a fancy-index gather is ~100x slower at 112x112 RGB); a new array (the input is never modified).
+
+    >>> shift_images(np.arange(1, 5, dtype=np.uint8).reshape(1, 2, 2, 1), np.array([[0, 1]]))[0, :, :, 0].tolist()
+    [[0, 1], [0, 3]]
+    """
+    n, h, w = images.shape[:3]
+    out = np.zeros_like(images)
+    for i, (dy, dx) in enumerate(np.asarray(shifts, dtype=np.int64).reshape(n, 2).tolist()):
+        if abs(dy) < h and abs(dx) < w:  # else nothing of the image is left
+            out[i, max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+                images[i, max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)]
+    return out
+
+
 def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tensor | None = None, size: int = 112,
-               channels: int = 3) -> torch.Tensor:
-    """uint8 ``(N, H, W, C)`` -> float32 ``(N, channels, size, size)`` in [-1, 1]; ``flips[i]`` mirrors image i.
+               channels: int = 3, shifts: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` -> float32 ``(N, channels, size, size)`` in [-1, 1]; ``flips[i]`` mirrors image i, then
+    ``shifts[i] = (dy, dx)`` translates it (:func:`shift_images`, in pixels of the input images).
 
     >>> preprocess(np.full((1, 2, 2, 1), 255, np.uint8), size=2, channels=3).flatten().tolist()
     [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
@@ -86,6 +111,8 @@ def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tens
         if f.any():
             x = x.copy()  # never modify the caller's (possibly cached) array
             x[f] = x[f][:, :, ::-1]  # NHWC: axis 2 is the width
+    if shifts is not None and np.any(shifts):
+        x = shift_images(x, shifts)
     t = _uint8_tensor(x.transpose(0, 3, 1, 2))  # uint8 NCHW: cheap to lay out
     t = to_channels(t.float(), channels)
     return _resize(t, size).div_(127.5).sub_(1.0)
@@ -194,7 +221,8 @@ def synthetic_draws_before(step: int, global_batch: int, fraction: Fraction) -> 
 
 
 class MixtureBatchSampler(Sampler):
-    """Yields, for steps ``start_step .. start_step + num_steps - 1``, this rank's ``[(index, flip), ...]``.
+    """Yields, for steps ``start_step .. start_step + num_steps - 1``, this rank's ``[(index, flip), ...]``, or
+    ``[(index, flip, dy, dx), ...]`` when ``shift_pixels > 0`` (``dy, dx`` uniform in ``-shift_pixels..shift_pixels``).
 
     Indices ``0 .. num_real - 1`` are real rows and ``num_real ..`` synthetic rows (as :class:`MixtureDataset` numbers
     them). The global batch is ``batch_size * world_size``; rank ``r`` takes positions ``r*B .. (r+1)*B - 1``.
@@ -203,13 +231,13 @@ class MixtureBatchSampler(Sampler):
     """
 
     def __init__(self, num_real: int, num_synthetic: int, batch_size: int, ratio: float, seed: int = 0, *,
-                 flip: bool = True, start_step: int = 0, num_steps: int | None = None, rank: int = 0,
-                 world_size: int = 1) -> None:
-        if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size or start_step < 0 or seed < 0:
-            raise ConfigError("batch_size and world_size must be positive, 0 <= rank < world_size, start_step and seed"
-                              " >= 0", hint="check --batch-size / --seed")
+                 flip: bool = True, shift_pixels: int = 0, start_step: int = 0, num_steps: int | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
+        if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size or min(start_step, seed, shift_pixels) < 0:
+            raise ConfigError("batch_size and world_size must be positive, 0 <= rank < world_size, start_step, seed"
+                              " and shift_pixels >= 0", hint="check --batch-size / --seed")
         self.num_real, self.num_synthetic = num_real, num_synthetic
-        self.batch_size, self.seed, self.flip = batch_size, seed, flip
+        self.batch_size, self.seed, self.flip, self.shift_pixels = batch_size, seed, flip, shift_pixels
         self.rank, self.world_size = rank, world_size
         self.global_batch = batch_size * world_size
         self.fraction = synthetic_fraction(ratio, num_real, num_synthetic)
@@ -264,16 +292,30 @@ class MixtureBatchSampler(Sampler):
         flips = rng.random(len(rows)) < 0.5 if self.flip else np.zeros(len(rows), dtype=bool)
         return rows, flips
 
+    def global_shifts_at(self, step: int) -> np.ndarray:
+        """All ranks' translations at ``step``: int64 ``(batch_size * world_size, 2)`` rows ``(dy, dx)``, each uniform
+        in ``-shift_pixels .. shift_pixels`` from the ``(seed, step)`` stream of its own (zeros when off)."""
+        p = self.shift_pixels
+        if not p:
+            return np.zeros((self.global_batch, 2), dtype=np.int64)
+        return np.random.default_rng([self.seed, _SHIFT, step]).integers(-p, p + 1, size=(self.global_batch, 2))
+
+    def _part(self) -> slice:
+        return slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
+
     def batch_at(self, step: int) -> tuple[np.ndarray, np.ndarray]:
         """This rank's share of :meth:`global_batch_at`."""
         rows, flips = self.global_batch_at(step)
-        part = slice(self.rank * self.batch_size, (self.rank + 1) * self.batch_size)
-        return rows[part], flips[part]
+        return rows[self._part()], flips[self._part()]
 
-    def __iter__(self) -> Iterator[list[tuple[int, bool]]]:
+    def __iter__(self) -> Iterator[list[tuple]]:
         for step in range(self.start_step, self.start_step + self.num_steps):
             rows, flips = self.batch_at(step)
-            yield list(zip(rows.tolist(), flips.tolist()))
+            if self.shift_pixels:
+                shifts = self.global_shifts_at(step)[self._part()].tolist()
+                yield [(r, f, dy, dx) for r, f, (dy, dx) in zip(rows.tolist(), flips.tolist(), shifts)]
+            else:
+                yield list(zip(rows.tolist(), flips.tolist()))
 
     def __len__(self) -> int:
         return self.num_steps
@@ -285,7 +327,7 @@ class MixtureBatchSampler(Sampler):
 class MixtureDataset(Dataset):
     """Rows ``0 .. num_real - 1`` from the real sources, then the synthetic ones; labels in :attr:`label_space`.
 
-    ``dataset[i]`` or ``dataset[(i, flip)]`` -> ``(float CHW, global label)``;
+    ``dataset[i]``, ``dataset[(i, flip)]`` or ``dataset[(i, flip, dy, dx)]`` -> ``(float CHW, global label)``;
     ``dataset.__getitems__([(i, flip), ...])`` -> ``(float NCHW, int64 labels)`` for a whole batch.
     """
 
@@ -318,9 +360,10 @@ class MixtureDataset(Dataset):
         return int(self.starts[-1])
 
     def batch_sampler(self, batch_size: int, ratio: float, seed: int = 0, **kwargs) -> MixtureBatchSampler:
-        """A :class:`MixtureBatchSampler` for this dataset's pools, flipping as the preprocessing config says."""
+        """A :class:`MixtureBatchSampler` for this dataset's pools, flipping and shifting as the preprocessing config
+        says."""
         return MixtureBatchSampler(self.num_real, self.num_synthetic, batch_size, ratio, seed, flip=self.config.flip,
-                                   **kwargs)
+                                   shift_pixels=self.config.shift_pixels, **kwargs)
 
     def gather(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows -> uint8 ``(N, size, size, channels)`` and global int64 labels."""
@@ -343,13 +386,15 @@ class MixtureDataset(Dataset):
             labels[mask] += self.offsets[s]
         return images, labels
 
-    def __getitems__(self, keys: Sequence[int | tuple[int, bool]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, keys: Sequence[int | tuple]) -> tuple[torch.Tensor, torch.Tensor]:
         rows = np.fromiter((k[0] if isinstance(k, tuple) else k for k in keys), dtype=np.int64, count=len(keys))
         flips = np.fromiter((bool(k[1]) if isinstance(k, tuple) else False for k in keys), dtype=bool, count=len(keys))
+        shifts = np.array([k[2:4] if isinstance(k, tuple) and len(k) == 4 else (0, 0) for k in keys],
+                          dtype=np.int64).reshape(len(keys), 2)
         images, labels = self.gather(rows)
-        return preprocess(images, flips, self.config.size, self.config.channels), torch.from_numpy(labels)
+        return preprocess(images, flips, self.config.size, self.config.channels, shifts), torch.from_numpy(labels)
 
-    def __getitem__(self, key: int | tuple[int, bool]) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, key: int | tuple) -> tuple[torch.Tensor, int]:
         x, y = self.__getitems__([key])
         return x[0], int(y[0])
 

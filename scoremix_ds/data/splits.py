@@ -20,7 +20,7 @@ def split_holdout(labels: np.ndarray, per_class: int, seed: int) -> tuple[np.nda
         members = np.flatnonzero(labels == c)
         if len(members) <= per_class:
             raise DataError(
-                f"class {c} has {len(members)} images, too few to hold out {per_class}", hint="lower --holdout-per-class"
+                f"class {c} has {len(members)} images, too few to hold out {per_class}", hint="hold out fewer images per class"
             )
         held.append(rng.choice(members, size=per_class, replace=False))
     held_idx = np.sort(np.concatenate(held)) if held and per_class else np.zeros(0, dtype=np.int64)

@@ -1,1 +1,1 @@
-"""Trainers: the class-conditional generator and the minimal discriminator behind the embedded default."""
+"""Trainers: the class-conditional generator, the recognition network (Partial FC heads), checkpoints, the model card."""

@@ -134,7 +134,7 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     model, arch = _backbone(config)
     fingerprint = config.fingerprint()
     data = open_mixture([source_spec(s, config) for s in config.real], [source_spec(s, config) for s in config.synthetic],
-                        PreprocessConfig(arch.image_size, arch.channels, config.flip), progress=progress and accelerator.is_main_process)
+                        PreprocessConfig(arch.image_size, arch.channels, config.flip, config.shift_pixels), progress=progress and accelerator.is_main_process)
     space = data.label_space
     margin = {} if config.margin is None else {"margin": config.margin}
     head = PartialFC(config.head, space.num_classes, arch.embedding_dim, config.sample_rate, rank, world, config.seed,
@@ -167,6 +167,10 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     accelerator.wait_for_everyone()
     log = _open_log(out, start) if accelerator.is_main_process else None
     metrics: dict[str, Any] = {}
+    if benchmarks and start == 0:  # the starting point (random init or --init), so the log shows what training changed
+        initial = _evaluate(accelerator.unwrap_model(model), benchmarks, accelerator.device)
+        log.write(json.dumps({"step": 0, "eval": _summary(initial)}) + "\n")
+        log.flush()
     model.train()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
                disable=not (progress and accelerator.is_main_process))

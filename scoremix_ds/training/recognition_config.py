@@ -39,6 +39,7 @@ class RecognitionTrainConfig:
     image_size: int = 112
     channels: int = 3
     flip: bool = True  # random horizontal flips (faces: yes; digits: no)
+    shift_pixels: int = 0  # random translation of up to N pixels per axis, black-padded (the demo digits use 2)
     head: str = "arcface"  # arcface, cosface, adaface
     scale: float = 64.0
     margin: float | None = None  # None: the head's default (ArcFace 0.5, CosFace 0.4, AdaFace 0.4)
@@ -86,6 +87,9 @@ class RecognitionTrainConfig:
             raise ConfigError("need --learning-rate > 0, --weight-decay >= 0, --momentum in [0, 1)", hint="check the recipe")
         if not 0 <= self.warmup_steps < self.steps:
             raise ConfigError(f"--warmup-steps must be in [0, {self.steps})", hint="lower --warmup-steps")
+        if not 0 <= self.shift_pixels < self.image_size:
+            raise ConfigError(f"shift_pixels must be in [0, {self.image_size}), got {self.shift_pixels}",
+                              hint="check shift_pixels in the recipe")
         if self.checkpoint_every < 0 or self.eval_every < 0 or self.num_workers < 0:
             raise ConfigError("--checkpoint-every, --eval-every and --num-workers must be >= 0", hint="check the flags")
 
