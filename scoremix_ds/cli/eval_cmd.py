@@ -18,19 +18,20 @@ BENCHMARK_HELP = (
     "ijbb:ROOT / ijbc:ROOT (IJB release folder). A Hub NAME takes a revision as NAME@REV. "
     "Default: mnist-5k-heldout."
 )
-ModelArg = Annotated[str, typer.Argument(
-    help="The model: 'default' (the embedded MNIST discriminator), a saved folder, a Hub id, 'sface' or an .onnx file.")]
+MODEL_HELP = "'default' (the embedded MNIST discriminator), a saved model folder, a Hub id, 'sface' or an .onnx file."
+TTA_HELP = "Also embed each image's horizontal flip and use the normalised sum (2x the forward passes)."
+ModelArg = Annotated[str, typer.Argument(help=MODEL_HELP)]
 
 
 def eval_model(
     model: ModelArg,
     benchmark: Annotated[Optional[list[str]], typer.Option("--benchmark", "-b", help=BENCHMARK_HELP)] = None,
     revision: Annotated[Optional[str], typer.Option(help="Hub revision of MODEL (benchmarks take NAME@REV).")] = None,
-    flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help="Also embed each image's horizontal flip and use the normalised sum (2x the forward passes).")] = False,
+    flip_tta: Annotated[bool, typer.Option("--flip-tta/--no-flip-tta", help=TTA_HELP)] = False,
     batch_size: BatchOpt = None,
     device: DeviceOpt = None,
     seed: SeedOpt = None,
-    out: Annotated[str, typer.Option("--out", help="Report folder: results.json, results.md, roc.png.")] = "eval-report",
+    out: Annotated[str, typer.Option("--out", help="Folder for results.json, results.md, roc.png.")] = "eval-report",
 ) -> None:
     """Evaluate MODEL: 10-fold accuracy, ROC AUC, EER and TAR@FAR 1e-6..1e-1 per benchmark (IJB: TAR@FAR of
     templates), with embeddings/s and the protocol's own time; writes the report to --out."""

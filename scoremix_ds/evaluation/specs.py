@@ -9,7 +9,7 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
 ``heldout:NAME[@REV][:PAIRS]``                  ``PAIRS`` balanced pairs (default 3000, drawn with ``--seed``)
                                                 from labelled data ``NAME``: ``mnist-5k-heldout``, ``NAME[7-9]``,
                                                 a dataset folder or a Hub id (:func:`~..data.readers.read_real_data`)
-``NAME`` or ``NAME[7-9]``                       the same, for a name in :data:`~..data.readers.READERS` or with a
+``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..data.readers.READERS` or with a
                                                 class subset (a labelled set cannot be a pair list)
 ``pairs:NAME[@REV][:SPLIT]``, ``FOLDER``,       a ``datasets`` pair dataset (``image_a``/``image_b``/``is_same``),
 ``ORG/NAME[@REV]``                              split ``test`` unless given (:func:`~.pairs.load_pair_dataset`)
@@ -116,7 +116,7 @@ def _ijb(kind: str):
     def parse(rest: str, text: str) -> BenchmarkSpec:
         if not Path(rest).expanduser().is_dir():
             raise ConfigError(f"--benchmark '{text}': '{rest}' is not a folder",
-                              hint=f"--benchmark {kind}:ROOT takes the IJB release folder holding meta/ and loose_crop/")
+                              hint=f"--benchmark {kind}:ROOT takes the IJB release folder (meta/, loose_crop/)")
         return BenchmarkSpec("ijb", str(Path(rest).expanduser()), text, name=kind)
 
     return parse
@@ -153,7 +153,8 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
             raise ConfigError(f"--benchmark '{text}': no such .bin file", hint="check the path of --benchmark")
         return BenchmarkSpec("bin", str(path), text, name=path.stem)
     name, _ = _split_revision(text)
-    if _is_data_name(name):
+    trailing = _TRAILING.match(name)
+    if _is_data_name(name) or (trailing is not None and _is_data_name(trailing.group("head"))):  # NAME or NAME:PAIRS
         if path.exists():
             raise ConfigError(f"--benchmark '{text}' is both a data name and a path here",
                               hint=f"write --benchmark heldout:{text} or --benchmark ./{text}")
@@ -191,8 +192,12 @@ def _unloadable():
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    """The first line of ``exc``, and of its cause (datasets wraps the real reason in a generic message)."""
+    def line(e: BaseException) -> str:
+        text = str(e).strip()
+        return text.splitlines()[0] if text else type(e).__name__
+
+    return line(exc) + (f" ({line(exc.__cause__)})" if exc.__cause__ is not None else "")
 
 
 def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
