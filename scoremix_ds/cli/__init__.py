@@ -14,7 +14,7 @@ import sys
 import typer
 
 from ..errors import ScoreMixError
-from . import analysis_cmd, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, train_cmd
+from . import analysis_cmd, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -35,6 +35,7 @@ app.command("push")(hub_cmd.push)
 app.command("versions")(hub_cmd.versions)
 app.command("align")(analysis_cmd.align)
 app.command("audit")(analysis_cmd.audit)
+app.command("reproduce")(reproduce_cmd.reproduce)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,10 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Abort:
         return 1
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
+    except Exception as exc:  # usage errors (Typer raises its own bundled copy of click's exception classes)
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise

@@ -1,0 +1,89 @@
+"""Cached pipeline stages: ``REPORT/stages/<name>-<fingerprint>/`` with a ``done.json`` marker written LAST.
+
+The fingerprint is ``sha256(JSON(spec))[:12]`` of everything that decides a stage's output: its settings and the ids
+of the stages it reads (never absolute paths, so a report folder can be moved). A stage is:
+
+- **cached** when its folder holds a ``done.json`` with the same fingerprint: it is skipped;
+- **partial** when its folder exists without a valid marker (a run was interrupted): the folder is deleted and the
+  stage redone from scratch, unless the stage resumes by itself (``resumable``: a build keeps its finished shards, a training its
+  checkpoints);
+- **new** otherwise.
+
+``done.json`` is written to a temporary file and renamed into place, so it exists only once the stage's files do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..recipes import json_ready
+
+logger = logging.getLogger(__name__)
+
+DONE = "done.json"
+STAGES = "stages"
+
+
+def fingerprint(spec: dict[str, Any]) -> str:
+    """``sha256`` of the canonical JSON of ``spec`` (sorted keys, no spaces), first 12 hex digits."""
+    blob = json.dumps(json_ready(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A finished stage: its id (``name-fingerprint``), folder, the result its body returned, and whether it ran now."""
+
+    id: str
+    folder: Path
+    result: dict[str, Any]
+    cached: bool
+    seconds: float
+
+
+def read_done(folder: Path, fp: str) -> dict[str, Any] | None:
+    """The marker's content if ``folder`` holds a finished stage with fingerprint ``fp``, else None."""
+    try:
+        done = json.loads((folder / DONE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return done if isinstance(done, dict) and done.get("fingerprint") == fp else None
+
+
+def _write_atomic(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(json_ready(data), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def run_stage(root: Path, name: str, spec: dict[str, Any], body: Callable[[Path], dict[str, Any]],
+              resumable: bool = False) -> Stage:
+    """Run ``body(folder)`` unless ``root/stages/<name>-<fp>`` is already done; ``body`` returns a JSON-able result."""
+    fp = fingerprint(spec)
+    stage_id = f"{name}-{fp}"
+    folder = Path(root) / STAGES / stage_id
+    done = read_done(folder, fp)
+    if done is not None:
+        logger.info("stage %s: cached", stage_id)
+        return Stage(stage_id, folder, done["result"], True, float(done.get("seconds", 0.0)))
+    if folder.exists() and not resumable:
+        logger.info("stage %s: removing the partial folder of an interrupted run", stage_id)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "spec.json").write_text(json.dumps(json_ready(spec), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    logger.info("stage %s: running", stage_id)
+    started = time.perf_counter()
+    result = body(folder)
+    seconds = time.perf_counter() - started
+    _write_atomic(folder / DONE, {"stage": name, "fingerprint": fp, "seconds": seconds, "result": result})
+    logger.info("stage %s: done in %.1fs", stage_id, seconds)
+    return Stage(stage_id, folder, json_ready(result), False, seconds)
