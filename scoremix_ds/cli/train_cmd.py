@@ -88,6 +88,7 @@ def train(
     image_size: Annotated[Optional[int], typer.Option(help="Input size (default 112).")] = None,
     channels: Annotated[Optional[int], typer.Option(help="3 (RGB) or 1 (grey).")] = None,
     flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
+    shift_pixels: Annotated[Optional[int], typer.Option(help="Random translation by up to N pixels (seeded per sample).")] = None,
     head: Annotated[Optional[str], typer.Option(help="arcface, cosface or adaface.")] = None,
     margin: Annotated[Optional[float], typer.Option(help="Margin m (default: the head's own).")] = None,
     scale: Annotated[Optional[float], typer.Option(help="Scale s of the logits.")] = None,
@@ -124,7 +125,8 @@ def train(
     overrides = dict(
         real=tuple(real) if real else None, synthetic=tuple(synthetic) if synthetic else None,
         synthetic_ratio=synthetic_ratio, init=init, init_revision=init_revision, backbone=backbone,
-        embedding_dim=embedding_dim, image_size=image_size, channels=channels, flip=flip, head=head, margin=margin,
+        embedding_dim=embedding_dim, image_size=image_size, channels=channels, flip=flip, shift_pixels=shift_pixels,
+        head=head, margin=margin,
         scale=scale, sample_rate=sample_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
         learning_rate=learning_rate, warmup_steps=warmup_steps, lr_schedule=lr_schedule, optimizer=optimizer,
         mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, eval_every=eval_every,
