@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix_ds.data.mixture import (
-    MixtureBatchSampler,
-    MixtureDataset,
-    PreprocessConfig,
-    make_loader,
-    preprocess,
-    shift_images,
-)
+from scoremix_ds.data.mixture import MixtureDataset, make_loader
+from scoremix_ds.data.preprocess import PreprocessConfig, preprocess, shift_images
+from scoremix_ds.data.sampler import MixtureBatchSampler
 from scoremix_ds.data.sources import ArraySource, SourceInfo
 from scoremix_ds.data.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
 from scoremix_ds.errors import ConfigError, ModelError

@@ -23,8 +23,9 @@ from scoremix_ds.models.generator import load_generator
 from scoremix_ds.recipes import config_from
 from scoremix_ds.resources import default_model_dir
 from scoremix_ds.training import checkpoints as ck
-from scoremix_ds.training.generator import GeneratorTrainConfig, StepBatches, lr_factor, process_share, train_generator
+from scoremix_ds.training.generator import StepBatches, lr_factor, process_share, train_generator
 from scoremix_ds.training.generator_arch import ARCHITECTURES, count_parameters
+from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "mnist-5k-heldout[0-3]"

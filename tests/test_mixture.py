@@ -9,14 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from scoremix_ds.data.mixture import (
-    MixtureBatchSampler,
-    MixtureDataset,
-    PreprocessConfig,
-    make_loader,
-    preprocess,
-    resize_uint8,
-)
+from scoremix_ds.data.mixture import MixtureDataset, make_loader
+from scoremix_ds.data.preprocess import PreprocessConfig, preprocess, resize_uint8
+from scoremix_ds.data.sampler import MixtureBatchSampler
 from scoremix_ds.data.sources import ArraySource, SourceInfo
 from scoremix_ds.errors import ConfigError
 

@@ -11,14 +11,14 @@ from ..recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 
-
 LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
 
 
 def _train(kind: str, recipe, progress: bool, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line."""
     if kind == "generator":
-        from ..training.generator import GeneratorTrainConfig, train_generator
+        from ..training.generator import train_generator
+        from ..training.generator_config import GeneratorTrainConfig
 
         path = train_generator(config_from(GeneratorTrainConfig, recipe, overrides), progress=progress)
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`

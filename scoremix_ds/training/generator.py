@@ -1,5 +1,8 @@
 """Train a class-conditional diffusers denoiser (UNet or DiT) and save it in the layout ``build`` loads.
 
+The run is described by :class:`.generator_config.GeneratorTrainConfig` (its validation and fingerprint live there);
+this module owns the training loop, its checkpoints and the saved output.
+
 Layout written to ``out``::
 
     unet/ | transformer/   the denoiser (config.json + diffusion_pytorch_model.safetensors), EMA weights
@@ -32,7 +35,6 @@ import json
 import logging
 import math
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,106 +46,15 @@ from .. import __version__
 from ..data.sources import Source, SourceSpec, open_source
 from ..data.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
-from ..recipes import json_ready, to_dict
+from ..recipes import to_dict
 from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
-from .generator_arch import DIT_FIELDS, FOLDERS, UNET_FIELDS, count_parameters, denoise, get_architecture
+from .generator_arch import FOLDERS, count_parameters, denoise, get_architecture
+from .generator_config import GeneratorTrainConfig
 
 logger = logging.getLogger(__name__)
 
-ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
-# Fields that change how a run is carried out but not the weights it produces: left out of the fingerprint, so a
-# run may be resumed with other values (another --out is another run, accumulation only splits the same batch).
-RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep_checkpoints", "num_workers",
-                        "gradient_accumulation_steps"})
-BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
-MIXED_PRECISION = ("no", "fp16", "bf16")
 LOG_EVERY = 250
 FIRST_LOSSES = 10  # global losses of the first steps kept in scoremix.json
-
-
-@dataclass(frozen=True)
-class GeneratorTrainConfig:
-    out: str = "generator"
-    real_data: str = "mnist-5k"  # anything open_source reads (mnist-5k, a folder, a .rec, a Hub id; NAME[0-6] subsets)
-    real_data_revision: str | None = None  # Hub only: branch, tag or commit
-    architecture: str = "unet-small"  # a key of generator_arch.ARCHITECTURES
-    image_size: int = 32  # MNIST 28x28 is centre-padded to 32 so three UNet levels divide evenly
-    channels: int = 1  # 1: grey ("L"), 3: RGB
-    # Architecture hyper-parameters: None takes the architecture's preset; a value overrides it.
-    block_out_channels: tuple[int, ...] | None = None  # UNet: widths per level (each but the last halves the size)
-    layers_per_block: int | None = None  # UNet: ResNet blocks per level
-    norm_num_groups: int | None = None  # UNet: GroupNorm groups (divides every width)
-    attention_levels: tuple[int, ...] | None = None  # UNet: levels with self-attention (0 = full resolution)
-    attention_head_dim: int | None = None  # UNet and DiT: channels per attention head
-    patch_size: int | None = None  # DiT: pixels per token side
-    num_layers: int | None = None  # DiT: transformer blocks
-    num_attention_heads: int | None = None  # DiT: heads per block (width = heads x head dim)
-    steps: int = 3000  # optimizer steps; the LR schedule spans all of them
-    batch_size: int = 64  # the GLOBAL batch of one optimizer step, over all processes and micro-batches
-    gradient_accumulation_steps: int = 1  # micro-batches per process and step: less memory, same samples and update
-    learning_rate: float = 1e-3
-    warmup_steps: int = 200
-    weight_decay: float = 0.0  # AdamW decoupled weight decay
-    max_grad_norm: float | None = None  # clip the gradient norm (None: no clipping, as the embedded default)
-    label_dropout: float = 0.1  # trains the null class used by classifier-free guidance
-    ema_decay: float = 0.999  # sampling uses the EMA weights, as diffusion trainers do
-    flip: bool = False  # random horizontal flips: right for faces, wrong for digits
-    num_train_timesteps: int = 1000
-    beta_schedule: str = "squaredcos_cap_v2"
-    prediction_type: str = "epsilon"
-    mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
-    seed: int = 0
-    checkpoint_every: int = 500  # optimizer steps between checkpoints in out/checkpoints (0: only when stopping)
-    keep_checkpoints: int = 2  # the newest ones kept while training
-    resume: bool = True  # continue from out/checkpoints of the SAME config; False: discard them and start over
-    stop_after: int | None = None  # stop after this many of `steps` (with a checkpoint): time-limited jobs
-    num_workers: int = 0  # DataLoader processes that decode images (no effect on the result)
-
-    def __post_init__(self) -> None:
-        if self.steps <= 0 or self.batch_size <= 0:
-            raise ConfigError("steps and batch size must be positive", hint="check --steps / --batch-size")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ConfigError("label_dropout must be in [0, 1)", hint="check the recipe's label_dropout")
-        if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise ConfigError(f"unknown prediction_type '{self.prediction_type}'", hint="epsilon, v_prediction or sample")
-        if self.beta_schedule not in BETA_SCHEDULES:
-            raise ConfigError(f"unknown beta_schedule '{self.beta_schedule}'",
-                              hint=f"one of {', '.join(BETA_SCHEDULES)}")
-        if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(f"unknown mixed_precision '{self.mixed_precision}'", hint="no, fp16 or bf16")
-        if self.image_size <= 0 or self.channels not in (1, 3):
-            raise ConfigError(f"image_size must be > 0 and channels 1 or 3, got {self.image_size} and {self.channels}",
-                              hint="check --image-size / --channels")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.num_train_timesteps < 2:
-            raise ConfigError("learning_rate must be > 0, weight_decay and warmup_steps >= 0, num_train_timesteps >= 2",
-                              hint="check the recipe")
-        if not 0.0 <= self.ema_decay < 1.0 or (self.max_grad_norm is not None and self.max_grad_norm <= 0):
-            raise ConfigError("ema_decay must be in [0, 1) and max_grad_norm > 0 (or unset)", hint="check the recipe")
-        if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
-            raise ConfigError(f"batch_size {self.batch_size} must be a multiple of gradient_accumulation_steps "
-                              f"{self.gradient_accumulation_steps} (>= 1)", hint="check --batch-size")
-        if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.num_workers < 0:
-            raise ConfigError("checkpoint_every and num_workers must be >= 0, keep_checkpoints >= 1",
-                              hint="check the recipe")
-        if self.stop_after is not None and self.stop_after <= 0:
-            raise ConfigError(f"stop_after must be positive, got {self.stop_after}", hint="check --stop-after")
-        architecture = get_architecture(self.architecture)
-        architecture.check(self.architecture, self.architecture_params(), self.image_size)
-
-    def architecture_params(self) -> dict[str, Any]:
-        """The architecture's preset with this config's overrides."""
-        overrides = {k: getattr(self, k) for k in ARCH_FIELDS}
-        return get_architecture(self.architecture).resolve(self.architecture, overrides)
-
-    def fingerprint_payload(self) -> dict[str, Any]:
-        """What determines the trained weights: every field but :data:`RUN_FIELDS`, with resolved architecture."""
-        values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS and k not in ARCH_FIELDS}
-        values["architecture_params"] = json_ready(self.architecture_params())
-        return values
-
-    def fingerprint(self) -> str:
-        text = json.dumps(self.fingerprint_payload(), sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 # ------------------------------------------------------------------------------------------- pure pieces

@@ -1,10 +1,11 @@
 """``scoremix-ds train``: fine-tune or train a recognition network on real + synthetic identities, on accelerate.
 
-Data: :mod:`scoremix_ds.data.mixture` (separate label namespaces, an exact synthetic:real ratio, a sampler that is a
-pure function of ``(seed, step)``). Loss: a margin head (:mod:`scoremix_ds.maths.margins`) through Partial FC
-(:mod:`scoremix_ds.training.partial_fc`), whose class matrix is sharded over processes and whose sampled classes
-are a function of ``(seed, step, rank)``. Every source of randomness is a function of the step, so a run resumed
-from a checkpoint (:mod:`scoremix_ds.training.resume`) gives the same weights as one that never stopped.
+Data: :mod:`scoremix_ds.data.mixture` (separate label namespaces) and :mod:`scoremix_ds.data.sampler` (an exact
+synthetic:real ratio, a sampler that is a pure function of ``(seed, step)``). Loss: a margin head
+(:mod:`scoremix_ds.maths.margins`) through Partial FC (:mod:`scoremix_ds.training.partial_fc`), whose class matrix
+is sharded over processes and whose sampled classes are a function of ``(seed, step, rank)``. Every source of
+randomness is a function of the step, so a run resumed from a checkpoint (:mod:`scoremix_ds.training.resume`) gives
+the same weights as one that never stopped.
 
 Written to ``out``: ``config.json`` + ``model.safetensors`` (``save_pretrained``, loadable by ``load_discriminator``
 and ``scoremix-ds eval``), ``README.md`` (model card: data with exact revisions, label spaces, results),
@@ -28,9 +29,9 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..errors import ConfigError, DataError, ModelError
 from ..recipes import to_dict
+from . import resume
 from .partial_fc import PartialFC
 from .recognition_config import RecognitionTrainConfig
-from . import resume
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +119,8 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     """Train (or resume) the run described by ``config``; returns where the model was saved."""
     from accelerate import Accelerator
 
-    from ..data.mixture import PreprocessConfig, make_loader, open_mixture
+    from ..data.mixture import make_loader, open_mixture
+    from ..data.preprocess import PreprocessConfig
 
     started = time.perf_counter()
     out = Path(config.out)
