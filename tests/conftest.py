@@ -15,6 +15,15 @@ import torch
 NUM_CLASSES = 4
 
 
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test: bit-exact comparisons, and fast on a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(autouse=True)
 def _sealed_hf_env(tmp_path_factory, monkeypatch):
     home = tmp_path_factory.mktemp("hf_home")

@@ -97,9 +97,9 @@ def make_tiny_inputs(root: Path) -> dict[str, str]:
     import datasets
     import numpy as np
     import torch
+    from conftest import NUM_CLASSES, save_generator, tiny_unet
     from PIL import Image
 
-    from conftest import NUM_CLASSES, save_generator, tiny_unet
     from scoremix_ds.models.discriminator import SmallCNN
 
     meta = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],

@@ -13,7 +13,6 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 import typer
 from PIL import Image
 
@@ -32,13 +31,7 @@ from scoremix_ds.evaluation.specs import (
     parse_benchmark,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 
 
 @pytest.fixture
@@ -239,6 +232,7 @@ def test_bin_with_mismatched_pair_counts_is_refused(run, tmp_path):
         (["no-such-model-folder"], "does not exist — check MODEL"),
     ],
 )
+
 def test_bad_input_is_one_line_exit_2(run, tmp_path, args, needle):
     rc, _, err = run(*args)
     assert rc == 2 and needle in _error_line(err), err

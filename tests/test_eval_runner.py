@@ -19,13 +19,7 @@ from scoremix_ds.evaluation.report import markdown_table, to_dict, write_report
 from scoremix_ds.evaluation.runner import HeldOutSet, IdentificationSet, IJBSet, _embed, evaluate
 from scoremix_ds.models.discriminator import SmallCNN, embed_images
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 
 
 @pytest.fixture

@@ -6,20 +6,14 @@ import json
 
 import pytest
 import torch
-
 from conftest import NUM_CLASSES, save_generator, tiny_unet
+
 from scoremix_ds.errors import ConfigError, ModelError
 from scoremix_ds.models.generator import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 
 
 def _sample(gen, classes, weights, seeds, steps=3, **kw):

@@ -27,19 +27,12 @@ from scoremix_ds.training.generator import StepBatches, lr_factor, process_share
 from scoremix_ds.training.generator_arch import ARCHITECTURES, count_parameters
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = "mnist-5k-heldout[0-3]"
 TINY = {"real_data": DATA, "image_size": 16, "block_out_channels": (8, 16), "norm_num_groups": 4, "steps": 6,
         "batch_size": 4, "warmup_steps": 2, "learning_rate": 1e-2}
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Bit-exact comparisons on one thread, and fast on a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def weights(out: Path, folder: str = "unet") -> dict[str, torch.Tensor]:

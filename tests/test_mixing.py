@@ -10,7 +10,6 @@ import torch
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.mixing import WeightSchedule, guide, mix, validate_weights
 
-
 # --- mix -------------------------------------------------------------------------------------------------------
 
 

@@ -76,6 +76,7 @@ def test_build_plan_refusals(capsys, models, tmp_path, tiny_generator_dir, tiny_
 
     # a plan made with another discriminator (same architecture, other weights) is refused before sampling
     import torch
+
     from scoremix_ds.models.discriminator import SmallCNN
 
     torch.manual_seed(1)

@@ -11,8 +11,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from hubfixtures import ROW_KEY_CODE, build_tiny, local_rows, make_tiny_inputs, run_cli, run_plain_datasets
+
 from scoremix_ds.cli import main
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.hub.push import PushConfig

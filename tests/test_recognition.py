@@ -18,20 +18,32 @@ from scoremix_ds.training import resume
 from scoremix_ds.training.recognition import lr_factor, train_recognition
 from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
+
 TINY = dict(real=("mnist-5k-train[0-3]",), backbone="small-cnn", embedding_dim=16, image_size=16, channels=1, flip=False,
             batch_size=16, steps=6, learning_rate=0.05, warmup_steps=1, scale=16.0, log_every=2, device="cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "model.safetensors"))
+
+
+def _crash_then_resume(config: RecognitionTrainConfig, crash_step: int, monkeypatch):
+    """Run ``config`` until checkpoint ``crash_step`` is sealed, crash there, then run it again (it resumes)."""
+    real_commit = resume.commit
+
+    def crash(out, step, *args, **kwargs):
+        path = real_commit(out, step, *args, **kwargs)
+        if step == crash_step:
+            raise KeyboardInterrupt
+        return path
+
+    monkeypatch.setattr(resume, "commit", crash)
+    with pytest.raises(KeyboardInterrupt):
+        train_recognition(config, progress=False)
+    assert resume.latest_checkpoint(config.out).name == f"step-{crash_step:08d}"
+    monkeypatch.setattr(resume, "commit", real_commit)
+    return train_recognition(config, progress=False)
 
 
 def test_lr_factor_by_hand():
@@ -44,21 +56,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
     whole = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "whole"), checkpoint_every=3, **TINY), progress=False)
     assert whole.steps == 6 and not whole.resumed_from
 
-    real_commit = resume.commit
-
-    def crash_after_first(out, step, *args, **kwargs):  # a crash right after checkpoint 3 is sealed
-        path = real_commit(out, step, *args, **kwargs)
-        if step == 3:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(resume, "commit", crash_after_first)
     config = RecognitionTrainConfig(out=str(tmp_path / "cut"), checkpoint_every=3, **TINY)
-    with pytest.raises(KeyboardInterrupt):
-        train_recognition(config, progress=False)
-    assert resume.latest_checkpoint(tmp_path / "cut").name == "step-00000003"
-    monkeypatch.setattr(resume, "commit", real_commit)
-    again = train_recognition(config, progress=False)
+    again = _crash_then_resume(config, 3, monkeypatch)  # a crash right after checkpoint 3 is sealed
     assert again.resumed_from == 3
     a, b = _weights(tmp_path / "whole"), _weights(tmp_path / "cut")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # bit for bit
@@ -135,20 +134,8 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
 def test_shifted_run_resumes_exactly_and_shifts_change_the_weights(tmp_path, monkeypatch):
     shifted = {**TINY, "shift_pixels": 2, "steps": 4}
     whole = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "whole"), checkpoint_every=2, **shifted), progress=False)
-    real_commit = resume.commit
-
-    def crash(out, step, *args, **kwargs):
-        path = real_commit(out, step, *args, **kwargs)
-        if step == 2:
-            raise KeyboardInterrupt
-        return path
-
-    monkeypatch.setattr(resume, "commit", crash)
     config = RecognitionTrainConfig(out=str(tmp_path / "cut"), checkpoint_every=2, **shifted)
-    with pytest.raises(KeyboardInterrupt):
-        train_recognition(config, progress=False)
-    monkeypatch.setattr(resume, "commit", real_commit)
-    train_recognition(config, progress=False)
+    assert _crash_then_resume(config, 2, monkeypatch).resumed_from == 2
     a, b = _weights(whole.out), _weights(tmp_path / "cut")
     assert all(torch.equal(a[k], b[k]) for k in a)
     plain = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "plain"), **{**shifted, "shift_pixels": 0}), progress=False)

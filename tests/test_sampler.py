@@ -9,25 +9,19 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from conftest import NUM_CLASSES, save_generator, tiny_unet
+
 from scoremix_ds.errors import ModelError
 from scoremix_ds.maths.mixing import WeightSchedule
 from scoremix_ds.models.generator import load_generator
 from scoremix_ds.sampling.schedulers import SCHEDULERS, make_scheduler
 from scoremix_ds.sampling.scoremix import initial_noise, scoremix_sample
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
+
 A, B, C, D = 0, 1, 2, 3
 STEPS = 4
 ALL_SCHEDULERS = list(SCHEDULERS)
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # the machine is shared; tiny models do not gain from threads
-    yield
-    torch.set_num_threads(old)
 
 
 def _sample(gen, scheduler, classes, weights, seeds, steps=STEPS, scheduler_config=None, **kw):

@@ -11,9 +11,9 @@ import sys
 import datasets
 import numpy as np
 import pytest
+from hubfixtures import client_env
 from PIL import Image
 
-from hubfixtures import client_env
 from scoremix_ds.data.sources import SourceSpec, open_source
 from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.dataset.writer import encode_png, shard_path, write_shard
