@@ -221,3 +221,20 @@ def test_class_subsets_relabel_and_keep_names():
         read_real_data("mnist-5k[3,12]")
     with pytest.raises(ConfigError, match="empty"):
         read_real_data("mnist-5k[5-2]")
+
+
+def test_unreadable_real_data_folder_is_one_data_error(tmp_path):
+    from scoremix_ds.data.readers import read_real_data
+    from scoremix_ds.evaluation.pairs import load_pair_dataset
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    bad = tmp_path / "bad"  # two shards whose schemas disagree: datasets raises DatasetGenerationError
+    (bad / "data").mkdir(parents=True)
+    pq.write_table(pa.table({"image": [b"x"], "label": [1]}), bad / "data" / "train-00000.parquet")
+    pq.write_table(pa.table({"image": ["y"], "other": [[1, 2]]}), bad / "data" / "train-00001.parquet")
+    with pytest.raises(DataError, match="cannot load real data"):
+        read_real_data(str(bad))
+    with pytest.raises(DataError, match="cannot load pair dataset"):
+        load_pair_dataset(str(bad), split="train")

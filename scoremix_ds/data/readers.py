@@ -63,7 +63,7 @@ def read_hf_dataset(name: str, revision: str | None = None, split: str = "train"
 
     try:
         ds = datasets.load_dataset(name, revision=revision, split=split)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
         raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
     image_col = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     label_col = next((c for c in ("label", "labels", "identity", "class") if c in ds.features), None)

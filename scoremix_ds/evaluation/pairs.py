@@ -127,7 +127,7 @@ def load_pair_dataset(name_or_path: str, revision: str | None = None, split: str
 
     try:
         ds = datasets.load_dataset(name_or_path, revision=revision, split=split)
-    except (FileNotFoundError, ValueError, datasets.exceptions.DatasetNotFoundError) as exc:
+    except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
         raise DataError(f"cannot load pair dataset '{name_or_path}': {str(exc).splitlines()[0]}", hint=_HINT) from exc
     return pairs_from_dataset(ds, Path(name_or_path).name or name_or_path)
 
