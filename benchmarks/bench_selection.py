@@ -6,7 +6,9 @@ Each case runs in its own child process, which reports its peak RSS (``ru_maxrss
 - the achieved rate (best of ``--repeats``) of the chunked similarity pass (``extreme_pairs``, ``N^2 d`` multiply-adds for the upper
   triangle, plus the per-block top-k reduction), as a fraction of the rate of ONE plain large matrix product
   (``X[:4096] @ X.T``, same dtype) measured in the same process (target >= 0.7);
-- peak memory of the selection (target < 2 GiB for 50K classes), read before the baseline product runs.
+- peak memory of the selection (target < 2 GiB for 50K classes), read before the baseline product runs;
+- ``align``'s measures between these vectors and an independent random space of the same size (time, peak
+  memory, and the debiased CKA, which should be near 0).
 
     python benchmarks/bench_selection.py [--sizes 10000 50000] [--dim 512]
 """
@@ -25,6 +27,7 @@ import numpy as np
 
 def child(n: int, dim: int, pairs: int, repeats: int) -> dict:
     from scoremix_ds.maths.pairs import select_extreme_pairs
+    from scoremix_ds.maths.alignment import alignment_report
     from scoremix_ds.maths.topk import extreme_pairs, unit_rows
 
     rng = np.random.default_rng(0)
@@ -40,8 +43,12 @@ def child(n: int, dim: int, pairs: int, repeats: int) -> dict:
         t = time.perf_counter()
         extreme_pairs(u, 4 * pairs, largest=True)
         chunked.append(time.perf_counter() - t)
-    # peak of the selection alone: read before the baseline, whose (rows x N) product is itself large
+    # peak of the selection alone: read before the alignment and the baseline, whose (rows x N) product is large
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()  # `align` on two independent spaces of this size (CKA, debiased CKA, kNN, CKNNA, Spearman)
+    report = alignment_report(u, rng.normal(size=(n, dim)), k=10, seed=0)
+    align = time.perf_counter() - t
+    align_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rows = min(4096, n)
     u[:rows] @ u.T  # warm-up
     plain = []
@@ -55,7 +62,8 @@ def child(n: int, dim: int, pairs: int, repeats: int) -> dict:
     return {
         "classes": n, "dim": dim, "pairs": pairs, "select_s": select, "similarity_pass_s": chunked,
         "plain_gflops": plain_rate / 1e9, "chunked_gflops": chunked_rate / 1e9, "rate_fraction": chunked_rate / plain_rate,
-        "peak_rss_mib": peak, "rss_after_inputs_mib": base_rss,
+        "peak_rss_mib": peak, "rss_after_inputs_mib": base_rss, "align_s": align, "align_peak_rss_mib": align_peak,
+        "align_debiased_cka": report["debiased_cka"],
     }
 
 
@@ -70,14 +78,15 @@ def main() -> None:
         print(json.dumps(child(*args.child)))
         return
     print(f"{'classes':>8} {'pairs':>6} {'select s':>9} {'sim pass s':>10} {'plain GF/s':>10} {'chunk GF/s':>10} "
-          f"{'rate ratio':>10} {'peak MiB':>9}")
+          f"{'rate ratio':>10} {'peak MiB':>9} {'align s':>8} {'align MiB':>9} {'dCKA':>7}")
     for n in args.sizes:
         pairs = max(1, n // 5)
         out = subprocess.run([sys.executable, __file__, "--child", str(n), str(args.dim), str(pairs), str(args.repeats)],
                              check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         print(f"{n:>8} {pairs:>6} {r['select_s']:>9.1f} {r['similarity_pass_s']:>10.1f} {r['plain_gflops']:>10.1f} "
-              f"{r['chunked_gflops']:>10.1f} {r['rate_fraction']:>10.2f} {r['peak_rss_mib']:>9.0f}")
+              f"{r['chunked_gflops']:>10.1f} {r['rate_fraction']:>10.2f} {r['peak_rss_mib']:>9.0f} {r['align_s']:>8.1f} "
+              f"{r['align_peak_rss_mib']:>9.0f} {r['align_debiased_cka']:>7.4f}")
 
 
 if __name__ == "__main__":
