@@ -142,10 +142,11 @@ def train(
     result = train_recognition(config, progress=progress)
     lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
              + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
-    for b in result.metrics.get("benchmarks", []):
-        acc = b.get("accuracy")
-        if isinstance(acc, dict):
-            lines.append(f"{b['name']}: accuracy {acc['mean']:.4f} ± {acc['std']:.4f}, AUC {b['auc']:.4f}, EER {b['eer']:.4f}")
+    from ..evaluation.report import headline
+
+    for name, h in headline(result.metrics).items():
+        if h["accuracy_std"] is not None:  # 1:1 verification benchmarks
+            lines.append(f"{name}: accuracy {h['accuracy']:.4f} ± {h['accuracy_std']:.4f}, AUC {h['auc']:.4f}, EER {h['eer']:.4f}")
     typer.echo("\n".join(lines))
     if push is not None:
         from ..hub.push_model import push_model

@@ -54,6 +54,18 @@ def to_dict(result: EvalResult) -> dict:
             "benchmarks": [_benchmark_dict(b) for b in result.benchmarks]}
 
 
+def headline(report: dict) -> dict[str, dict]:
+    """benchmark name -> {accuracy (10-fold mean), accuracy_std, auc, eer, num_pairs} from a :func:`to_dict` report;
+    ``None`` where a benchmark kind has no such number (IJB has no fold accuracy, identification no AUC)."""
+    out = {}
+    for b in report.get("benchmarks", []):
+        acc = b.get("accuracy")
+        folds = isinstance(acc, dict)
+        out[b["name"]] = {"accuracy": acc["mean"] if folds else acc, "accuracy_std": acc["std"] if folds else None,
+                          "auc": b.get("auc"), "eer": b.get("eer"), "num_pairs": b.get("num_pairs")}
+    return out
+
+
 def _pct(x: float | None, digits: int = 2) -> str:
     return "n/a" if x is None else f"{100 * x:.{digits}f}"
 

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .pairs import Strategy, _check_band, capped_greedy, get_strategy, select_extreme_pairs, select_pairs
+from .pairs import Strategy, _check_band, get_strategy, select_extreme_pairs, select_pairs
 from .topk import pair_distance_sample, row_dots, unit_rows
 
 DENSE_LIMIT = 2048  # candidate classes: 2048^2 float64 distances = 32 MiB per space
@@ -161,4 +161,4 @@ def select_tuples(
     return classes[local]
 
 
-__all__ = ["DENSE_LIMIT", "cosine_matrix", "mean_pairwise_distance", "select_tuples", "capped_greedy"]
+__all__ = ["DENSE_LIMIT", "cosine_matrix", "mean_pairwise_distance", "select_tuples"]

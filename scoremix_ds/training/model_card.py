@@ -13,6 +13,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..evaluation.report import headline
 from ..resources import resource_dir
 
 TEMPLATE = "model_card.md"
@@ -23,14 +24,8 @@ def _fmt(x: Any) -> str:
 
 
 def _results(meta: dict[str, Any]) -> list[dict[str, str]]:
-    rows = []
-    for b in (meta.get("results") or {}).get("benchmarks", []):
-        m = b
-        acc = m.get("accuracy")
-        acc = acc.get("mean") if isinstance(acc, dict) else acc
-        rows.append({"name": b.get("name"), "pairs": m.get("num_pairs", "n/a"), "accuracy": _fmt(acc),
-                     "auc": _fmt(m.get("auc")), "eer": _fmt(m.get("eer"))})
-    return rows
+    return [{"name": name, "pairs": h["num_pairs"] if h["num_pairs"] is not None else "n/a", "accuracy": _fmt(h["accuracy"]),
+             "auc": _fmt(h["auc"]), "eer": _fmt(h["eer"])} for name, h in headline(meta.get("results") or {}).items()]
 
 
 def write_model_card(out: Path, meta: dict[str, Any], load_path: str | None = None) -> Path:

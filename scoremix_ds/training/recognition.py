@@ -232,11 +232,9 @@ def _checkpoint(accelerator, out, step, model, head, optimizer, schedule, finger
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """benchmark -> {accuracy (10-fold mean), auc, eer} for the JSONL log."""
-    out = {}
-    for b in metrics.get("benchmarks", []):
-        acc = b.get("accuracy")
-        out[b["name"]] = {"accuracy": acc["mean"] if isinstance(acc, dict) else acc, "auc": b.get("auc"), "eer": b.get("eer")}
-    return out
+    from ..evaluation.report import headline
+
+    return {name: {k: h[k] for k in ("accuracy", "auc", "eer")} for name, h in headline(metrics).items()}
 
 
 def _last_eval(out: Path) -> dict[str, Any]:
