@@ -129,6 +129,9 @@ def test_with_plan_takes_the_plan_fields_and_fingerprints_its_content(tmp_path):
     assert with_plan(BuildConfig(plan=str(moved))).fingerprint() == ca.fingerprint()  # the path is layout only
     with pytest.raises(ConfigError, match="changed since"):
         with_plan(BuildConfig(plan=str(a), plan_sha256="0" * 64))
+    mixed = write_plan(tmp_path / "mixed.parquet", _plan([(0, 1), (1, 2, 3)]), META)  # one pair, one triplet
+    with pytest.raises(DataError, match=r"mixes tuples of \[2, 3\] classes"):
+        with_plan(BuildConfig(plan=str(mixed)))
 
 
 # --- audit maths ---------------------------------------------------------------------------------------------------

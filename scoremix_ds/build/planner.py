@@ -116,6 +116,10 @@ def with_plan(config: BuildConfig) -> BuildConfig:
     sha = file_sha256(config.plan)
     if config.plan_sha256 not in (None, sha):
         raise ConfigError(f"plan file {config.plan} changed since this build started", hint="restore it, or build into a new --out")
+    sizes = {len(i.parents) for i in pf.plan.identities}
+    if len(sizes) != 1:  # the sampler mixes one tuple size per batch
+        raise DataError(f"plan file {config.plan} mixes tuples of {sorted(sizes)} classes",
+                        hint="give every identity the same number of parents (one plan file per tuple size)")
     counts = {len(i.seeds) for i in pf.plan.identities}
     if len(counts) != 1:
         raise DataError(f"plan file {config.plan} gives identities different numbers of seeds", hint="give every identity the same number of seeds")

@@ -132,7 +132,7 @@ def _sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
     """Parent A alone | mix | parent B alone [...] from each identity's first seed (when there is no repro config)."""
     ids = plan.identities[:PREVIEW_ROWS]
     seeds = [i.seeds[0] for i in ids]
-    mixes = [sample_images(gen, weak, config, np.array([i.parents]), np.array([i.weights]), [s])[0] for i, s in zip(ids, seeds)]
+    mixes = sample_images(gen, weak, config, np.array([i.parents for i in ids]), np.array([i.weights for i in ids]), seeds)
     flat = [(p, s) for i, s in zip(ids, seeds) for p in i.parents]
     singles = iter(sample_images(gen, weak, config, np.array([[p] for p, _ in flat]), np.ones((len(flat), 1)), [s for _, s in flat]))
     return [preview_row([next(singles) for _ in i.parents], m) for i, m in zip(ids, mixes)]
