@@ -83,7 +83,8 @@ def _describe(annotation: Any) -> str:
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
-    """A recipe is a path to a TOML file, or the name of one in ``builders/`` (with or without ``.toml``)."""
+    """A recipe is a path to a TOML file (or a build's ``manifest.json``), or the name of one in ``builders/``
+    (with or without ``.toml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -98,6 +99,10 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
 def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[str, Any]:
     """Read a recipe's key/values (optionally one ``[section]`` of it) without validating them yet."""
     path = resolve_recipe(name_or_path)
+    if path.suffix == ".json" and section is None:  # a build's manifest.json: its config is a build recipe
+        from .build.recipe_file import manifest_recipe
+
+        return manifest_recipe(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import datasets
 import numpy as np
 import pyarrow.parquet as pq
 
@@ -20,6 +21,7 @@ from ..dataset.manifest import Manifest
 from ..dataset.preview import save_preview
 from ..dataset.writer import arrow_bytes, decode_png
 from ..maths.pairs import get_strategy
+from .recipe_file import write_recipe
 from .units import STATE_DIR
 
 PREVIEW_ROWS = 8
@@ -67,6 +69,12 @@ def preview_row(parents: list[np.ndarray], mix: np.ndarray) -> tuple[np.ndarray,
     return (parents[0], mix, *parents[1:])
 
 
+def shard_features(out: Path, manifest: Manifest) -> dict[str, datasets.Features]:
+    """Each config's datasets Features as its first shard's parquet schema records them (``label``'s names)."""
+    return {name: datasets.Features.from_arrow_schema(pq.read_schema(out / next(iter(files))))
+            for name, files in manifest.shards.items() if files}
+
+
 def write_build_card(out: Path, manifest: Manifest) -> None:
     """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit."""
     config = manifest.config
@@ -74,24 +82,39 @@ def write_build_card(out: Path, manifest: Manifest) -> None:
                  weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]),
                  plan=public_ref(config.get("plan")))
     card = render_card(build, manifest.provenance, manifest.counts, __version__, get_strategy(config["strategy"]).space,
-                       audit=manifest.audit)
+                       audit=manifest.audit, features=shard_features(out, manifest))
     write_card(out, card)
 
 
+def images_per_label(out: Path, files: dict[str, dict]) -> tuple[int, int]:
+    """The fewest and the most rows any one ``label`` has in a config's shards."""
+    counts: dict[int, int] = {}
+    for rel in files:
+        for label in pq.read_table(out / rel, columns=["label"]).column("label").to_pylist():
+            counts[label] = counts.get(label, 0) + 1
+    return (min(counts.values()), max(counts.values())) if counts else (0, 0)
+
+
 def finalize(out: Path, manifest: Manifest, identities: int, parents: set[int],
-             sample_preview: Callable[[], list[Triplet]] | None = None) -> None:
-    """Counts, preview, card and the manifest marked complete; the unit markers are then removed."""
-    config = manifest.config
+             sample_preview: Callable[[], list[Triplet]] | None = None, plan: str | None = None) -> None:
+    """Counts, preview, card, recipe (``build.toml``; ``plan`` the build's plan file path, if it had one) and the
+    manifest marked complete; the unit markers are then removed.
+
+    Counts per config: ``identities`` is its number of labels (mix: synthetic identities; repro: parent classes) and
+    ``per_identity`` the images per label, ``per_identity_max`` the most (a parent class joined by several mixes has
+    ``per_identity`` repro images for each)."""
     counts = {"mix": {"identities": identities}}
     if "repro" in manifest.shards:
         counts["repro"] = {"identities": len(parents)}
     for name, files in manifest.shards.items():
-        counts[name].update(rows=sum(f["rows"] for f in files.values()), per_identity=config["per_identity"],
+        fewest, most = images_per_label(out, files)
+        counts[name].update(rows=sum(f["rows"] for f in files.values()), per_identity=fewest, per_identity_max=most,
                             bytes=sum(arrow_bytes(out / rel) for rel in files))
     manifest.counts = counts
     if manifest.part is None:  # a job-array part gets its card when the parts are merged
         triplets = preview_from_rows(out, manifest) if "repro" in manifest.shards else sample_preview()
         save_preview(out / "preview.png", triplets)
+        write_recipe(out, manifest.config, plan, __version__)
         write_build_card(out, manifest)
     manifest.complete = True
     manifest.write(out)

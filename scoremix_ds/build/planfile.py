@@ -52,12 +52,16 @@ class PlanFile:
 
 def write_plan(path: str | Path, plan: MixPlan, meta: dict[str, Any]) -> Path:
     """Write atomically (tmp + rename): an interrupted write never leaves a half plan under ``path``."""
+    import dataclasses
+
     path = Path(path)
-    names = meta["class_names"]
+    if not plan.class_names:
+        plan = dataclasses.replace(plan, class_names=tuple(meta["class_names"]))
+    names = plan.names
     ids = plan.identities
     table = pa.table({
         "identity": [i.index for i in ids],
-        "identity_name": [i.name(tuple(names)) for i in ids],
+        "identity_name": list(plan.identity_names),
         "parents": [list(i.parents) for i in ids],
         "parent_names": [[names[p] for p in i.parents] for i in ids],
         "weights": [list(i.weights) for i in ids],

@@ -17,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
+from ..dataset.schema import features_for
 from ..dataset.writer import shard_path, write_shard
 from ..errors import ModelError
 from ..models.generator import load_generator
@@ -95,6 +96,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     mine = layout.my_units([u for u in part_units if u not in done])
 
     configs = ("mix", "repro") if config.repro else ("mix",)
+    features = {"mix": features_for(plan.identity_names), "repro": features_for(plan.names)}
     total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
                 for u in part_units if u not in done for i in units[u])
     datasets.disable_progress_bars()
@@ -108,7 +110,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
             shards = {}
             for name in configs:
                 rel = shard_path(name, u)
-                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name])}
+                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name], features[name])}
             write_marker(out, u, shards)  # the shards are on disk before the marker names them
             sampled += sum(len(c["label"]) for c in columns.values())
     group.barrier()
@@ -122,7 +124,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
             collect_units(manifest, markers)
             identities = [plan.identities[i] for u in part_units for i in units[u]]
             finalize(out, manifest, len(identities), {p for i in identities for p in i.parents},
-                     sample_preview=lambda: _sample_preview(plan, gen, weak, config))
+                     sample_preview=lambda: _sample_preview(plan, gen, weak, config), plan=config.plan)
             rows = manifest.rows()
     group.barrier()
     return BuildResult(out, rows, len(plan.identities), time.perf_counter() - started, sampled, len(done), complete)
