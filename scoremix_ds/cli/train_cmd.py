@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..errors import ConfigError
 from ..recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
@@ -14,13 +16,34 @@ from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, Reci
 LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
 
 
-def _train(kind: str, recipe, progress: bool, **overrides) -> None:
-    """One config from the recipe and flags, one trainer call, one summary line."""
+def _train(kind: str, recipe, progress: bool, push_to: str | None = None, tag: str | None = None,
+           token: str | None = None, **overrides) -> None:
+    """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
     if kind == "generator":
         from ..training.generator import train_generator
         from ..training.generator_config import GeneratorTrainConfig
 
-        path = train_generator(config_from(GeneratorTrainConfig, recipe, overrides), progress=progress)
+        config = config_from(GeneratorTrainConfig, recipe, overrides)
+        push = None
+        if push_to:  # checked before training, so a bad repo id or tag fails in a second
+            from ..hub.push_model import ModelPushConfig
+
+            push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
+            if config.stop_after is not None and config.stop_after < config.steps:
+                raise ConfigError("--push-to needs a finished generator, and --stop-after stops before the last step",
+                                  hint="drop --stop-after (or push later with the finishing run)")
+        elif tag:
+            raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
+        path = train_generator(config, progress=progress)
+        if push is not None and int(os.environ.get("RANK", "0")) == 0:  # one push for the whole launch
+            from ..hub.push_generator import push_generator
+
+            if not (Path(config.out) / "model_index.json").is_file():  # stopped early (--stop-after): no model yet
+                raise ConfigError(f"{config.out} holds no finished generator to push (training stopped early)",
+                                  hint="run the same command without --stop-after to finish it, then push")
+            pushed = push_generator(push)
+            typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}"
+                       + (f", tag {pushed.tag}" if pushed.tag else ""))
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
         from ..training.recognition import train_recognition
         from ..training.recognition_config import RecognitionTrainConfig
@@ -51,11 +74,15 @@ def train_generator(
     stop_after: Annotated[Optional[int], typer.Option(help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
+    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained generator to this Hub model repo (ORG/NAME).")] = None,
+    tag: TagOpt = None,
+    token: TokenOpt = None,
     progress: ProgressOpt = True,
 ) -> None:
     """Train a class-conditional UNet or DiT generator (diffusers layout, safetensors) on real labelled images, on
-    accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume."""
-    _train("generator", recipe, progress, real_data=real_data, architecture=architecture, image_size=image_size,
+    accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume.
+    The folder is a diffusers pipeline (model_index.json, ScoreMixPipeline) with a model card."""
+    _train("generator", recipe, progress, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
            stop_after=stop_after, seed=seed, out=out)
