@@ -6,6 +6,7 @@ with one named folder per identity); the commands run through the CLI's ``main``
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -216,3 +217,269 @@ def json_text(value) -> str:
     import json
 
     return json.dumps(value)
+
+
+# ------------------------------------------------------------------------------- the generator as a pipeline
+
+TINY_GEN = {"real_data": "mnist-5k-heldout[0-3]", "image_size": 16, "block_out_channels": [8, 16],
+            "norm_num_groups": 4, "steps": 4, "batch_size": 4, "warmup_steps": 1, "learning_rate": 1e-2,
+            "checkpoint_every": 0}
+
+
+def tiny_recipe(path: Path, out: Path) -> Path:
+    import json
+
+    path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in {**TINY_GEN, "out": str(out)}.items()) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    import torch
+
+    root = tmp_path_factory.mktemp("gen")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["train-generator", "--recipe", str(tiny_recipe(root / "tiny.toml", root / "gen")), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return root / "gen"
+
+
+def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix(trained, one_thread):
+    import json
+
+    import torch
+    from diffusers import DiffusionPipeline
+
+    from scoremix_ds import ScoreMixPipeline
+    from scoremix_ds.build.config import BuildConfig
+    from scoremix_ds.build.rows import sample_images
+    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.sampling.schedulers import make_scheduler
+    from scoremix_ds.sampling.scoremix import scoremix_sample
+
+    index = json.loads((trained / "model_index.json").read_text())
+    assert index["_class_name"] == "ScoreMixPipeline" and index["unet"] == ["diffusers", "UNet2DModel"]
+    assert index["scheduler"] == ["diffusers", "DDPMScheduler"] and index["num_classes"] == 4 and index["null_class"] == 4
+    pipe = DiffusionPipeline.from_pretrained(str(trained))
+    assert isinstance(pipe, ScoreMixPipeline) and pipe.class_names == ["0", "1", "2", "3"]
+    assert index["id2label"] == {"0": "0", "1": "1", "2": "2", "3": "3"}
+    pipe.set_progress_bar_config(disable=True)
+    classes, weights, seeds = [(0, 3), ("1", "2")], [(0.5, 0.5), (0.7, 0.3)], [11, 12]
+    got = pipe(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3, guidance_scale=2.0,
+               output_type="pt").images
+    gen = load_generator(str(trained))
+    want = scoremix_sample(gen, make_scheduler("ddim", gen.scheduler_config), torch.tensor([[0, 3], [1, 2]]),
+                           torch.tensor(weights), seeds, 3, 2.0)
+    assert torch.equal(got, want)
+    # ... and its uint8 images are the build's rows for the same mix and seeds (batch size makes no difference)
+    rows = sample_images(gen, None, BuildConfig(steps=3, guidance=2.0, batch_size=1), np.array([[0, 3], [1, 2]]),
+                         np.array(weights), seeds)
+    np.testing.assert_array_equal(pipe(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3,
+                                       guidance_scale=2.0, output_type="np", batch_size=2).images, np.stack(rows))
+    pil = pipe(classes=[(0, 1)], seeds=[0], num_inference_steps=2).images
+    assert pil[0].size == (16, 16) and pil[0].mode == "L"
+    with pytest.raises(ValueError, match="unknown class name"):
+        pipe(classes=[("zz", "1")], num_inference_steps=1)
+    # the library still loads the folder, and a saved pipeline round-trips through diffusers' own save_pretrained
+    assert load_generator(str(trained)).null_class == 4
+
+
+def test_trained_generator_has_a_model_card(trained):
+    from huggingface_hub import ModelCard
+
+    card = ModelCard.load(trained / "README.md")
+    assert card.data.library_name == "diffusers" and "arxiv:2506.10226" in card.data.tags
+    assert "mnist-5k" in card.text and "classes [0-3]" in card.text  # the training data, as recorded
+    assert f'DiffusionPipeline.from_pretrained("{trained}")' in card.text
+    assert "4 classes" in card.text and "null class" in card.text
+
+
+def test_embedded_default_generator_is_a_pipeline_too():
+    from diffusers import DiffusionPipeline
+
+    from scoremix_ds import ScoreMixPipeline
+    from scoremix_ds.resources import default_model_dir
+    from scoremix_ds.sampling.pipeline import model_index
+
+    folder = default_model_dir("generator")
+    import json
+
+    assert json.loads((folder / "model_index.json").read_text()) == {**model_index(folder),
+                                                                     "_diffusers_version": json.loads((folder / "model_index.json").read_text())["_diffusers_version"]}
+    pipe = DiffusionPipeline.from_pretrained(str(folder))
+    assert isinstance(pipe, ScoreMixPipeline) and pipe.config.num_classes == 10 and pipe.config.null_class == 10
+
+
+def test_push_to_with_stop_after_is_refused_before_training(capsys, tmp_path):
+    out = tmp_path / "never"
+    rc, _, err = run(capsys, "train-generator", "--recipe", str(tiny_recipe(tmp_path / "r.toml", out)),
+                     "--stop-after", "1", "--push-to", "org/gen", "--no-progress")
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert rc == 2 and len(lines) == 1 and "--stop-after" in lines[0] and not out.exists()
+
+
+def test_train_generator_push_to_publishes_a_pipeline_that_loads_from_the_hub(tmp_path):
+    """The real huggingface_hub client against the LoopbackHub, CLI and reader each in a fresh interpreter."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hubfixtures import run_cli, run_plain_datasets  # noqa: F401  (run_plain_datasets: same env rules)
+
+    from scoremix_ds.testing.hub_server import LoopbackHub
+
+    secret = "hf_generator_token_never_printed_0123456789"
+    out = tmp_path / "gen"
+    with LoopbackHub() as hub:
+        hub.add_token(secret, write=True)
+        done = run_cli(hub, tmp_path / "hf", "train-generator", "--recipe", str(tiny_recipe(tmp_path / "r.toml", out)),
+                       "--push-to", "org/gen", "--tag", "v1", "--token", secret, "--no-progress", timeout=300,
+                       extra_env={"OMP_NUM_THREADS": "1"})
+        assert done.rc == 0, done.err
+        assert "pushed" in done.out and "tag v1" in done.out and secret not in done.out + done.err
+        files = hub.files("org/gen", revision="v1", repo_type="model")
+        assert sorted(files) == [".gitattributes", "README.md", "model_index.json", "scheduler/scheduler_config.json",
+                                 "scoremix.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors"]
+        assert str(tmp_path).encode() not in files["README.md"] + files["scoremix.json"]
+        assert b'from_pretrained("org/gen", revision="v1")' in files["README.md"]
+        code = f"""
+import torch
+from diffusers import DiffusionPipeline
+from scoremix_ds import ScoreMixPipeline
+pipe = DiffusionPipeline.from_pretrained("org/gen", revision="v1")
+pipe.set_progress_bar_config(disable=True)
+x = pipe(classes=[(0, 3)], seeds=[7], num_inference_steps=2, output_type="np").images
+result["kind"] = type(pipe).__name__
+result["image"] = x.tolist()
+"""
+        script = tmp_path / "reader.py"
+        script.write_text("import json\nresult = {}\n" + code + "\nprint('@@' + json.dumps(result))\n")
+        import subprocess
+
+        from hubfixtures import REPO_ROOT, client_env
+
+        proc = subprocess.run([sys.executable, str(script)], cwd=REPO_ROOT, capture_output=True, text=True,
+                              env={**client_env(hub, tmp_path / "hf-reader", token=""), "OMP_NUM_THREADS": "1"},
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        result = json.loads([line for line in proc.stdout.splitlines() if line.startswith("@@")][-1][2:])
+    from diffusers import DiffusionPipeline
+
+    from scoremix_ds import ScoreMixPipeline  # noqa: F401
+    local = DiffusionPipeline.from_pretrained(str(out))
+    local.set_progress_bar_config(disable=True)
+    assert result["kind"] == "ScoreMixPipeline"
+    np.testing.assert_array_equal(np.asarray(result["image"], dtype=np.uint8),
+                                  local(classes=[(0, 3)], seeds=[7], num_inference_steps=2, output_type="np").images)
+
+
+def test_latent_dit_folder_with_a_model_index_samples_the_librarys_mix(tmp_path, one_thread):
+    """A latent DiT (transformer/ + vae/) made here: model_index.json written for it loads as the pipeline."""
+    import torch
+    from conftest import save_generator
+    from diffusers import AutoencoderKL, DiffusionPipeline, DiTTransformer2DModel
+
+    from scoremix_ds import ScoreMixPipeline
+    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.sampling.pipeline import write_model_index
+    from scoremix_ds.sampling.schedulers import make_scheduler
+    from scoremix_ds.sampling.scoremix import scoremix_sample
+
+    torch.manual_seed(0)
+    dit = DiTTransformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                num_layers=1, sample_size=8, patch_size=2, num_embeds_ada_norm=3, norm_num_groups=1).eval()
+    vae = AutoencoderKL(in_channels=1, out_channels=1, block_out_channels=(8, 16), layers_per_block=1,
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        latent_channels=4, norm_num_groups=4, sample_size=8).eval()
+    folder = save_generator(tmp_path / "dit", dit, folder="transformer", vae=vae,
+                            meta={"num_classes": 2, "null_class": 2, "class_names": ["cat", "dog"]})
+    write_model_index(folder)
+    pipe = DiffusionPipeline.from_pretrained(str(folder))
+    assert isinstance(pipe, ScoreMixPipeline) and pipe.vae is not None and pipe.unet is None
+    pipe.set_progress_bar_config(disable=True)
+    got = pipe(classes=[("cat", "dog")], weights=[(0.6, 0.4)], seeds=[3], num_inference_steps=2, output_type="pt").images
+    gen = load_generator(str(folder))
+    want = scoremix_sample(gen, make_scheduler("ddim", gen.scheduler_config), torch.tensor([[0, 1]]),
+                           torch.tensor([[0.6, 0.4]]), [3], 2, 3.0)
+    assert got.shape == (1, 1, 16, 16) and torch.equal(got, want)
+
+
+# ------------------------------------------------------------------ recognition models: loading and model-index
+
+TRAIN = ["train", "--real", "mnist-5k-train[0-3]", "--backbone", "small-cnn", "--embedding-dim", "16", "--image-size",
+         "16", "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "16", "--device", "cpu", "--no-progress"]
+
+
+@pytest.fixture
+def recognition(capsys, tmp_path, one_thread) -> Path:
+    out = tmp_path / "net"
+    rc, _, err = run(capsys, *TRAIN, "--out", str(out))
+    assert rc == 0, err
+    return out
+
+
+def test_recognition_model_loads_with_one_call(recognition):
+    import scoremix_ds
+    from scoremix_ds.models.discriminator import EmbeddingNet, SmallCNN
+
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 16, 16, 1), dtype=np.uint8)
+    a = EmbeddingNet.from_pretrained(recognition)
+    b = scoremix_ds.load_discriminator(str(recognition))
+    assert isinstance(a, SmallCNN) and not a.training
+    np.testing.assert_array_equal(scoremix_ds.embed_images(a, images), scoremix_ds.embed_images(b, images))
+    with pytest.raises(TypeError):
+        EmbeddingNet.from_pretrained(recognition, force_download=True)
+
+
+def _yaml_and_body(card: Path) -> tuple[dict, str]:
+    import yaml
+
+    _, head, body = card.read_text().split("---\n", 2)
+    return yaml.safe_load(head), body
+
+
+def test_eval_writes_model_index_into_the_card_of_a_model_trained_here(capsys, recognition, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    before, body_before = _yaml_and_body(recognition / "README.md")
+    rc, _, err = run(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[0-3]:100",
+                     "--out", str(tmp_path / "report"))
+    assert rc == 0, err
+    after, body_after = _yaml_and_body(recognition / "README.md")
+    assert body_after == body_before  # the card's text is untouched
+    assert {k: v for k, v in after.items() if k != "model-index"} == {k: v for k, v in before.items() if k != "model-index"}
+    report = json.loads((tmp_path / "report" / "results.json").read_text())
+    bench = report["benchmarks"][0]
+    entries = [r for block in after["model-index"] for r in block["results"]]
+    by_metric = {m["name"]: m["value"] for r in entries if r["dataset"]["name"] == bench["name"] for m in r["metrics"]}
+    assert by_metric["accuracy (10-fold)"] == pytest.approx(bench["accuracy"]["mean"])
+    assert by_metric["ROC AUC"] == pytest.approx(bench["auc"]) and by_metric["EER"] == pytest.approx(bench["eer"])
+    assert not (tmp_path / "report" / "README.md").exists()
+    # a second benchmark adds its results and keeps the first's; the same benchmark again replaces its own
+    rc, _, err = run(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[4-5]:60",
+                     "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out", str(tmp_path / "report2"))
+    assert rc == 0, err
+    again, _ = _yaml_and_body(recognition / "README.md")
+    names = [r["dataset"]["name"] for block in again["model-index"] for r in block["results"]]
+    assert set(names) == {bench["name"], "mnist-5k-heldout[4-5]"}
+    metrics = [m["name"] for block in again["model-index"] for r in block["results"] if r["dataset"]["name"] == bench["name"]
+               for m in r["metrics"]]
+    assert len(metrics) == len(set(metrics))  # replaced, not duplicated
+    from huggingface_hub import ModelCard
+
+    assert ModelCard.load(recognition / "README.md").data.eval_results  # huggingface_hub reads it back
+
+
+def test_eval_of_a_model_not_trained_here_writes_the_card_into_out(capsys, tmp_path, monkeypatch):
+    from scoremix_ds.resources import default_model_dir
+
+    monkeypatch.chdir(tmp_path)
+    default_card = (default_model_dir("discriminator") / "README.md").read_bytes()
+    rc, _, err = run(capsys, "eval", "default", "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out",
+                     str(tmp_path / "rep"))
+    assert rc == 0, err
+    assert (default_model_dir("discriminator") / "README.md").read_bytes() == default_card
+    meta, body = _yaml_and_body(tmp_path / "rep" / "README.md")
+    assert meta["model-index"][0]["name"] == "default" and "Evaluation of `default`" in body

@@ -34,8 +34,10 @@ def eval_model(
     out: Annotated[str, typer.Option("--out", help="Folder for results.json, results.md, roc.png.")] = "eval-report",
 ) -> None:
     """Evaluate MODEL: 10-fold accuracy, ROC AUC, EER and TAR@FAR 1e-6..1e-1 per benchmark (IJB: TAR@FAR of
-    templates), with embeddings/s and the protocol's own time; writes the report to --out."""
-    from ..evaluation.report import markdown_table, write_report
+    templates), with embeddings/s and the protocol's own time; writes the report to --out. The results go into the
+    `model-index` of MODEL/README.md when MODEL is a folder trained by `scoremix-ds train` (else --out/README.md)."""
+    from ..evaluation.model_index import record_results
+    from ..evaluation.report import markdown_table, to_dict, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.specs import benchmarks_from
     from ..models.discriminator import load_discriminator
@@ -53,5 +55,8 @@ def eval_model(
     result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "cpu",
                       model_name=model if revision is None else f"{model}@{revision}")
     paths = write_report(result, out)
+    card = record_results(model, revision, to_dict(result), out)  # model-index: the model's card, or --out's
+    if card is not None:
+        paths["card"] = card
     typer.echo(markdown_table(result))
     typer.echo("\n".join(f"wrote {path}" for path in paths.values()))

@@ -51,6 +51,18 @@ class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", 
     image_size: int
     embedding_dim: int
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved recognition model: ``EmbeddingNet.from_pretrained("org/name", revision="v1")`` (or a local
+        folder) picks the backbone its ``config.json`` names, as :func:`load_discriminator` does (safetensors only,
+        eval mode). On a backbone class (``SmallCNN.from_pretrained``) it is ``huggingface_hub``'s mixin loader."""
+        if cls is not EmbeddingNet:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        revision = kwargs.pop("revision", None)
+        if args or kwargs:
+            raise TypeError(f"EmbeddingNet.from_pretrained takes a folder or Hub id and revision=, not {sorted(kwargs) or args}")
+        return load_discriminator(str(pretrained_model_name_or_path), revision)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """Weights as safetensors, and a ``config.json`` that also names the backbone so loading can dispatch."""
         from safetensors.torch import save_model
