@@ -119,6 +119,7 @@ def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDa
         "discriminator_training_data": public_ref(disc.get("real_data")),
         "discriminator_licence": disc.get("licence"),
         "num_real_classes": int(real.num_classes),
+        "class_names": list(label_names(tuple(real.class_names), gen.class_names, gen.num_classes)),
     }
 
 

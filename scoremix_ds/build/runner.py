@@ -17,7 +17,6 @@ import torch
 from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
-from ..dataset.schema import features_for
 from ..dataset.writer import shard_path, write_shard
 from ..errors import ModelError
 from ..models.generator import load_generator
@@ -96,7 +95,6 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     mine = layout.my_units([u for u in part_units if u not in done])
 
     configs = ("mix", "repro") if config.repro else ("mix",)
-    features = {"mix": features_for(plan.identity_names), "repro": features_for(plan.names)}
     total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
                 for u in part_units if u not in done for i in units[u])
     datasets.disable_progress_bars()
@@ -110,7 +108,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
             shards = {}
             for name in configs:
                 rel = shard_path(name, u)
-                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name], features[name])}
+                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name])}
             write_marker(out, u, shards)  # the shards are on disk before the marker names them
             sampled += sum(len(c["label"]) for c in columns.values())
     group.barrier()

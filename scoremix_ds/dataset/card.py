@@ -38,14 +38,15 @@ def hub_licence(licence: str | None) -> str:
     return licence if licence and licence.lower() not in ("unknown", "none", "") else "other"
 
 
-# A ClassLabel with more names than this is left out of the card's YAML (the parquet files carry it anyway), so
-# that a card of a million identities stays a readable page rather than megabytes of names.
+# The card declares the ClassLabel names of ``label`` (the shards store int64). Above this many names per config it
+# does not (10K names are ~0.5 MB of YAML, 100K ~4.7 MB: benchmarks/bench_classlabel.py); ``label`` then loads as
+# int64 and each row's ``identity`` is its name.
 CARD_LABEL_NAMES_MAX = 10_000
 
 
 def _feature_yaml(features: datasets.Features | None) -> list[dict[str, Any]] | None:
-    """``dataset_info.features`` in the Hub's YAML form, derived from the config's datasets Features (those of its
-    parquet files); ``None`` when its ``label`` names are too many to list in the card."""
+    """``dataset_info.features`` in the Hub's YAML form, from the config's datasets Features
+    (:func:`schema.features_for`); ``None`` when its ``label`` names are too many to list in the card."""
     features = FEATURES if features is None else features
     label = features["label"]
     if isinstance(label, datasets.ClassLabel) and label.num_classes > CARD_LABEL_NAMES_MAX:
@@ -105,6 +106,8 @@ def render_card(
         paper_url=PAPER_URL,
         paper_arxiv=PAPER_ARXIV,
         recipe_needs_plan=bool(build.get("plan_sha256")),
+        names_omitted=[c for c in configs if _feature_yaml((features or {}).get(c)) is None and features],
+        names_max=CARD_LABEL_NAMES_MAX,
     )
 
 

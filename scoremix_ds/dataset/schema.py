@@ -1,8 +1,11 @@
 """Row schema shared by every config of a ScoreMix dataset (``mix`` and ``repro``).
 
-``label`` is a ``datasets.ClassLabel``: in ``mix`` its names are the synthetic identities' names (``mix:a+b``), in
-``repro`` the parent classes' names (the real data's class names). Every shard of a config carries the same names,
-so ``features["label"].names``, ``int2str`` and ``stratify_by_column`` work on the loaded dataset.
+``label`` loads as a ``datasets.ClassLabel``: in ``mix`` its names are the synthetic identities' names
+(``mix:a+b``), in ``repro`` the parent classes' names (the real data's class names), so ``features["label"].names``,
+``int2str`` and ``stratify_by_column`` work on the loaded dataset. The names are declared once, in the card's
+``dataset_info`` (:func:`features_for`); the parquet shards store ``label`` as int64 (a ClassLabel's storage), as
+repeating every name in every shard's schema made a shard of a 10K-identity build 6x larger and 9x slower to write
+(``benchmarks/bench_classlabel.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import datasets
 FEATURES = datasets.Features(
     {
         "image": datasets.Image(),
-        "label": datasets.Value("int64"),  # a ClassLabel in the files (features_for): identity (mix) or parent class (repro)
+        "label": datasets.Value("int64"),  # stored int64; a ClassLabel in the card (features_for): identity or parent class
         "identity": datasets.Value("string"),  # stable string id, e.g. "mix:3+7" or "repro:3"
         "parents": datasets.List(datasets.Value("int64")),  # source class ids in the generator's label space
         "parent_names": datasets.List(datasets.Value("string")),
@@ -51,5 +54,6 @@ COLUMNS = tuple(FEATURES)
 
 
 def features_for(label_names: Sequence[str]) -> datasets.Features:
-    """The row schema of one config, ``label`` a ``ClassLabel`` over ``label_names`` (distinct names)."""
+    """The row schema of one config as its card declares it: ``label`` a ``ClassLabel`` over ``label_names``
+    (distinct names); the same storage as :data:`FEATURES`."""
     return datasets.Features({**FEATURES, "label": datasets.ClassLabel(names=list(label_names))})

@@ -37,15 +37,14 @@ def shard_path(config: str, index: int) -> str:
     return f"data/{config}/train-{index:05d}.parquet"
 
 
-def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]], features: datasets.Features = FEATURES) -> str:
-    """Write ``rows`` (column -> values; ``image`` as PNG bytes) atomically with ``features`` (the config's, from
-    :func:`schema.features_for`); return the file's sha256."""
+def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
+    """Write ``rows`` (column -> values; ``image`` as PNG bytes) atomically; return the file's sha256."""
     target = root / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
     columns = dict(rows)
     columns["image"] = [{"bytes": b, "path": None} for b in rows["image"]]
-    datasets.Dataset.from_dict(columns, features=features).to_parquet(str(tmp))
+    datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(tmp))
     digest = file_sha256(tmp)
     os.replace(tmp, target)
     return digest
