@@ -247,7 +247,7 @@ def trained(tmp_path_factory) -> Path:
     return root / "gen"
 
 
-def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix(trained, one_thread):
+def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix(trained, one_thread, tmp_path):
     import json
 
     import torch
@@ -285,6 +285,12 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
         pipe(classes=[("zz", "1")], num_inference_steps=1)
     # the library still loads the folder, and a saved pipeline round-trips through diffusers' own save_pretrained
     assert load_generator(str(trained)).null_class == 4
+    pipe.save_pretrained(str(tmp_path / "saved"))
+    again = DiffusionPipeline.from_pretrained(str(tmp_path / "saved"))
+    again.set_progress_bar_config(disable=True)
+    assert again.config.null_class == 4 and again.class_names == pipe.class_names
+    assert torch.equal(again(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3, guidance_scale=2.0,
+                             output_type="pt").images, want)
 
 
 def test_trained_generator_has_a_model_card(trained):
