@@ -145,8 +145,8 @@ def with_plan(config: BuildConfig) -> BuildConfig:
     its bytes' sha256 enters the fingerprint. Without a plan, ``config`` is returned unchanged."""
     if not config.plan:
         if config.plan_sha256:  # a recipe (build.toml / manifest.json) of a build made from a plan file
-            raise ConfigError(f"this recipe was built from a plan file (sha256 {config.plan_sha256[:12]}...) it does not name",
-                              hint="give that file with --plan")
+            raise ConfigError(f"this recipe's build used a plan file (sha256 {config.plan_sha256[:12]}...) the recipe does "
+                              "not name", hint="give that plan file with --plan")
         return config
     pf = read_plan(config.plan)
     sha = file_sha256(config.plan)
