@@ -489,3 +489,33 @@ def test_eval_of_a_model_not_trained_here_writes_the_card_into_out(capsys, tmp_p
     assert (default_model_dir("discriminator") / "README.md").read_bytes() == default_card
     meta, body = _yaml_and_body(tmp_path / "rep" / "README.md")
     assert meta["model-index"][0]["name"] == "default" and "Evaluation of `default`" in body
+
+
+def test_pushed_dataset_loads_from_the_hub_with_its_classlabel_names(built, tmp_path):
+    """``scoremix-ds push`` to the LoopbackHub, then plain ``datasets`` (no scoremix-ds) in a fresh process."""
+    import sys
+    import tomllib
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from hubfixtures import run_cli, run_plain_datasets
+
+    from scoremix_ds.testing.hub_server import LoopbackHub
+
+    with LoopbackHub() as hub:
+        pushed = run_cli(hub, tmp_path / "hf", "push", str(built), "--repo", "org/named", "--tag", "v1")
+        assert pushed.rc == 0, pushed.err
+        files = hub.files("org/named", "v1")
+        recipe = tomllib.loads(files["build.toml"].decode())
+        assert recipe["real_data"] == "local:faces" and str(tmp_path) not in files["build.toml"].decode()
+        loaded = run_plain_datasets(hub, tmp_path / "hf-reader", tmp_path / "reader", """
+import datasets
+mix = datasets.load_dataset("org/named", "mix", split="train", revision="v1")
+repro = datasets.load_dataset("org/named", "repro", split="train", revision="v1")
+result["mix_names"] = mix.features["label"].names
+result["repro_names"] = repro.features["label"].names
+result["rows"] = [[r["label"], r["identity"], r["parent_names"]] for r in mix.remove_columns("image")]
+""")
+    assert loaded["scoremix_imported"] is False
+    assert loaded["repro_names"] == list(NAMES)
+    for label, identity, parents in loaded["rows"]:
+        assert loaded["mix_names"][label] == identity == "mix:" + "+".join(parents) and set(parents) <= set(NAMES)
