@@ -99,12 +99,10 @@ def run_audit(config: AuditConfig) -> AuditResult:
     json_path = folder / "audit.json"
     atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     plot_path = folder / "audit.png"
-    tmp = folder / ".audit.png.tmp"
-    save_histograms(tmp, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
+    save_histograms(plot_path, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
                           ("synthetic identities: consistency", np.array([a.consistency for a in audits if np.isfinite(a.consistency)])),
                           ("real classes: median own-centre cosine", ref[np.isfinite(ref)])],
                     xlabel="cosine similarity", title=f"identity-leakage audit: {summary['flagged']} of {len(audits)} flagged")
-    tmp.replace(plot_path)
     if config.update_card:
         manifest.audit = {k: v for k, v in summary.items() if k != "per_identity"}
         write_build_card(folder, manifest)
