@@ -59,8 +59,12 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
     """uint8 NHWC images, identity labels and each identity's parents from the ``mix`` shards."""
     images, labels, parents = [], [], {}
     for rel in manifest.shards.get("mix", {}):
-        for row in pq.read_table(folder / rel, columns=["image", "label", "parents"]).to_pylist():
-            images.append(decode_png(row["image"]["bytes"]))
+        for n, row in enumerate(pq.read_table(folder / rel, columns=["image", "label", "parents"]).to_pylist()):
+            try:
+                images.append(decode_png(row["image"]["bytes"]))
+            except Exception as exc:  # PIL: truncated / not an image / DecompressionBombError
+                raise DataError(f"{folder / rel}, row {n}: the image does not decode ({type(exc).__name__})",
+                                hint="re-sample that shard: delete it and re-run the same build command") from None
             labels.append(row["label"])
             parents[row["label"]] = tuple(row["parents"])
     if not images:

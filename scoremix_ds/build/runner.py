@@ -56,7 +56,7 @@ def load_models(config: BuildConfig, device: str):
     gen = load_generator(config.generator, config.generator_revision).to(device, TORCH_DTYPES[config.dtype])
     weak = None
     if config.weak_generator:
-        weak = load_generator(config.weak_generator).to(device, TORCH_DTYPES[config.dtype])
+        weak = load_generator(config.weak_generator, flag="--weak-generator").to(device, TORCH_DTYPES[config.dtype])
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
@@ -108,6 +108,8 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     done = done_units(out, part_units)
     group.barrier()  # everyone has read the markers before anyone writes new ones
     mine = layout.my_units([u for u in part_units if u not in done])
+
+    import datasets
 
     configs = ("mix", "repro") if config.repro else ("mix",)
     total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)

@@ -57,6 +57,25 @@ def read_mnist_5k(revision: str | None = None) -> RealData:
     )
 
 
+def _decode(cell: dict, name: str, row: int):
+    """One image cell (``{bytes, path}``) as a PIL image, or a DataError naming the file (or row) that is bad."""
+    import io
+
+    from PIL import Image
+
+    where = cell.get("path") or f"row {row} of {name}"
+    try:
+        img = Image.open(io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"])
+        img.load()
+    except Image.DecompressionBombError:
+        raise DataError(f"real data image {where} is too large to decode safely (a decompression bomb?)",
+                        hint="remove that image from --real-data") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a truncated or non-image file
+        raise DataError(f"real data image {where} does not decode ({type(exc).__name__}: {str(exc)[:60]})",
+                        hint="remove or replace that image in --real-data") from None
+    return img
+
+
 def read_hf_dataset(name: str, revision: str | None = None, split: str = "train") -> RealData:
     """A ``datasets`` dataset (local folder or Hub id) with an image column and an integer/ClassLabel label column."""
     import datasets
@@ -75,8 +94,8 @@ def read_hf_dataset(name: str, revision: str | None = None, split: str = "train"
     feature = ds.features[label_col]
     names = tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     images, labels = [], []
-    for i, row in enumerate(ds):
-        img = row[image_col]
+    for i, row in enumerate(ds.cast_column(image_col, datasets.Image(decode=False))):
+        img = _decode(row[image_col], name, i)
         arr = np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB"))
         images.append(arr[..., None] if arr.ndim == 2 else arr)
         labels.append(int(row[label_col]))
