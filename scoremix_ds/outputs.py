@@ -1,8 +1,8 @@
 """Output-folder discipline shared by every command that writes: create new, resume its own, refuse foreign content.
 
-A command claims its ``--out`` folder with :func:`claim_folder`: a missing or empty folder is created and marked
-(``.scoremix-out.json`` names the command); a folder with that command's mark (or, for folders written before the
-mark existed, the command's own signature file) is reopened; anything else is refused in one line, untouched.
+A command claims its ``--out`` folder with :func:`claim_folder`: a missing or empty folder is created; a folder
+holding that command's signature (its log, checkpoints or report) is reopened; anything else is refused in one
+line, untouched.
 Files are written with :func:`atomic_write` / :func:`atomic_path`: to a uniquely named hidden temporary beside the
 target (``tempfile`` picks a name no user file can have) and renamed into place, so a crash or a full disk leaves
 the old file or the new one, never half of one, and never a truncated file under the real name.
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import tempfile
@@ -24,10 +23,9 @@ from .errors import DataError
 
 logger = logging.getLogger(__name__)
 
-MARK = ".scoremix-out.json"
 LOCK = ".scoremix-lock"
 TMP_SUFFIX = ".scoremix-tmp"
-BOOKKEEPING = frozenset({MARK, LOCK})
+BOOKKEEPING = frozenset({LOCK})
 
 
 def _foreign_entries(out: Path) -> list[str]:
@@ -38,29 +36,19 @@ def claim_folder(out: str | Path, command: str, flag: str = "--out",
                  signature: Callable[[Path], bool] | None = None) -> Path:
     """Create ``out`` for ``command`` or reopen it as that command's own; refuse a file or foreign content.
 
-    ``signature(out)``: True for a folder this command wrote before the mark existed (it is then marked).
+    ``signature(out)``: True for a folder ``command`` wrote (its log, checkpoints or report); such a folder is
+    resumed or updated, and only the command's own files in it are ever replaced. Returns the folder.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DataError(f"{flag} {out} is a file, not a folder", hint=f"give {flag} a new or empty folder")
-    mark = out / MARK
-    if mark.is_file():
-        try:
-            owner = json.loads(mark.read_text(encoding="utf-8")).get("command")
-        except (ValueError, AttributeError, OSError):
-            owner = None
-        if owner == command:
-            return out
-        raise DataError(f"{flag} {out} holds the output of `scoremix-ds {owner or '?'}`, not of `scoremix-ds {command}`",
-                        hint=f"choose another {flag}")
     if out.is_dir():
         foreign = _foreign_entries(out)
         if foreign and not (signature and signature(out)):
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            raise DataError(f"{flag} {out} holds files scoremix-ds did not write ({foreign[0]}{more}); "
+            raise DataError(f"{flag} {out} holds files `scoremix-ds {command}` did not write ({foreign[0]}{more}); "
                             "refusing to write into it", hint=f"choose a new or empty {flag}")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(mark, json.dumps({"command": command}) + "\n")
     return out
 
 

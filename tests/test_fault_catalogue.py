@@ -224,6 +224,13 @@ def _audit_bad_image(w, tmp, how):
     return ["audit", str(b), "--no-update-card"], [str(shard), "image"]
 
 
+def _eval_report_as_out(w, tmp):
+    """An eval report folder given to train as --out: another command's output is foreign too."""
+    report = tmp / "report"
+    assert main(_eval(w, _eval_args(w["discriminator"], report))) == 0
+    return train_args(w, report), ["--out"]
+
+
 def _pickle_checkpoint(w, tmp):
     """A finished 2-step training whose step-1 checkpoint's optimizer state is replaced by a pickle payload."""
 
@@ -296,8 +303,7 @@ CASES = {
     "train-device-unknown": lambda w, t: (train_args(w, t / "out", "--device", "tpu9"), ["--device"]),
     "train-out-users-readme": lambda w, t: _foreign_out(w, t, lambda w, o: train_args(w, o)),
     "train-out-is-a-file": lambda w, t: _file_out(w, t, lambda w, o: train_args(w, o)),
-    "train-out-holds-eval-report": lambda w, t: (lambda o: ((o / ".scoremix-out.json").write_text('{"command": "eval"}'),
-                                                            (train_args(w, o), ["--out"]))[1])(Path(t / "out")) if (t / "out").mkdir() is None else None,
+    "train-out-holds-eval-report": lambda w, t: _eval_report_as_out(w, t),
     "train-init-truncated-safetensors": lambda w, t: _disc(w, t, lambda d: truncate(d / "model.safetensors"),
                                                            cmd=lambda w, t, d: train_args(w, t / "out", "--init", str(d))),
     "train-init-bad-config": lambda w, t: _disc(w, t, lambda d: (d / "config.json").write_text("{"),
