@@ -306,6 +306,7 @@ CASES = {
     "train-out-holds-eval-report": lambda w, t: _eval_report_as_out(w, t),
     "train-init-truncated-safetensors": lambda w, t: _disc(w, t, lambda d: truncate(d / "model.safetensors"),
                                                            cmd=lambda w, t, d: train_args(w, t / "out", "--init", str(d))),
+    "train-init-missing": lambda w, t: (train_args(w, t / "out", "--init", str(t / "nope")), ["--init"]),
     "train-init-bad-config": lambda w, t: _disc(w, t, lambda d: (d / "config.json").write_text("{"),
                                                 cmd=lambda w, t, d: train_args(w, t / "out", "--init", str(d))),
     "train-real-corrupt-png": lambda w, t: (lambda f: (train_args(w, t / "out", "--real", str(f[0])), [str(f[1]), "--skip-corrupt"]))(
@@ -364,6 +365,9 @@ CASES = {
                                                               cmd=lambda w, t, d: ["align", "--generator", w["generator"], "--discriminator",
                                                                                    w["discriminator"], "--real-data", w["real_data"],
                                                                                    "--other-discriminator", str(d)]),
+    "align-other-discriminator-missing": lambda w, t: (["align", "--generator", w["generator"], "--discriminator",
+                                                        w["discriminator"], "--real-data", w["real_data"],
+                                                        "--other-discriminator", str(t / "nope")], ["--other-discriminator"]),
     "align-generator-bad-json": lambda w, t: (lambda g: (["align", "--generator", str(g), "--discriminator", w["discriminator"],
                                                           "--real-data", w["real_data"]], [str(g)]))(
         (lambda g: ((g / "scoremix.json").write_text("{"), g)[1])(copy(Path(w["generator"]), t / "gen"))),
@@ -393,6 +397,8 @@ def test_fault(case, world, tmp_path, capsys, one_thread, monkeypatch):
     assert len(lines) <= 3, text[-3000:]
     error = next(line for line in lines if line.startswith("error:"))
     assert any(n in error for n in needles), (needles, error)
+    if "--discriminator" in error:  # a hint names a flag of this command, never another's
+        assert "--discriminator" in argv or argv[0] in ("build", "plan", "align", "audit"), error
     after = tree_hash(tmp_path, world["root"])
     changed = sorted(p for p, digest in before.items() if after.get(p) != digest)
     assert not changed, changed

@@ -99,8 +99,10 @@ def as_user_error(exc: BaseException) -> ScoreMixError | None:
             or "Expected one of cpu" in text or "Invalid device string" in text or "CUDA error" in text):
         return ConfigError(f"the device cannot be used: {text.splitlines()[0][:160]}",
                            hint="use --device cpu, or run on a machine with that device")
-    if isinstance(exc, OSError):
-        return _os_error(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
+        mapped = _os_error(exc)
+        if mapped is not None:
+            return mapped
     from ..hub.client import is_hub_failure
 
     if is_hub_failure(exc):

@@ -7,6 +7,7 @@ one folder per identity) or a Hub id with an optional revision.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.resources
 import logging
@@ -80,10 +81,19 @@ def read_hf_dataset(name: str, revision: str | None = None, split: str = "train"
     """A ``datasets`` dataset (local folder or Hub id) with an image column and an integer/ClassLabel label column."""
     import datasets
 
-    try:
-        ds = datasets.load_dataset(name, revision=revision, split=split)
-    except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
+    from ..hub.client import offline_unless_reachable
+
+    local = Path(name).exists()
+    with offline_unless_reachable() if not local else contextlib.nullcontext(False) as offline:
+        try:
+            ds = datasets.load_dataset(name, revision=revision, split=split)
+        except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
+            if offline:
+                from huggingface_hub import constants
+
+                raise DataError(f"could not reach the Hub at {constants.ENDPOINT}, and real data '{name}' is not in the "
+                                "local cache", hint="check the network and HF_ENDPOINT, or give --real-data a local folder") from None
+            raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
     image_col = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     label_col = next((c for c in ("label", "labels", "identity", "class") if c in ds.features), None)
     if image_col is None or label_col is None:

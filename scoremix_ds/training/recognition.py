@@ -80,7 +80,7 @@ def _backbone(config: RecognitionTrainConfig):
     if config.init is None:
         return build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
                               embedding_dim=config.embedding_dim), config
-    model = load_discriminator(config.init, config.init_revision)
+    model = load_discriminator(config.init, config.init_revision, flag="--init")
     if not isinstance(model, EmbeddingNet):
         raise ModelError(f"--init {config.init} is a frozen embedder and cannot be fine-tuned", hint="--init takes a saved model folder or Hub id")
     arch = dict(backbone=model.backbone_name, channels=model.in_channels, image_size=model.image_size,
