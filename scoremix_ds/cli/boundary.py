@@ -73,9 +73,9 @@ def as_user_error(exc: BaseException) -> ScoreMixError | None:
         where = file_in_traceback(exc) or "an image"
         if name == "DecompressionBombError":
             return DataError(f"{where} holds an image too large to decode safely (a decompression bomb?)",
-                             hint="remove that image, or pass --skip-corrupt where the command has it")
+                             hint="remove that image, or pass --skip-corrupt to drop and count such rows")
         return DataError(f"{where} holds an image that does not decode ({name})",
-                         hint="remove or replace that image, or pass --skip-corrupt where the command has it")
+                         hint="remove or replace that image, or pass --skip-corrupt to drop and count such rows")
     if name == "SafetensorError" or "safetensors" in module:
         where = file_in_traceback(exc) or "a .safetensors file"
         return ModelError(f"{where} is not a readable safetensors file (truncated or corrupt: {str(exc)[:80]})",
@@ -125,16 +125,34 @@ def _command(argv: list[str]):
     return getattr(group, "commands", {}).get(words[0])
 
 
+_FLAG = re.compile(r"(?<![\w`])--[a-z][a-z0-9-]*")
+
+
+def _own_flags_only(hint: str, options: set[str]) -> str:
+    """``hint`` without its alternatives that name a flag this command does not have (``or pass --skip-corrupt``
+    on a command without it); flags inside backticks belong to another command line and stay."""
+    parts = re.split(r",? or (?=pass |use |give |add |set )", hint)
+    kept = [p for p in parts if all(f in options for f in _FLAG.findall(re.sub(r"`[^`]*`", "", p)))]
+    return ", or ".join(kept) if kept else hint
+
+
 def with_flags(exc: ScoreMixError, argv: list[str]) -> ScoreMixError:
     """``exc`` with config fields named by the running command's flags (``learning_rate`` -> ``--learning-rate``);
-    a field the command has no flag for is a recipe key, and the hint says so."""
-    if not isinstance(exc, ConfigError):
-        return exc
+    a field the command has no flag for is a recipe key, and the hint says so. A hint's alternative that names a
+    flag the command lacks is dropped."""
     command = _command(argv)
     if command is None:
         return exc
-    flags = {opt[2:].replace("-", "_"): opt for p in command.params for opt in getattr(p, "opts", [])
-             if opt.startswith("--")}
+    options = {opt for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
+    if exc.hint and _own_flags_only(exc.hint, options) != exc.hint:
+        clone = type(exc).__new__(type(exc))
+        clone.__dict__.update(exc.__dict__)
+        Exception.__init__(clone, exc.message)
+        clone.hint = _own_flags_only(exc.hint, options)
+        exc = clone
+    if not isinstance(exc, ConfigError):
+        return exc
+    flags = {opt[2:].replace("-", "_"): opt for opt in options}
     message, hint = exc.message, exc.hint or ""
     field = getattr(exc, "field", None)
     for name in sorted(flags, key=len, reverse=True):
