@@ -597,3 +597,29 @@ def test_an_unreachable_hub_fails_fast_in_one_line(tmp_path):
     assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in err, err[-3000:]
     assert "could not reach the Hub" in errors[0]
     assert seconds < 20, seconds
+
+
+def test_redaction_masks_tokens_and_auth_headers_but_not_settings():
+    from scoremix_ds.cli.boundary import redact
+
+    text = ("headers={'Authorization': 'Bearer hf_AbCdEf1234567890'} HF_HOME=/x HF_DATASETS_CACHE=/y "
+            "token=my-own-secret authorization: basic dXNlcjpwYXNz")
+    masked = redact(text, ["my-own-secret"])
+    assert "hf_AbCdEf1234567890" not in masked and "my-own-secret" not in masked and "dXNlcjpwYXNz" not in masked
+    assert "HF_HOME=/x" in masked and "HF_DATASETS_CACHE=/y" in masked
+
+
+def test_config_fields_become_the_commands_flags_or_recipe_keys():
+    from scoremix_ds.cli.boundary import with_flags
+    from scoremix_ds.errors import ConfigError
+    from scoremix_ds.training.generator_config import GeneratorTrainConfig
+
+    with pytest.raises(ConfigError) as info:
+        GeneratorTrainConfig(ema_decay=float("nan"))
+    assert info.value.field == "ema_decay" and "ema_decay" in info.value.message  # the library names the field
+    cli = with_flags(info.value, ["train-generator"])
+    assert "ema_decay" in cli.message and "--recipe" in cli.hint  # no flag for it: a key of the recipe file
+    with pytest.raises(ConfigError) as info:
+        GeneratorTrainConfig(learning_rate=float("nan"))
+    cli = with_flags(info.value, ["train-generator", "--learning-rate", "nan"])
+    assert cli.message.startswith("--learning-rate must be a finite number")

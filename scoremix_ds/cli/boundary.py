@@ -158,7 +158,7 @@ def with_flags(exc: ScoreMixError, argv: list[str]) -> ScoreMixError:
     for name in sorted(flags, key=len, reverse=True):
         # snake_case names are identifiers wherever they appear; a one-word field ("guidance") only where the
         # message names it: first, and after "set " in the hint (elsewhere it may be prose)
-        word = rf"(?<![\w-]){re.escape(name)}(?![\w-])"
+        word = rf"(?<![\w\-/.']){re.escape(name)}(?![\w\-/'])"  # not inside a path or a quoted value
         if "_" in name:
             message, hint = re.sub(word, flags[name], message), re.sub(word, flags[name], hint)
         elif name == field:
