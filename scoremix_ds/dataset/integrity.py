@@ -24,11 +24,20 @@ class Damage:
         return f"shard {folder / self.relpath} {what[self.reason]}"
 
 
+_INTACT: set[tuple[str, int, int, str]] = set()  # (path, size, mtime_ns, sha256) already hashed by this process
+
+
 def shard_damage(path: Path, sha256: str) -> str | None:
-    """None when ``path`` is intact, else why it is not."""
+    """None when ``path`` is intact, else why it is not. A file hashed intact once by this process is not hashed
+    again while its size and mtime are unchanged (``build`` checks a finished folder before and after loading)."""
     if not path.is_file():
         return "missing"
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, sha256)
+    if key in _INTACT:
+        return None
     if file_sha256(path) == sha256:
+        _INTACT.add(key)
         return None
     import pyarrow.parquet as pq
 
