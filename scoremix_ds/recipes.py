@@ -93,7 +93,8 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     known = ", ".join(sorted(p.stem for p in bundled.glob("*.toml")))
-    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"--recipe takes a file or one of: {known}")
+    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"set recipe to a TOML file or one of: {known}",
+                      field="recipe")  # --recipe for build/train, the RECIPE argument of reproduce
 
 
 def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[str, Any]:

@@ -55,11 +55,11 @@ def default_k(n: int) -> int:
     return int(min(10, max(2, n // 4)))
 
 
-def _centres(name: str, revision: str | None, real) -> np.ndarray:
+def _centres(name: str, revision: str | None, real, flag: str = "--discriminator") -> np.ndarray:
     from ..maths.centres import class_centres
     from ..models.discriminator import embed_images, load_discriminator
 
-    disc = load_discriminator(name, revision)
+    disc = load_discriminator(name, revision, flag=flag)
     return class_centres(embed_images(disc, real.images), real.labels, real.num_classes)
 
 
@@ -70,7 +70,7 @@ def align_spaces(config: AlignConfig) -> AlignResult:
     real = read_real_data(config.real_data, config.real_data_revision)
     second = _centres(config.discriminator, config.discriminator_revision, real)
     if config.other_discriminator:
-        first = _centres(config.other_discriminator, None, real)
+        first = _centres(config.other_discriminator, None, real, flag="--other-discriminator")
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
         from ..models.generator import load_generator

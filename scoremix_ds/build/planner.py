@@ -160,8 +160,17 @@ def with_plan(config: BuildConfig) -> BuildConfig:
     if len(counts) != 1:
         raise DataError(f"plan file {config.plan} gives identities different numbers of seeds", hint="give every identity the same number of seeds")
     from_plan = {f: pf.meta.get(f) for f in PLAN_FIELDS}
-    from_plan.update(pairs=len(pf.plan.identities), per_identity=counts.pop(), classes=tuple(from_plan["classes"] or ()),
-                     weights=tuple(from_plan["weights"] or ()), band=tuple(from_plan["band"]) if from_plan["band"] else None)
+    try:
+        from_plan.update(pairs=len(pf.plan.identities), per_identity=counts.pop(),
+                         classes=tuple(int(c) for c in from_plan["classes"] or ()),
+                         weights=tuple(float(w) for w in from_plan["weights"] or ()),
+                         band=tuple(float(b) for b in from_plan["band"]) if from_plan["band"] else None)
+        for f in ("strategy", "seed"):
+            if not isinstance(from_plan[f], {"strategy": str, "seed": int}[f]):
+                raise TypeError(f)
+    except (TypeError, ValueError):
+        raise DataError(f"plan file {config.plan} has metadata of the wrong types (fields {', '.join(PLAN_FIELDS)})",
+                        hint="give --plan a file written by `scoremix-ds plan`") from None
     defaults = BuildConfig()
     for f, value in from_plan.items():
         given = getattr(config, f)

@@ -20,6 +20,8 @@ from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
 from ..errors import ModelError
 from ..models.generator import load_generator
+from ..outputs import OutputLock
+from ..validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
@@ -50,10 +52,11 @@ class BuildResult:
 
 
 def load_models(config: BuildConfig, device: str):
+    device_name("device", device, available=True)
     gen = load_generator(config.generator, config.generator_revision).to(device, TORCH_DTYPES[config.dtype])
     weak = None
     if config.weak_generator:
-        weak = load_generator(config.weak_generator).to(device, TORCH_DTYPES[config.dtype])
+        weak = load_generator(config.weak_generator, flag="--weak-generator").to(device, TORCH_DTYPES[config.dtype])
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
@@ -84,8 +87,20 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
-    if layout.is_main:
-        manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance)
+    lock = OutputLock(out) if layout.is_main else None  # one build at a time writes a folder
+    try:
+        if layout.is_main:
+            manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance, lock)
+        return _sample_units(config, out, layout, group, plan, units, gen, weak, manifest if layout.is_main else None,
+                             progress, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: ProcessGroup, plan: MixPlan,
+                  units: list[range], gen, weak, manifest: Manifest | None, progress: bool, started: float) -> BuildResult:
+    """Every process samples its share of the units not yet done; process 0 then finalizes the folder."""
     group.barrier()
     if not layout.is_main:
         manifest = Manifest.read(out)
@@ -93,6 +108,8 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     done = done_units(out, part_units)
     group.barrier()  # everyone has read the markers before anyone writes new ones
     mine = layout.my_units([u for u in part_units if u not in done])
+
+    import datasets
 
     configs = ("mix", "repro") if config.repro else ("mix",)
     total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)

@@ -47,6 +47,9 @@ def eval_model(
         raise ConfigError(f"--batch-size must be a positive count, got {batch_size}", hint="e.g. --batch-size 256")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out '{out}' is a file", hint="pass a folder to --out")
+    from ..validate import device_name
+
+    device_name("--device", device, available=True)
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
     try:
         net = load_discriminator(model, revision)

@@ -9,6 +9,7 @@ one folder per identity) or a Hub id with an optional revision.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.resources
 import logging
@@ -59,14 +60,42 @@ def read_mnist_5k(revision: str | None = None) -> RealData:
     )
 
 
+def _decode(cell: dict, name: str, row: int):
+    """One image cell (``{bytes, path}``) as a PIL image, or a DataError naming the file (or row) that is bad."""
+    import io
+
+    from PIL import Image
+
+    where = cell.get("path") or f"row {row} of {name}"
+    try:
+        img = Image.open(io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"])
+        img.load()
+    except Image.DecompressionBombError:
+        raise DataError(f"real data image {where} is too large to decode safely (a decompression bomb?)",
+                        hint="remove that image from --real-data") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a truncated or non-image file
+        raise DataError(f"real data image {where} does not decode ({type(exc).__name__}: {str(exc)[:60]})",
+                        hint="remove or replace that image in --real-data") from None
+    return img
+
+
 def read_hf_dataset(name: str, revision: str | None = None, split: str = "train") -> RealData:
     """A ``datasets`` dataset (local folder or Hub id) with an image column and an integer/ClassLabel label column."""
     import datasets
 
-    try:
-        ds = datasets.load_dataset(name, revision=revision, split=split)
-    except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
+    from ..hub.client import offline_unless_reachable
+
+    local = Path(name).exists()
+    with offline_unless_reachable() if not local else contextlib.nullcontext(False) as offline:
+        try:
+            ds = datasets.load_dataset(name, revision=revision, split=split)
+        except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
+            if offline:
+                from huggingface_hub import constants
+
+                raise DataError(f"could not reach the Hub at {constants.ENDPOINT}, and real data '{name}' is not in the "
+                                "local cache", hint="check the network and HF_ENDPOINT, or give --real-data a local folder") from None
+            raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
     image_col = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     label_col = next((c for c in ("label", "labels", "identity", "class") if c in ds.features), None)
     if image_col is None or label_col is None:
@@ -77,8 +106,8 @@ def read_hf_dataset(name: str, revision: str | None = None, split: str = "train"
     feature = ds.features[label_col]
     names = tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     images, labels = [], []
-    for i, row in enumerate(ds):
-        img = row[image_col]
+    for i, row in enumerate(ds.cast_column(image_col, datasets.Image(decode=False))):
+        img = _decode(row[image_col], name, i)
         arr = np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB"))
         images.append(arr[..., None] if arr.ndim == 2 else arr)
         labels.append(int(row[label_col]))

@@ -112,4 +112,6 @@ def render_card(
 
 
 def write_card(folder: Path, card: DatasetCard) -> None:
-    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    from ..outputs import atomic_write
+
+    atomic_write(folder / "README.md", str(card))

@@ -156,8 +156,10 @@ def build_backbone(name: str, **kwargs) -> EmbeddingNet:
     return BACKBONES[name](**kwargs)
 
 
-def load_discriminator(name_or_path: str | None = None, revision: str | None = None) -> EmbeddingNet | OnnxEmbedder:
-    """Load a saved backbone in eval mode, or a frozen ONNX face embedder.
+def load_discriminator(name_or_path: str | None = None, revision: str | None = None,
+                       flag: str = "--discriminator") -> EmbeddingNet | OnnxEmbedder:
+    """Load a saved backbone in eval mode, or a frozen ONNX face embedder. ``flag``: the option that named it, for
+    the hints of errors (``--init``, ``--other-discriminator``).
 
     Args:
         name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
@@ -174,6 +176,16 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
+    try:
+        return _load(name_or_path, revision)
+    except ModelError as exc:
+        if flag == "--discriminator":
+            raise
+        raise ModelError(exc.message.replace("--discriminator", flag),
+                         hint=(exc.hint or "").replace("--discriminator", flag) or None) from exc
+
+
+def _load(name_or_path: str | None, revision: str | None) -> EmbeddingNet | OnnxEmbedder:
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path)
     folder = _resolve(name_or_path, revision)
@@ -186,9 +198,11 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
     try:
         model = BACKBONES[name].from_pretrained(str(folder))
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except ModelError:
+        raise
+    except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"discriminator {folder} does not load: {first}", hint=_HINT) from exc
+        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=_HINT) from exc
     logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
     return model.eval()
 

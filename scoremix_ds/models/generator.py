@@ -137,14 +137,68 @@ def _require_safetensors(folder: Path, what: str) -> None:
     raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint="check --generator")
 
 
-def load_generator(name_or_path: str | None = None, revision: str | None = None) -> ClassConditionalGenerator:
-    """Load a class-conditional generator (see the module docstring for the accepted layouts)."""
+def _json_object(path: Path) -> dict:
+    """A JSON object from ``path``, or a one-line ModelError naming the file."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:80]})",
+                         hint="restore that file, or check --generator") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path} is not a JSON object", hint="restore that file, or check --generator")
+    return value
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """``scoremix.json``'s fields have the types the loader relies on (a hand-edited file is the usual cause)."""
+    def fail(what: str):
+        raise ModelError(f"{path}: {what}", hint="fix scoremix.json (num_classes: int, null_class: int or null, "
+                         "class_names: one string per class)")
+
+    for key in ("num_classes", "null_class"):
+        if key in meta and meta[key] is not None and (not isinstance(meta[key], int) or isinstance(meta[key], bool)):
+            fail(f"{key} must be an integer, got {meta[key]!r}")
+    names = meta.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            fail("class_names must be a list of strings")
+        if isinstance(meta.get("num_classes"), int) and len(names) != meta["num_classes"]:
+            fail(f"class_names lists {len(names)} name(s) for {meta['num_classes']} classes")
+
+
+def _from_pretrained(cls, folder: Path):
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True)
+    except ModelError:
+        raise
+    except Exception as exc:  # truncated safetensors, a config that does not fit the weights, missing files
+        weights = sorted(p.name for p in folder.glob("*.safetensors"))
+        where = folder / weights[0] if weights else folder
+        raise ModelError(f"{where} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
+                         hint="re-download or re-save that model, or check --generator") from None
+
+
+def load_generator(name_or_path: str | None = None, revision: str | None = None,
+                   flag: str = "--generator") -> ClassConditionalGenerator:
+    """Load a class-conditional generator (see the module docstring for the accepted layouts). ``flag``: the
+    option that named it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
+    try:
+        return _load_generator(name_or_path, revision)
+    except ModelError as exc:
+        if flag == "--generator":
+            raise
+        raise ModelError(exc.message.replace("--generator", flag),
+                         hint=(exc.hint or "").replace("--generator", flag) or None) from exc
+
+
+def _load_generator(name_or_path: str | None, revision: str | None) -> ClassConditionalGenerator:
     root = resolve_generator_path(name_or_path, revision)
     folder = _denoiser_folder(root)
     _require_safetensors(folder, "the denoiser")
-    config = json.loads((folder / "config.json").read_text())
+    config = _json_object(folder / "config.json")
     class_name = config.get("_class_name", "")
-    meta = json.loads((root / "scoremix.json").read_text()) if (root / "scoremix.json").is_file() else {}
+    meta = _json_object(root / "scoremix.json") if (root / "scoremix.json").is_file() else {}
+    _check_meta(root / "scoremix.json", meta)
 
     from diffusers import DiTTransformer2DModel, UNet2DModel
 
@@ -154,12 +208,12 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None)
                 f"generator '{root}' is not class-conditional (UNet2DModel without a num_class_embeds table)",
                 hint="--generator needs a model trained with class labels (scoremix-ds train-generator)",
             )
-        denoiser = UNet2DModel.from_pretrained(folder, use_safetensors=True)
+        denoiser = _from_pretrained(UNet2DModel, folder)
         kind, table = "unet", int(config["num_class_embeds"])
     elif class_name == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
             raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint="check --generator")
-        denoiser = DiTTransformer2DModel.from_pretrained(folder, use_safetensors=True)
+        denoiser = _from_pretrained(DiTTransformer2DModel, folder)
         kind = "dit"
         table = denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
     else:
@@ -184,10 +238,13 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None)
         from diffusers import AutoencoderKL
 
         _require_safetensors(root / "vae", "the VAE")
-        vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True).eval().requires_grad_(False)
+        vae = _from_pretrained(AutoencoderKL, root / "vae").eval().requires_grad_(False)
 
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     names = meta.get("class_names") or [str(i) for i in range(num_classes)]
+    if len(names) != num_classes:
+        raise ModelError(f"{root / 'scoremix.json'}: class_names lists {len(names)} name(s) for {num_classes} classes",
+                         hint="give one name per class in scoremix.json")
     return ClassConditionalGenerator(
         denoiser=denoiser,
         kind=kind,
@@ -195,7 +252,7 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None)
         null_class=None if null_class is None else int(null_class),
         class_names=tuple(str(n) for n in names),
         sample_shape=(channels, size, size),
-        scheduler_config=json.loads(scheduler_file.read_text()) if scheduler_file.is_file() else None,
+        scheduler_config=_json_object(scheduler_file) if scheduler_file.is_file() else None,
         vae=vae,
         source=str(name_or_path or "default"),
         revision=revision,

@@ -36,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -144,9 +145,22 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     (gloo on CPUs, NCCL on GPUs). With ``stop_after`` the run ends early with a checkpoint and no model; running
     the same config again continues it. A finished output of the same config is returned as it is.
     """
+    from ..outputs import OutputLock, claim_folder
+
+    if os.environ.get("RANK", "0") != "0":
+        return _train_generator(config, progress)
+    out = claim_folder(config.out, "train-generator", signature=_written_by_train_generator)
+    with OutputLock(out):
+        return _train_generator(config, progress)
+
+
+def _written_by_train_generator(out: Path) -> bool:
+    """A folder `train-generator` wrote before folders were marked: its checkpoints or its finished model."""
+    return (out / "checkpoints").is_dir() or (out / "scoremix.json").is_file() and (out / "scheduler").is_dir()
+
+
+def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output '{out}' exists and is not a folder", hint="check --out")
     arch = get_architecture(config.architecture)
     accelerator = _accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
