@@ -83,9 +83,9 @@ def write_card_results(card_path: Path, results: list[EvalResult], model_name: s
         card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n{body or ''}")
     card.data.eval_results = merge_results(card.data.eval_results, results)
     card.data.model_name = card.data.model_name or model_name
-    tmp = card_path.with_name(f".{card_path.name}.tmp")
-    tmp.write_text(str(card), encoding="utf-8")
-    os.replace(tmp, card_path)
+    from ..outputs import atomic_write
+
+    atomic_write(card_path, str(card))
     return card_path
 
 

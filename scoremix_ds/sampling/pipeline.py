@@ -216,8 +216,10 @@ def class_table(names: dict[str, str] | Sequence[str] | None, num_classes: int) 
 
 def write_model_index(folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``folder/model_index.json`` (see :func:`model_index`)."""
+    from ..outputs import atomic_write
+
     path = Path(folder) / MODEL_INDEX
-    path.write_text(json.dumps(model_index(folder, meta), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write(path, json.dumps(model_index(folder, meta), indent=2, sort_keys=True) + "\n")
     return path
 
 

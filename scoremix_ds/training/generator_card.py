@@ -44,6 +44,8 @@ def generator_card(meta: dict[str, Any], denoiser_class: str, load_path: str, re
 
 
 def write_generator_card(out: Path, meta: dict[str, Any], denoiser_class: str, load_path: str | None = None) -> Path:
+    from ..outputs import atomic_write
+
     path = Path(out) / CARD
-    path.write_text(str(generator_card(meta, denoiser_class, load_path or str(out))), encoding="utf-8")
+    atomic_write(path, str(generator_card(meta, denoiser_class, load_path or str(out))))
     return path
