@@ -477,10 +477,13 @@ def test_full_disk_is_one_line_and_leaves_nothing_half_written(world, tmp_path, 
         err = capsys.readouterr().err
         lines = [line for line in err.splitlines() if line.strip() and not any(t in line for t in LOG_LINE)]
         assert rc == 2 and "Traceback" not in err and len(lines) <= 3, err[-3000:]
-        assert "no space left" in lines[-1] and "--out" in lines[-1]
+        assert "no space left" in lines[-1] and str(out) in lines[-1] and "--out" in lines[-1]
         assert not [p for p in disk.rglob("*") if p.name.endswith(".scoremix-tmp") or p.name == "preview.png"]
     finally:
-        subprocess.run(["umount", str(disk)], check=False)
+        busy = subprocess.run(["umount", str(disk)], capture_output=True, text=True)
+        if busy.returncode:  # a file left open on the full disk: a leak
+            subprocess.run(["umount", "-l", str(disk)], check=False)
+    assert busy.returncode == 0, busy.stderr
 
 
 def test_read_only_output_folder_is_one_line(world, tmp_path, capsys, one_thread):

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from ..errors import ConfigError, DataError, ModelError, ScoreMixError
 
-_FILE_LOCALS = ("path", "filename", "file", "fname", "config_file", "json_file", "resolved_archive_file",
-                "checkpoint_file", "weights_file", "model_file", "pretrained_model_name_or_path", "target", "tmp", "fp")
+_FILE_LOCALS = ("target", "path", "filename", "file", "fname", "config_file", "json_file", "resolved_archive_file",
+                "checkpoint_file", "weights_file", "model_file", "pretrained_model_name_or_path", "tmp", "fp")
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.[^.]+\.scoremix-tmp$")  # outputs.atomic_path's temporaries
 _OUT_FIX = "free space or choose another --out; a re-run resumes where this one stopped"
 
 
@@ -39,8 +40,10 @@ def file_in_traceback(exc: BaseException) -> str | None:
                 value = frame.f_locals.get(name)
                 if isinstance(value, (str, Path)) and str(value) and len(str(value)) < 4096:
                     try:
-                        if Path(value).exists():
-                            return str(value)
+                        path = Path(value)
+                        if path.exists() or (path.is_absolute() and path.parent.is_dir()):  # being written
+                            tmp = _TMP_NAME.match(path.name)
+                            return str(path.with_name(tmp["name"]) if tmp else path)
                     except (OSError, ValueError):
                         continue
     return None

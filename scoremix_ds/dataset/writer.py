@@ -44,7 +44,8 @@ def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
     columns = dict(rows)
     columns["image"] = [{"bytes": b, "path": None} for b in rows["image"]]
     with atomic_path(target) as tmp:
-        datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(tmp))
+        with tmp.open("wb") as fh:  # our handle: closed even when the writer fails (a full disk), so none leaks
+            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(fh)
         digest = file_sha256(tmp)
     return digest
 
