@@ -26,11 +26,13 @@ from .layout import Layout, ProcessGroup
 from .outdir import completed_build, open_out_dir
 from .plan import MixPlan
 from .planner import plan_build, with_plan
-from .rows import sample_images, unit_columns
+from .pipeline import run_units
+from .rows import sample_images
 from .units import done_units, write_marker
 
 logger = logging.getLogger(__name__)
 
+ENCODE_WORKERS = 2  # PNG-encoding threads beside the sampler (0: the serial path, for comparison)
 TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -67,6 +69,10 @@ def units_of(plan: MixPlan, shard_size: int) -> list[range]:
     return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
 
 
+def unit_images(plan: MixPlan, ids: range, repro: bool) -> int:
+    return sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * repro) for i in ids)
+
+
 def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     """Build (or resume) the dataset described by ``config`` into ``config.out``."""
     import datasets
@@ -92,25 +98,21 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     part_units = layout.part_units(len(units))
     done = done_units(out, part_units)
     group.barrier()  # everyone has read the markers before anyone writes new ones
-    mine = layout.my_units([u for u in part_units if u not in done])
+    todo = [u for u in part_units if u not in done]
+    mine = layout.my_units(todo, [unit_images(plan, units[u], config.repro) for u in todo])
 
     configs = ("mix", "repro") if config.repro else ("mix",)
-    total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
-                for u in part_units if u not in done for i in units[u])
+    total = sum(unit_images(plan, units[u], config.repro) for u in todo)
     datasets.disable_progress_bars()
     sampled = 0
     with tqdm(total=total, unit="img", desc="scoremix build", disable=not (progress and layout.is_main),
               smoothing=0.1) as bar:
         # Process 0 sees only its own share; scaled by the process count it estimates the whole launch's rate.
         on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
-        for u in mine:
-            columns = unit_columns(plan, units[u], gen, config, weak, on_batch)
-            shards = {}
-            for name in configs:
-                rel = shard_path(name, u)
-                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name])}
-            write_marker(out, u, shards)  # the shards are on disk before the marker names them
-            sampled += sum(len(c["label"]) for c in columns.values())
+        stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
+        sampled = stats.images
+        logger.info("sampled %d images in %d batches (%d full) in %.1f s, %.1f s of it in the sampler",
+                    stats.images, stats.batches, stats.full_batches, stats.seconds, stats.sample_seconds)
     group.barrier()
 
     complete = False

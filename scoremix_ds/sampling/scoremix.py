@@ -41,6 +41,7 @@ def scoremix_sample(
     schedule: WeightSchedule = WeightSchedule(),
     return_latents: bool = False,
     mixing: str = "score",
+    noise: tuple[torch.Tensor, list[torch.Generator]] | None = None,
 ) -> torch.Tensor:
     """Sample a batch of K-way score mixes (or, with ``mixing="condition"``, condition mixes).
 
@@ -58,6 +59,8 @@ def scoremix_sample(
         return_latents: skip VAE decoding.
         mixing: ``"score"`` (ScoreMix: K conditioned outputs per step, mixed) or ``"condition"`` (AugGen: one output
             per step on the mixed class-condition vector, :mod:`scoremix_ds.sampling.condition_mix`).
+        noise: ``initial_noise(seeds, generator.sample_shape)`` drawn ahead of time (e.g. in another thread while
+            the previous batch samples); the same values and generator states as drawing it here.
 
     Returns:
         ``(B, C, H, W)`` images in ``[-1, 1]`` (float32, on the generator's device).
@@ -78,7 +81,7 @@ def scoremix_sample(
             hint="use --guidance 1, or a generator trained with label dropout (scoremix.json null_class)",
         )
     device = generator.device
-    noise, gens = initial_noise(seeds, generator.sample_shape)
+    noise, gens = noise if noise is not None else initial_noise(seeds, generator.sample_shape)
     scheduler.set_timesteps(num_steps, device=device)
     x = noise.to(device) * scheduler.init_noise_sigma
     weights = weights.to(device=device, dtype=torch.float32)
