@@ -3,8 +3,8 @@
 One process's units become two streams of rows (mixes of K parents, and the parents alone when ``repro``), cut into
 batches of ``batch_size`` ACROSS unit boundaries, so every batch but each stream's last is full. Per batch:
 
-- the next batch's initial noise (per-sample seeded CPU generators) is drawn in a helper thread while this batch
-  samples;
+- the next batch's scheduler and initial noise (per-sample seeded CPU generators) are made in a helper thread
+  while this batch samples;
 - the sampled images go, as uint8, to a pool of ``encode_workers`` threads that PNG-encode them (Pillow and zlib
   release the GIL);
 - when every row of a unit is encoded, a writer thread writes its shards, then its completion marker (the marker
@@ -133,10 +133,18 @@ class _Units:
                 self.write(row.unit, self.columns.pop(row.unit))
 
 
+def prepare(gen: ClassConditionalGenerator, config: BuildConfig, rows: list[Row]) -> tuple:
+    """What a batch needs before its first step, made off the sampling thread: a fresh scheduler (diffusers'
+    ``from_config`` costs ~10 ms of Python) and the per-sample seeded initial noise."""
+    return (make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type),
+            initial_noise([r.seed for r in rows], gen.sample_shape))
+
+
 def sample_batch(gen: ClassConditionalGenerator, weak, config: BuildConfig, rows: list[Row],
-                 noise: tuple | None = None) -> torch.Tensor:
+                 prepared: tuple | None = None) -> torch.Tensor:
     """Sample one batch (images in [-1, 1], on the generator's device)."""
-    scheduler = make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type)
+    scheduler, noise = prepared if prepared is not None else (
+        make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type), None)
     return scoremix_sample(gen, scheduler, torch.as_tensor([r.classes for r in rows]),
                            torch.as_tensor([r.weights for r in rows], dtype=torch.float32), [r.seed for r in rows],
                            config.steps, config.guidance, weak, config.schedule, mixing=config.mixing, noise=noise)
@@ -171,8 +179,7 @@ def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassCond
         stats.seconds = time.perf_counter() - started
         return stats
 
-    shape = gen.sample_shape
-    with ThreadPoolExecutor(1, thread_name_prefix="scoremix-noise") as noiser, \
+    with ThreadPoolExecutor(1, thread_name_prefix="scoremix-prepare") as preparer, \
             ThreadPoolExecutor(encode_workers, thread_name_prefix="scoremix-encode") as encoders, \
             ThreadPoolExecutor(1, thread_name_prefix="scoremix-write") as writer:
         writes: deque[Future] = deque()
@@ -194,13 +201,13 @@ def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassCond
 
         it = iter(stream)
         current = next(it, None)
-        pending_noise = noiser.submit(initial_noise, [r.seed for r in current], shape) if current else None
+        ahead = preparer.submit(prepare, gen, config, current) if current else None
         while current is not None:
             nxt = next(it, None)
-            noise = pending_noise.result()
-            pending_noise = noiser.submit(initial_noise, [r.seed for r in nxt], shape) if nxt else None
+            prepared = ahead.result()
+            ahead = preparer.submit(prepare, gen, config, nxt) if nxt else None
             t = time.perf_counter()
-            images = to_uint8(sample_batch(gen, weak, config, current, noise))
+            images = to_uint8(sample_batch(gen, weak, config, current, prepared))
             stats.sample_seconds += time.perf_counter() - t
             _count(stats, current, config, on_batch)
             chunks = np.array_split(np.arange(len(current)), min(encode_workers, len(current)))
