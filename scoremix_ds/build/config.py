@@ -53,7 +53,7 @@ class BuildConfig:
     seed: int = 0
     repro: bool = True  # also sample each parent alone from the same seeds (the "repro" config)
     dtype: str = "float32"
-    device: str = "cpu"
+    device: str = "auto"  # the accelerator when present (scoremix_ds.devices.resolve_device)
     batch_size: int = 64
     shard_size: int = 16  # identities per work unit = per parquet shard; the unit of resume and distribution
     shard: int = 0  # job arrays: this part's index (--shard i) ...

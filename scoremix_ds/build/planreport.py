@@ -18,6 +18,7 @@ from ..maths.pairs import get_strategy
 from ..maths.topk import pair_distance_sample
 from ..models.generator import load_generator
 from .config import BuildConfig
+from .centres_cache import plan_cache, save_centres
 from .planfile import write_plan
 from .planner import candidate_classes, choose_plan, class_spaces, plan_meta
 
@@ -47,9 +48,12 @@ def make_plan_file(config: BuildConfig, path: str | Path) -> PlanSummary:
     """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram)."""
     path = Path(path)
     gen = load_generator(config.generator, config.generator_revision)
-    spaces = class_spaces(config, gen)
+    cache = plan_cache(path)
+    spaces = class_spaces(config, gen, (cache,))
     plan = choose_plan(config, gen, spaces)
     write_plan(path, plan, plan_meta(config, gen, spaces))
+    if spaces.centres_computed:  # planning again over the same models and data reuses them
+        save_centres(cache, spaces.centres_key, spaces.centres)
     space = get_strategy(config.strategy).space
     space = "embedding" if space == "none" else space
     vectors = spaces.centres if space == "embedding" else spaces.conditions

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
+from ..devices import resolve_device
 from ..errors import ModelError
 from ..models.generator import load_generator
 from .config import BuildConfig
@@ -25,7 +26,8 @@ from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
 from .outdir import completed_build, open_out_dir
 from .plan import MixPlan
-from .planner import plan_build, with_plan
+from .centres_cache import BUILD_CACHE, save_centres
+from .planner import plan_and_spaces, with_plan
 from .pipeline import run_units
 from .rows import sample_images
 from .units import done_units, write_marker
@@ -51,7 +53,8 @@ class BuildResult:
         return self.images_sampled / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_models(config: BuildConfig, device: str):
+def load_models(config: BuildConfig, device: str | None = None):
+    device = resolve_device(device or config.device)
     gen = load_generator(config.generator, config.generator_revision).to(device, TORCH_DTYPES[config.dtype])
     weak = None
     if config.weak_generator:
@@ -85,13 +88,16 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
                            len(done.shards.get("mix", {})))
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
-    gen, weak = load_models(config, group.device or config.device)
-    plan, provenance = plan_build(config, gen)
+    device = resolve_device(group.device or config.device)
+    gen, weak = load_models(config, device)
+    plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
     if layout.is_main:
         manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance)
+        if spaces.centres_computed:  # a resumed build reads them instead of embedding the real images again
+            save_centres(out / BUILD_CACHE, spaces.centres_key, spaces.centres)
     group.barrier()
     if not layout.is_main:
         manifest = Manifest.read(out)
