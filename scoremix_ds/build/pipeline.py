@@ -18,6 +18,7 @@ batch they share, so the rows are the same bytes as the serial path's; ``encode_
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections import deque
@@ -133,11 +134,10 @@ class _Units:
                 self.write(row.unit, self.columns.pop(row.unit))
 
 
-def prepare(gen: ClassConditionalGenerator, config: BuildConfig, rows: list[Row]) -> tuple:
-    """What a batch needs before its first step, made off the sampling thread: a fresh scheduler (diffusers'
-    ``from_config`` costs ~10 ms of Python) and the per-sample seeded initial noise."""
-    return (make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type),
-            initial_noise([r.seed for r in rows], gen.sample_shape))
+def prepare(gen: ClassConditionalGenerator, template, rows: list[Row]) -> tuple:
+    """What a batch needs before its first step, made off the sampling thread: a fresh scheduler (a copy of an
+    unused one: diffusers' ``from_config`` costs ~10 ms of Python per batch) and the per-sample seeded noise."""
+    return copy.deepcopy(template), initial_noise([r.seed for r in rows], gen.sample_shape)
 
 
 def sample_batch(gen: ClassConditionalGenerator, weak, config: BuildConfig, rows: list[Row],
@@ -201,11 +201,12 @@ def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassCond
 
         it = iter(stream)
         current = next(it, None)
-        ahead = preparer.submit(prepare, gen, config, current) if current else None
+        template = make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type)
+        ahead = preparer.submit(prepare, gen, template, current) if current else None
         while current is not None:
             nxt = next(it, None)
             prepared = ahead.result()
-            ahead = preparer.submit(prepare, gen, config, nxt) if nxt else None
+            ahead = preparer.submit(prepare, gen, template, nxt) if nxt else None
             t = time.perf_counter()
             images = to_uint8(sample_batch(gen, weak, config, current, prepared))
             stats.sample_seconds += time.perf_counter() - t
