@@ -14,6 +14,7 @@ Each case runs in its own child process, which reports its wall time and peak RS
 
     python benchmarks/bench_selection.py                    # 5K and 20K (a few minutes, most of it the baseline)
     python benchmarks/bench_selection.py --sizes 100000 --no-baseline   # 100K: minutes, a few GiB
+    python benchmarks/bench_selection.py --sizes 10000 --no-baseline --align  # plus `align` on two random spaces
 """
 
 from __future__ import annotations
@@ -51,11 +52,18 @@ def retry_baseline(vectors: np.ndarray, num: int) -> np.ndarray:
 
 
 def child(mode: str, n: int, dim: int, out: str | None) -> dict:
-    import torch
+    import torch  # noqa: F401  (imported before timing: the selection's screening runs in torch)
 
     from scoremix_ds.maths.pairs import select_extreme_pairs
 
     vectors = np.random.default_rng(0).normal(size=(n, dim))
+    if mode == "align":  # `align` between these vectors and an independent random space of the same size
+        from scoremix_ds.maths.alignment import alignment_report
+
+        t = time.perf_counter()
+        report = alignment_report(vectors, np.random.default_rng(1).normal(size=(n, dim)), k=10, seed=0)
+        return {"align_s": time.perf_counter() - t, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "debiased_cka": report["debiased_cka"]}
     t = time.perf_counter()
     if mode == "new":
         picked = select_extreme_pairs(vectors, n, np.arange(n), descending=True)
@@ -91,6 +99,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--baseline-limit", type=float, default=180.0, help="seconds before the baseline is stopped")
     parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--align", action="store_true", help="also time `align` (CKA, kNN, ...) at each size")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -114,6 +123,10 @@ def main() -> None:
                 same = "yes" if np.array_equal(np.load(f"{tmp}/new{n}.npy"), np.load(f"{tmp}/old{n}.npy")) else "NO"
             print(f"{n:>8} {n:>7} {new['wall_s']:>7.1f} {new['peak_rss_mib']:>8.0f} {new['triangle_floor_s']:>8.1f} "
                   f"{old_s:>9} {old_mib:>9} {ratio:>9} {same:>10}", flush=True)
+            if args.align:
+                a = run_child("align", n, args.dim, None, None)
+                print(f"{'':>8} align: {a['align_s']:.1f} s, peak {a['peak_rss_mib']:.0f} MiB, debiased CKA "
+                      f"{a['debiased_cka']:.4f}", flush=True)
 
 
 if __name__ == "__main__":
