@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import sys
 import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +42,8 @@ from .plan import MixPlan
 from .units import write_marker
 
 logger = logging.getLogger(__name__)
+
+SWITCH_INTERVAL = 0.0005  # seconds: how soon a thread waiting for the GIL gets it (Python's default is 0.005)
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,17 @@ def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassCond
         stats.seconds = time.perf_counter() - started
         return stats
 
+    # The sampling thread waits on the device (GIL released) and must get the GIL back at once when the device is
+    # done: with Python's default 5 ms switch interval, a busy encoder thread would delay every batch by up to 5 ms.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    try:
+        return _threaded(stream, expected, write_unit, gen, weak, config, on_batch, encode_workers, stats, started)
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def _threaded(stream, expected, write_unit, gen, weak, config, on_batch, encode_workers, stats, started):
     with ThreadPoolExecutor(1, thread_name_prefix="scoremix-prepare") as preparer, \
             ThreadPoolExecutor(encode_workers, thread_name_prefix="scoremix-encode") as encoders, \
             ThreadPoolExecutor(1, thread_name_prefix="scoremix-write") as writer:
