@@ -1,22 +1,27 @@
-"""Pair selection at scale: ``distant`` over 10K and 50K classes x 512-d, never an N x N matrix.
+"""Pair selection in the paper's regime: ``distant`` with pairs = classes over N x 512-d random class vectors.
 
-Each case runs in its own child process, which reports its peak RSS (``ru_maxrss``) and:
+Each case runs in its own child process, which reports its wall time and peak RSS (``ru_maxrss``):
 
-- the wall time of the whole ``distant`` selection (``select_extreme_pairs``: chunked top-k + capped greedy);
-- the achieved rate (best of ``--repeats``) of the chunked similarity pass (``extreme_pairs``, ``N^2 d`` multiply-adds for the upper
-  triangle, plus the per-block top-k reduction), as a fraction of the rate of ONE plain large matrix product
-  (``X[:4096] @ X.T``, same dtype) measured in the same process (target >= 0.7);
-- peak memory of the selection (target < 2 GiB for 50K classes), read before the baseline product runs;
-- ``align``'s measures between these vectors and an independent random space of the same size (time, peak
-  memory, and the debiased CKA, which should be near 0).
+- ``new``: :func:`scoremix_ds.maths.pairs.select_extreme_pairs` (per-class capped greedy over chunked top-k lists,
+  torch; on the accelerator when present);
+- ``retry`` (the baseline, the path before issue 13, rebuilt here from the library's own ``extreme_pairs`` and
+  ``capped_greedy``): the best ``4 * pairs`` pairs, capped greedy, and a fourfold larger candidate set whenever the
+  first pass at the starting cap ends short; run with a time limit (``--baseline-limit``), since at 20K it does not
+  finish in minutes;
+- at the sizes where the baseline finishes, whether both picked the SAME pairs in the same order;
+- the rate of one plain ``(4096 x N)`` float32 product in the same process, and the time that the triangle of
+  products alone would take at that rate (the floor of any exact method that looks at every pair).
 
-    python benchmarks/bench_selection.py [--sizes 10000 50000] [--dim 512]
+    python benchmarks/bench_selection.py                    # 5K and 20K (a few minutes, most of it the baseline)
+    python benchmarks/bench_selection.py --sizes 100000 --no-baseline   # 100K: minutes, a few GiB
+    python benchmarks/bench_selection.py --sizes 10000 --no-baseline --align  # plus `align` on two random spaces
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import subprocess
 import sys
@@ -25,68 +30,103 @@ import time
 import numpy as np
 
 
-def child(n: int, dim: int, pairs: int, repeats: int) -> dict:
-    from scoremix_ds.maths.pairs import select_extreme_pairs
-    from scoremix_ds.maths.alignment import alignment_report
-    from scoremix_ds.maths.topk import extreme_pairs, unit_rows
+def retry_baseline(vectors: np.ndarray, num: int) -> np.ndarray:
+    """The pre-issue-13 ``select_extreme_pairs`` (distant), for the baseline."""
+    from scoremix_ds.errors import ConfigError
+    from scoremix_ds.maths.pairs import capped_greedy
+    from scoremix_ds.maths.topk import extreme_pairs
 
-    rng = np.random.default_rng(0)
-    vectors = rng.normal(size=(n, dim))
-    u = unit_rows(vectors)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = len(vectors)
+    total = n * (n - 1) // 2
+    start = max(1, math.ceil(2 * num / n))
+    m = min(total, 4 * num)
+    while True:
+        pairs, _ = extreme_pairs(vectors, m, largest=True)
+        order = np.arange(len(pairs))
+        if m == total:
+            return pairs[capped_greedy(pairs, order, num, n)]
+        try:
+            return pairs[capped_greedy(pairs, order, num, n, start)]
+        except ConfigError:
+            m = min(total, 4 * m)
+
+
+def child(mode: str, n: int, dim: int, out: str | None) -> dict:
+    import torch  # noqa: F401  (imported before timing: the selection's screening runs in torch)
+
+    from scoremix_ds.maths.pairs import select_extreme_pairs
+
+    vectors = np.random.default_rng(0).normal(size=(n, dim))
+    if mode == "align":  # `align` between these vectors and an independent random space of the same size
+        from scoremix_ds.maths.alignment import alignment_report
+
+        t = time.perf_counter()
+        report = alignment_report(vectors, np.random.default_rng(1).normal(size=(n, dim)), k=10, seed=0)
+        return {"align_s": time.perf_counter() - t, "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "debiased_cka": report["debiased_cka"]}
     t = time.perf_counter()
-    picked = select_extreme_pairs(vectors, pairs, np.arange(n), descending=True)
-    select = time.perf_counter() - t
-    assert len(picked) == pairs
-    chunked = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        extreme_pairs(u, 4 * pairs, largest=True)
-        chunked.append(time.perf_counter() - t)
-    # peak of the selection alone: read before the alignment and the baseline, whose (rows x N) product is large
+    if mode == "new":
+        picked = select_extreme_pairs(vectors, n, np.arange(n), descending=True)
+    else:
+        picked = retry_baseline(vectors, n)
+    wall = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t = time.perf_counter()  # `align` on two independent spaces of this size (CKA, debiased CKA, kNN, CKNNA, Spearman)
-    report = alignment_report(u, rng.normal(size=(n, dim)), k=10, seed=0)
-    align = time.perf_counter() - t
-    align_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert len(picked) == n and len({tuple(p) for p in picked.tolist()}) == n
+    if out:
+        np.save(out, picked)
+    u = torch.nn.functional.normalize(torch.from_numpy(vectors).float(), dim=1)
     rows = min(4096, n)
-    u[:rows] @ u.T  # warm-up
-    plain = []
-    for _ in range(repeats):  # best of each: the machines are shared and noisy
-        t = time.perf_counter()
-        u[:rows] @ u.T
-        plain.append(time.perf_counter() - t)
-    plain, chunked = min(plain), min(chunked)
-    plain_rate = 2.0 * rows * n * dim / plain
-    chunked_rate = 2.0 * (n * (n - 1) / 2) * dim / chunked  # the triangle's products (the diagonal blocks compute a bit more)
-    return {
-        "classes": n, "dim": dim, "pairs": pairs, "select_s": select, "similarity_pass_s": chunked,
-        "plain_gflops": plain_rate / 1e9, "chunked_gflops": chunked_rate / 1e9, "rate_fraction": chunked_rate / plain_rate,
-        "peak_rss_mib": peak, "rss_after_inputs_mib": base_rss, "align_s": align, "align_peak_rss_mib": align_peak,
-        "align_debiased_cka": report["debiased_cka"],
-    }
+    u[:rows] @ u.T
+    t = time.perf_counter()
+    u[:rows] @ u.T
+    plain = time.perf_counter() - t
+    rate = 2.0 * rows * n * dim / plain
+    return {"wall_s": wall, "peak_rss_mib": peak, "gflops": rate / 1e9, "triangle_floor_s": n * (n - 1) / 2 * dim * 2 / rate}
+
+
+def run_child(mode: str, n: int, dim: int, limit: float | None, out: str | None) -> dict | None:
+    cmd = [sys.executable, __file__, "--child", mode, str(n), str(dim), out or "-"]
+    try:
+        res = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        return None
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 50_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[5_000, 20_000])
     parser.add_argument("--dim", type=int, default=512)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--child", type=int, nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-limit", type=float, default=180.0, help="seconds before the baseline is stopped")
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--align", action="store_true", help="also time `align` (CKA, kNN, ...) at each size")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(*args.child)))
+        mode, n, dim, out = args.child
+        print(json.dumps(child(mode, int(n), int(dim), None if out == "-" else out)))
         return
-    print(f"{'classes':>8} {'pairs':>6} {'select s':>9} {'sim pass s':>10} {'plain GF/s':>10} {'chunk GF/s':>10} "
-          f"{'rate ratio':>10} {'peak MiB':>9} {'align s':>8} {'align MiB':>9} {'dCKA':>7}")
-    for n in args.sizes:
-        pairs = max(1, n // 5)
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), str(args.dim), str(pairs), str(args.repeats)],
-                             check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(f"{n:>8} {pairs:>6} {r['select_s']:>9.1f} {r['similarity_pass_s']:>10.1f} {r['plain_gflops']:>10.1f} "
-              f"{r['chunked_gflops']:>10.1f} {r['rate_fraction']:>10.2f} {r['peak_rss_mib']:>9.0f} {r['align_s']:>8.1f} "
-              f"{r['align_peak_rss_mib']:>9.0f} {r['align_debiased_cka']:>7.4f}")
+    import tempfile
+
+    print(f"{'classes':>8} {'pairs':>7} {'new s':>7} {'new MiB':>8} {'floor s':>8} {'retry s':>9} {'retry MiB':>9} "
+          f"{'retry/new':>9} {'same pairs':>10}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in args.sizes:
+            new = run_child("new", n, args.dim, None, f"{tmp}/new{n}.npy")
+            old = None if args.no_baseline else run_child("retry", n, args.dim, args.baseline_limit, f"{tmp}/old{n}.npy")
+            if old is None:
+                old_s = "-" if args.no_baseline else f">{args.baseline_limit:.0f}"
+                old_mib, ratio, same = "-", (f">{args.baseline_limit / new['wall_s']:.1f}" if not args.no_baseline else "-"), "-"
+            else:
+                old_s, old_mib = f"{old['wall_s']:.1f}", f"{old['peak_rss_mib']:.0f}"
+                ratio = f"{old['wall_s'] / new['wall_s']:.1f}"
+                same = "yes" if np.array_equal(np.load(f"{tmp}/new{n}.npy"), np.load(f"{tmp}/old{n}.npy")) else "NO"
+            print(f"{n:>8} {n:>7} {new['wall_s']:>7.1f} {new['peak_rss_mib']:>8.0f} {new['triangle_floor_s']:>8.1f} "
+                  f"{old_s:>9} {old_mib:>9} {ratio:>9} {same:>10}", flush=True)
+            if args.align:
+                a = run_child("align", n, args.dim, None, None)
+                print(f"{'':>8} align: {a['align_s']:.1f} s, peak {a['peak_rss_mib']:.0f} MiB, debiased CKA "
+                      f"{a['debiased_cka']:.4f}", flush=True)
 
 
 if __name__ == "__main__":

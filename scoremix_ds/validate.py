@@ -39,9 +39,10 @@ def in_range(field: str, value: float | None, lo: float | None = None, hi: float
 
 
 def device_name(field: str, value: str | None, *, available: bool = False) -> str | None:
-    """A torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``); with ``available`` it must exist here."""
-    if value is None:
-        return None
+    """A torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or ``auto`` (the accelerator when present,
+    :func:`scoremix_ds.devices.resolve_device`); with ``available`` it must exist here."""
+    if value is None or value == "auto":
+        return value
     import torch
 
     try:

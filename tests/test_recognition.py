@@ -123,6 +123,8 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
     first = subprocess.run([*cmd, "--steps", "4"], env=env, capture_output=True, text=True, timeout=300)
     assert first.returncode == 0, first.stderr[-3000:]
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert {r["global_batch"] for r in records if "global_batch" in r} == {16}  # --batch-size is global: 8 per process
     ckpt = resume.latest_checkpoint(out)
     assert {p.name for p in ckpt.iterdir()} >= {"head-rank0.safetensors", "head-rank1.safetensors", "backbone.safetensors",
                                                  "state-rank0.pt", "state-rank1.pt", "state.json"}
@@ -141,3 +143,13 @@ def test_shifted_run_resumes_exactly_and_shifts_change_the_weights(tmp_path, mon
     plain = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "plain"), **{**shifted, "shift_pixels": 0}), progress=False)
     c = _weights(plain.out)
     assert any(not torch.equal(a[k], c[k]) for k in a)
+
+
+def test_batch_size_is_the_global_batch_split_over_accumulation(tmp_path):
+    out = tmp_path / "accum"
+    train_recognition(RecognitionTrainConfig(**{**TINY, "steps": 2, "grad_accum": 2}, out=str(out)), progress=False)
+    records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["global_batch"] for r in records if "global_batch" in r] == [16]  # 2 micro-batches of 8
+    with pytest.raises(ConfigError, match="does not split"):
+        train_recognition(RecognitionTrainConfig(**{**TINY, "batch_size": 15, "grad_accum": 2}, out=str(tmp_path / "b")),
+                          progress=False)

@@ -14,11 +14,11 @@ from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
 from ..validate import device_name, in_range
 
-DTYPES = ("float32", "bfloat16", "float16")
+DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, float32 elsewhere
 
 # Fields that change where or how fast rows are made, never the rows themselves: left out of the fingerprint.
 # ``plan`` is a path; the plan's CONTENT enters the fingerprint through ``plan_sha256``.
-LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan"})
+LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan", "compile"})
 
 
 @dataclass(frozen=True)
@@ -53,8 +53,9 @@ class BuildConfig:
     guidance: float = 3.0
     seed: int = 0
     repro: bool = True  # also sample each parent alone from the same seeds (the "repro" config)
-    dtype: str = "float32"
-    device: str = "cpu"
+    dtype: str = "auto"  # bfloat16 on CUDA (tensor cores), float32 elsewhere; or float32 / bfloat16 / float16
+    device: str = "auto"  # the accelerator when present (scoremix_ds.devices.resolve_device)
+    compile: bool = False  # torch.compile the denoiser (a speed choice like --device: not in the fingerprint)
     batch_size: int = 64
     shard_size: int = 16  # identities per work unit = per parquet shard; the unit of resume and distribution
     shard: int = 0  # job arrays: this part's index (--shard i) ...

@@ -1,7 +1,7 @@
 """Who builds which units: processes of one launch (accelerate / torchrun) and independent job-array parts.
 
 The work is divided into fixed units (``shard_size`` consecutive identities, all their images). Units go to parts
-by ``unit % num_parts == part``, then to the processes of that part round-robin. Seeds depend on the build seed
+by ``unit % num_parts == part``, then to the processes of that part by size (largest first to the least loaded). Seeds depend on the build seed
 and the identity/image index only, so this assignment changes who makes a row, never the row.
 """
 
@@ -34,9 +34,20 @@ class Layout:
         """The units this job-array part is responsible for."""
         return [u for u in range(num_units) if u % self.parts == self.part]
 
-    def my_units(self, units: list[int]) -> list[int]:
-        """This process's share of ``units`` (round-robin over the launch's processes)."""
-        return [u for i, u in enumerate(units) if i % self.world == self.rank]
+    def my_units(self, units: list[int], sizes: list[int] | None = None) -> list[int]:
+        """This process's share of ``units``: round-robin, or with ``sizes`` (images per unit) the largest unit first
+        to the least-loaded process (ties: the lower rank), so unequal units still give every process about the
+        same work. Returned in unit order."""
+        if sizes is None:
+            return [u for i, u in enumerate(units) if i % self.world == self.rank]
+        load = [0] * self.world
+        mine = []
+        for i in sorted(range(len(units)), key=lambda i: (-sizes[i], i)):
+            rank = min(range(self.world), key=lambda r: (load[r], r))
+            load[rank] += sizes[i]
+            if rank == self.rank:
+                mine.append(units[i])
+        return sorted(mine)
 
 
 def launched_distributed() -> bool:

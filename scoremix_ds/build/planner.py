@@ -17,12 +17,11 @@ import numpy as np
 
 from ..data.readers import RealData, read_real_data
 from ..errors import ConfigError, DataError
-from ..maths.centres import class_centres
 from ..maths.mixing import validate_weights
 from ..maths.pairs import get_strategy
 from ..maths.selection import mean_pairwise_distance, select_tuples
 from ..models.digest import model_digest
-from ..models.discriminator import embed_images, load_discriminator
+from ..models.discriminator import load_discriminator
 from ..models.onnx_embedder import is_onnx_reference
 from ..models.generator import ClassConditionalGenerator
 from .config import BuildConfig
@@ -41,11 +40,13 @@ class Spaces:
     """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images) and the
     generator's condition vectors, plus what identifies the models and data."""
 
-    centres: np.ndarray
+    centres: np.ndarray | None  # None when a plan file decides the tuples (no centres needed)
     conditions: np.ndarray
     real: RealData
     generator_digest: str
     discriminator_digest: str
+    centres_key: str = ""  # discriminator + real-data digests (:mod:`scoremix_ds.build.centres_cache`)
+    centres_computed: bool = False  # embedded by this call (rather than read from a cache)
 
 
 def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
@@ -57,7 +58,14 @@ def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np
     return np.asarray(config.classes, dtype=np.int64)
 
 
-def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator) -> Spaces:
+def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), need_centres: bool = True,
+                 group=None, device: str | None = None) -> Spaces:
+    """Both spaces' class vectors. The discriminator centres come from the first of ``caches`` that holds them for
+    these models and data, else are embedded once (main process of ``group``, on ``device``, default
+    ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded."""
+    from ..devices import resolve_device
+    from .centres_cache import cache_key, data_digest, shared_centres
+
     real = read_real_data(config.real_data, config.real_data_revision)
     if real.labels.max() >= gen.num_classes:
         raise DataError(
@@ -65,8 +73,14 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator) -> Spaces:
             hint="use the real data the generator was trained on (--real-data)",
         )
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
-    centres = class_centres(embed_images(disc, real.images), real.labels, gen.num_classes)
-    return Spaces(centres, gen.condition_table().numpy().astype(np.float64), real, model_digest(gen), model_digest(disc))
+    disc_digest = model_digest(disc)
+    conditions = gen.condition_table().numpy().astype(np.float64)
+    if not need_centres:
+        return Spaces(None, conditions, real, model_digest(gen), disc_digest)
+    key = cache_key(disc_digest, data_digest(real, gen.num_classes))
+    centres, computed = shared_centres(disc, real, gen.num_classes, key, [Path(c) for c in caches],
+                                       resolve_device(device or config.device), group)
+    return Spaces(centres, conditions, real, model_digest(gen), disc_digest, key, computed)
 
 
 def class_names(gen: ClassConditionalGenerator, spaces: Spaces) -> tuple[str, ...]:
@@ -195,7 +209,15 @@ def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
 def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[MixPlan, dict]:
     """Class centres -> distances in both spaces -> tuples -> plan (or the plan file's). Returns the plan and
     provenance facts."""
-    spaces = class_spaces(config, gen)
+    plan, provenance, _ = plan_and_spaces(config, gen)
+    return plan, provenance
+
+
+def plan_and_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), group=None,
+                    device: str | None = None) -> tuple[MixPlan, dict, Spaces]:
+    """:func:`plan_build`, also returning the spaces (so a build can cache freshly computed centres). With a plan
+    file no centres are computed: the file decides the tuples."""
+    spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device)
     if config.plan:
         pf = read_plan(config.plan)
         _check_models(pf.meta, spaces, config.plan)
@@ -206,4 +228,4 @@ def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[Mix
         plan = dataclasses.replace(pf.plan, class_names=class_names(gen, spaces))
     else:
         plan = choose_plan(config, gen, spaces)
-    return plan, provenance(config, gen, spaces.real)
+    return plan, provenance(config, gen, spaces.real), spaces

@@ -19,6 +19,7 @@ from ..maths.topk import pair_distance_sample
 from ..models.generator import load_generator
 from .config import BuildConfig
 from ..outputs import claim_file
+from .centres_cache import plan_cache, save_centres
 from .planfile import is_plan_file, write_plan
 from .planner import candidate_classes, choose_plan, class_spaces, plan_meta
 
@@ -49,9 +50,12 @@ def make_plan_file(config: BuildConfig, path: str | Path) -> PlanSummary:
     path = claim_file(path, "--out", owned=is_plan_file)
     claim_file(path.with_suffix(".png"), "--out", owned=lambda png: path.is_file() and is_plan_file(path))
     gen = load_generator(config.generator, config.generator_revision)
-    spaces = class_spaces(config, gen)
+    cache = plan_cache(path)
+    spaces = class_spaces(config, gen, (cache,))
     plan = choose_plan(config, gen, spaces)
     write_plan(path, plan, plan_meta(config, gen, spaces))
+    if spaces.centres_computed:  # planning again over the same models and data reuses them
+        save_centres(cache, spaces.centres_key, spaces.centres)
     space = get_strategy(config.strategy).space
     space = "embedding" if space == "none" else space
     vectors = spaces.centres if space == "embedding" else spaces.conditions

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
+from ..devices import resolve_device, resolve_dtype
 from ..errors import ModelError
 from ..models.generator import load_generator
 from ..outputs import OutputLock
@@ -27,13 +28,15 @@ from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
 from .outdir import completed_build, open_out_dir
 from .plan import MixPlan
-from .planner import plan_build, with_plan
-from .rows import sample_images, unit_columns
+from .centres_cache import BUILD_CACHE, save_centres
+from .planner import plan_and_spaces, with_plan
+from .pipeline import run_units
+from .rows import sample_images
 from .units import done_units, write_marker
 
 logger = logging.getLogger(__name__)
 
-TORCH_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+ENCODE_WORKERS = 2  # PNG-encoding threads beside the sampler (0: the serial path, for comparison)
 
 
 @dataclass(frozen=True)
@@ -51,12 +54,15 @@ class BuildResult:
         return self.images_sampled / self.seconds if self.seconds > 0 else 0.0
 
 
-def load_models(config: BuildConfig, device: str):
+def load_models(config: BuildConfig, device: str | None = None):
+    device = resolve_device(device or config.device)
     device_name("device", device, available=True)
-    gen = load_generator(config.generator, config.generator_revision).to(device, TORCH_DTYPES[config.dtype])
+    dtype = resolve_dtype(config.dtype, device)
+    gen = accelerate_kernels(load_generator(config.generator, config.generator_revision).to(device, dtype), config.compile)
     weak = None
     if config.weak_generator:
-        weak = load_generator(config.weak_generator, flag="--weak-generator").to(device, TORCH_DTYPES[config.dtype])
+        weak = accelerate_kernels(load_generator(config.weak_generator, flag="--weak-generator").to(device, dtype),
+                                  config.compile)
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
@@ -65,15 +71,27 @@ def load_models(config: BuildConfig, device: str):
     return gen, weak
 
 
+def accelerate_kernels(gen, compile: bool = False):
+    """channels_last on CUDA (cuDNN's fast convolution layout; the CPU keeps its default layout, and its bits), and
+    with ``compile`` the denoiser through ``torch.compile``."""
+    if gen.device.type == "cuda":
+        gen.denoiser.to(memory_format=torch.channels_last)
+    if compile:
+        gen.denoiser.compile()  # in place: same module, same state_dict keys (so the same model digest)
+    return gen
+
+
 def units_of(plan: MixPlan, shard_size: int) -> list[range]:
     n = len(plan.identities)
     return [range(s, min(s + shard_size, n)) for s in range(0, n, shard_size)]
 
 
+def unit_images(plan: MixPlan, ids: range, repro: bool) -> int:
+    return sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * repro) for i in ids)
+
+
 def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     """Build (or resume) the dataset described by ``config`` into ``config.out``."""
-    import datasets
-
     started = time.perf_counter()
     config = with_plan(config)
     done = completed_build(config)
@@ -82,8 +100,9 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
                            len(done.shards.get("mix", {})))
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
-    gen, weak = load_models(config, group.device or config.device)
-    plan, provenance = plan_build(config, gen)
+    device = resolve_device(group.device or config.device)
+    gen, weak = load_models(config, device)
+    plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
@@ -91,6 +110,8 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     try:
         if layout.is_main:
             manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance, lock)
+            if spaces.centres_computed:  # a resumed build reads them instead of embedding the real images again
+                save_centres(out / BUILD_CACHE, spaces.centres_key, spaces.centres)
         return _sample_units(config, out, layout, group, plan, units, gen, weak, manifest if layout.is_main else None,
                              progress, started)
     finally:
@@ -107,27 +128,23 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     part_units = layout.part_units(len(units))
     done = done_units(out, part_units)
     group.barrier()  # everyone has read the markers before anyone writes new ones
-    mine = layout.my_units([u for u in part_units if u not in done])
+    todo = [u for u in part_units if u not in done]
+    mine = layout.my_units(todo, [unit_images(plan, units[u], config.repro) for u in todo])
 
     import datasets
 
     configs = ("mix", "repro") if config.repro else ("mix",)
-    total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
-                for u in part_units if u not in done for i in units[u])
+    total = sum(unit_images(plan, units[u], config.repro) for u in todo)
     datasets.disable_progress_bars()
     sampled = 0
     with tqdm(total=total, unit="img", desc="scoremix build", disable=not (progress and layout.is_main),
               smoothing=0.1) as bar:
         # Process 0 sees only its own share; scaled by the process count it estimates the whole launch's rate.
         on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
-        for u in mine:
-            columns = unit_columns(plan, units[u], gen, config, weak, on_batch)
-            shards = {}
-            for name in configs:
-                rel = shard_path(name, u)
-                shards[name] = {"relpath": rel, "rows": len(columns[name]["label"]), "sha256": write_shard(out, rel, columns[name])}
-            write_marker(out, u, shards)  # the shards are on disk before the marker names them
-            sampled += sum(len(c["label"]) for c in columns.values())
+        stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
+        sampled = stats.images
+        logger.info("sampled %d images in %d batches (%d full) in %.1f s, %.1f s of it in the sampler",
+                    stats.images, stats.batches, stats.full_batches, stats.seconds, stats.sample_seconds)
     group.barrier()
 
     complete = False

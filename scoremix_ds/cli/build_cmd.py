@@ -72,7 +72,8 @@ def build(
     guidance: Annotated[Optional[float], typer.Option(help="Guidance weight g (1 = none).")] = None,
     seed: SeedOpt = None,
     repro: Annotated[Optional[bool], typer.Option("--repro/--no-repro", help="Also sample each parent alone from the same seeds.")] = None,
-    dtype: Annotated[Optional[str], typer.Option(help="float32, bfloat16 or float16.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16.")] = None,
+    compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the denoiser.")] = None,
     device: DeviceOpt = None,
     batch_size: BatchOpt = None,
     shard_size: Annotated[Optional[int], typer.Option(help="Identities per work unit / parquet shard.")] = None,
@@ -97,7 +98,7 @@ def build(
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
         mixing=mixing, weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
-        device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
+        compile=compile, device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     config = with_plan(config_from(BuildConfig, recipe, overrides))
     push = None

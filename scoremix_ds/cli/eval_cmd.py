@@ -55,7 +55,7 @@ def eval_model(
         net = load_discriminator(model, revision)
     except ModelError as exc:  # the loader's hints name --discriminator; here it is the MODEL argument
         raise ModelError(exc.message, hint=(exc.hint or "check MODEL").replace("--discriminator", "MODEL")) from exc
-    result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "cpu",
+    result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "auto",
                       model_name=model if revision is None else f"{model}@{revision}")
     paths = write_report(result, out)
     card = record_results(model, revision, to_dict(result), out)  # model-index: the model's card, or --out's

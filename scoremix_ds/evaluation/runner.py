@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from .openset import OPEN_SET_FARS, OpenSetResult, open_set
 from .pairs import VerificationPairs, pairs_from_bin, pairs_from_dataset, pairs_from_labels
 
 logger = logging.getLogger(__name__)
+LOAD_WORKERS = 2  # IJB: threads reading and aligning the next chunks while the current one is embedded
 EmbedFn = Callable[..., np.ndarray]  # embed_fn(model, uint8 NHWC, batch_size=, device=) -> (N, D) unit rows
 
 
@@ -130,10 +133,15 @@ def verification_metrics(
 
 
 def _embed(model, images: np.ndarray, flip_tta: bool, batch_size: int, device, embed_fn: EmbedFn) -> np.ndarray:
-    """Unit embeddings; with flip TTA ``normalise(e(x) + e(flip_w(x)))``."""
-    emb = embed_fn(model, images, batch_size=batch_size, device=device)
+    """Unit embeddings (bfloat16 autocast on CUDA); with flip TTA ``normalise(e(x) + e(flip_w(x)))``."""
+    import torch
+
+    cuda = torch.device(device).type == "cuda"
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+        emb = embed_fn(model, images, batch_size=batch_size, device=device)
+        if flip_tta:
+            emb = emb + embed_fn(model, images[:, :, ::-1], batch_size=batch_size, device=device)
     if flip_tta:
-        emb = emb + embed_fn(model, images[:, :, ::-1], batch_size=batch_size, device=device)
         emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     return emb
 
@@ -169,12 +177,22 @@ def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_fold
     elif isinstance(spec, IJBSet):
         meta = read_ijb_meta(spec.root, spec.name)
         t1, parts, embed_s = time.perf_counter(), [], 0.0
-        for s in range(0, len(meta.templates), batch_size):
-            faces = load_ijb_faces(spec.root, meta, np.arange(s, min(s + batch_size, len(meta.templates))),
-                                   spec.image_size)
-            e0 = time.perf_counter()
-            parts.append(emb(faces))
-            embed_s += time.perf_counter() - e0
+        starts = list(range(0, len(meta.templates), batch_size))
+
+        def load(s: int) -> np.ndarray:
+            return load_ijb_faces(spec.root, meta, np.arange(s, min(s + batch_size, len(meta.templates))),
+                                  spec.image_size)
+
+        # Reading and aligning the next chunks (threads: image decoding releases the GIL) overlaps the forwards.
+        with ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="scoremix-ijb") as pool:
+            ahead = deque(pool.submit(load, s) for s in starts[:LOAD_WORKERS + 1])
+            for k in range(len(starts)):
+                faces = ahead.popleft().result()
+                if k + LOAD_WORKERS + 1 < len(starts):
+                    ahead.append(pool.submit(load, starts[k + LOAD_WORKERS + 1]))
+                e0 = time.perf_counter()
+                parts.append(emb(faces))
+                embed_s += time.perf_counter() - e0
         t2 = time.perf_counter()
         t1 = t2 - embed_s  # image reading and alignment count as loading
         metrics = ijb_verification(np.concatenate(parts), meta, fars, spec.use_face_scores)
@@ -204,7 +222,7 @@ def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_fold
 
 
 def evaluate(
-    model, benchmarks: list, flip_tta: bool = False, batch_size: int = 256, device: str = "cpu",
+    model, benchmarks: list, flip_tta: bool = False, batch_size: int = 256, device: str | None = "auto",
     fars: tuple[float, ...] = DEFAULT_FARS, num_folds: int = 10, embed_fn: EmbedFn = embed_images,
     model_name: str | None = None,
 ) -> EvalResult:
@@ -214,12 +232,15 @@ def evaluate(
         model: anything ``embed_fn`` takes (by default :func:`~scoremix_ds.models.discriminator.embed_images`).
         benchmarks: specs as listed in the module docstring.
         flip_tta: embed each image and its horizontal flip, sum, renormalise (doubles the forward passes).
-        batch_size: images per forward pass. device: where the model runs.
+        batch_size: images per forward pass. device: where the model runs (``auto``: the accelerator when present).
         fars: TAR@FAR targets. num_folds: folds of the verification protocol (10 is the standard).
         embed_fn: ``embed_fn(model, uint8 NHWC, batch_size=, device=) -> (N, D)`` unit-norm embeddings.
         model_name: what the report calls the model (default: its ``name`` attribute, else its class name).
     """
     if not benchmarks:
         raise DataError("no benchmark given", hint="pass --benchmark")
+    from ..devices import resolve_device
+
+    device = resolve_device(device)
     results = tuple(_run_one(b, model, flip_tta, batch_size, device, embed_fn, fars, num_folds) for b in benchmarks)
     return EvalResult(model_name or getattr(model, "name", None) or type(model).__name__, flip_tta, results)

@@ -40,7 +40,6 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConfigError
-from .topk import extreme_pairs
 
 
 @dataclass(frozen=True)
@@ -250,21 +249,25 @@ def select_extreme_pairs(
     descending: bool,
     max_uses: int | None = None,
     block_rows: int | None = None,
+    device: str | None = "auto",
 ) -> np.ndarray:
     """``distant`` (``descending``) or ``close`` straight from class vectors, without an ``N x N`` matrix.
 
-    Gives the same pairs as ``select_pairs`` on ``cosine_distances(vectors)``: the capped greedy walks only the
-    best ``M`` pairs (:func:`scoremix_ds.maths.topk.extreme_pairs`, ``M`` from ``4 * num_pairs``). When its first
-    pass at the starting cap completes inside them, the full order would have given the same picks; otherwise ``M``
-    grows fourfold, up to every pair. Measured on 2 cores, random 512-d vectors: 10K classes, 4000 pairs 4 s;
-    50K classes, 10000 pairs 43 s, peak RSS 0.7 GiB. A request that saturates the cap (e.g. ``num_pairs = N / 2``
-    at cap 1) can need nearly every pair in order, and then costs about what the dense path does.
+    Gives the same pairs as ``select_pairs`` on ``cosine_distances(vectors)``, through the per-class capped greedy
+    of :func:`scoremix_ds.maths.extreme_greedy.greedy_extreme_pairs` (chunked top-k lists per class, extended only
+    for the classes that run out; float32 screening on ``device``, ``auto``: the accelerator when present, exact
+    float64 keys). Pairs = classes at 20K x 512-d takes seconds on 2 CPU cores: figures in ``docs/performance.md``.
     """
+    from ..devices import resolve_device
+    from .extreme_greedy import greedy_extreme_pairs
+
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < 2:
         raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check --classes / --real-data")
     if num_pairs <= 0:
         raise ConfigError(f"--pairs must be positive, got {num_pairs}", hint="use --pairs 1 or more")
+    if max_uses is not None and max_uses < 1:
+        raise ConfigError(f"--max-uses must be positive, got {max_uses}", hint="use --max-uses 1 or more")
     total = len(classes) * (len(classes) - 1) // 2
     if num_pairs > total:
         raise ConfigError(
@@ -274,15 +277,7 @@ def select_extreme_pairs(
     sub = np.asarray(vectors)[classes]  # sorted class ids keep the (distance, a, b) tie order
     start = max(1, math.ceil(2 * num_pairs / len(classes)))
     if max_uses is not None:
-        start = min(start, max(max_uses, 1))
-    m = min(total, 4 * num_pairs)
-    while True:
-        local, _ = extreme_pairs(sub, m, largest=descending, block_rows=block_rows)
-        pairs = classes[local]
-        order = np.arange(len(pairs))
-        if m == total:
-            return pairs[capped_greedy(pairs, order, num_pairs, len(classes), max_uses)]
-        try:
-            return pairs[capped_greedy(pairs, order, num_pairs, len(classes), start)]
-        except ConfigError:
-            m = min(total, 4 * m)
+        start = min(start, max_uses)
+    local = greedy_extreme_pairs(sub, num_pairs, descending, start, max_uses, device=resolve_device(device),
+                                 block_rows=block_rows)
+    return classes[local]

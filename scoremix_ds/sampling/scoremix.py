@@ -41,6 +41,7 @@ def scoremix_sample(
     schedule: WeightSchedule = WeightSchedule(),
     return_latents: bool = False,
     mixing: str = "score",
+    noise: tuple[torch.Tensor, list[torch.Generator]] | None = None,
 ) -> torch.Tensor:
     """Sample a batch of K-way score mixes (or, with ``mixing="condition"``, condition mixes).
 
@@ -58,6 +59,8 @@ def scoremix_sample(
         return_latents: skip VAE decoding.
         mixing: ``"score"`` (ScoreMix: K conditioned outputs per step, mixed) or ``"condition"`` (AugGen: one output
             per step on the mixed class-condition vector, :mod:`scoremix_ds.sampling.condition_mix`).
+        noise: ``initial_noise(seeds, generator.sample_shape)`` drawn ahead of time (e.g. in another thread while
+            the previous batch samples); the same values and generator states as drawing it here.
 
     Returns:
         ``(B, C, H, W)`` images in ``[-1, 1]`` (float32, on the generator's device).
@@ -78,8 +81,10 @@ def scoremix_sample(
             hint="use --guidance 1, or a generator trained with label dropout (scoremix.json null_class)",
         )
     device = generator.device
-    noise, gens = initial_noise(seeds, generator.sample_shape)
-    scheduler.set_timesteps(num_steps, device=device)
+    noise, gens = noise if noise is not None else initial_noise(seeds, generator.sample_shape)
+    # The scheduler's bookkeeping (timesteps, alphas, sigmas) stays on the host, so indexing it never waits for the
+    # accelerator; the model gets every timestep from ONE copy made before the loop: no host-device sync per step.
+    scheduler.set_timesteps(num_steps, device="cpu")
     x = noise.to(device) * scheduler.init_noise_sigma
     weights = weights.to(device=device, dtype=torch.float32)
 
@@ -95,17 +100,19 @@ def scoremix_sample(
     step_kwargs = {"generator": gens} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
     timesteps = scheduler.timesteps
+    model_timesteps = timesteps.to(device)
     for i, t in enumerate(timesteps):
+        t_model = model_timesteps[i]
         x_in = scheduler.scale_model_input(x, t)
         # Progress counts scheduler steps, not model calls: both evaluations of a 2nd-order (Heun) step share it.
         w = schedule(weights, (i // scheduler.order) / num_steps)
         with _conditions(generator, weak, classes, w, by_condition):
-            out = generator.predict(x_in.repeat(n_cond, 1, 1, 1), t, labels).view(n_cond, b, *x.shape[1:])
+            out = generator.predict(x_in.repeat(n_cond, 1, 1, 1), t_model, labels).view(n_cond, b, *x.shape[1:])
             cond = out[:k_out]
             if cfg:
                 cond = guide(cond, out[k_out:], guidance)  # Classifier-free guidance, per condition.
             elif weak is not None and guidance != 1.0:
-                base = weak.predict(x_in.repeat(k_out, 1, 1, 1), t, labels).view(k_out, b, *x.shape[1:])
+                base = weak.predict(x_in.repeat(k_out, 1, 1, 1), t_model, labels).view(k_out, b, *x.shape[1:])
                 cond = guide(cond, base, guidance)  # Autoguidance against the weaker checkpoint.
         eps = cond[0] if by_condition else mix(cond, w)  # ScoreMix: convex mix of the K outputs.
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample

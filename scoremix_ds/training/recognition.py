@@ -151,8 +151,14 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
     accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision if not cpu else "no")
     rank, world = accelerator.process_index, accelerator.num_processes
-    if config.batch_size % world:
-        raise ConfigError(f"--batch-size {config.batch_size} does not split over {world} processes", hint=f"use a multiple of {world}")
+    # --batch-size is the GLOBAL batch of one optimizer step: split over the processes and the accumulation steps
+    if config.batch_size % (world * config.grad_accum):
+        raise ConfigError(f"--batch-size {config.batch_size} does not split over {world} processes x {config.grad_accum} "
+                          "accumulation steps", hint=f"use a multiple of {world * config.grad_accum} for --batch-size")
+    micro = config.batch_size // (world * config.grad_accum)
+    cuda = accelerator.device.type == "cuda"
+    workers = config.num_workers if config.num_workers is not None else (
+        min(8, max(1, (os.cpu_count() or 1) // world)) if cuda else 0)
 
     torch.manual_seed(config.seed)  # initial weights; everything later is drawn from (seed, step) streams
     model, arch = _backbone(config)
@@ -181,10 +187,10 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
         logger.info("%s already finished %d steps", out, config.steps)
         return TrainResult(out, start, time.perf_counter() - started, _last_eval(out), start)
     model, optimizer = accelerator.prepare(model, optimizer)
-    sampler = data.batch_sampler(config.batch_size, config.synthetic_ratio if config.synthetic and config.real else 1.0,
+    sampler = data.batch_sampler(micro, config.synthetic_ratio if config.synthetic and config.real else 1.0,
                                  config.seed, start_step=start * config.grad_accum,
                                  num_steps=(config.steps - start) * config.grad_accum, rank=rank, world_size=world)
-    batches = iter(make_loader(data, sampler, num_workers=config.num_workers))
+    batches = iter(make_loader(data, sampler, num_workers=workers, pin_memory=cuda))
     benchmarks = _val_benchmarks(config) if accelerator.is_main_process else []
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,20 +208,21 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     for step in bar:
         for micro in range(config.grad_accum):
             x, y = next(batches)
-            x, y = x.to(accelerator.device), y.to(accelerator.device)
+            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
             sync = micro == config.grad_accum - 1
             with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                 loss = head(model(x).float(), y) / config.grad_accum
             accelerator.backward(loss)
-            window_loss += loss.item()
+            window_loss = window_loss + loss.detach()  # no host sync per step: read when the log is written
             window_images += len(y) * world
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         done, window_steps = step + 1, window_steps + 1
         if log is not None and (done % config.log_every == 0 or done == config.steps):
-            record = {"step": done, "loss": window_loss / window_steps, "lr": schedule.get_last_lr()[0],
-                      "images_per_s": window_images / (time.perf_counter() - window_start)}
+            record = {"step": done, "loss": float(window_loss) / window_steps, "lr": schedule.get_last_lr()[0],
+                      "images_per_s": window_images / (time.perf_counter() - window_start),
+                      "global_batch": window_images // window_steps}
             log.write(json.dumps(record) + "\n")
             log.flush()
             logger.info("step %d loss %.4f lr %.3g %.0f img/s", done, record["loss"], record["lr"], record["images_per_s"])

@@ -46,8 +46,8 @@ class RecognitionTrainConfig:
     margin: float | None = None  # None: the head's default (ArcFace 0.5, CosFace 0.4, AdaFace 0.4)
     sample_rate: float = 1.0  # Partial FC: fraction of class centres scored per step (1: all)
     steps: int = 2000  # optimizer steps
-    batch_size: int = 128  # global images per micro-batch (over all processes)
-    grad_accum: int = 1  # micro-batches per optimizer step
+    batch_size: int = 128  # GLOBAL images per optimizer step: split over all processes and the grad_accum micro-batches
+    grad_accum: int = 1  # micro-batches per optimizer step (each process takes batch_size / (processes * grad_accum))
     optimizer: str = "sgd"
     learning_rate: float = 0.1
     momentum: float = 0.9
@@ -61,7 +61,7 @@ class RecognitionTrainConfig:
     eval_every: int = 0  # run the `val` benchmarks every N steps (and at the end when any are given)
     val: tuple[str, ...] = ()  # benchmark specs, as `scoremix-ds eval --benchmark` (e.g. "heldout:mnist-5k-heldout:1000")
     log_every: int = 50
-    num_workers: int = 0
+    num_workers: int | None = None  # DataLoader workers; None: 0 on CPU, min(8, cores per process) on CUDA
     device: str | None = None  # None: accelerate's choice (GPU when present)
 
     def __post_init__(self) -> None:
@@ -96,7 +96,7 @@ class RecognitionTrainConfig:
         if not 0 <= self.shift_pixels < self.image_size:
             raise ConfigError(f"shift_pixels must be in [0, {self.image_size}), got {self.shift_pixels}",
                               hint="check shift_pixels in the recipe")
-        if self.checkpoint_every < 0 or self.eval_every < 0 or self.num_workers < 0:
+        if self.checkpoint_every < 0 or self.eval_every < 0 or (self.num_workers is not None and self.num_workers < 0):
             raise ConfigError("--checkpoint-every, --eval-every and --num-workers must be >= 0", hint="check the flags")
 
     def fingerprint(self) -> str:
