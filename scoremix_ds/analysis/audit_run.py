@@ -82,6 +82,9 @@ def run_audit(config: AuditConfig) -> AuditResult:
     disc_rev = config.discriminator_revision if config.discriminator else manifest.config.get("discriminator_revision")
     real_name = config.real_data or manifest.config["real_data"]
     real_rev = config.real_data_revision if config.real_data else manifest.config.get("real_data_revision")
+    if real_name is None:
+        raise ConfigError(f"{folder} was built without real data, and the audit compares identities with real class "
+                          f"centres", hint="give --real-data (the generator's training data)")
     disc = load_discriminator(disc_name, disc_rev)
     real = read_real_data(real_name, real_rev)
     images, identity, parents = read_mix(folder, manifest)

@@ -35,14 +35,33 @@ PLAN_FIELDS = ("strategy", "classes", "pairs", "per_identity", "weights", "band"
 
 @dataclass(frozen=True)
 class Spaces:
-    """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images) and the
-    generator's condition vectors, plus what identifies the models and data."""
+    """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images; None with
+    no real data) and the generator's condition vectors, plus what identifies the models and data."""
 
-    centres: np.ndarray
+    centres: np.ndarray | None
     conditions: np.ndarray
-    real: RealData
+    real: RealData | None
     generator_digest: str
-    discriminator_digest: str
+    discriminator_digest: str | None
+
+
+NO_REAL_DATA = "none: no --real-data was given, so there are no class centres and every embedding_distance is null"
+
+
+def needs_real_data(strategy: str) -> bool:
+    """True for the strategies that pick classes by their discriminator class centres (distant, close, band, the
+    embedding triplets); ``random`` and the condition-space strategies need no real data."""
+    return get_strategy(strategy).space == "embedding"
+
+
+def check_real_data(config: BuildConfig, what: str = "") -> None:
+    """One line naming --real-data when the strategy needs class centres and none were given."""
+    if config.real_data is None and needs_real_data(config.strategy):
+        raise ConfigError(
+            f"strategy '{config.strategy}' picks classes by their class centres in the discriminator's space, which "
+            f"needs real images of the generator's classes{what}",
+            hint="give --real-data (the data the generator was trained on), or use --strategy random / "
+                 "distant-condition / close-condition")
 
 
 def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
@@ -54,16 +73,36 @@ def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np
     return np.asarray(config.classes, dtype=np.int64)
 
 
-def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator) -> Spaces:
-    real = read_real_data(config.real_data, config.real_data_revision)
-    if real.labels.max() >= gen.num_classes:
+def real_rows(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData) -> np.ndarray:
+    """The real rows whose classes give centres: all of them when the class counts agree, else (a mismatch solved
+    by --classes) those of the candidate classes, which both the generator and the real data must have."""
+    if real.num_classes == gen.num_classes:
+        return np.arange(len(real.labels))
+    if not config.classes:
+        both = min(real.num_classes, gen.num_classes)
         raise DataError(
-            f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
-            hint="use the real data the generator was trained on (--real-data)",
-        )
+            f"--real-data has {real.num_classes} classes but the generator has {gen.num_classes}",
+            hint=f"mix only classes both have with --classes (e.g. --classes 0-{both - 1}), or give the generator's own "
+                 f"training data as --real-data")
+    top = max(config.classes)
+    if top >= real.num_classes:
+        raise ConfigError(f"--classes has id {top}, outside the real data's classes 0..{real.num_classes - 1} "
+                          f"(the generator has {gen.num_classes})", hint="check --classes")
+    return np.flatnonzero(np.isin(real.labels, np.asarray(config.classes)))
+
+
+def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, progress: bool = False) -> Spaces:
+    conditions = gen.condition_table().numpy().astype(np.float64)
+    if config.real_data is None:
+        if not config.plan:  # a plan file already holds its tuples
+            check_real_data(config)
+        return Spaces(None, conditions, None, model_digest(gen), None)
+    real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
-    centres = class_centres(embed_images(disc, real.images), real.labels, gen.num_classes)
-    return Spaces(centres, gen.condition_table().numpy().astype(np.float64), real, model_digest(gen), model_digest(disc))
+    embeddings = embed_images(disc, real.images[rows])
+    centres = class_centres(embeddings, real.labels[rows], max(gen.num_classes, real.num_classes))[: gen.num_classes]
+    return Spaces(centres, conditions, real, model_digest(gen), model_digest(disc))
 
 
 def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> MixPlan:
@@ -78,16 +117,20 @@ def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spa
                      mean_pairwise_distance(tuples, spaces.conditions), config.per_identity, config.seed)
 
 
-def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData) -> dict[str, Any]:
-    return {
-        "real_data": public_ref(real.source),
-        "licence": real.licence,
-        "attribution": public_ref(real.attribution),
+def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData | None) -> dict[str, Any]:
+    facts = {
+        "real_data": public_ref(real.source) if real else None,
+        "licence": real.licence if real else None,
+        "attribution": public_ref(real.attribution) if real else None,
         "generator": public_ref(config.generator),
         "generator_training_data": public_ref(gen.metadata.get("real_data")),
-        "discriminator": public_ref(config.discriminator),
-        "num_real_classes": int(real.num_classes),
+        "discriminator": public_ref(config.discriminator) if real else None,
+        "num_real_classes": int(real.num_classes) if real else None,
+        "real_class_names": list(real.class_names) if real else None,
     }
+    if real is None:
+        facts["embedding_distances"] = NO_REAL_DATA
+    return facts
 
 
 def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> dict[str, Any]:
@@ -102,8 +145,9 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
         "discriminator": public_ref(config.discriminator),
         "discriminator_revision": config.discriminator_revision,
         "discriminator_digest": spaces.discriminator_digest,
-        "real_data": public_ref(spaces.real.source),
+        "real_data": public_ref(spaces.real.source) if spaces.real else None,
         "class_names": list(gen.class_names),
+        **({} if spaces.real else {"embedding_distances": NO_REAL_DATA}),
     }
 
 
@@ -140,6 +184,8 @@ def with_plan(config: BuildConfig) -> BuildConfig:
 def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
     for role in ("generator", "discriminator"):
         made, have = meta.get(f"{role}_digest"), getattr(spaces, f"{role}_digest")
+        if role == "discriminator" and (made is None or have is None):  # a plan (or build) without real data
+            continue
         if made != have:
             raise ConfigError(
                 f"plan file {path} was made with {role} {meta.get(role)!r} (digest {made}); this build's {role} has digest {have}",
@@ -147,10 +193,10 @@ def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
             )
 
 
-def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[MixPlan, dict]:
+def plan_build(config: BuildConfig, gen: ClassConditionalGenerator, progress: bool = False) -> tuple[MixPlan, dict]:
     """Class centres -> distances in both spaces -> tuples -> plan (or the plan file's). Returns the plan and
     provenance facts."""
-    spaces = class_spaces(config, gen)
+    spaces = class_spaces(config, gen, progress)
     if config.plan:
         pf = read_plan(config.plan)
         _check_models(pf.meta, spaces, config.plan)

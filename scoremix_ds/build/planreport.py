@@ -43,15 +43,17 @@ class PlanSummary:
                 f"(percentile {self.chosen_percentile:.1f} of all pairs)")
 
 
-def make_plan_file(config: BuildConfig, path: str | Path) -> PlanSummary:
-    """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram)."""
+def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False) -> PlanSummary:
+    """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram).
+    Without real data (``random`` or a condition strategy) the histogram is of the condition space."""
     path = Path(path)
-    gen = load_generator(config.generator, config.generator_revision)
-    spaces = class_spaces(config, gen)
+    gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
+    spaces = class_spaces(config, gen, progress)
     plan = choose_plan(config, gen, spaces)
     write_plan(path, plan, plan_meta(config, gen, spaces))
     space = get_strategy(config.strategy).space
-    space = "embedding" if space == "none" else space
+    if space == "none":
+        space = "embedding" if spaces.centres is not None else "condition"
     vectors = spaces.centres if space == "embedding" else spaces.conditions
     classes = candidate_classes(config, gen)
     everything = pair_distance_sample(vectors[classes], HISTOGRAM_PAIRS, config.seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -66,8 +68,8 @@ def _append(cols: dict[str, list], img: np.ndarray, label: int, identity: str, i
     cols["parents"].append(list(parents))
     cols["parent_names"].append([names[p] for p in parents])
     cols["weights"].append(list(weights))
-    cols["embedding_distance"].append(ident.embedding_distance)
-    cols["condition_distance"].append(ident.condition_distance)
+    cols["embedding_distance"].append(None if math.isnan(ident.embedding_distance) else ident.embedding_distance)
+    cols["condition_distance"].append(None if math.isnan(ident.condition_distance) else ident.condition_distance)
     cols["strategy"].append(strategy)
     cols["mixing"].append(mixing)
     cols["seed"].append(int(seed))

@@ -50,10 +50,12 @@ class BuildResult:
 
 
 def load_models(config: BuildConfig, device: str):
-    gen = load_generator(config.generator, config.generator_revision).to(device, TORCH_DTYPES[config.dtype])
+    gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class).to(
+        device, TORCH_DTYPES[config.dtype])
     weak = None
     if config.weak_generator:
-        weak = load_generator(config.weak_generator).to(device, TORCH_DTYPES[config.dtype])
+        weak = load_generator(config.weak_generator, null_class=config.null_class, flag="--weak-generator").to(
+            device, TORCH_DTYPES[config.dtype])
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",

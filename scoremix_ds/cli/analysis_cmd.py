@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from .options import RealDataOpt, SeedOpt
-from .parsing import parse_ints
+from .parsing import parse_class_ids
 
 
 def align(
@@ -20,7 +20,7 @@ def align(
     ] = None,
     real_data: RealDataOpt = None,
     real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 (default: all).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 or 0-7 (default: all).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Neighbours for mutual kNN and CKNNA (default: min(10, classes // 4)).")] = None,
     seed: SeedOpt = None,
 ) -> None:
@@ -34,9 +34,9 @@ def align(
         discriminator=discriminator,
         discriminator_revision=discriminator_revision,
         other_discriminator=other_discriminator,
-        real_data=real_data or "mnist-5k",
+        real_data=real_data,
         real_data_revision=real_data_revision,
-        classes=parse_ints(classes, "--classes") or (),
+        classes=parse_class_ids(classes) or (),
         k=k,
         seed=0 if seed is None else seed,
     )

@@ -12,7 +12,7 @@ from ..build.config import BuildConfig
 from ..build.launch import relaunch
 from ..build.layout import launched_distributed
 from ..build.outdir import completed_build
-from ..build.planner import with_plan
+from ..build.planner import check_real_data, with_plan
 from ..build.status import build_status
 from ..errors import ConfigError
 from ..recipes import config_from
@@ -27,6 +27,7 @@ from .options import (
     DiscriminatorRevisionOpt,
     GeneratorOpt,
     GeneratorRevisionOpt,
+    NullClassOpt,
     MaxUsesOpt,
     OutOpt,
     PairsOpt,
@@ -40,7 +41,7 @@ from .options import (
     StrategyOpt,
     WeightsOpt,
 )
-from .parsing import parse_band, parse_floats, parse_ints
+from .parsing import parse_band, parse_class_ids, parse_floats
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def build(
     strategy: StrategyOpt = None,
     generator: GeneratorOpt = None,
     generator_revision: GeneratorRevisionOpt = None,
+    null_class: NullClassOpt = None,
     discriminator: DiscriminatorOpt = None,
     discriminator_revision: DiscriminatorRevisionOpt = None,
     weak_generator: Annotated[Optional[str], typer.Option(help="Weaker checkpoint for autoguidance.")] = None,
@@ -90,9 +92,10 @@ def build(
     """Sample a ScoreMix synthetic-identity dataset (parquet + card) into --out."""
 
     overrides = dict(
-        strategy=strategy, generator=generator, generator_revision=generator_revision, discriminator=discriminator,
+        strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,
+        discriminator=discriminator,
         discriminator_revision=discriminator_revision, weak_generator=weak_generator, real_data=real_data,
-        real_data_revision=real_data_revision, classes=parse_ints(classes, "--classes"), pairs=pairs,
+        real_data_revision=real_data_revision, classes=parse_class_ids(classes), pairs=pairs,
         band=parse_band(band), max_uses=max_uses, plan=plan,
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
         mixing=mixing, weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
@@ -100,6 +103,8 @@ def build(
         device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     config = with_plan(config_from(BuildConfig, recipe, overrides))
+    if not config.plan:
+        check_real_data(config)  # before any model is loaded
     push = None
     if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
         from ..hub.push import PushConfig

@@ -164,6 +164,10 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
     """
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path)
+    if name_or_path not in (None, "default"):  # ORG/NAME@REVISION, the one reference grammar
+        from ..data.refs import with_revision
+
+        name_or_path, revision = with_revision(name_or_path, revision, "--discriminator")
     folder = _resolve(name_or_path, revision)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
