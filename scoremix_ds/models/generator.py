@@ -256,7 +256,8 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
         null_class=None if null_class is None else int(null_class),
         class_names=tuple(str(n) for n in names),
         sample_shape=(channels, size, size),
-        scheduler_config=scheduler_config,
+        scheduler_config=None if scheduler_config is None else {k: v for k, v in scheduler_config.items()
+                                                                 if k != "null_class"},  # ours, not the scheduler's
         vae=vae,
         source=str(name_or_path or "default"),
         revision=revision,
