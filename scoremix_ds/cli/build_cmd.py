@@ -15,6 +15,7 @@ from ..build.outdir import completed_build
 from ..build.planner import check_real_data, with_plan
 from ..build.status import build_status
 from ..errors import ConfigError
+from ..ranks import check_num_processes, is_main_process, owns_side_effects
 from ..recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
 from .options import (
@@ -112,30 +113,34 @@ def build(
         push = PushConfig(folder=config.out, repo_id=push_to, tag=tag, force_tag=force_tag, token=token)
     elif tag or force_tag:
         raise ConfigError("--tag/--force-tag need --push-to", hint="add --push-to ORG/NAME, or use `scoremix-ds push`")
+    check_num_processes(num_processes)
     if completed_build(config) is not None:  # resuming a finished build costs no model loading
-        typer.echo(build_status(Path(config.out)).summary())
+        if is_main_process():
+            typer.echo(build_status(Path(config.out)).summary())
+        complete = True
     else:
-        _build(config, num_processes, progress)
-    if push is not None and not launched_distributed():
+        complete = _build(config, num_processes, progress)
+    # Once, from the process that owns the run: this one, rank 0 of the user's accelerate launch / torchrun, or the
+    # parent of --num-processes (whose children never see --push-to), after every unit is on disk.
+    if push is not None and complete and owns_side_effects():
         from ..hub.push import push_dataset
 
         typer.echo(summary(push_dataset(push), push))
 
 
-def _build(config: BuildConfig, num_processes: int, progress: bool) -> None:
-    if num_processes < 1:
-        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
+def _build(config: BuildConfig, num_processes: int, progress: bool) -> bool:
+    """Run (or relaunch) the build; True in the process that saw it complete (rank 0, or the relaunch's parent)."""
     if num_processes > 1 and not launched_distributed():
         code = relaunch(config, num_processes, progress)
         if code:
             raise typer.Exit(code)
         typer.echo(build_status(Path(config.out)).summary())
-        return
+        return True
     from ..build.runner import run_build
 
     result = run_build(config, progress=progress)
     if not result.complete:  # a process other than 0, or units of other processes failed
-        return
+        return False
     counts = ", ".join(f"{name}: {n} rows" for name, n in result.rows.items())
     typer.echo(
         f"built {result.out} — {result.identities} identities ({counts}) in {result.seconds:.1f}s"
@@ -143,3 +148,4 @@ def _build(config: BuildConfig, num_processes: int, progress: bool) -> None:
         + (f"\npart {config.shard} of {config.num_shards}: join all parts with `scoremix-ds merge PARTS... --out DIR`"
            if config.num_shards > 1 else f"\nload it with: datasets.load_dataset({str(result.out)!r}, 'mix')")
     )
+    return True

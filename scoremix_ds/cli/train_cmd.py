@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Optional
 
 import typer
 
+from ..build.layout import launched_distributed
+from ..ranks import check_num_processes, is_main_process, owns_side_effects, relaunch_command
 from ..recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
@@ -14,8 +15,24 @@ from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, Reci
 LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
 
 
-def _train(kind: str, recipe, progress: bool, **overrides) -> None:
+NumProcessesOpt = Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device; gloo on CPU).")]
+
+
+def _relaunched(num_processes: int) -> bool:
+    """``--num-processes N > 1`` outside a launch: run this same command in N processes; True when that ran."""
+    check_num_processes(num_processes)
+    if num_processes == 1 or launched_distributed():
+        return False
+    code = relaunch_command(num_processes)
+    if code:
+        raise typer.Exit(code)
+    return True
+
+
+def _train(kind: str, recipe, progress: bool, num_processes: int = 1, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line."""
+    if _relaunched(num_processes):
+        return
     if kind == "generator":
         from ..training.generator import train_generator
         from ..training.generator_config import GeneratorTrainConfig
@@ -31,7 +48,7 @@ def _train(kind: str, recipe, progress: bool, **overrides) -> None:
                   if isinstance(b.get("accuracy"), dict)]
         if scores:
             path = f"{path} ({', '.join(scores)})"
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one line for the whole run
+    if is_main_process():  # under accelerate launch / torchrun / --num-processes, one line for the whole run
         typer.echo(f"saved {kind} to {path}")
 
 
@@ -51,11 +68,12 @@ def train_generator(
     stop_after: Annotated[Optional[int], typer.Option(help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train a class-conditional UNet or DiT generator (diffusers layout, safetensors) on real labelled images, on
     accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume."""
-    _train("generator", recipe, progress, real_data=real_data, architecture=architecture, image_size=image_size,
+    _train("generator", recipe, progress, num_processes, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
            stop_after=stop_after, seed=seed, out=out)
@@ -116,6 +134,7 @@ def train(
     push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).")] = None,
     tag: TagOpt = None,
     token: TokenOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train or fine-tune a recognition network on real + synthetic identities (accelerate; resumes from checkpoints)."""
@@ -139,17 +158,21 @@ def train(
         from ..hub.push_model import ModelPushConfig
 
         push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
-    result = train_recognition(config, progress=progress)
-    lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
-             + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
-    from ..evaluation.report import headline
+    if not _relaunched(num_processes):
+        result = train_recognition(config, progress=progress)
+        if is_main_process():  # rank 0 of any launch: the summary once
+            lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
+                     + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
+            from ..evaluation.report import headline
 
-    for name, h in headline(result.metrics).items():
-        if h["accuracy_std"] is not None:  # 1:1 verification benchmarks
-            lines.append(f"{name}: accuracy {h['accuracy']:.4f} ± {h['accuracy_std']:.4f}, AUC {h['auc']:.4f}, EER {h['eer']:.4f}")
-    typer.echo("\n".join(lines))
-    if push is not None:
+            for name, h in headline(result.metrics).items():
+                if h["accuracy_std"] is not None:  # 1:1 verification benchmarks
+                    lines.append(f"{name}: accuracy {h['accuracy']:.4f} ± {h['accuracy_std']:.4f}, AUC {h['auc']:.4f}, "
+                                 f"EER {h['eer']:.4f}")
+            typer.echo("\n".join(lines))
+    # The push: once, from the process that owns the run (rank 0 of the user's launch, or --num-processes' parent).
+    if push is not None and owns_side_effects():
         from ..hub.push_model import push_model
 
         pushed = push_model(push)
-        typer.echo(f"pushed {result.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))
+        typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))
