@@ -79,3 +79,40 @@ def test_build_push_to_under_torchrun_pushes_once(hub, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert pushes(hub, "org/torchrun", "dataset") == 1
     assert lines(proc.stdout, "built ") == 1 and lines(proc.stdout, "pushed ") == 1, proc.stdout
+
+
+def test_logs_come_from_rank_zero_and_other_ranks_warnings_are_tagged(monkeypatch):
+    import logging
+
+    from scoremix_ds.ranks import MainProcessFilter, owns_side_effects, strip_options
+
+    rec = lambda level: logging.LogRecord("x", level, __file__, 1, "message %s", ("a",), None)  # noqa: E731
+    keep = MainProcessFilter()
+    monkeypatch.setenv("RANK", "0")
+    assert keep.filter(rec(logging.INFO)) and owns_side_effects()
+    monkeypatch.setenv("RANK", "1")
+    assert not keep.filter(rec(logging.INFO)) and not owns_side_effects()
+    warning = rec(logging.WARNING)
+    assert keep.filter(warning) and warning.getMessage() == "[rank 1] message a"
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("SCOREMIX_RELAUNCHED", "1")
+    assert not owns_side_effects()  # a child of --num-processes: the parent pushes
+    assert strip_options(["train", "--push-to", "o/n", "--tag=v1", "--force-tag", "--steps", "2"],
+                         {"--push-to": 1, "--tag": 1, "--force-tag": 0}) == ["train", "--steps", "2"]
+
+
+def test_quiet_and_verbose_set_the_level(capsys, caplog, tmp_path):
+    import logging
+
+    from scoremix_ds.cli import main
+
+    root = logging.getLogger()
+    before = root.level
+    try:
+        assert main(["-q", "plan", "--pairs", "2", "--no-progress", "--out", str(tmp_path / "q.parquet")]) == 0
+        assert root.level == logging.WARNING and not [r for r in caplog.records if r.levelno < logging.WARNING]
+        caplog.clear()
+        assert main(["-v", "plan", "--pairs", "2", "--no-progress", "--out", str(tmp_path / "v.parquet")]) == 0
+        assert root.level == logging.DEBUG and any(r.levelno == logging.INFO for r in caplog.records)
+    finally:
+        root.setLevel(before)

@@ -100,7 +100,7 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, progress: 
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
-    embeddings = embed_images(disc, real.images[rows])
+    embeddings = embed_images(disc, real.images[rows], progress="embed real data" if progress else False)
     centres = class_centres(embeddings, real.labels[rows], max(gen.num_classes, real.num_classes))[: gen.num_classes]
     return Spaces(centres, conditions, real, model_digest(gen), model_digest(disc))
 

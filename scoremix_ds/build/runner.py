@@ -82,7 +82,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
     gen, weak = load_models(config, group.device or config.device)
-    plan, provenance = plan_build(config, gen)
+    plan, provenance = plan_build(config, gen, progress and layout.is_main)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 

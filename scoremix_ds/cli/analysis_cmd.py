@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import RealDataOpt, SeedOpt
+from .options import ProgressOpt, RealDataOpt, SeedOpt
 from .parsing import parse_class_ids
 
 
@@ -52,6 +52,7 @@ def audit(
     threshold: Annotated[Optional[float], typer.Option(help="Flag identities whose images' mean cosine to a real centre reaches this (default: per class, its own images' median).")] = None,
     quantile: Annotated[float, typer.Option(help="Per-class default threshold: this quantile of the real images' own-centre cosine.")] = 0.5,
     update_card: Annotated[bool, typer.Option("--update-card/--no-update-card", help="Add the audit summary to the dataset card.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Identity-leakage audit: each synthetic identity against the nearest real class and its parents; flagged
     identities listed in audit.json, a plot in audit.png, the summary in the card."""
@@ -59,5 +60,5 @@ def audit(
 
     config = AuditConfig(folder=folder, discriminator=discriminator, discriminator_revision=discriminator_revision,
                          real_data=real_data, real_data_revision=real_data_revision, threshold=threshold,
-                         quantile=quantile, update_card=update_card)
+                         quantile=quantile, update_card=update_card, progress=progress)
     typer.echo(run_audit(config).text())

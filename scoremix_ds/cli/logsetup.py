@@ -12,13 +12,17 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class TqdmHandler(logging.StreamHandler):
-    """A stream handler that writes through ``tqdm.write``, so open bars are cleared and redrawn around the line."""
+    """A stream handler that writes through ``tqdm.write`` to the CURRENT ``sys.stderr``, so open bars are cleared
+    and redrawn around the line (and a replaced stderr, e.g. a test's capture, is followed)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             from tqdm import tqdm
 
-            tqdm.write(self.format(record), file=self.stream or sys.stderr)
+            tqdm.write(self.format(record), file=sys.stderr)
         except Exception:  # noqa: BLE001 - logging must never raise into the caller (as logging.Handler does)
             self.handleError(record)
 
@@ -35,16 +39,20 @@ def level_for(verbose: int = 0, quiet: int = 0) -> int:
 
 
 def setup_logging(verbose: int = 0, quiet: int = 0) -> None:
-    """Install the handler once (idempotent: the CLI's main may run many times in one process) and set levels."""
+    """Install the handler once, as ``logging.basicConfig`` would: only when the root logger has no handler yet (a
+    host's own handlers, e.g. pytest's or a notebook's, are left alone); then set the level (always for -v/-q)."""
     from ..ranks import MainProcessFilter
 
     root = logging.getLogger()
-    if not any(isinstance(h, TqdmHandler) for h in root.handlers):
-        handler = TqdmHandler(sys.stderr)
+    ours = any(isinstance(h, TqdmHandler) for h in root.handlers)
+    if not root.handlers:
+        handler = TqdmHandler()
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         handler.addFilter(MainProcessFilter())
         root.addHandler(handler)
+        ours = True
     level = level_for(verbose, quiet)
-    root.setLevel(level)
+    if ours or verbose or quiet:
+        root.setLevel(level)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
