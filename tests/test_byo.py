@@ -345,3 +345,19 @@ def test_hub_dataset_with_revision_through_the_cli(tmp_path, rgb_unet, disc):
         assert meta["real_data"] == f"org/faces@{first}"
         latest = run_cli(hub, tmp_path / "hf", *args, "--real-data", "org/faces", "--out", str(tmp_path / "q.parquet"))
         assert latest.rc == 2 and "3 classes but the generator has 4" in latest.err  # main is v2: 3 classes
+
+
+def test_a_generator_trained_on_x_builds_with_x(capsys, tmp_path, formats, disc):
+    """train-generator --real-data X then build --real-data X: the same reference, read by the same layer."""
+    recipe = tmp_path / "gen.toml"
+    recipe.write_text("image_size = 8\nblock_out_channels = [8, 16]\nnorm_num_groups = 4\nsteps = 2\nbatch_size = 4\n"
+                      "warmup_steps = 1\ncheckpoint_every = 0\n")
+    for fmt in ("imagefolder", "recordio"):
+        data, out = formats[fmt] + "[0-2]", tmp_path / f"gen-{fmt}"
+        rc, o, err = run(capsys, "train-generator", "--recipe", str(recipe), "--real-data", data, "--out", str(out),
+                         "--no-progress")
+        assert rc == 0 and "saved generator" in o, err
+        rc, o, err = run(capsys, "build", "--generator", str(out), "--discriminator", disc, "--real-data", data,
+                         "--pairs", "2", "--per-identity", "1", "--steps", "2", "--no-progress", "--out",
+                         str(tmp_path / f"built-{fmt}"))
+        assert rc == 0, err
