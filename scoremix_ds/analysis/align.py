@@ -62,22 +62,23 @@ def default_k(n: int) -> int:
     return int(min(10, max(2, n // 4)))
 
 
-def _centres(name: str, revision: str | None, real) -> np.ndarray:
+def _centres(name: str, revision: str | None, real, progress: bool = False) -> np.ndarray:
     from ..maths.centres import class_centres
     from ..models.discriminator import embed_images, load_discriminator
 
     disc = load_discriminator(name, revision)
-    return class_centres(embed_images(disc, real.images), real.labels, real.num_classes)
+    embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
+    return class_centres(embeddings, real.labels, real.num_classes)
 
 
-def align_spaces(config: AlignConfig) -> AlignResult:
+def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
     from ..data.readers import read_real_data
 
-    real = read_real_data(config.real_data, config.real_data_revision)
-    second = _centres(config.discriminator, config.discriminator_revision, real)
+    real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    second = _centres(config.discriminator, config.discriminator_revision, real, progress)
     if config.other_discriminator:
-        first = _centres(config.other_discriminator, None, real)
+        first = _centres(config.other_discriminator, None, real, progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
         from ..models.generator import load_generator

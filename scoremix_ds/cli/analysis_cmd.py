@@ -23,6 +23,7 @@ def align(
     classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 or 0-7 (default: all).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Neighbours for mutual kNN and CKNNA (default: min(10, classes // 4)).")] = None,
     seed: SeedOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Linear CKA, debiased CKA, mutual kNN, CKNNA and distance Spearman between the generator's class
     conditions and the discriminator's class centres, beside a random reference."""
@@ -40,7 +41,7 @@ def align(
         k=k,
         seed=0 if seed is None else seed,
     )
-    typer.echo(align_spaces(config).summary())
+    typer.echo(align_spaces(config, progress=progress).summary())
 
 
 def audit(

@@ -87,11 +87,12 @@ def train_discriminator(
     learning_rate: LearningRateOpt = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Alias of `scoremix-ds train` with fewer flags (`--real-data X` is `--real X`); the embedded default is
     `--recipe default-discriminator`. Without a recipe: the defaults of `train`."""
-    _train("discriminator", recipe, progress, real=(real_data,) if real_data else None, steps=steps,
+    _train("discriminator", recipe, progress, num_processes, real=(real_data,) if real_data else None, steps=steps,
            batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
 
 
