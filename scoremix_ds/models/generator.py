@@ -224,6 +224,9 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
     explicit = null_class is not None or "null_class" in meta  # scoremix.json's null_class: null means "none"
     declared = null_class if null_class is not None else (
         meta["null_class"] if "null_class" in meta else declared_null_class(config, scheduler_config or {}, index))
+    if declared is not None and not isinstance(declared, int):
+        raise ModelError(f"generator '{root}': null_class {declared!r} is not a class id",
+                         hint="check null_class in scoremix.json / the model or scheduler config")
     if declared is not None and not 0 <= declared < table:
         raise ModelError(f"generator '{root}': null class {declared} is outside its label table 0..{table - 1}",
                          hint="check --null-class (or null_class in scoremix.json / the model config)")
