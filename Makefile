@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test bench
+.PHONY: install demo test bench glyph-fonts glyphs
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -27,3 +27,10 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_build.py
 	$(BIN)/python benchmarks/bench_distributed.py
+
+# Maintainers only: re-render the shipped glyphs-han dataset from Debian's font packages (root for apt-get, once).
+glyph-fonts: $(BIN)/.installed
+	apt-get install -y --no-install-recommends $$($(BIN)/python tools/render_glyphs.py --print-packages)
+
+glyphs: $(BIN)/.installed
+	$(BIN)/python tools/render_glyphs.py --out scoremix_ds/default/glyphs-han

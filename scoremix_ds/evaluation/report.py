@@ -14,6 +14,7 @@ import numpy as np
 from .identification import IdentificationResult
 from .ijb import IJBResult
 from .metrics import Roc, TarAtFar
+from .openset import OpenSetResult
 from .runner import BenchmarkResult, EvalResult, VerificationMetrics
 
 
@@ -42,6 +43,11 @@ def _benchmark_dict(b: BenchmarkResult) -> dict:
         out.update(rank_accuracy={str(k): v for k, v in m.rank_accuracy.items()}, num_probes=m.num_probes,
                    num_gallery=m.num_gallery, num_distractors=m.num_distractors,
                    probes_without_mate=m.probes_without_mate)
+    elif isinstance(m, OpenSetResult):
+        out.update(num_images=m.num_images, num_identities=m.num_identities, num_genuine=m.num_genuine,
+                   num_impostor=m.num_impostor, tar_at_far=[_tar(t) for t in m.tar_at_far], tar_rule="at_most",
+                   rank_accuracy={str(k): v for k, v in m.rank_accuracy.items()},
+                   genuine_mean=_num(m.genuine_mean), impostor_mean=_num(m.impostor_mean))
     t = b.timing
     out["timing"] = {"load_s": t.load_s, "embed_s": t.embed_s, "images": t.images,
                      "images_per_s": _num(t.images_per_s), "protocol_s": t.protocol_s}
@@ -94,6 +100,19 @@ def markdown_table(result: EvalResult) -> str:
         for b in ident:
             m = b.metrics
             lines.append(f"| {b.name} | {m.num_probes} | {m.num_gallery} | {m.num_distractors} | "
+                         + " | ".join(_pct(m.rank_accuracy.get(k)) for k in ranks) + " |")
+    open_sets = [b for b in result.benchmarks if b.kind == "openset"]
+    if open_sets:
+        fars = sorted({t.far for b in open_sets for t in b.metrics.tar_at_far})
+        ranks = sorted({k for b in open_sets for k in b.metrics.rank_accuracy})
+        lines += ["", "| benchmark (every pair) | identities | genuine | impostor | "
+                  + " | ".join(f"TAR@{f:g} %" for f in fars) + " | " + " | ".join(f"rank-{k} %" for k in ranks)
+                  + " |", "|---" * (4 + len(fars) + len(ranks)) + "|"]
+        for b in open_sets:
+            m = b.metrics
+            tars = {t.far: t.tar for t in m.tar_at_far}
+            lines.append(f"| {b.name} | {m.num_identities} | {m.num_genuine} | {m.num_impostor} | "
+                         + " | ".join(_pct(tars.get(f), 3) for f in fars) + " | "
                          + " | ".join(_pct(m.rank_accuracy.get(k)) for k in ranks) + " |")
     return "\n".join(lines) + "\n"
 

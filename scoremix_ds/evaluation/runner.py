@@ -2,7 +2,8 @@
 
 A benchmark is one of: a path to an insightface ``.bin``; a :class:`~.pairs.VerificationPairs`; a ``datasets.Dataset``
 of pairs (:func:`~.pairs.pairs_from_dataset`); a :class:`HeldOutSet` (balanced pairs drawn from labelled images); an
-:class:`IJBSet` (1:1 template verification from an IJB release folder); an :class:`IdentificationSet` (1:N).
+:class:`IJBSet` (1:1 template verification from an IJB release folder); an :class:`IdentificationSet` (1:N); an
+:class:`OpenSetSet` (labelled images of unseen identities: every pair, and rank-1, :mod:`.openset`).
 
 >>> import torch; from scoremix_ds.models.discriminator import SmallCNN
 >>> _ = torch.manual_seed(0); model = SmallCNN(in_channels=1, image_size=8, embedding_dim=4)
@@ -28,6 +29,7 @@ from ..models.discriminator import embed_images
 from .identification import IdentificationResult, identification
 from .ijb import IJBResult, ijb_verification, load_ijb_faces, read_ijb_meta
 from .metrics import DEFAULT_FARS, KFoldResult, Roc, TarAtFar, eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
+from .openset import OPEN_SET_FARS, OpenSetResult, open_set
 from .pairs import VerificationPairs, pairs_from_bin, pairs_from_dataset, pairs_from_labels
 
 logger = logging.getLogger(__name__)
@@ -69,6 +71,17 @@ class IdentificationSet:
 
 
 @dataclass(frozen=True)
+class OpenSetSet:
+    """Labelled images (uint8 NHWC): EVERY genuine and impostor pair is scored, and rank-k identification with one
+    gallery image per identity drawn with ``seed`` (:func:`~.openset.open_set`)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    name: str = "open-set"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class VerificationMetrics:
     num_pairs: int
     accuracy: KFoldResult
@@ -95,8 +108,8 @@ class Timing:
 @dataclass(frozen=True)
 class BenchmarkResult:
     name: str
-    kind: str  # "verification" | "ijb" | "identification"
-    metrics: VerificationMetrics | IJBResult | IdentificationResult
+    kind: str  # "verification" | "ijb" | "identification" | "openset"
+    metrics: VerificationMetrics | IJBResult | IdentificationResult | OpenSetResult
     timing: Timing
 
 
@@ -174,6 +187,13 @@ def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_fold
         metrics = identification(probe, spec.probe_labels, gallery, spec.gallery_labels, distractors, spec.ranks)
         images = len(probe) + len(gallery) + (0 if distractors is None else len(distractors))
         name, kind = spec.name, "identification"
+    elif isinstance(spec, OpenSetSet):
+        t1 = time.perf_counter()
+        embeddings = emb(spec.images)
+        t2 = time.perf_counter()
+        low = tuple(f for f in fars if f <= max(OPEN_SET_FARS))  # every pair: the low FARs are the point
+        metrics = open_set(embeddings, spec.labels, low or OPEN_SET_FARS, seed=spec.seed)
+        name, kind, images = spec.name, "openset", len(spec.images)
     else:
         raise DataError(f"unknown benchmark {type(spec).__name__}", hint="pass a .bin path, pairs or a labelled set")
     t3 = time.perf_counter()

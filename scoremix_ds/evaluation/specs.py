@@ -14,6 +14,9 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
 ``pairs:NAME[@REV][:SPLIT]``, ``FOLDER``,       a ``datasets`` pair dataset (``image_a``/``image_b``/``is_same``),
 ``ORG/NAME[@REV]``                              split ``test`` unless given (:func:`~.pairs.load_pair_dataset`)
 ``ijbb:ROOT``, ``ijbc:ROOT``                    IJB-B / IJB-C 1:1 template verification from a release folder
+``openset:NAME[@REV]``                          labelled data of unseen identities: EVERY genuine and impostor
+                                                pair (TAR@FAR down to 1e-6) and rank-1 identification
+                                                (:class:`~.runner.OpenSetSet`), e.g. ``openset:glyphs-han-verify``
 ==============================================  =================================================================
 
 ``tinyface:ROOT`` is refused: its 153,428 gallery distractors do not fit the in-memory
@@ -31,12 +34,12 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .pairs import VerificationPairs, load_pair_dataset
-from .runner import HeldOutSet, IJBSet
+from .runner import HeldOutSet, IJBSet, OpenSetSet
 
 DEFAULT_PAIRS = 3000  # held-out pairs when PAIRS is not given: half genuine, half impostor (LFW has 6,000)
 DEFAULT_SPLIT = "test"
 FORMS = ("PATH.bin, heldout:NAME[:PAIRS], mnist-5k-heldout, NAME[7-9], pairs:NAME[:SPLIT], a pair dataset folder, "
-         "ORG/NAME[@REV], ijbb:ROOT or ijbc:ROOT")
+         "ORG/NAME[@REV], ijbb:ROOT, ijbc:ROOT or openset:NAME")
 _HINT = f"--benchmark takes {FORMS}"
 _PREFIX = re.compile(r"^(?P<kind>[A-Za-z][A-Za-z0-9_-]*):(?P<rest>.*)$")
 _TRAILING = re.compile(r"^(?P<head>.+):(?P<tail>[^:/\]]+)$")  # NAME:PAIRS / NAME:SPLIT, never inside a path or [..]
@@ -47,7 +50,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 class BenchmarkSpec:
     """One parsed ``--benchmark``.
 
-    ``kind`` is ``bin`` (``target`` a file), ``heldout`` (``target`` a real-data name, ``num_pairs`` pairs),
+    ``kind`` is ``bin`` (``target`` a file), ``heldout`` or ``openset`` (``target`` a real-data name; ``num_pairs``
+    pairs for ``heldout``, every pair for ``openset``),
     ``pairs`` (``target`` a dataset folder or Hub id, ``split``) or ``ijb`` (``target`` a release folder). ``name``
     is the report's name for ``bin`` (the file stem) and ``ijb`` (``ijbb``/``ijbc``); the others name themselves.
     ``text`` is what the user wrote, for error messages.
@@ -62,7 +66,7 @@ class BenchmarkSpec:
     split: str = DEFAULT_SPLIT
 
     def __post_init__(self) -> None:
-        if self.kind not in ("bin", "heldout", "pairs", "ijb"):
+        if self.kind not in ("bin", "heldout", "pairs", "ijb", "openset"):
             raise ConfigError(f"--benchmark '{self.text}': unknown kind '{self.kind}'", hint=_HINT)
         if self.kind == "heldout" and self.num_pairs < 2:
             raise ConfigError(f"--benchmark '{self.text}': PAIRS must be at least 2, got {self.num_pairs}",
@@ -98,6 +102,13 @@ def _heldout(rest: str, text: str) -> BenchmarkSpec:
     return BenchmarkSpec("heldout", name, text, revision=revision, num_pairs=num_pairs)
 
 
+def _openset(rest: str, text: str) -> BenchmarkSpec:
+    if not rest:
+        raise ConfigError(f"--benchmark '{text}' names no data", hint="e.g. --benchmark openset:glyphs-han-verify")
+    name, revision = _split_revision(rest)
+    return BenchmarkSpec("openset", name, text, name=f"openset:{rest}", revision=revision)
+
+
 def _pairs(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
         raise ConfigError(f"--benchmark '{text}' names no dataset", hint="e.g. --benchmark pairs:ORG/NAME@main:test")
@@ -127,7 +138,8 @@ def _tinyface(rest: str, text: str) -> BenchmarkSpec:
     )
 
 
-_KINDS = {"heldout": _heldout, "pairs": _pairs, "ijbb": _ijb("ijbb"), "ijbc": _ijb("ijbc"), "tinyface": _tinyface}
+_KINDS = {"heldout": _heldout, "pairs": _pairs, "ijbb": _ijb("ijbb"), "ijbc": _ijb("ijbc"), "tinyface": _tinyface,
+          "openset": _openset}
 
 
 def parse_benchmark(text: str) -> BenchmarkSpec:
@@ -197,11 +209,12 @@ def _first_line(exc: BaseException) -> str:
     return line(exc) + (f" ({line(exc.__cause__)})" if exc.__cause__ is not None else "")
 
 
-def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
+def _labelled(spec: BenchmarkSpec):
+    """The labelled images a ``heldout:`` / ``openset:`` spec names, errors re-worded for ``--benchmark``."""
     from ..data.readers import read_real_data
     from ..errors import ScoreMixError
 
-    hint = "heldout:NAME takes mnist-5k-heldout, NAME[7-9], a labelled dataset folder or a Hub id"
+    hint = f"{spec.kind}:NAME takes mnist-5k-heldout, glyphs-han-verify, NAME[7-9], a labelled dataset folder or a Hub id"
     try:
         data = read_real_data(spec.target, spec.revision)
     except ScoreMixError as exc:  # the reader's hint names --real-data; here the flag is --benchmark
@@ -209,6 +222,11 @@ def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
     except _unloadable() as exc:
         raise DataError(f"--benchmark '{spec.text}': cannot load '{spec.target}': {_first_line(exc)}",
                         hint=hint) from exc
+    return data
+
+
+def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
+    data = _labelled(spec)
     most = max_balanced_pairs(data.labels)
     if spec.num_pairs > most:
         raise ConfigError(f"--benchmark '{spec.text}': {len(data.labels)} images in {data.num_classes} classes offer "
@@ -230,7 +248,7 @@ def _load_pairs(spec: BenchmarkSpec) -> VerificationPairs:
                         hint=hint) from exc
 
 
-def load_benchmark(spec: BenchmarkSpec, seed: int = 0) -> str | HeldOutSet | VerificationPairs | IJBSet:
+def load_benchmark(spec: BenchmarkSpec, seed: int = 0) -> str | HeldOutSet | VerificationPairs | IJBSet | OpenSetSet:
     """The object :func:`~.runner.evaluate` takes for ``spec``. Held-out and pair data are read here; ``.bin`` and
     IJB files are read by the runner, which times their loading.
 
@@ -244,6 +262,9 @@ def load_benchmark(spec: BenchmarkSpec, seed: int = 0) -> str | HeldOutSet | Ver
         return _load_heldout(spec, seed)
     if spec.kind == "pairs":
         return _load_pairs(spec)
+    if spec.kind == "openset":
+        data = _labelled(spec)
+        return OpenSetSet(data.images, data.labels, name=spec.name, seed=seed)
     return IJBSet(spec.target, spec.name)
 
 

@@ -6,6 +6,7 @@
 | ``PATH.bin``                  | insightface verification pairs (LFW, CFP-FP, CPLFW, AgeDB-30, CALFW)       |
 | ``pairs:NAME[:SPLIT]``        | a ``datasets`` pair dataset                                                |
 | ``ijbb:DIR``, ``ijbc:DIR``    | an IJB release folder (``meta/``, ``loose_crop/``): 1:1 template TAR@FAR  |
+| ``openset:NAME``              | every genuine / impostor pair of labelled unseen identities + rank-1       |
 | ``tinyface:DIR``              | TinyFace ``Testing_Set``: ``probe_img_ID_pairs.mat``, ``gallery_match_img_ID_pairs.mat``, |
 |                               | ``Probe/``, ``Gallery_Match/``, ``Gallery_Distractor/``: rank-k identification |
 
@@ -22,8 +23,8 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 
-KINDS = ("heldout", "pairs", "ijbb", "ijbc", "tinyface")
-_HINT = "[eval] benchmarks take heldout:NAME:PAIRS, PATH.bin, pairs:NAME, ijbb:DIR, ijbc:DIR or tinyface:DIR"
+KINDS = ("heldout", "pairs", "ijbb", "ijbc", "tinyface", "openset")
+_HINT = "[eval] benchmarks take heldout:NAME:PAIRS, openset:NAME, PATH.bin, pairs:NAME, ijbb:DIR, ijbc:DIR or tinyface:DIR"
 
 
 def check_benchmark(spec: str) -> str:
@@ -45,6 +46,8 @@ def expected_name(spec: str) -> str | None:
     if kind == "heldout":
         head, _, tail = rest.rpartition(":")
         return head if head and tail.isdigit() else rest
+    if kind == "openset":
+        return spec
     return None if kind == "pairs" else kind
 
 

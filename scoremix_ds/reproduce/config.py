@@ -17,6 +17,7 @@ Arms (the rows of the paper's strategy table) and what each adds to the real tra
 | ``repro``           | the ``distant`` build's ``repro`` config: each parent class sampled alone |
 | ``random`` ... ``distant-condition`` | a ScoreMix build with that pair strategy            |
 | ``condition-mixing``| AugGen-style condition mixing on the SAME plan (pairs, seeds) as ``distant`` |
+| ``distant-triplets``| a ScoreMix build of 3-class mixes with the largest summed distance (K=3)  |
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ ARM_BUILDS: dict[str, tuple[str, str]] = {
     "close-condition": ("close-condition", "score"),
     "distant-condition": ("distant-condition", "score"),
     "condition-mixing": ("distant", "condition"),  # one plan with `distant`: identical pairs and seeds
+    "distant-triplets": ("distant-triplets", "score"),  # the paper's K=3 (pairs - triplets)
 }
 ARMS = ("real", "repro", *ARM_BUILDS)
 ARM_INITS = ("discriminator", "scratch")
@@ -65,6 +67,7 @@ class EvalSettings:
     pair_seed: int = 0  # held-out pairs are drawn with this seed: the same pairs for every arm and seed
     far: float = 1e-3  # the TAR@FAR column reported for pair benchmarks
     ijb_far: float = 1e-4  # the FAR of IJB-B/C's headline TAR in the table
+    openset_far: float = 1e-4  # the FAR of an openset: benchmark's headline TAR (every pair of unseen identities)
     avg_over: tuple[str, ...] = ()  # benchmark names averaged into the table's Avg column (empty: all)
     flip_tta: bool = False  # faces: embed each image and its mirror (doubles the cost)
     batch_size: int = 256
@@ -75,7 +78,7 @@ class EvalSettings:
             raise ConfigError("[eval] names no benchmark", hint='e.g. benchmarks = ["heldout:mnist-5k[7-9]:3000"]')
         if self.batch_size < 1:
             raise ConfigError("[eval] batch_size must be >= 1", hint="check the recipe's [eval]")
-        for name in ("far", "ijb_far"):
+        for name in ("far", "ijb_far", "openset_far"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise ConfigError(f"[eval] {name} must be in (0, 1), got {getattr(self, name)}", hint="e.g. 1e-3")
         names = [expected_name(spec) for spec in self.benchmarks]

@@ -86,7 +86,7 @@ def run_reproduce(config: ReproduceConfig, progress: bool = True, title: str = "
             done.append(stage)
             evals.setdefault(arm, {})[seed] = stage.result["benchmarks"]
 
-    table = arm_table(evals, config.eval.far, config.eval.ijb_far, config.eval.avg_over)
+    table = arm_table(evals, config.eval.far, config.eval.ijb_far, config.eval.avg_over, config.eval.openset_far)
     files = write_report(root, table, title, _context(config), {"recipe": to_dict(config), "stages": _stages(done)})
     cached = sum(s.cached for s in done)
     result = ReproduceResult(root, files, len(done) - cached, cached, time.perf_counter() - started)

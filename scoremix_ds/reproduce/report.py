@@ -22,6 +22,7 @@ ARM_DATA = {
     "close-condition": "ScoreMix, close pairs (generator condition space)",
     "distant-condition": "ScoreMix, distant pairs (generator condition space)",
     "condition-mixing": "condition mixing (AugGen), the distant plan",
+    "distant-triplets": "ScoreMix, distant triplets (K=3, discriminator space)",
 }
 
 
@@ -46,7 +47,7 @@ def markdown(table: Mapping[str, Any], title: str, context: Sequence[str]) -> st
     names = list(heads)
     lines = [f"# {title}", "", *context, "",
              "Mean ± sample standard deviation over training seeds, in percent. Headline per benchmark: "
-             "verification accuracy (10-fold), IJB TAR@FAR, TinyFace rank-1; Avg = the mean of those of "
+             "verification accuracy (10-fold), IJB TAR@FAR, TinyFace rank-1, open-set TAR@FAR over every pair; Avg = the mean of those of "
              f"{', '.join(table['avg_over'])}, per seed.", ""]
     real = arms.get("real", {}).get("avg")
     cols = [f"{n} ({heads[n]})" for n in names]

@@ -172,7 +172,7 @@ def evaluate(config: ReproduceConfig, root: Path, arm: str, seed: int, model: Re
         from ..models.discriminator import load_discriminator
 
         net = load_discriminator(model.path)
-        fars = tuple(sorted(set(DEFAULT_FARS) | {config.eval.far, config.eval.ijb_far}))
+        fars = tuple(sorted(set(DEFAULT_FARS) | {config.eval.far, config.eval.ijb_far, config.eval.openset_far}))
         result = run_eval(net, inputs(getattr(net, "image_size", 112)), flip_tta=config.eval.flip_tta,
                           batch_size=config.eval.batch_size, device=config.eval.device, fars=fars,
                           model_name=f"{arm} seed {seed}")

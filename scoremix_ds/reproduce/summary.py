@@ -5,7 +5,8 @@ For ``n`` seeds with values ``x_1..x_n``::
     mean = (1/n) sum_i x_i          std = sqrt( sum_i (x_i - mean)^2 / (n - 1) )   (sample std; None when n < 2)
 
 Each benchmark contributes ONE headline number per seed: 10-fold verification accuracy (``.bin`` files and held-out
-pairs), TAR at ``ijb_far`` (IJB-B/C), rank-1 accuracy (TinyFace). ``Avg`` is, per seed, the mean of the headline
+pairs), TAR at ``ijb_far`` (IJB-B/C), rank-1 accuracy (TinyFace), TAR at ``openset_far`` over every pair
+(``openset:``; its TAR@1e-4, TAR@1e-5 and rank-1 are reported beside it). ``Avg`` is, per seed, the mean of the headline
 numbers over benchmarks (or those named in ``avg_over``, e.g. the paper's five ``.bin`` sets), then mean/std over
 seeds. A comparison of two arms reports
 the difference of means and its standard error ``se = sqrt(s_a^2/n_a + s_b^2/n_b)``.
@@ -47,8 +48,15 @@ def far_key(far: float) -> str:
     return f"tar@{far:g}"
 
 
-def metrics_of(bench: Mapping[str, Any], far: float, ijb_far: float) -> dict[str, float | None]:
+OPEN_SET_REPORTED = (1e-4, 1e-5)  # TAR@FAR columns of an open-set benchmark, beside its headline FAR
+
+
+def metrics_of(bench: Mapping[str, Any], far: float, ijb_far: float, openset_far: float = 1e-4
+               ) -> dict[str, float | None]:
     """The scalar metrics of one benchmark result (``evaluation.report.to_dict`` form) that the table reports."""
+    if bench["kind"] == "openset":
+        fars = sorted({openset_far, *OPEN_SET_REPORTED}, reverse=True)
+        return {**{far_key(f): _tar(bench, f) for f in fars}, "rank1": bench["rank_accuracy"].get("1")}
     if bench["kind"] == "verification":
         return {"accuracy": bench["accuracy"]["mean"], "auc": bench["auc"], "eer": bench["eer"],
                 far_key(far): _tar(bench, far)}
@@ -57,12 +65,12 @@ def metrics_of(bench: Mapping[str, Any], far: float, ijb_far: float) -> dict[str
     return {"rank1": bench["rank_accuracy"].get("1")}
 
 
-def headline_key(kind: str, ijb_far: float) -> str:
-    return {"verification": "accuracy", "ijb": far_key(ijb_far)}.get(kind, "rank1")
+def headline_key(kind: str, ijb_far: float, openset_far: float = 1e-4) -> str:
+    return {"verification": "accuracy", "ijb": far_key(ijb_far), "openset": far_key(openset_far)}.get(kind, "rank1")
 
 
 def arm_table(evals: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]], far: float, ijb_far: float,
-              avg_over: Sequence[str] = ()) -> dict[str, Any]:
+              avg_over: Sequence[str] = (), openset_far: float = 1e-4) -> dict[str, Any]:
     """``evals[arm][seed]`` = that model's benchmark results -> per arm: per benchmark metric ``Stat`` and ``avg``
     (the mean of the headline numbers of the benchmarks named in ``avg_over``; all when empty)."""
     rows: dict[str, Any] = {}
@@ -73,9 +81,9 @@ def arm_table(evals: Mapping[str, Mapping[int, Sequence[Mapping[str, Any]]]], fa
         for seed in sorted(by_seed):
             heads = []
             for bench in by_seed[seed]:
-                key = headline_key(bench["kind"], ijb_far)
+                key = headline_key(bench["kind"], ijb_far, openset_far)
                 headlines[bench["name"]] = key
-                values = metrics_of(bench, far, ijb_far)
+                values = metrics_of(bench, far, ijb_far, openset_far)
                 for metric, value in values.items():
                     per_metric.setdefault(bench["name"], {}).setdefault(metric, []).append(value)
                 if not avg_over or bench["name"] in avg_over:
@@ -108,11 +116,12 @@ def compare(a: str, sa: Stat, b: str, sb: Stat) -> Comparison | None:
 
 
 COMPARISONS = (("distant", "close"), ("distant", "condition-mixing"), ("distant", "random"), ("distant", "real"),
-               ("distant-condition", "close-condition"))
+               ("distant", "distant-triplets"), ("distant-condition", "close-condition"))
 
 
 def comparisons(table: Mapping[str, Any]) -> list[Comparison]:
-    """The paper's questions, where both arms ran: far vs close, score vs condition mixing, vs random, vs real."""
+    """The paper's questions, where both arms ran: far vs close, score vs condition mixing, vs random, vs real,
+    pairs vs triplets, far vs close in the condition space."""
     arms = table["arms"]
     out = []
     for a, b in COMPARISONS:

@@ -1,0 +1,132 @@
+"""Is a generator worth mixing? Two figures, measured with the real-only discriminator that chooses the pairs.
+
+(a) **Class fidelity**: ``--n`` plain class-conditional samples (classes in turn, seeds 0..n-1) classified by the
+    nearest real class centre (mean of the L2-normalised embeddings of that class's real images). BASELINE in the
+    same run: the real images themselves classified the same way (the ceiling the discriminator allows); the
+    script prints both and their RATIO.
+(b) **Mixes are new identities**: ``--pairs`` distant pairs (the build's default strategy) x ``--per-mix`` images
+    each. For every mix identity (its centre = the normalised mean of its images' embeddings): its cosine to each
+    parent's centre, to the nearest OTHER real class, and whether its images sit as close to a parent centre as
+    that parent's own median real image (the audit's leak rule: a copy of a parent, not a new identity). For
+    reference: the real images' median cosine to their own centre, and the mean cosine between real centres.
+
+    python benchmarks/generator_quality.py                                           # embedded MNIST default
+    python benchmarks/generator_quality.py --generator DIR --discriminator DIR --real-data glyphs-han-train[0-199]
+
+Prints one JSON object (``--json FILE`` also writes it) and a readable summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from scoremix_ds.analysis.audit import audit_identities, real_reference
+from scoremix_ds.data.readers import read_real_data
+from scoremix_ds.data.transforms import to_uint8
+from scoremix_ds.maths.centres import cosine_distances
+from scoremix_ds.maths.pairs import select_pairs
+from scoremix_ds.models.discriminator import embed_images, load_discriminator
+from scoremix_ds.models.generator import load_generator
+from scoremix_ds.sampling.schedulers import make_scheduler
+from scoremix_ds.sampling.scoremix import scoremix_sample
+
+
+def _sample(gen, classes: np.ndarray, seeds: list[int], steps: int, guidance: float, batch: int) -> np.ndarray:
+    """uint8 NHWC images of ``classes`` (``(N, K)``, equal weights), ``batch`` at a time."""
+    out = []
+    for s in range(0, len(classes), batch):
+        c = torch.as_tensor(classes[s:s + batch], dtype=torch.long)
+        w = torch.full(c.shape, 1.0 / c.shape[1])
+        x = scoremix_sample(gen, make_scheduler("ddim", gen.scheduler_config), c, w, seeds[s:s + batch], steps,
+                            guidance)
+        out.append(to_uint8(x))
+    return np.concatenate(out)
+
+
+def measure(generator: str | None, discriminator: str | None, real_data: str, n: int, pairs: int, per_mix: int,
+            steps: int, guidance: float, batch: int) -> dict:
+    gen, disc, real = load_generator(generator), load_discriminator(discriminator), read_real_data(real_data)
+    if gen.num_classes != real.num_classes:
+        raise SystemExit(f"the generator has {gen.num_classes} classes, {real_data} has {real.num_classes}")
+    t0 = time.perf_counter()
+    real_emb = embed_images(disc, np.asarray(real.images))
+    centres, own_median = real_reference(real_emb, real.labels, real.num_classes)
+    real_acc = float(np.mean((real_emb @ centres.T).argmax(axis=1) == real.labels))
+    offdiag = (centres @ centres.T)[~np.eye(real.num_classes, dtype=bool)]
+
+    cls = np.arange(n) % real.num_classes
+    plain = _sample(gen, cls[:, None], list(range(n)), steps, guidance, batch)
+    plain_acc = float(np.mean((embed_images(disc, plain) @ centres.T).argmax(axis=1) == cls))
+
+    chosen = select_pairs("distant", pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
+    mix_classes = np.repeat(chosen, per_mix, axis=0)
+    identity = np.repeat(np.arange(len(chosen)), per_mix)
+    mixes = _sample(gen, mix_classes, [10_000 + i for i in range(len(mix_classes))], steps, guidance, batch)
+    audits = audit_identities(embed_images(disc, mixes), identity, {i: tuple(p) for i, p in enumerate(chosen)},
+                              centres, own_median)
+    other = []
+    for a in audits:
+        sims = centres @ np.asarray(_centre(embed_images(disc, mixes[identity == a.identity])))
+        sims[list(a.parents)] = -np.inf
+        other.append(float(sims.max()))
+    parent_sim = np.array([a.parent_similarity for a in audits])
+    copies = [a.flagged and a.nearest_real in a.parents for a in audits]
+    return {
+        "generator": generator or "default", "discriminator": discriminator or "default", "real_data": real_data,
+        "classes": real.num_classes, "guidance": guidance, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
+        "a_class_fidelity": {"samples": n, "generated_accuracy": plain_acc, "real_accuracy_baseline": real_acc,
+                             "ratio": plain_acc / real_acc if real_acc else None},
+        "b_mixes": {"identities": len(audits), "images_per_identity": per_mix,
+                    "parent_similarity_mean": float(parent_sim.mean()),
+                    "parent_similarity_max_mean": float(parent_sim.max(axis=1).mean()),
+                    "nearest_other_real_similarity_mean": float(np.mean(other)),
+                    "nearest_real_is_a_parent_fraction": float(np.mean([a.nearest_real in a.parents for a in audits])),
+                    "parent_copy_fraction": float(np.mean(copies)),
+                    "consistency_mean": float(np.nanmean([a.consistency for a in audits]))},
+        "reference": {"real_own_centre_similarity_median": float(np.nanmedian(own_median)),
+                      "real_centre_to_centre_similarity_mean": float(offdiag.mean())},
+    }
+
+
+def _centre(unit: np.ndarray) -> np.ndarray:
+    m = unit.mean(axis=0)
+    return m / max(float(np.linalg.norm(m)), 1e-12)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--generator", default=None)
+    parser.add_argument("--discriminator", default=None)
+    parser.add_argument("--real-data", default="mnist-5k")
+    parser.add_argument("--n", type=int, default=200, help="plain samples for (a)")
+    parser.add_argument("--pairs", type=int, default=20, help="mix identities for (b)")
+    parser.add_argument("--per-mix", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=3.0, help="the build's default guidance")
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    result = measure(args.generator, args.discriminator, args.real_data, args.n, args.pairs, args.per_mix, args.steps,
+                     args.guidance, args.batch)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    a, b, ref = result["a_class_fidelity"], result["b_mixes"], result["reference"]
+    print(f"(a) class fidelity at g={args.guidance:g}: {a['generated_accuracy']:.3f} of {a['samples']} samples "
+          f"(real images: {a['real_accuracy_baseline']:.3f}; RATIO {a['ratio']:.3f})")
+    print(f"(b) mixes: cos to parents {b['parent_similarity_mean']:.3f} (closer parent {b['parent_similarity_max_mean']:.3f}), "
+          f"to the nearest other real class {b['nearest_other_real_similarity_mean']:.3f}; parent copies "
+          f"{b['parent_copy_fraction']:.2f}; real images to their own centre {ref['real_own_centre_similarity_median']:.3f}, "
+          f"real centre to centre {ref['real_centre_to_centre_similarity_mean']:.3f}")
+
+
+if __name__ == "__main__":
+    main()
