@@ -27,6 +27,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sampling.py
 	$(BIN)/python benchmarks/bench_build.py
 	$(BIN)/python benchmarks/bench_distributed.py
+	$(BIN)/python benchmarks/bench_classlabel.py
 
 # Maintainers only: re-render the shipped glyphs-han dataset from Debian's font packages (root for apt-get, once).
 glyph-fonts: $(BIN)/.installed

@@ -5,3 +5,21 @@ reverse diffusion step; the pairs are chosen far apart in a recognition network'
 """
 
 __version__ = "0.1.0"
+
+# The public loading API, imported on first use (``import scoremix_ds`` stays light for the CLI):
+#   ScoreMixPipeline   a generator folder as a diffusers pipeline (scoremix_ds/sampling/pipeline.py)
+#   load_discriminator a recognition model (folder or Hub id) (scoremix_ds/models/discriminator.py)
+_LAZY = {
+    "ScoreMixPipeline": ("scoremix_ds.sampling.pipeline", "ScoreMixPipeline"),
+    "load_discriminator": ("scoremix_ds.models.discriminator", "load_discriminator"),
+    "embed_images": ("scoremix_ds.models.discriminator", "embed_images"),
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'scoremix_ds' has no attribute {name!r}")

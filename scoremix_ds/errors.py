@@ -22,7 +22,12 @@ class ScoreMixError(Exception):
 
 
 class ConfigError(ScoreMixError):
-    """A flag, recipe or config value is invalid."""
+    """A flag, recipe or config value is invalid. ``field``: the config field at fault, when there is one; the CLI
+    names it by the command's flag for it (``learning_rate`` -> ``--learning-rate``) or as a recipe key."""
+
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None) -> None:
+        super().__init__(message, hint)
+        self.field = field
 
 
 class ModelError(ScoreMixError):

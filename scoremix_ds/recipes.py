@@ -83,7 +83,8 @@ def _describe(annotation: Any) -> str:
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
-    """A recipe is a path to a TOML file, or the name of one in ``builders/`` (with or without ``.toml``)."""
+    """A recipe is a path to a TOML file (or a build's ``manifest.json``), or the name of one in ``builders/``
+    (with or without ``.toml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -92,12 +93,17 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
         if candidate.is_file():
             return candidate
     known = ", ".join(sorted(p.stem for p in bundled.glob("*.toml")))
-    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"--recipe takes a file or one of: {known}")
+    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"set recipe to a TOML file or one of: {known}",
+                      field="recipe")  # --recipe for build/train, the RECIPE argument of reproduce
 
 
 def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[str, Any]:
     """Read a recipe's key/values (optionally one ``[section]`` of it) without validating them yet."""
     path = resolve_recipe(name_or_path)
+    if path.suffix == ".json" and section is None:  # a build's manifest.json: its config is a build recipe
+        from .build.recipe_file import manifest_recipe
+
+        return manifest_recipe(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

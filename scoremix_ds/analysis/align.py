@@ -62,11 +62,11 @@ def default_k(n: int) -> int:
     return int(min(10, max(2, n // 4)))
 
 
-def _centres(name: str, revision: str | None, real, progress: bool = False) -> np.ndarray:
+def _centres(name: str, revision: str | None, real, flag: str = "--discriminator", progress: bool = False) -> np.ndarray:
     from ..maths.centres import class_centres
     from ..models.discriminator import embed_images, load_discriminator
 
-    disc = load_discriminator(name, revision)
+    disc = load_discriminator(name, revision, flag=flag)
     embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
     return class_centres(embeddings, real.labels, real.num_classes)
 
@@ -76,9 +76,9 @@ def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     from ..data.readers import read_real_data
 
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
-    second = _centres(config.discriminator, config.discriminator_revision, real, progress)
+    second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)
     if config.other_discriminator:
-        first = _centres(config.other_discriminator, None, real, progress)
+        first = _centres(config.other_discriminator, None, real, flag="--other-discriminator", progress=progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
         from ..models.generator import load_generator

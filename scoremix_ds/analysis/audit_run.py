@@ -60,8 +60,12 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
     """uint8 NHWC images, identity labels and each identity's parents from the ``mix`` shards."""
     images, labels, parents = [], [], {}
     for rel in manifest.shards.get("mix", {}):
-        for row in pq.read_table(folder / rel, columns=["image", "label", "parents"]).to_pylist():
-            images.append(decode_png(row["image"]["bytes"]))
+        for n, row in enumerate(pq.read_table(folder / rel, columns=["image", "label", "parents"]).to_pylist()):
+            try:
+                images.append(decode_png(row["image"]["bytes"]))
+            except Exception as exc:  # PIL: truncated / not an image / DecompressionBombError
+                raise DataError(f"{folder / rel}, row {n}: the image does not decode ({type(exc).__name__})",
+                                hint="re-sample that shard: delete it and re-run the same build command") from None
             labels.append(row["label"])
             parents[row["label"]] = tuple(row["parents"])
     if not images:
@@ -105,12 +109,10 @@ def run_audit(config: AuditConfig) -> AuditResult:
     json_path = folder / "audit.json"
     atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     plot_path = folder / "audit.png"
-    tmp = folder / ".audit.png.tmp"
-    save_histograms(tmp, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
+    save_histograms(plot_path, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
                           ("synthetic identities: consistency", np.array([a.consistency for a in audits if np.isfinite(a.consistency)])),
                           ("real classes: median own-centre cosine", ref[np.isfinite(ref)])],
                     xlabel="cosine similarity", title=f"identity-leakage audit: {summary['flagged']} of {len(audits)} flagged")
-    tmp.replace(plot_path)
     if config.update_card:
         manifest.audit = {k: v for k, v in summary.items() if k != "per_identity"}
         write_build_card(folder, manifest)

@@ -12,6 +12,7 @@ from ..maths.pairs import _check_band, get_strategy
 from ..recipes import to_dict
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
+from ..validate import device_name, in_range
 
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -88,8 +89,13 @@ class BuildConfig:
                 raise ConfigError(f"{flag} must be a positive count, got {value}", hint=f"use {flag} 1 or more")
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
             raise ConfigError(f"--shard {self.shard} is outside 0..{self.num_shards - 1}", hint="use 0 <= --shard < --num-shards")
-        if self.guidance < 0:
-            raise ConfigError(f"--guidance must be >= 0, got {self.guidance}", hint="use --guidance 1 for none")
+        device_name("device", self.device)
+        in_range("guidance", self.guidance, lo=0.0, example="1 (none) or 3")
+        if self.weight_schedule != "window" and (self.window_start, self.window_end) != (0.0, 1.0):
+            raise ConfigError(f"window_start/window_end ({self.window_start}, {self.window_end}) apply only to "
+                              f"weight_schedule 'window', not '{self.weight_schedule}'",
+                              hint="set weight_schedule to window, or leave window_start/window_end unset",
+                              field="window_start")
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"--dtype takes one of {', '.join(DTYPES)}")
         if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
 from ..errors import DataError
 from .finalize import finalize
@@ -37,6 +39,10 @@ def merge_parts(parts: list[Path], out: Path, sample_preview=None) -> Manifest:
             raise DataError(f"{part} is not a scoremix-ds build folder (no manifest.json)", hint="give the parts' --out folders")
         if not m.complete:
             raise DataError(f"{part} is an unfinished part", hint="re-run its build command to finish it, then merge")
+        damage = damaged_shards(part, m)
+        if damage:
+            raise DataError(f"{damage_line(part, damage)}; refusing to merge a damaged part",
+                            hint=f"re-run that part's build command with --out {part} to re-sample it, then merge")
         manifests.append(m)
     first = manifests[0]
     for part, m in zip(parts, manifests):
@@ -57,9 +63,26 @@ def merge_parts(parts: list[Path], out: Path, sample_preview=None) -> Manifest:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise DataError(f"--out {out} already exists and is not empty", hint="choose a new --out for the merged dataset")
 
-    staging = out.with_name(f".{out.name}.merging")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # A fresh, uniquely named folder beside --out (same filesystem, so the final rename is atomic); it can never be
+    # a folder of the user's, and it is removed if the merge fails.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".scoremix-merge", dir=out.parent))
+    umask = os.umask(0o22)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the dataset folder gets the usual permissions
+    try:
+        merged = _assemble(parts, manifests, staging, sample_preview)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return merged
+
+
+def _assemble(parts: list[Path], manifests: list[Manifest], staging: Path, sample_preview) -> Manifest:
+    first = manifests[0]
     merged = Manifest(fingerprint=first.fingerprint, config=first.config, package_version=first.package_version,
                       provenance=first.provenance, layout=first.layout, part=None)
     for part, m in zip(parts, manifests):
@@ -73,7 +96,4 @@ def merge_parts(parts: list[Path], out: Path, sample_preview=None) -> Manifest:
     for rel in merged.shards.get("repro", {}):
         parents.update(pq.read_table(staging / rel, columns=["label"]).column("label").to_pylist())
     finalize(staging, merged, identities, parents, sample_preview)
-    if out.exists():
-        out.rmdir()
-    os.replace(staging, out)
     return merged

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
+from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import MANIFEST, Manifest
 from ..errors import ConfigError, DataError
+from ..outputs import BOOKKEEPING, TMP_SUFFIX, OutputLock
 from .config import BuildConfig
 from .units import unit_of, write_marker
 
@@ -44,15 +46,17 @@ def completed_build(config: BuildConfig) -> Manifest | None:
     if done is None or not done.complete:
         return None
     check_same_build(out, done, config, {"shard_size": config.shard_size})
-    if any(not (out / rel).is_file() for files in done.shards.values() for rel in files):
-        logger.warning("%s is complete but shards are missing; re-sampling them", out)
+    damage = damaged_shards(out, done)
+    if damage:
+        logger.warning("%s; re-sampling %d damaged shard(s)", damage_line(out, damage), len(damage))
         return None
     logger.info("%s already holds this complete build; nothing to do", out)
     return done
 
 
 def reopen_complete(out: Path, manifest: Manifest) -> None:
-    """Turn a complete build whose shards went missing back into a resumable one: its intact units get markers."""
+    """Turn a complete build whose shards went missing or were damaged back into a resumable one: every unit gets
+    its marker back, and ``read_marker`` re-checks each hash, so exactly the damaged units are re-sampled."""
     by_unit: dict[int, dict[str, dict[str, Any]]] = {}
     for name, files in manifest.shards.items():
         for rel, info in files.items():
@@ -63,22 +67,31 @@ def reopen_complete(out: Path, manifest: Manifest) -> None:
     manifest.write(out)
 
 
-def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[str, Any]) -> Manifest:
+def _check_foreign(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise DataError(f"--out {out} is a file, not a folder", hint="choose a folder for --out")
+    if out.is_dir() and not (out / MANIFEST).exists() and any(p.name not in BOOKKEEPING for p in out.iterdir()):
+        raise DataError(
+            f"--out {out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
+            hint="choose a new or empty --out",
+        )
+
+
+def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[str, Any],
+                 lock: OutputLock | None = None) -> Manifest:
     """Create ``config.out`` or reopen it for the SAME build; never touch another build's data.
 
     Returns the manifest header (config, fingerprint, layout, provenance). Leftover temporary files of an
-    interrupted run are removed; completed units are known from their markers (``units.py``).
+    interrupted run are removed; completed units are known from their markers (``units.py``). ``lock`` is taken
+    once the folder is known to be new or this build's, and held by the caller until the build ends.
     """
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder", hint="choose a folder for --out")
+    _check_foreign(out)
+    if lock is not None:
+        lock.acquire()
     existing = Manifest.read(out) if out.is_dir() else None
     if existing is None:
-        if out.is_dir() and any(out.iterdir()):
-            raise DataError(
-                f"--out {out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
-                hint="choose a new or empty --out",
-            )
+        _check_foreign(out)
         out.mkdir(parents=True, exist_ok=True)
         manifest = Manifest(fingerprint=config.fingerprint(), config=config.content_config(), package_version=__version__,
                             provenance=provenance, layout=layout, part=part_of(config))
@@ -87,8 +100,9 @@ def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[s
     check_same_build(out, existing, config, layout)
     if existing.complete:
         reopen_complete(out, existing)
-    for leftover in out.rglob(".*.tmp"):
-        leftover.unlink()
+    for pattern in (".*.tmp", f".*{TMP_SUFFIX}"):  # temporaries of an interrupted run (older and current names)
+        for leftover in out.rglob(pattern):
+            leftover.unlink()
     logger.info("resuming the build in %s", out)
     return existing
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -35,9 +36,43 @@ class Identity:
         return "mix:" + "+".join(class_names[p] for p in self.parents)
 
 
+def unique_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` with any repeat made distinct by a ``#n`` suffix (a ``ClassLabel`` needs distinct names)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(name if n == 0 else f"{name}#{n}")
+    return tuple(out) if len(set(out)) == len(out) else tuple(f"{name}#{i}" for i, name in enumerate(names))
+
+
+def label_names(real_names: tuple[str, ...], generator_names: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
+    """The name of each of the generator's ``num_classes`` classes: the real data's class name (its ``ClassLabel``,
+    name column or folder name) where the real data has that class, else the generator's own name."""
+    names = [real_names[c] if c < len(real_names) else (generator_names[c] if c < len(generator_names) else str(c))
+             for c in range(num_classes)]
+    return unique_names(names)
+
+
 @dataclass(frozen=True)
 class MixPlan:
     identities: tuple[Identity, ...]
+    class_names: tuple[str, ...] = ()  # the name of every class id a parent may have (rows' ``parent_names``)
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Class names for every parent id in the plan (the ids themselves where the plan carries no names)."""
+        top = max((max(i.parents) for i in self.identities), default=-1)
+        if len(self.class_names) > top:
+            return self.class_names
+        return tuple(self.class_names) + tuple(str(c) for c in range(len(self.class_names), top + 1))
+
+    @cached_property
+    def identity_names(self) -> tuple[str, ...]:
+        """One distinct name per identity, ``mix:<parent names joined by +>``: the ``label`` names of ``mix``."""
+        names = self.names
+        return unique_names([i.name(names) for i in self.identities])
 
     def seeds(self, identity_index: int) -> list[int]:
         return list(self.identities[identity_index].seeds)

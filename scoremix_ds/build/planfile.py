@@ -53,12 +53,16 @@ class PlanFile:
 
 def write_plan(path: str | Path, plan: MixPlan, meta: dict[str, Any]) -> Path:
     """Write atomically (tmp + rename): an interrupted write never leaves a half plan under ``path``."""
+    import dataclasses
+
     path = Path(path)
-    names = meta["class_names"]
+    if not plan.class_names:
+        plan = dataclasses.replace(plan, class_names=tuple(meta["class_names"]))
+    names = plan.names
     ids = plan.identities
     table = pa.table({
         "identity": [i.index for i in ids],
-        "identity_name": [i.name(tuple(names)) for i in ids],
+        "identity_name": list(plan.identity_names),
         "parents": [list(i.parents) for i in ids],
         "parent_names": [[names[p] for p in i.parents] for i in ids],
         "weights": [list(i.weights) for i in ids],
@@ -90,6 +94,24 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _meta(schema: pa.Schema) -> dict[str, Any]:
+    """The plan's ``scoremix`` metadata (empty when absent or not a JSON object)."""
+    raw = (schema.metadata or {}).get(b"scoremix")
+    try:
+        meta = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def is_plan_file(path: str | Path) -> bool:
+    """True when ``path`` is a plan file `scoremix-ds plan` wrote (so writing a new plan over it loses nothing)."""
+    try:
+        return _meta(pq.read_schema(path)).get("format") == FORMAT
+    except Exception:  # not parquet, unreadable: not ours
+        return False
+
+
 def read_plan(path: str | Path) -> PlanFile:
     """Read and check a plan file: its format, columns, and that every identity is well formed."""
     path = Path(path)
@@ -100,8 +122,7 @@ def read_plan(path: str | Path) -> PlanFile:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
         raise DataError(f"plan file {path} is not parquet: {exc}", hint=hint) from exc
-    raw = (table.schema.metadata or {}).get(b"scoremix")
-    meta = json.loads(raw) if raw else {}
+    meta = _meta(table.schema)
     if meta.get("format") != FORMAT:
         raise DataError(f"plan file {path} is not a scoremix plan (format {meta.get('format')!r}, expected {FORMAT!r})", hint=hint)
     missing = [f.name for f in _SCHEMA if f.name not in table.column_names]
@@ -111,6 +132,11 @@ def read_plan(path: str | Path) -> PlanFile:
     identities = []
     for n, r in enumerate(rows):
         where = f"plan file {path}, row {n}"
+        if any(r[c] is None for c in _SCHEMA.names if c not in ("identity_name", "parent_names")) or any(
+                v is None for c in ("parents", "weights", "seeds") for v in r[c]):
+            raise DataError(f"{where}: has empty (null) values", hint=hint)
+        if not all(math.isfinite(v) for v in (*r["weights"], r["embedding_distance"], r["condition_distance"])):
+            raise DataError(f"{where}: has a weight or distance that is not a finite number", hint=hint)
         if r["identity"] != n:
             raise DataError(f"{where}: identity {r['identity']} out of order (identities must be 0..N-1 in order)", hint=hint)
         k = len(r["parents"] or [])

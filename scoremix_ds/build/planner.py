@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,10 +23,11 @@ from ..maths.pairs import get_strategy
 from ..maths.selection import mean_pairwise_distance, select_tuples
 from ..models.digest import model_digest
 from ..models.discriminator import embed_images, load_discriminator
+from ..models.onnx_embedder import is_onnx_reference
 from ..models.generator import ClassConditionalGenerator
 from .config import BuildConfig
 from .finalize import public_ref
-from .plan import MixPlan, make_plan
+from .plan import MixPlan, label_names, make_plan
 from .planfile import FORMAT, file_sha256, read_plan
 
 logger = logging.getLogger(__name__)
@@ -105,6 +108,11 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, progress: 
     return Spaces(centres, conditions, real, model_digest(gen), model_digest(disc))
 
 
+def class_names(gen: ClassConditionalGenerator, spaces: Spaces) -> tuple[str, ...]:
+    """The generator's classes named after the real data's classes (see :func:`plan.label_names`)."""
+    return label_names(tuple(spaces.real.class_names) if spaces.real else (), gen.class_names, gen.num_classes)
+
+
 def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> MixPlan:
     """The strategy's tuples over the candidate classes, with both spaces' distances and the seeds."""
     classes = candidate_classes(config, gen)
@@ -113,20 +121,46 @@ def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spa
         raise ConfigError(f"mixing needs at least {max(2, size)} classes, got {len(classes)}", hint="give --classes more ids")
     tuples = select_tuples(config.strategy, config.pairs, classes, spaces.centres, spaces.conditions, config.seed,
                            band=config.band, max_uses=config.max_uses)
-    return make_plan(tuples, config.mix_weights, mean_pairwise_distance(tuples, spaces.centres),
+    plan = make_plan(tuples, config.mix_weights, mean_pairwise_distance(tuples, spaces.centres),
                      mean_pairwise_distance(tuples, spaces.conditions), config.per_identity, config.seed)
+    return dataclasses.replace(plan, class_names=class_names(gen, spaces))
+
+
+def recorded_training(ref: str | None) -> dict[str, Any]:
+    """What a local model folder (or the embedded default) records of its training data in ``scoremix.json``:
+    ``{"real_data", "licence"}`` or {} when it records nothing (a Hub model is not fetched for this)."""
+    from ..resources import default_model_dir
+
+    if ref is not None and is_onnx_reference(ref):
+        return {}
+    folder = default_model_dir("discriminator") if ref in (None, "default") else Path(ref).expanduser()
+    try:
+        meta = json.loads((folder / "scoremix.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: meta[k] for k in ("real_data", "licence") if isinstance(meta, dict) and meta.get(k)}
 
 
 def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData | None) -> dict[str, Any]:
+    """Where each input came from, as given: the real data (class centres and class names) with its licence, and
+    what each model records of ITS training data (``None``: not recorded in the model folder). Without real data
+    (``random`` / condition strategies) the real-data facts are None and ``embedding_distances`` says why."""
+    disc = recorded_training(config.discriminator) if real else {}
     facts = {
         "real_data": public_ref(real.source) if real else None,
         "licence": real.licence if real else None,
         "attribution": public_ref(real.attribution) if real else None,
         "generator": public_ref(config.generator),
+        "generator_revision": config.generator_revision,
         "generator_training_data": public_ref(gen.metadata.get("real_data")),
+        "generator_licence": gen.metadata.get("licence"),
         "discriminator": public_ref(config.discriminator) if real else None,
+        "discriminator_revision": config.discriminator_revision if real else None,
+        "discriminator_training_data": public_ref(disc.get("real_data")),
+        "discriminator_licence": disc.get("licence"),
         "num_real_classes": int(real.num_classes) if real else None,
         "real_class_names": list(real.class_names) if real else None,
+        "class_names": list(label_names(tuple(real.class_names) if real else (), gen.class_names, gen.num_classes)),
     }
     if real is None:
         facts["embedding_distances"] = NO_REAL_DATA
@@ -146,7 +180,7 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
         "discriminator_revision": config.discriminator_revision,
         "discriminator_digest": spaces.discriminator_digest,
         "real_data": public_ref(spaces.real.source) if spaces.real else None,
-        "class_names": list(gen.class_names),
+        "class_names": list(class_names(gen, spaces)),
         **({} if spaces.real else {"embedding_distances": NO_REAL_DATA}),
     }
 
@@ -155,6 +189,9 @@ def with_plan(config: BuildConfig) -> BuildConfig:
     """For ``build --plan FILE``: the plan decides :data:`PLAN_FIELDS` (a flag that contradicts it is refused) and
     its bytes' sha256 enters the fingerprint. Without a plan, ``config`` is returned unchanged."""
     if not config.plan:
+        if config.plan_sha256:  # a recipe (build.toml / manifest.json) of a build made from a plan file
+            raise ConfigError(f"this recipe's build used a plan file (sha256 {config.plan_sha256[:12]}...) the recipe does "
+                              "not name", hint="give that plan file with --plan")
         return config
     pf = read_plan(config.plan)
     sha = file_sha256(config.plan)
@@ -168,8 +205,17 @@ def with_plan(config: BuildConfig) -> BuildConfig:
     if len(counts) != 1:
         raise DataError(f"plan file {config.plan} gives identities different numbers of seeds", hint="give every identity the same number of seeds")
     from_plan = {f: pf.meta.get(f) for f in PLAN_FIELDS}
-    from_plan.update(pairs=len(pf.plan.identities), per_identity=counts.pop(), classes=tuple(from_plan["classes"] or ()),
-                     weights=tuple(from_plan["weights"] or ()), band=tuple(from_plan["band"]) if from_plan["band"] else None)
+    try:
+        from_plan.update(pairs=len(pf.plan.identities), per_identity=counts.pop(),
+                         classes=tuple(int(c) for c in from_plan["classes"] or ()),
+                         weights=tuple(float(w) for w in from_plan["weights"] or ()),
+                         band=tuple(float(b) for b in from_plan["band"]) if from_plan["band"] else None)
+        for f in ("strategy", "seed"):
+            if not isinstance(from_plan[f], {"strategy": str, "seed": int}[f]):
+                raise TypeError(f)
+    except (TypeError, ValueError):
+        raise DataError(f"plan file {config.plan} has metadata of the wrong types (fields {', '.join(PLAN_FIELDS)})",
+                        hint="give --plan a file written by `scoremix-ds plan`") from None
     defaults = BuildConfig()
     for f, value in from_plan.items():
         given = getattr(config, f)
@@ -204,7 +250,7 @@ def plan_build(config: BuildConfig, gen: ClassConditionalGenerator, progress: bo
         if top >= gen.num_classes:
             raise DataError(f"plan file {config.plan} mixes class {top}; the generator has 0..{gen.num_classes - 1}",
                             hint="use the plan's --generator")
-        plan = pf.plan
+        plan = dataclasses.replace(pf.plan, class_names=class_names(gen, spaces))
     else:
         plan = choose_plan(config, gen, spaces)
     return plan, provenance(config, gen, spaces.real)

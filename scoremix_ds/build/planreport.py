@@ -18,7 +18,8 @@ from ..maths.pairs import get_strategy
 from ..maths.topk import pair_distance_sample
 from ..models.generator import load_generator
 from .config import BuildConfig
-from .planfile import write_plan
+from ..outputs import claim_file
+from .planfile import is_plan_file, write_plan
 from .planner import candidate_classes, choose_plan, class_spaces, plan_meta
 
 logger = logging.getLogger(__name__)
@@ -46,7 +47,8 @@ class PlanSummary:
 def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False) -> PlanSummary:
     """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram).
     Without real data (``random`` or a condition strategy) the histogram is of the condition space."""
-    path = Path(path)
+    path = claim_file(path, "--out", owned=is_plan_file)
+    claim_file(path.with_suffix(".png"), "--out", owned=lambda png: path.is_file() and is_plan_file(path))
     gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
     spaces = class_spaces(config, gen, progress)
     plan = choose_plan(config, gen, spaces)

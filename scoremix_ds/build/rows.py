@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from ..data.transforms import to_uint8
-from ..dataset.schema import FEATURES
+from ..dataset.schema import COLUMNS
 from ..dataset.writer import encode_png
 from ..models.generator import ClassConditionalGenerator
 from ..sampling.schedulers import make_scheduler
@@ -38,13 +38,14 @@ def unit_columns(plan: MixPlan, ids: range, gen: ClassConditionalGenerator, conf
                  on_batch=None) -> dict[str, dict[str, list]]:
     """Sample every image of identities ``ids``; return config name -> column -> values."""
     items = [(plan.identities[i], j, s) for i in ids for j, s in enumerate(plan.seeds(i))]
-    names = gen.class_names
+    names = plan.names
+    identity_names = plan.identity_names
     mix_imgs = sample_images(gen, weak, config, np.array([it.parents for it, _, _ in items]),
                              np.array([it.weights for it, _, _ in items]), [s for _, _, s in items], on_batch)
     columns = {"mix": _empty()}
     for (ident, j, seed), img in zip(items, mix_imgs):
-        _append(columns["mix"], img, ident.index, ident.name(names), ident, names, ident.parents, ident.weights,
-                config.strategy, config.mixing, seed, j)
+        _append(columns["mix"], img, ident.index, identity_names[ident.index], ident, names, ident.parents,
+                ident.weights, config.strategy, config.mixing, seed, j, identity_names[ident.index])
     if config.repro:
         columns["repro"] = _empty()
         rep = [(it, j, s, p) for it, j, s in items for p in it.parents]
@@ -52,16 +53,17 @@ def unit_columns(plan: MixPlan, ids: range, gen: ClassConditionalGenerator, conf
                                  [s for _, _, s, _ in rep], on_batch)
         for (ident, j, seed, parent), img in zip(rep, rep_imgs):
             _append(columns["repro"], img, parent, f"repro:{names[parent]}", ident, names, (parent,), (1.0,),
-                    config.strategy, config.mixing, seed, j)
+                    config.strategy, config.mixing, seed, j, identity_names[ident.index])
     return columns
 
 
 def _empty() -> dict[str, list]:
-    return {name: [] for name in FEATURES}
+    return {name: [] for name in COLUMNS}
 
 
 def _append(cols: dict[str, list], img: np.ndarray, label: int, identity: str, ident: Identity, names: tuple[str, ...],
-            parents: tuple[int, ...], weights: tuple[float, ...], strategy: str, mixing: str, seed: int, j: int) -> None:
+            parents: tuple[int, ...], weights: tuple[float, ...], strategy: str, mixing: str, seed: int, j: int,
+            mix_identity: str) -> None:
     cols["image"].append(encode_png(img))
     cols["label"].append(int(label))
     cols["identity"].append(identity)
@@ -74,4 +76,4 @@ def _append(cols: dict[str, list], img: np.ndarray, label: int, identity: str, i
     cols["mixing"].append(mixing)
     cols["seed"].append(int(seed))
     cols["sample_index"].append(int(j))
-    cols["mix_identity"].append(ident.name(names))
+    cols["mix_identity"].append(mix_identity)

@@ -20,6 +20,8 @@ from ..dataset.manifest import Manifest
 from ..dataset.writer import shard_path, write_shard
 from ..errors import ModelError
 from ..models.generator import load_generator
+from ..outputs import OutputLock
+from ..validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
@@ -50,6 +52,7 @@ class BuildResult:
 
 
 def load_models(config: BuildConfig, device: str):
+    device_name("device", device, available=True)
     gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class).to(
         device, TORCH_DTYPES[config.dtype])
     weak = None
@@ -86,8 +89,20 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
-    if layout.is_main:
-        manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance)
+    lock = OutputLock(out) if layout.is_main else None  # one build at a time writes a folder
+    try:
+        if layout.is_main:
+            manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance, lock)
+        return _sample_units(config, out, layout, group, plan, units, gen, weak, manifest if layout.is_main else None,
+                             progress, started)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: ProcessGroup, plan: MixPlan,
+                  units: list[range], gen, weak, manifest: Manifest | None, progress: bool, started: float) -> BuildResult:
+    """Every process samples its share of the units not yet done; process 0 then finalizes the folder."""
     group.barrier()
     if not layout.is_main:
         manifest = Manifest.read(out)
@@ -95,6 +110,8 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     done = done_units(out, part_units)
     group.barrier()  # everyone has read the markers before anyone writes new ones
     mine = layout.my_units([u for u in part_units if u not in done])
+
+    import datasets
 
     configs = ("mix", "repro") if config.repro else ("mix",)
     total = sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * config.repro)
@@ -124,7 +141,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
             collect_units(manifest, markers)
             identities = [plan.identities[i] for u in part_units for i in units[u]]
             finalize(out, manifest, len(identities), {p for i in identities for p in i.parents},
-                     sample_preview=lambda: _sample_preview(plan, gen, weak, config))
+                     sample_preview=lambda: _sample_preview(plan, gen, weak, config), plan=config.plan)
             rows = manifest.rows()
     group.barrier()
     return BuildResult(out, rows, len(plan.identities), time.perf_counter() - started, sampled, len(done), complete)

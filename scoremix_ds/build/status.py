@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
 from ..errors import DataError
 from .layout import Layout
@@ -20,6 +21,7 @@ class BuildStatus:
     rows: dict[str, int]
     part: dict[str, int] | None
     config: dict
+    verified: int | None = None  # shards re-hashed by --verify (all intact), None without --verify
 
     def summary(self) -> str:
         cfg = self.config
@@ -28,17 +30,27 @@ class BuildStatus:
             head += f", job-array part {self.part['index']} of {self.part['count']}"
         if self.complete:
             rows = ", ".join(f"{name} {n} rows" for name, n in self.rows.items())
-            return f"{head}\ncomplete: {rows}"
+            checked = f"; {self.verified} shard(s) match their sha256" if self.verified is not None else ""
+            return f"{head}\ncomplete: {rows}{checked}"
         return (f"{head}\nunfinished: {self.units_done} of {self.units_total} units done; "
                 "re-run the same build command to resume")
 
 
+REPAIR = "re-run the same build command with this --out: it re-samples exactly the damaged units"
+
+
 def build_status(out: Path, verify: bool = False) -> BuildStatus:
+    """The folder's state; with ``verify`` every finished shard is re-hashed (and a damaged one is a DataError)."""
     manifest = Manifest.read(out) if out.is_dir() else None
     if manifest is None:
         raise DataError(f"{out} is not a scoremix-ds build folder (no manifest.json)", hint="give the build's --out folder")
     if manifest.complete:
-        return BuildStatus(out, True, manifest.layout.get("units", 0), manifest.layout.get("units", 0), manifest.rows(), manifest.part, manifest.config)
+        damage = damaged_shards(out, manifest) if verify else []
+        if damage:
+            raise DataError(damage_line(out, damage), hint=REPAIR)
+        verified = sum(len(f) for f in manifest.shards.values()) if verify else None
+        return BuildStatus(out, True, manifest.layout.get("units", 0), manifest.layout.get("units", 0), manifest.rows(),
+                           manifest.part, manifest.config, verified)
     part = manifest.part or {"index": 0, "count": 1}
     units = Layout(part=part["index"], parts=part["count"]).part_units(manifest.layout["units"])
     done = done_units(out, units, verify=verify)

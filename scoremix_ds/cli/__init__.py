@@ -14,8 +14,8 @@ import typer
 
 from ..errors import ScoreMixError
 from ..ranks import set_argv
+from . import analysis_cmd, boundary, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
 from .logsetup import setup_logging
-from . import analysis_cmd, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -56,11 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         # Typer's non-standalone mode RETURNS the code of typer.Exit, and turns Ctrl-C into Exit(130).
         code = app(args=argv, standalone_mode=False)
-    except ScoreMixError as exc:
-        if os.environ.get("SCOREMIX_DEBUG"):
-            raise
-        typer.echo(f"error: {exc.message}" + (f" — {exc.hint}" if exc.hint else ""), err=True)
-        return exc.exit_code
     except KeyboardInterrupt:
         typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
         return 130
@@ -68,11 +63,21 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except typer.Abort:
         return 1
-    except Exception as exc:  # usage errors (Typer raises its own bundled copy of click's exception classes)
+    except Exception as exc:  # noqa: BLE001 - the one boundary: user errors become one line, bugs keep a traceback
+        # usage errors (Typer raises its own bundled copy of click's exception classes)
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        raise
+        error = boundary.as_user_error(exc)
+        if os.environ.get("SCOREMIX_DEBUG") or error is None:
+            typer.echo(boundary.format_traceback(exc, argv).rstrip(), err=True)  # tokens redacted
+            if error is None:
+                typer.echo("error: unexpected failure (a bug in scoremix-ds, please report it with the traceback above)",
+                           err=True)
+                return 1
+        error = boundary.with_flags(error, argv)
+        typer.echo(f"error: {error.message}" + (f" — {error.hint}" if error.hint else ""), err=True)
+        return error.exit_code
     if code == 130:
         typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
     return code if isinstance(code, int) else 0

@@ -36,8 +36,10 @@ def eval_model(
     progress: ProgressOpt = True,
 ) -> None:
     """Evaluate MODEL: 10-fold accuracy, ROC AUC, EER and TAR@FAR 1e-6..1e-1 per benchmark (IJB: TAR@FAR of
-    templates), with embeddings/s and the protocol's own time; writes the report to --out."""
-    from ..evaluation.report import markdown_table, write_report
+    templates), with embeddings/s and the protocol's own time; writes the report to --out. The results go into the
+    `model-index` of MODEL/README.md when MODEL is a folder trained by `scoremix-ds train` (else --out/README.md)."""
+    from ..evaluation.model_index import record_results
+    from ..evaluation.report import markdown_table, to_dict, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.specs import benchmarks_from
     from ..models.discriminator import embed_images, load_discriminator
@@ -47,6 +49,9 @@ def eval_model(
         raise ConfigError(f"--batch-size must be a positive count, got {batch_size}", hint="e.g. --batch-size 256")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out '{out}' is a file", hint="pass a folder to --out")
+    from ..validate import device_name
+
+    device_name("--device", device, available=True)
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
     try:
         net = load_discriminator(model, revision)
@@ -56,5 +61,8 @@ def eval_model(
     result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "cpu",
                       model_name=model if revision is None else f"{model}@{revision}", embed_fn=embed_fn)
     paths = write_report(result, out)
+    card = record_results(model, revision, to_dict(result), out)  # model-index: the model's card, or --out's
+    if card is not None:
+        paths["card"] = card
     typer.echo(markdown_table(result))
     typer.echo("\n".join(f"wrote {path}" for path in paths.values()))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..build.layout import launched_distributed
+from ..errors import ConfigError
 from ..ranks import check_num_processes, is_main_process, owns_side_effects, relaunch_command
 from ..recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
@@ -29,16 +31,41 @@ def _relaunched(num_processes: int) -> bool:
     return True
 
 
-def _train(kind: str, recipe, progress: bool, num_processes: int = 1, **overrides) -> None:
-    """One config from the recipe and flags, one trainer call, one summary line."""
-    if _relaunched(num_processes):
-        return
+def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: str | None = None,
+           tag: str | None = None, token: str | None = None, **overrides) -> None:
+    """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
     if kind == "generator":
         from ..training.generator import train_generator
         from ..training.generator_config import GeneratorTrainConfig
 
-        path = train_generator(config_from(GeneratorTrainConfig, recipe, overrides), progress=progress)
+        config = config_from(GeneratorTrainConfig, recipe, overrides)
+        push = None
+        if push_to:  # checked before training, so a bad repo id or tag fails in a second
+            from ..hub.push_model import ModelPushConfig
+
+            push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
+            if config.stop_after is not None and config.stop_after < config.steps:
+                raise ConfigError("--push-to needs a finished generator, and --stop-after stops before the last step",
+                                  hint="drop --stop-after (or push later with the finishing run)")
+        elif tag:
+            raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
+        relaunched = _relaunched(num_processes)  # the children train; this parent pushes, after them
+        if not relaunched:
+            path = train_generator(config, progress=progress)
+        if push is not None and owns_side_effects():  # one push for the whole launch
+            from ..hub.push_generator import push_generator
+
+            if not (Path(config.out) / "model_index.json").is_file():  # stopped early (--stop-after): no model yet
+                raise ConfigError(f"{config.out} holds no finished generator to push (training stopped early)",
+                                  hint="run the same command without --stop-after to finish it, then push")
+            pushed = push_generator(push)
+            typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}"
+                       + (f", tag {pushed.tag}" if pushed.tag else ""))
+        if relaunched:
+            return
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
+        if _relaunched(num_processes):
+            return
         from ..training.recognition import train_recognition
         from ..training.recognition_config import RecognitionTrainConfig
 
@@ -68,12 +95,16 @@ def train_generator(
     stop_after: Annotated[Optional[int], typer.Option(help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
+    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained generator to this Hub model repo (ORG/NAME).")] = None,
+    tag: TagOpt = None,
+    token: TokenOpt = None,
     num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train a class-conditional UNet or DiT generator (diffusers layout, safetensors) on real labelled images, on
-    accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume."""
-    _train("generator", recipe, progress, num_processes, real_data=real_data, architecture=architecture, image_size=image_size,
+    accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume.
+    The folder is a diffusers pipeline (model_index.json, ScoreMixPipeline) with a model card."""
+    _train("generator", recipe, progress, num_processes, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
            stop_after=stop_after, seed=seed, out=out)

@@ -298,12 +298,20 @@ def open_hub(spec: SourceSpec, progress: bool) -> Source:
     """A Hub dataset at the commit its revision points to (see :func:`resolve_hub_commit`)."""
     import datasets
 
-    commit = resolve_hub_commit(spec.location, spec.revision)
-    try:
-        ds = datasets.load_dataset(spec.location, spec.config, revision=commit or spec.revision, split=spec.split)
-    except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot load Hub dataset {spec.location}: {exc}",
-                        hint=f"check the id, {FLAG_REVISION}, --config and --split") from exc
+    from ..hub.client import offline_unless_reachable
+
+    with offline_unless_reachable() as offline:
+        commit = resolve_hub_commit(spec.location, spec.revision)
+        try:
+            ds = datasets.load_dataset(spec.location, spec.config, revision=commit or spec.revision, split=spec.split)
+        except (ValueError, FileNotFoundError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
+            if offline:
+                from huggingface_hub import constants
+
+                raise DataError(f"could not reach the Hub at {constants.ENDPOINT}, and {spec.location} is not in the "
+                                "local cache", hint="check the network and HF_ENDPOINT, or give a local folder") from None
+            raise DataError(f"cannot load Hub dataset {spec.location}: {exc}",
+                            hint=f"check the id, {FLAG_REVISION}, --config and --split") from exc
     at = commit or (f"{spec.revision} (commit unknown: Hub not reachable)" if spec.revision else "commit unknown")
     config = f" config {spec.config}" if spec.config else ""
     return _dataset_source(ds, spec, "hub", commit, f"hf://datasets/{spec.location}@{at}{config} split {spec.split}",

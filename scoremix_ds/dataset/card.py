@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..resources import resource_dir
@@ -13,16 +14,44 @@ from .schema import COLUMN_DOCS, CONFIGS, FEATURES
 TEMPLATE = "dataset_card.md"
 
 
+PAPER_ARXIV = "2506.10226"  # ScoreMix (Rahimi & Marcel): the Hub links a card to the paper by this tag / URL
+PAPER_URL = f"https://arxiv.org/abs/{PAPER_ARXIV}"
+
+# The Hub's size categories (rows), smallest first: a category's name and the first row count beyond it.
+SIZE_CATEGORIES = (
+    ("n<1K", 10**3), ("1K<n<10K", 10**4), ("10K<n<100K", 10**5), ("100K<n<1M", 10**6), ("1M<n<10M", 10**7),
+    ("10M<n<100M", 10**8), ("100M<n<1B", 10**9), ("1B<n<10B", 10**10), ("10B<n<100B", 10**11),
+    ("100B<n<1T", 10**12),
+)
+
+
 def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+    """The Hub's ``size_categories`` value for ``n`` rows."""
+    for name, limit in SIZE_CATEGORIES:
         if n < limit:
             return name
-    return "1M<n<10M"
+    return "n>1T"
 
 
-def _feature_yaml() -> list[dict[str, Any]]:
-    """``dataset_info.features`` in the Hub's YAML form, derived from the datasets Features."""
-    return FEATURES._to_yaml_list()
+def hub_licence(licence: str | None) -> str:
+    """A licence id for the card's YAML: ``other`` where none is known."""
+    return licence if licence and licence.lower() not in ("unknown", "none", "") else "other"
+
+
+# The card declares the ClassLabel names of ``label`` (the shards store int64). Above this many names per config it
+# does not (10K names are ~0.5 MB of YAML, 100K ~4.7 MB: benchmarks/bench_classlabel.py); ``label`` then loads as
+# int64 and each row's ``identity`` is its name.
+CARD_LABEL_NAMES_MAX = 10_000
+
+
+def _feature_yaml(features: datasets.Features | None) -> list[dict[str, Any]] | None:
+    """``dataset_info.features`` in the Hub's YAML form, from the config's datasets Features
+    (:func:`schema.features_for`); ``None`` when its ``label`` names are too many to list in the card."""
+    features = FEATURES if features is None else features
+    label = features["label"]
+    if isinstance(label, datasets.ClassLabel) and label.num_classes > CARD_LABEL_NAMES_MAX:
+        return None
+    return features._to_yaml_list()
 
 
 def render_card(
@@ -34,15 +63,17 @@ def render_card(
     pretty_name: str = "ScoreMix synthetic identities",
     load_path: str = "path/to/this/dataset",
     audit: dict[str, Any] | None = None,
+    features: dict[str, datasets.Features] | None = None,
 ) -> DatasetCard:
     """The card for a build. ``build`` is the content config (no local paths), ``counts`` per config."""
     configs = [c for c in CONFIGS if c in counts]
     total = sum(c["rows"] for c in counts.values())
-    licence = provenance.get("licence") or "other"
+    # The images are the generator's: its training data's licence is the one that carries over, where recorded.
+    licence = hub_licence(provenance.get("generator_licence"))
     card_data = DatasetCardData(
         license=licence,
         task_categories=["image-classification"],
-        tags=["synthetic", "scoremix", "diffusion", "face-recognition", "identity-mixing"],
+        tags=["synthetic", "scoremix", "diffusion", "face-recognition", "identity-mixing", f"arxiv:{PAPER_ARXIV}"],
         size_categories=[size_category(total)],
         pretty_name=pretty_name,
         configs=[
@@ -52,7 +83,7 @@ def render_card(
         dataset_info=[
             {
                 "config_name": c,
-                "features": _feature_yaml(),
+                **({"features": yaml} if (yaml := _feature_yaml((features or {}).get(c))) is not None else {}),
                 "splits": [{"name": "train", "num_bytes": counts[c]["bytes"], "num_examples": counts[c]["rows"]}],
             }
             for c in configs
@@ -72,8 +103,15 @@ def render_card(
         licence=licence,
         load_path=load_path,
         audit=audit,
+        paper_url=PAPER_URL,
+        paper_arxiv=PAPER_ARXIV,
+        recipe_needs_plan=bool(build.get("plan_sha256")),
+        names_omitted=[c for c in configs if _feature_yaml((features or {}).get(c)) is None and features],
+        names_max=CARD_LABEL_NAMES_MAX,
     )
 
 
 def write_card(folder: Path, card: DatasetCard) -> None:
-    (folder / "README.md").write_text(str(card), encoding="utf-8")
+    from ..outputs import atomic_write
+
+    atomic_write(folder / "README.md", str(card))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,9 @@ def file_sha256(path: Path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    from ..outputs import atomic_write
+
+    atomic_write(path, text)
 
 
 @dataclass
@@ -50,8 +49,35 @@ class Manifest:
         path = folder / MANIFEST
         if not path.is_file():
             return None
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return cls(**data)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            manifest = cls(**data)
+            manifest._check_types()
+        except (ValueError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors; unknown keys TypeErrors
+            from ..errors import DataError
+
+            detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+            raise DataError(f"{path} is not a readable scoremix-ds manifest ({detail})",
+                            hint="restore the folder's manifest.json, or use a new --out") from None
+        return manifest
+
+    def _check_types(self) -> None:
+        """Raise TypeError when a field has the wrong JSON type (a hand-edited or foreign manifest)."""
+        expect = {"fingerprint": str, "config": dict, "package_version": str, "provenance": dict, "shards": dict,
+                  "counts": dict, "complete": bool, "layout": dict, "format": int}
+        for name, kind in expect.items():
+            if not isinstance(getattr(self, name), kind):
+                raise TypeError(f"'{name}' should be a {kind.__name__}")
+        if self.part is not None and not (isinstance(self.part, dict) and all(isinstance(self.part.get(k), int)
+                                                                             for k in ("index", "count"))):
+            raise TypeError("'part' should be null or {index, count}")
+        for config, files in self.shards.items():
+            if not isinstance(files, dict):
+                raise TypeError(f"'shards.{config}' should be an object")
+            for rel, info in files.items():
+                if not (isinstance(info, dict) and isinstance(info.get("rows"), int)
+                        and isinstance(info.get("sha256"), str)) or ".." in Path(rel).parts or Path(rel).is_absolute():
+                    raise TypeError(f"shard entry {rel!r} should be a relative path with {{rows, sha256}}")
 
     def write(self, folder: Path) -> None:
         atomic_write_text(folder / MANIFEST, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")

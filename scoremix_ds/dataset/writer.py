@@ -6,7 +6,6 @@ A shard becomes visible only when complete: it is written to a hidden temporary 
 from __future__ import annotations
 
 import io
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
+from ..outputs import atomic_path
 from .manifest import file_sha256
 from .schema import FEATURES
 
@@ -41,12 +41,12 @@ def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
     """Write ``rows`` (column -> values; ``image`` as PNG bytes) atomically; return the file's sha256."""
     target = root / relpath
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
     columns = dict(rows)
     columns["image"] = [{"bytes": b, "path": None} for b in rows["image"]]
-    datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(str(tmp))
-    digest = file_sha256(tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        with tmp.open("wb") as fh:  # our handle: closed even when the writer fails (a full disk), so none leaks
+            datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(fh)
+        digest = file_sha256(tmp)
     return digest
 
 

@@ -152,17 +152,30 @@ def plot_roc(result: EvalResult, path: str | Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     path = Path(path)
-    fig.savefig(path, format="png")
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
     return path
+
+
+def _written_by_eval(out: Path) -> bool:
+    """A folder `scoremix-ds eval` wrote: its results.md and a results.json that is an eval report."""
+    try:
+        report = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (out / "results.md").is_file() and isinstance(report, dict) and "benchmarks" in report and "model" in report
 
 
 def write_report(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """``results.json``, ``results.md`` and ``roc.png`` (if any 1:1 benchmark) in ``out_dir``; returns their paths."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import atomic_write, claim_folder
+
+    out = claim_folder(out_dir, "eval", signature=_written_by_eval)
     paths = {"json": out / "results.json", "markdown": out / "results.md"}
-    paths["json"].write_text(json.dumps(to_dict(result), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    paths["markdown"].write_text(markdown_table(result), encoding="utf-8")
+    atomic_write(paths["json"], json.dumps(to_dict(result), indent=2, allow_nan=False) + "\n")
+    atomic_write(paths["markdown"], markdown_table(result))
     roc = plot_roc(result, out / "roc.png")
     if roc is not None:
         paths["roc"] = roc

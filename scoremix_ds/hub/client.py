@@ -159,6 +159,47 @@ def map_error(exc: BaseException, repo_id: str, action: str, token: str | None, 
                     hint=f"{rerun} (SCOREMIX_DEBUG=1 shows the traceback)", status=status)
 
 
+_REACHABLE: dict[str, bool] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connection to the endpoint (cached per process): is the Hub there at all?
+
+    Without it, an unreachable Hub costs the client's full retry schedule (tens of retries over half a minute)
+    on every file ``datasets`` asks for, before a useless error.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = constants.ENDPOINT
+    if endpoint not in _REACHABLE:
+        url = urlparse(endpoint)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            socket.create_connection((url.hostname or "localhost", port), timeout=timeout).close()
+            _REACHABLE[endpoint] = True
+        except OSError:
+            _REACHABLE[endpoint] = False
+    return _REACHABLE[endpoint]
+
+
+@contextmanager
+def offline_unless_reachable() -> Iterator[bool]:
+    """Run ``datasets`` / ``huggingface_hub`` loads offline (cache only, no retries) when the Hub cannot be reached;
+    yields True when it had to."""
+    if constants.HF_HUB_OFFLINE or hub_reachable():
+        yield False
+        return
+    import datasets
+
+    saved = constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = True
+    try:
+        yield True
+    finally:
+        constants.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE = saved
+
+
 @contextmanager
 def hub_errors(repo_id: str, action: str, token: str | None, write: bool = True) -> Iterator[None]:
     """Run client calls; any HTTP or transport failure leaves as a one-line :class:`HubError`.

@@ -1,7 +1,7 @@
 """The exact files a push uploads, staged in a temporary folder; the user's dataset folder is never modified.
 
-Staged: ``README.md`` (the card, its load snippet pointed at ``ORG/NAME`` and the version), ``manifest.json``
-(local paths in its build config reduced to ``local:<folder name>``, as the card shows them), ``preview.png`` and
+Staged: ``README.md`` (the card, its load snippet pointed at ``ORG/NAME`` and the version), ``manifest.json`` and
+``build.toml`` (local paths in the build config reduced to ``local:<folder name>``, as the card shows them), ``preview.png`` and
 the shards the manifest lists (linked, not copied, where the filesystem allows). The staged bytes depend only on
 the folder, the repo id and the revision named in the card, so an identical re-push uploads identical files and
 the client makes no commit.
@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from ..build.recipe_file import RECIPE
 from ..dataset.manifest import MANIFEST, Manifest
 from .verify import CARD, PREVIEW, listed_shards
 
@@ -56,6 +57,17 @@ def public_manifest(manifest: dict, card_build: dict | None = None) -> dict:
     return {**manifest, "config": config}
 
 
+def public_recipe(text: str, card_build: dict | None = None) -> str:
+    """``build.toml`` with local paths reduced as in :func:`public_manifest` (Hub ids and settings unchanged)."""
+    import tomllib
+
+    from .. import __version__
+    from ..build.recipe_file import recipe_text
+
+    values = public_manifest({"config": tomllib.loads(text)}, card_build)["config"]
+    return recipe_text(values, __version__)
+
+
 def card_build_block(card_text: str) -> dict:
     """The ``scoremix.build`` block of a card's YAML metadata ({} when absent)."""
     from huggingface_hub import DatasetCard
@@ -87,6 +99,9 @@ def staged(folder: Path, manifest: Manifest, repo_id: str, revision: str | None)
         public = public_manifest(dict(manifest.__dict__), card_build_block(card))
         (stage / MANIFEST).write_text(json.dumps(public, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _link_or_copy(folder / PREVIEW, stage / PREVIEW)
+        if (folder / RECIPE).is_file():  # the recipe that rebuilds the rows (older builds have none)
+            recipe = public_recipe((folder / RECIPE).read_text(encoding="utf-8"), card_build_block(card))
+            (stage / RECIPE).write_text(recipe, encoding="utf-8")
         for extra in AUDIT_FILES:  # written by `scoremix-ds audit`, referenced by the card
             if (folder / extra).is_file():
                 _link_or_copy(folder / extra, stage / extra)

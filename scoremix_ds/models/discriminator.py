@@ -51,6 +51,18 @@ class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", 
     image_size: int
     embedding_dim: int
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """Load a saved recognition model: ``EmbeddingNet.from_pretrained("org/name", revision="v1")`` (or a local
+        folder) picks the backbone its ``config.json`` names, as :func:`load_discriminator` does (safetensors only,
+        eval mode). On a backbone class (``SmallCNN.from_pretrained``) it is ``huggingface_hub``'s mixin loader."""
+        if cls is not EmbeddingNet:
+            return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        revision = kwargs.pop("revision", None)
+        if args or kwargs:
+            raise TypeError(f"EmbeddingNet.from_pretrained takes a folder or Hub id and revision=, not {sorted(kwargs) or args}")
+        return load_discriminator(str(pretrained_model_name_or_path), revision)
+
     def _save_pretrained(self, save_directory: Path) -> None:
         """Weights as safetensors, and a ``config.json`` that also names the backbone so loading can dispatch."""
         from safetensors.torch import save_model
@@ -144,8 +156,10 @@ def build_backbone(name: str, **kwargs) -> EmbeddingNet:
     return BACKBONES[name](**kwargs)
 
 
-def load_discriminator(name_or_path: str | None = None, revision: str | None = None) -> EmbeddingNet | OnnxEmbedder:
-    """Load a saved backbone in eval mode, or a frozen ONNX face embedder.
+def load_discriminator(name_or_path: str | None = None, revision: str | None = None,
+                       flag: str = "--discriminator") -> EmbeddingNet | OnnxEmbedder:
+    """Load a saved backbone in eval mode, or a frozen ONNX face embedder. ``flag``: the option that named it, for
+    the hints of errors (``--init``, ``--other-discriminator``).
 
     Args:
         name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
@@ -162,12 +176,22 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
+    try:
+        return _load(name_or_path, revision)
+    except ModelError as exc:
+        if flag == "--discriminator":
+            raise
+        raise ModelError(exc.message.replace("--discriminator", flag),
+                         hint=(exc.hint or "").replace("--discriminator", flag) or None) from exc
+
+
+def _load(name_or_path: str | None, revision: str | None) -> EmbeddingNet | OnnxEmbedder:
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path)
     if name_or_path not in (None, "default"):  # ORG/NAME@REVISION, the one reference grammar
         from ..data.refs import with_revision
 
-        name_or_path, revision = with_revision(name_or_path, revision, "--discriminator")
+        name_or_path, revision = with_revision(name_or_path, revision, flag)
     folder = _resolve(name_or_path, revision)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -178,9 +202,11 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
     try:
         model = BACKBONES[name].from_pretrained(str(folder))
-    except (RuntimeError, TypeError, ValueError) as exc:
+    except ModelError:
+        raise
+    except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"discriminator {folder} does not load: {first}", hint=_HINT) from exc
+        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=_HINT) from exc
     logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
     return model.eval()
 

@@ -146,28 +146,64 @@ def _require_safetensors(folder: Path, what: str) -> None:
     raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint="check --generator")
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        return {}
+def _json_object(path: Path) -> dict:
+    """A JSON object from ``path``, or a one-line ModelError naming the file."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"generator file {path} is not valid JSON: {exc}", hint="check --generator") from exc
-    return value if isinstance(value, dict) else {}
+        raise ModelError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:80]})",
+                         hint="restore that file, or check --generator") from None
+    if not isinstance(value, dict):
+        raise ModelError(f"{path} is not a JSON object", hint="restore that file, or check --generator")
+    return value
+
+
+def _check_meta(path: Path, meta: dict) -> None:
+    """``scoremix.json``'s fields have the types the loader relies on (a hand-edited file is the usual cause)."""
+    def fail(what: str):
+        raise ModelError(f"{path}: {what}", hint="fix scoremix.json (num_classes: int, null_class: int or null, "
+                         "class_names: one string per class)")
+
+    for key in ("num_classes", "null_class"):
+        if key in meta and meta[key] is not None and (not isinstance(meta[key], int) or isinstance(meta[key], bool)):
+            fail(f"{key} must be an integer, got {meta[key]!r}")
+    names = meta.get("class_names")
+    if names is not None:
+        if not isinstance(names, list) or not all(isinstance(n, (str, int)) for n in names):
+            fail("class_names must be a list of strings")
+        if isinstance(meta.get("num_classes"), int) and len(names) != meta["num_classes"]:
+            fail(f"class_names lists {len(names)} name(s) for {meta['num_classes']} classes")
+
+
+def _from_pretrained(cls, folder: Path):
+    try:
+        return cls.from_pretrained(folder, use_safetensors=True)
+    except ModelError:
+        raise
+    except Exception as exc:  # truncated safetensors, a config that does not fit the weights, missing files
+        weights = sorted(p.name for p in folder.glob("*.safetensors"))
+        where = folder / weights[0] if weights else folder
+        raise ModelError(f"{where} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
+                         hint="re-download or re-save that model, or check --generator") from None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when the file is absent), or a one-line ModelError naming the file."""
+    return _json_object(path) if path.is_file() else {}
 
 
 def declared_null_class(*configs: dict[str, Any]) -> int | None:
-    """The first ``null_class`` any of ``configs`` declares (scoremix.json, model, scheduler, pipeline index)."""
+    """The first ``null_class`` any of ``configs`` declares (model, scheduler, pipeline index)."""
     for config in configs:
         if config.get("null_class") is not None:
-            return int(config["null_class"])
+            return config["null_class"]
     return None
 
 
 def declared_class_names(meta: dict[str, Any], model: dict[str, Any], index: dict[str, Any], n: int) -> list[str]:
     """Class names from scoremix.json, the pipeline's / model's ``id2label`` (the DiTPipeline layout), else ids."""
     if meta.get("class_names"):
-        return [str(v) for v in meta["class_names"]][:n]
+        return [str(v) for v in meta["class_names"]]
     for config in (index, model):
         id2label = config.get("id2label")
         if isinstance(id2label, dict) and all(str(i) in id2label for i in range(n)):
@@ -178,7 +214,8 @@ def declared_class_names(meta: dict[str, Any], model: dict[str, Any], index: dic
 def load_generator(name_or_path: str | None = None, revision: str | None = None, null_class: int | None = None,
                    flag: str = "--generator") -> ClassConditionalGenerator:
     """Load a class-conditional generator (see the module docstring for the accepted layouts, references and how
-    the null class is found; ``null_class`` overrides what the folder declares)."""
+    the null class is found; ``null_class`` overrides what the folder declares). ``flag``: the option that named
+    it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
     if name_or_path not in (None, "", "default"):
         from ..data.refs import with_revision
 
@@ -188,12 +225,24 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
 
             raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
                               hint=f"drop the @{revision} of {flag} (or its {flag}-revision alias)")
-    root = resolve_generator_path(name_or_path, revision, flag)
+    try:
+        return _load_generator(name_or_path, revision, null_class)
+    except ModelError as exc:
+        if flag == "--generator":
+            raise
+        raise ModelError(exc.message.replace("--generator", flag),
+                         hint=(exc.hint or "").replace("--generator", flag) or None) from exc
+
+
+def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None
+                    ) -> ClassConditionalGenerator:
+    root = resolve_generator_path(name_or_path, revision)
     folder = _denoiser_folder(root)
     _require_safetensors(folder, "the denoiser")
-    config = _read_json(folder / "config.json")
+    config = _json_object(folder / "config.json")
     class_name = config.get("_class_name", "")
     meta = _read_json(root / "scoremix.json")
+    _check_meta(root / "scoremix.json", meta)
     index = _read_json(root / "model_index.json")
     scheduler_file = root / "scheduler" / "scheduler_config.json"
     scheduler_config = _read_json(scheduler_file) if scheduler_file.is_file() else None
@@ -206,12 +255,12 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
                 f"generator '{root}' is not class-conditional (UNet2DModel without a num_class_embeds table)",
                 hint="--generator needs a model trained with class labels (scoremix-ds train-generator)",
             )
-        denoiser = UNet2DModel.from_pretrained(folder, use_safetensors=True)
+        denoiser = _from_pretrained(UNet2DModel, folder)
         kind, table = "unet", int(config["num_class_embeds"])
     elif class_name == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
             raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint="check --generator")
-        denoiser = DiTTransformer2DModel.from_pretrained(folder, use_safetensors=True)
+        denoiser = _from_pretrained(DiTTransformer2DModel, folder)
         kind = "dit"
         table = denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
     else:
@@ -249,9 +298,12 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
         from diffusers import AutoencoderKL
 
         _require_safetensors(root / "vae", "the VAE")
-        vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True).eval().requires_grad_(False)
+        vae = _from_pretrained(AutoencoderKL, root / "vae").eval().requires_grad_(False)
 
     names = declared_class_names(meta, config, index, num_classes)
+    if len(names) != num_classes:
+        raise ModelError(f"{root / 'scoremix.json'}: class_names lists {len(names)} name(s) for {num_classes} classes",
+                         hint="give one name per class in scoremix.json")
     return ClassConditionalGenerator(
         denoiser=denoiser,
         kind=kind,

@@ -57,7 +57,19 @@ def run_reproduce(config: ReproduceConfig, progress: bool = True, title: str = "
                   ) -> ReproduceResult:
     """Run (or continue) every stage of ``config`` and write the report into ``config.out``."""
     started = time.perf_counter()
-    root = Path(config.out)
+    from ..outputs import OutputLock, claim_folder
+
+    root = claim_folder(config.out, "reproduce", signature=_written_by_reproduce)
+    with OutputLock(root):
+        return _run(config, root, progress, title, started)
+
+
+def _written_by_reproduce(out: Path) -> bool:
+    """A folder `reproduce` wrote before folders were marked: its stage cache or its report."""
+    return (out / "stages").is_dir() or (out / "report.json").is_file() and (out / "report.md").is_file()
+
+
+def _run(config: ReproduceConfig, root: Path, progress: bool, title: str, started: float) -> ReproduceResult:
     done: list[Stage] = []
 
     def keep(ref_stage):

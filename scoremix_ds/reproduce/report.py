@@ -92,8 +92,13 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> Path:
         ax.set_ylim(max(0.0, lo), min(100.0, hi))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    from ..outputs import atomic_path
+
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -110,12 +115,14 @@ def _plain(value: Any) -> Any:
 def write_report(out: Path, table: Mapping[str, Any], title: str, context: Sequence[str], extra: dict[str, Any]
                  ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and ``report.png`` into ``out``; return their paths."""
-    out.mkdir(parents=True, exist_ok=True)
+    from ..outputs import atomic_write
+
+    out.mkdir(parents=True, exist_ok=True)  # claimed by run_reproduce before any stage ran
     files = {"markdown": out / "report.md", "json": out / "report.json", "plot": out / "report.png"}
-    files["markdown"].write_text(markdown(table, title, context), encoding="utf-8")
+    atomic_write(files["markdown"], markdown(table, title, context))
     data = {"title": title, "table": _plain(table),
             "comparisons": [{**dataclasses.asdict(c), "ratio": c.ratio} for c in comparisons(table)], **extra}
-    files["json"].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    atomic_write(files["json"], json.dumps(data, indent=2) + "\n")
     plot(table, files["plot"], title)
     return files
 

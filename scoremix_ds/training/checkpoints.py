@@ -26,6 +26,8 @@ from typing import Any
 
 import torch
 
+from ..errors import DataError
+
 logger = logging.getLogger(__name__)
 
 STATE_NAME = "state.json"
@@ -35,6 +37,22 @@ _TMP_PREFIX = ".tmp-"
 
 def step_dir_name(step: int) -> str:
     return f"step-{step:08d}"
+
+
+def load_state(path: Path) -> Any:
+    """``torch.load(weights_only=True)``: tensors and plain containers only. Anything else (a pickle payload, a
+    truncated file) is refused in one line naming the file; the file is never unpickled."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise DataError(f"refused to load {path}: it holds pickled objects other than tensors (torch.load with "
+                        "weights_only=True rejects them; scoremix-ds never unpickles code)",
+                        hint="delete that checkpoint folder and re-run (or use a new --out)") from None
+    except (EOFError, RuntimeError, OSError) as exc:
+        raise DataError(f"{path} is truncated or corrupt ({type(exc).__name__})",
+                        hint="delete that checkpoint folder and re-run (or use a new --out)") from None
 
 
 @dataclass(frozen=True)
@@ -54,7 +72,7 @@ class Checkpoint:
 
     def objects(self, name: str) -> Any:
         """A ``torch.save``'d state dict, loaded with ``weights_only=True`` (tensors and plain containers only)."""
-        return torch.load(self.path / f"{name}.pt", map_location="cpu", weights_only=True)
+        return load_state(self.path / f"{name}.pt")
 
 
 def list_checkpoints(root: str | Path) -> list[Checkpoint]:

@@ -7,6 +7,8 @@ Layout written to ``out``::
 
     unet/ | transformer/   the denoiser (config.json + diffusion_pytorch_model.safetensors), EMA weights
     scheduler/             the training noise schedule (scheduler_config.json)
+    model_index.json       the folder as a diffusers pipeline (ScoreMixPipeline, scoremix_ds/sampling/pipeline.py)
+    README.md              the model card (cards/generator_card.md)
     scoremix.json          class count, null class, class names, data provenance, this config and its fingerprint
     checkpoints/           while training only: step-NNNNNNNN folders (:mod:`.checkpoints`), removed once saved
 
@@ -34,6 +36,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -142,9 +145,22 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     (gloo on CPUs, NCCL on GPUs). With ``stop_after`` the run ends early with a checkpoint and no model; running
     the same config again continues it. A finished output of the same config is returned as it is.
     """
+    from ..outputs import OutputLock, claim_folder
+
+    if os.environ.get("RANK", "0") != "0":
+        return _train_generator(config, progress)
+    out = claim_folder(config.out, "train-generator", signature=_written_by_train_generator)
+    with OutputLock(out):
+        return _train_generator(config, progress)
+
+
+def _written_by_train_generator(out: Path) -> bool:
+    """A folder `train-generator` wrote before folders were marked: its checkpoints or its finished model."""
+    return (out / "checkpoints").is_dir() or (out / "scoremix.json").is_file() and (out / "scheduler").is_dir()
+
+
+def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise DataError(f"output '{out}' exists and is not a folder", hint="check --out")
     arch = get_architecture(config.architecture)
     accelerator = _accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
@@ -159,6 +175,9 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     fingerprint = config.fingerprint()
     if config.resume and _already_trained(out, fingerprint, data_id):
         logger.info("%s already holds this generator (config %s); pass --no-resume to train it again", out, fingerprint)
+        if accelerator.is_main_process and not (out / "model_index.json").is_file():  # trained by an older version
+            write_pipeline_files(out, json.loads((out / "scoremix.json").read_text(encoding="utf-8")))
+        accelerator.wait_for_everyone()
         return out
 
     ckpt_root = out / "checkpoints"
@@ -371,5 +390,16 @@ def _save_generator(out: Path, folder: str, net, ema, schedule, source: Source, 
         "trained_with": {"package": "scoremix-ds", "version": __version__, "config": to_dict(config),
                          "fingerprint": fingerprint},
     }
+    write_pipeline_files(out, meta)
     (out / "scoremix.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     logger.info("saved generator to %s", out)
+
+
+def write_pipeline_files(out: Path, meta: dict[str, Any]) -> None:
+    """``model_index.json`` (the folder as a diffusers ``ScoreMixPipeline``) and the model card ``README.md``."""
+    from ..sampling.pipeline import write_model_index
+    from .generator_card import write_generator_card
+
+    index = json.loads(write_model_index(out, meta).read_text(encoding="utf-8"))
+    denoiser = next(v[1] for k, v in index.items() if k in ("unet", "transformer") and isinstance(v, list) and v[0])
+    write_generator_card(out, meta, denoiser)

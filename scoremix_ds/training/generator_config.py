@@ -15,6 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..recipes import json_ready, to_dict
+from ..validate import in_range
 from .generator_arch import DIT_FIELDS, UNET_FIELDS, get_architecture
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
@@ -67,8 +68,7 @@ class GeneratorTrainConfig:
     def __post_init__(self) -> None:
         if self.steps <= 0 or self.batch_size <= 0:
             raise ConfigError("steps and batch size must be positive", hint="check --steps / --batch-size")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ConfigError("label_dropout must be in [0, 1)", hint="check the recipe's label_dropout")
+        in_range("label_dropout", self.label_dropout, lo=0.0, hi=1.0, hi_open=True, example="0.1")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise ConfigError(f"unknown prediction_type '{self.prediction_type}'", hint="epsilon, v_prediction or sample")
         if self.beta_schedule not in BETA_SCHEDULES:
@@ -79,11 +79,12 @@ class GeneratorTrainConfig:
         if self.image_size <= 0 or self.channels not in (1, 3):
             raise ConfigError(f"image_size must be > 0 and channels 1 or 3, got {self.image_size} and {self.channels}",
                               hint="check --image-size / --channels")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.num_train_timesteps < 2:
-            raise ConfigError("learning_rate must be > 0, weight_decay and warmup_steps >= 0, num_train_timesteps >= 2",
-                              hint="check the recipe")
-        if not 0.0 <= self.ema_decay < 1.0 or (self.max_grad_norm is not None and self.max_grad_norm <= 0):
-            raise ConfigError("ema_decay must be in [0, 1) and max_grad_norm > 0 (or unset)", hint="check the recipe")
+        in_range("learning_rate", self.learning_rate, lo=0.0, lo_open=True, example="1e-3")
+        in_range("weight_decay", self.weight_decay, lo=0.0, example="0")
+        in_range("warmup_steps", self.warmup_steps, lo=0, example="200")
+        in_range("num_train_timesteps", self.num_train_timesteps, lo=2, example="1000")
+        in_range("ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True, example="0.999")
+        in_range("max_grad_norm", self.max_grad_norm, lo=0.0, lo_open=True, optional=True, example="1.0")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of gradient_accumulation_steps "
                               f"{self.gradient_accumulation_steps} (>= 1)", hint="check --batch-size")

@@ -13,6 +13,7 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from ..evaluation.model_index import eval_results
 from ..evaluation.report import headline
 from ..resources import resource_dir
 
@@ -34,12 +35,15 @@ def write_model_card(out: Path, meta: dict[str, Any], load_path: str | None = No
     sources = [{**s, "role": b["role"], "offset": b["labels"][0]} for s, b in zip(meta["sources"], blocks)]
     hub_ids = [s["location"] for s in meta["sources"] if s.get("kind") == "hub"]
     init = config.get("init")
+    results = eval_results(meta.get("results") or {})
     data = ModelCardData(
         library_name="scoremix-ds",
         tags=["face-recognition", "scoremix", "arcface" if config["head"] == "arcface" else config["head"], "safetensors"],
         datasets=hub_ids or None,
         base_model=init if init and "/" in init and not Path(init).exists() else None,
         pipeline_tag="image-feature-extraction",
+        eval_results=results or None,  # the final evaluation, as `eval` writes it (model-index)
+        model_name=Path(out).name if results else None,
     )
     card = ModelCard.from_template(
         data, template_path=str(resource_dir("cards") / TEMPLATE), title=f"{meta['architecture']['backbone']} trained with scoremix-ds",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..errors import ConfigError, DataError, ModelError
 from ..recipes import to_dict
+from ..validate import device_name
 from . import resume
 from .partial_fc import PartialFC
 from .recognition_config import RecognitionTrainConfig
@@ -78,7 +80,7 @@ def _backbone(config: RecognitionTrainConfig):
     if config.init is None:
         return build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
                               embedding_dim=config.embedding_dim), config
-    model = load_discriminator(config.init, config.init_revision)
+    model = load_discriminator(config.init, config.init_revision, flag="--init")
     if not isinstance(model, EmbeddingNet):
         raise ModelError(f"--init {config.init} is a frozen embedder and cannot be fine-tuned", hint="--init takes a saved model folder or Hub id")
     arch = dict(backbone=model.backbone_name, channels=model.in_channels, image_size=model.image_size,
@@ -115,8 +117,28 @@ def _open_log(out: Path, resume_step: int):
     return path.open("a", encoding="utf-8")
 
 
+def _written_by_train(out: Path) -> bool:
+    """A folder `scoremix-ds train` wrote before folders were marked: it has the run's log or checkpoints."""
+    return (out / LOG).is_file() or (out / resume.CHECKPOINTS).is_dir()
+
+
 def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> TrainResult:
-    """Train (or resume) the run described by ``config``; returns where the model was saved."""
+    """Train (or resume) the run described by ``config``; returns where the model was saved.
+
+    Process 0 claims ``config.out`` (a new folder, or one this command wrote; never a folder of other files) and
+    holds its lock for the whole run, so a second training into the same folder is refused in one line.
+    """
+    from ..outputs import OutputLock, claim_folder
+
+    device_name("device", config.device, available=True)
+    if os.environ.get("RANK", "0") != "0":
+        return _train(config, progress)
+    out = claim_folder(config.out, "train", signature=_written_by_train)
+    with OutputLock(out):
+        return _train(config, progress)
+
+
+def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     from accelerate import Accelerator
 
     from ..data.mixture import make_loader, open_mixture

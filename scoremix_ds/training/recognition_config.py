@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..maths.margins import HEADS
 from ..recipes import to_dict
+from ..validate import device_name, in_range
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
@@ -79,12 +80,17 @@ class RecognitionTrainConfig:
                 raise ConfigError(f"{flag} must be positive, got {value}", hint=f"use {flag} 1 or more")
         if self.channels not in (1, 3):
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}", hint="use --channels 3 (RGB) or 1")
+        device_name("device", self.device)
+        in_range("synthetic_ratio", self.synthetic_ratio, lo=0.0, example="1")
+        in_range("scale", self.scale, lo=0.0, lo_open=True, example="64")
+        in_range("margin", self.margin, lo=0.0, optional=True, example="0.5")
+        in_range("learning_rate", self.learning_rate, lo=0.0, lo_open=True, example="0.1")
+        in_range("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True, example="0.9")
+        in_range("weight_decay", self.weight_decay, lo=0.0, example="5e-4")
         if not 0.0 < self.sample_rate <= 1.0:
             raise ConfigError(f"--sample-rate must be in (0, 1], got {self.sample_rate}", hint="e.g. --sample-rate 0.3")
         if self.synthetic and not self.synthetic_ratio > 0:
             raise ConfigError(f"--synthetic-ratio must be > 0, got {self.synthetic_ratio}", hint="e.g. --synthetic-ratio 0.5")
-        if self.learning_rate <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ConfigError("need --learning-rate > 0, --weight-decay >= 0, --momentum in [0, 1)", hint="check the recipe")
         if not 0 <= self.warmup_steps < self.steps:
             raise ConfigError(f"--warmup-steps must be in [0, {self.steps})", hint="lower --warmup-steps")
         if not 0 <= self.shift_pixels < self.image_size:

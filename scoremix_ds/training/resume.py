@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError
 from . import checkpoints
 
 CHECKPOINTS = "checkpoints"
@@ -83,10 +83,7 @@ def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], stateful: d
                           hint="resume with the original number of processes, or give a new --out")
     for name, module in modules.items():
         load_model(module, str(path / f"{name}.safetensors"), strict=True)
-    try:
-        saved = torch.load(path / f"state-{part}.pt", map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses anything but tensors and plain containers
-        raise DataError(f"checkpoint {path} has an unreadable state-{part}.pt: {exc}", hint="delete that checkpoint folder") from exc
+    saved = checkpoints.load_state(path / f"state-{part}.pt")  # weights_only: a pickle payload is refused
     for name, obj in stateful.items():
         obj.load_state_dict(saved[name])
     return state
