@@ -176,6 +176,10 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
+    if name_or_path not in (None, "default") and not is_onnx_reference(name_or_path):
+        from ..data.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
+
+        name_or_path, revision = with_revision(name_or_path, revision, flag)
     try:
         return _load(name_or_path, revision)
     except ModelError as exc:
@@ -188,10 +192,6 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
 def _load(name_or_path: str | None, revision: str | None) -> EmbeddingNet | OnnxEmbedder:
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path)
-    if name_or_path not in (None, "default"):  # ORG/NAME@REVISION, the one reference grammar
-        from ..data.refs import with_revision
-
-        name_or_path, revision = with_revision(name_or_path, revision, flag)
     folder = _resolve(name_or_path, revision)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
