@@ -354,7 +354,8 @@ CASES = {
     "plan-histogram-name-taken": lambda w, t: (lambda p: ((t / "p.png").write_bytes(b"user's picture"),
                                                           (["plan", "--generator", w["generator"], "--discriminator", w["discriminator"],
                                                             "--real-data", w["real_data"], "--pairs", "2", "--out", str(p)], ["--out"]))[1])(t / "p.parquet"),
-    "plan-out-is-a-folder": lambda w, t: (lambda p: (p.mkdir(), (["plan", "--generator", w["generator"], "--out", str(p)], ["--out"]))[1])(t / "dir"),
+    "plan-out-is-a-folder": lambda w, t: (lambda p: (p.mkdir(), (["plan", "--generator", w["generator"], "--discriminator", w["discriminator"],
+                                                                  "--real-data", w["real_data"], "--out", str(p)], ["--out"]))[1])(t / "dir"),
     # merge
     "merge-part-bit-flip": lambda w, t: _merge_damaged(w, t, flip_bit),
     "merge-part-truncated": lambda w, t: _merge_damaged(w, t, truncate),

@@ -158,10 +158,10 @@ def test_corrupt_row_fails_naming_it_or_is_skipped_and_counted(tmp_path):
 
 
 def test_bad_locations(tmp_path):
-    with pytest.raises(DataError, match="neither mnist-5k, a local folder nor a Hub dataset id"):
+    with pytest.raises(DataError, match="neither a built-in name .*, a local folder nor a Hub dataset id"):
         open_source(SourceSpec("./no/such/folder"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no train.rec, parquet files or images"):
+    with pytest.raises(DataError, match="holds no train.rec, arrow/parquet files or images"):
         open_source(SourceSpec(str(tmp_path / "empty")))
     with pytest.raises(ConfigError, match="revision only applies to Hub ids"):
         open_source(SourceSpec(str(tmp_path / "empty"), revision="v1"))
@@ -234,7 +234,7 @@ def test_unreadable_real_data_folder_is_one_data_error(tmp_path):
     (bad / "data").mkdir(parents=True)
     pq.write_table(pa.table({"image": [b"x"], "label": [1]}), bad / "data" / "train-00000.parquet")
     pq.write_table(pa.table({"image": ["y"], "other": [[1, 2]]}), bad / "data" / "train-00001.parquet")
-    with pytest.raises(DataError, match="cannot load real data"):
+    with pytest.raises(DataError, match="cannot read the dataset folder"):
         read_real_data(str(bad))
     with pytest.raises(DataError, match="cannot load pair dataset"):
         load_pair_dataset(str(bad), split="train")

@@ -46,7 +46,7 @@ def test_train_generator_then_build_from_it(tmp_path, tiny_discriminator_dir, ca
     assert (model.backbone_name, model.image_size, model.embedding_dim) == ("small-cnn", 16, 8)
     assert not list(disc.rglob("*.bin"))
     rc = main([
-        "build", "--generator", str(out), "--discriminator", str(disc), "--pairs", "2",
+        "build", "--generator", str(out), "--discriminator", str(disc), "--real-data", "mnist-5k", "--pairs", "2",
         "--per-identity", "1", "--steps", "2", "--guidance", "1.5", "--out", str(tmp_path / "ds"), "--no-progress",
     ])
     assert rc == 0

@@ -23,11 +23,18 @@ class AlignConfig:
     discriminator: str = "default"  # class centres of its embeddings of `real_data` are the second space
     discriminator_revision: str | None = None
     other_discriminator: str | None = None  # compare two discriminators' centres instead of generator vs discriminator
-    real_data: str = "mnist-5k"  # the images whose embeddings give the class centres
-    real_data_revision: str | None = None
+    real_data: str | None = None  # the images whose embeddings give the class centres (None: mnist-5k for the
+    real_data_revision: str | None = None  # embedded default generator; any other generator needs it)
     classes: tuple[int, ...] = ()  # which classes to compare; empty = all
     k: int | None = None  # neighbours for mutual kNN / CKNNA; None = min(10, max(2, n // 4)), Huh et al. use 10
     seed: int = 0  # the random reference and the pair sample of the distance correlation
+
+    def __post_init__(self) -> None:
+        if self.real_data is None:
+            if self.generator not in ("default", "", None) and self.other_discriminator is None:
+                raise ConfigError("align compares the generator's conditions with class centres of real images of "
+                                  "its classes, and none were given", hint="give --real-data (the generator's training data)")
+            object.__setattr__(self, "real_data", "mnist-5k")
 
 
 @dataclass(frozen=True)
@@ -55,22 +62,23 @@ def default_k(n: int) -> int:
     return int(min(10, max(2, n // 4)))
 
 
-def _centres(name: str, revision: str | None, real, flag: str = "--discriminator") -> np.ndarray:
+def _centres(name: str, revision: str | None, real, flag: str = "--discriminator", progress: bool = False) -> np.ndarray:
     from ..maths.centres import class_centres
     from ..models.discriminator import embed_images, load_discriminator
 
     disc = load_discriminator(name, revision, flag=flag)
-    return class_centres(embed_images(disc, real.images), real.labels, real.num_classes)
+    embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
+    return class_centres(embeddings, real.labels, real.num_classes)
 
 
-def align_spaces(config: AlignConfig) -> AlignResult:
+def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
     from ..data.readers import read_real_data
 
-    real = read_real_data(config.real_data, config.real_data_revision)
-    second = _centres(config.discriminator, config.discriminator_revision, real)
+    real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)
     if config.other_discriminator:
-        first = _centres(config.other_discriminator, None, real, flag="--other-discriminator")
+        first = _centres(config.other_discriminator, None, real, flag="--other-discriminator", progress=progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
         from ..models.generator import load_generator
@@ -78,10 +86,15 @@ def align_spaces(config: AlignConfig) -> AlignResult:
         gen = load_generator(config.generator, config.generator_revision)
         first = gen.condition_table().numpy().astype(np.float64)
         if real.num_classes != gen.num_classes:
-            raise ConfigError(
-                f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
-                hint="use the real data the generator was trained on (--real-data)",
-            )
+            both = min(real.num_classes, gen.num_classes)
+            if not config.classes:
+                raise ConfigError(
+                    f"--real-data has {real.num_classes} classes but the generator has {gen.num_classes}",
+                    hint=f"compare only classes both have with --classes (e.g. --classes 0-{both - 1}), or give the "
+                         f"generator's own training data as --real-data")
+            if max(config.classes) >= both:
+                raise ConfigError(f"--classes has id {max(config.classes)}; the real data has {real.num_classes} "
+                                  f"classes and the generator {gen.num_classes}", hint=f"use ids in 0..{both - 1}")
         first_name, second_name = f"generator '{config.generator}' conditions", f"discriminator '{config.discriminator}' centres"
     classes = np.asarray(config.classes or range(len(first)), dtype=np.int64)
     if classes.min() < 0 or classes.max() >= len(first):

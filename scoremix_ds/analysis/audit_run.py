@@ -34,6 +34,7 @@ class AuditConfig:
     quantile: float = 0.5
     update_card: bool = True
     batch_size: int = 256
+    progress: bool = False  # bars with ETA while reading and embedding
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
@@ -86,13 +87,18 @@ def run_audit(config: AuditConfig) -> AuditResult:
     disc_rev = config.discriminator_revision if config.discriminator else manifest.config.get("discriminator_revision")
     real_name = config.real_data or manifest.config["real_data"]
     real_rev = config.real_data_revision if config.real_data else manifest.config.get("real_data_revision")
+    if real_name is None:
+        raise ConfigError(f"{folder} was built without real data, and the audit compares identities with real class "
+                          f"centres", hint="give --real-data (the generator's training data)")
     disc = load_discriminator(disc_name, disc_rev)
-    real = read_real_data(real_name, real_rev)
+    real = read_real_data(real_name, real_rev, progress=config.progress)
     images, identity, parents = read_mix(folder, manifest)
     logger.info("embedding %d synthetic and %d real images", len(images), len(real.images))
-    centres, ref = real_reference(embed_images(disc, real.images, config.batch_size), real.labels, real.num_classes,
-                                  config.quantile)
-    audits = audit_identities(embed_images(disc, images, config.batch_size), identity, parents, centres, ref, config.threshold)
+    bar = (lambda what: what) if config.progress else (lambda what: False)
+    centres, ref = real_reference(embed_images(disc, real.images, config.batch_size, progress=bar("embed real")),
+                                  real.labels, real.num_classes, config.quantile)
+    audits = audit_identities(embed_images(disc, images, config.batch_size, progress=bar("embed synthetic")), identity,
+                              parents, centres, ref, config.threshold)
     rule = (f"flag when the mean cosine of an identity's images to its nearest real class centre is >= {config.threshold}"
             if config.threshold is not None else
             f"flag when the mean cosine of an identity's images to its nearest real class centre reaches the "

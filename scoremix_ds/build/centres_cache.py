@@ -79,19 +79,21 @@ def save_centres(path: Path, key: str, centres: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def compute_centres(disc, real: RealData, num_classes: int, device: str, batch_size: int = 512) -> np.ndarray:
+def compute_centres(disc, real: RealData, num_classes: int, device: str, batch_size: int = 512,
+                    progress: bool = False) -> np.ndarray:
     """Embed every real image (bfloat16 autocast on CUDA) and average per class."""
     dev = torch.device(device)
+    bar = "embed real data" if progress else False
     if dev.type == "cuda":
         with torch.autocast("cuda", dtype=torch.bfloat16):
-            emb = embed_images(disc, real.images, batch_size=batch_size, device=dev)
+            emb = embed_images(disc, real.images, batch_size=batch_size, device=dev, progress=bar)
     else:
-        emb = embed_images(disc, real.images, batch_size=batch_size, device=dev)
+        emb = embed_images(disc, real.images, batch_size=batch_size, device=dev, progress=bar)
     return class_centres(emb, real.labels, num_classes)
 
 
 def shared_centres(disc, real: RealData, num_classes: int, key: str, caches: list[Path], device: str,
-                   group=None) -> tuple[np.ndarray, bool]:
+                   group=None, progress: bool = False) -> tuple[np.ndarray, bool]:
     """The centres from the first matching cache, else computed; with a multi-process ``group`` only the main
     process reads or computes them and broadcasts them to the others. Returns (centres, computed_here)."""
     distributed = group is not None and group.world > 1
@@ -100,7 +102,7 @@ def shared_centres(disc, real: RealData, num_classes: int, key: str, caches: lis
         computed = centres is None
         if computed:
             logger.info("embedding %d real images for the class centres on %s", len(real.images), device)
-            centres = compute_centres(disc, real, num_classes, device)
+            centres = compute_centres(disc, real, num_classes, device, progress=progress)
     else:
         centres, computed = None, False
     if distributed:

@@ -29,8 +29,11 @@ class BuildConfig:
     discriminator: str = "default"  # chooses pairs by class-centre distance in its embedding space
     discriminator_revision: str | None = None
     weak_generator: str | None = None  # autoguidance: a weaker checkpoint of the same generator
-    real_data: str = "mnist-5k"  # the generator's training data; gives the class centres
+    # The generator's training data; gives the class centres. None: mnist-5k for the embedded default generator;
+    # for any other generator the strategies that need centres refuse to run without it (planner.needs_real_data).
+    real_data: str | None = None
     real_data_revision: str | None = None
+    null_class: int | None = None  # the generator's unconditional row, when its folder does not declare one
     classes: tuple[int, ...] = ()  # candidate classes to mix; empty = all of the generator's classes
     pairs: int = 20  # number of new synthetic identities (one per distinct tuple: pairs, or triplets for *-triplets)
     per_identity: int = 8  # images per synthetic identity, one seed each
@@ -63,6 +66,10 @@ class BuildConfig:
     out: str = "scoremix-out"
 
     def __post_init__(self) -> None:
+        if self.real_data is None and self.generator in ("default", "", None):
+            object.__setattr__(self, "real_data", "mnist-5k")  # the embedded generator's own training data
+        if self.null_class is not None and self.null_class < 0:
+            raise ConfigError(f"--null-class must be a class id >= 0, got {self.null_class}", hint="check --null-class")
         strategy = get_strategy(self.strategy)
         check_scheduler_name(self.scheduler)
         if self.weights:
@@ -117,7 +124,10 @@ class BuildConfig:
 
     def content_config(self) -> dict:
         """The fields that determine the rows (layout fields dropped)."""
-        return {k: v for k, v in to_dict(self).items() if k not in LAYOUT_FIELDS}
+        values = {k: v for k, v in to_dict(self).items() if k not in LAYOUT_FIELDS}
+        if values["null_class"] is None:  # a field added later: builds that do not set it keep their fingerprint
+            del values["null_class"]
+        return values
 
     def fingerprint(self) -> str:
         """Stable hash of :meth:`content_config`: two builds with the same fingerprint make the same rows."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..ranks import RELAUNCHED
 from ..recipes import to_dict
 from .config import BuildConfig
 
@@ -40,7 +41,7 @@ def relaunch(config: BuildConfig, num_processes: int, progress: bool) -> int:
             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
             "-m", "scoremix_ds", "build", "--recipe", str(recipe), "--progress" if progress else "--no-progress",
         ]
-        env = dict(os.environ)
+        env = dict(os.environ, **{RELAUNCHED: "1"})  # the children: rank-0 output, but no push or summary
         if not torch.cuda.is_available():
             env.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: N processes share the cores
         return subprocess.call(cmd, env=env)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import sys
 import time
 from collections import deque
@@ -92,10 +93,15 @@ def _meta(label, identity, ident, names, parents, weights, config: BuildConfig, 
           mix_identity: str) -> dict:
     return {
         "label": int(label), "identity": identity, "parents": list(parents), "parent_names": [names[p] for p in parents],
-        "weights": list(weights), "embedding_distance": ident.embedding_distance,
-        "condition_distance": ident.condition_distance, "strategy": config.strategy, "mixing": config.mixing,
+        "weights": list(weights), "embedding_distance": _distance(ident.embedding_distance),
+        "condition_distance": _distance(ident.condition_distance), "strategy": config.strategy, "mixing": config.mixing,
         "seed": int(seed), "sample_index": int(j), "mix_identity": mix_identity,
     }
+
+
+def _distance(value: float) -> float | None:
+    """A row's distance; null when the space was not computed (no real data: no embedding distances)."""
+    return None if math.isnan(value) else value
 
 
 def batches(streams: Iterator[dict[str, list[Row]]], batch_size: int) -> Iterator[list[Row]]:

@@ -66,8 +66,8 @@ def write_plan(path: str | Path, plan: MixPlan, meta: dict[str, Any]) -> Path:
         "parents": [list(i.parents) for i in ids],
         "parent_names": [[names[p] for p in i.parents] for i in ids],
         "weights": [list(i.weights) for i in ids],
-        "embedding_distance": [i.embedding_distance for i in ids],
-        "condition_distance": [i.condition_distance for i in ids],
+        "embedding_distance": [_null_nan(i.embedding_distance) for i in ids],
+        "condition_distance": [_null_nan(i.condition_distance) for i in ids],
         "seeds": [list(i.seeds) for i in ids],
     }, schema=_SCHEMA.with_metadata({"scoremix": json.dumps({"format": FORMAT, **meta}, sort_keys=True)}))
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -75,6 +75,15 @@ def write_plan(path: str | Path, plan: MixPlan, meta: dict[str, Any]) -> Path:
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
+
+
+def _null_nan(x: float) -> float | None:
+    """A distance that does not exist (no class centres without --real-data) is written as null, never NaN."""
+    return None if x is None or math.isnan(x) else float(x)
+
+
+def _nan_null(x: float | None) -> float:
+    return math.nan if x is None else float(x)
 
 
 def file_sha256(path: str | Path) -> str:
@@ -134,8 +143,8 @@ def read_plan(path: str | Path) -> PlanFile:
         if k < 2 or len(set(r["parents"])) != k or len(r["weights"] or []) != k or not r["seeds"]:
             raise DataError(f"{where}: needs >= 2 distinct parents, one weight per parent and >= 1 seed", hint=hint)
         identities.append(Identity(index=n, parents=tuple(r["parents"]), weights=tuple(r["weights"]),
-                                   embedding_distance=float(r["embedding_distance"]),
-                                   condition_distance=float(r["condition_distance"]), seeds=tuple(r["seeds"])))
+                                   embedding_distance=_nan_null(r["embedding_distance"]),
+                                   condition_distance=_nan_null(r["condition_distance"]), seeds=tuple(r["seeds"])))
     if not identities:
         raise DataError(f"plan file {path} has no identities", hint=hint)
     return PlanFile(MixPlan(tuple(identities)), meta)

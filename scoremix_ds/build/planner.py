@@ -37,16 +37,35 @@ PLAN_FIELDS = ("strategy", "classes", "pairs", "per_identity", "weights", "band"
 
 @dataclass(frozen=True)
 class Spaces:
-    """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images) and the
-    generator's condition vectors, plus what identifies the models and data."""
+    """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images; None with
+    no real data) and the generator's condition vectors, plus what identifies the models and data."""
 
-    centres: np.ndarray | None  # None when a plan file decides the tuples (no centres needed)
+    centres: np.ndarray | None  # None without real data, or when a plan file decides the tuples
     conditions: np.ndarray
-    real: RealData
+    real: RealData | None
     generator_digest: str
-    discriminator_digest: str
+    discriminator_digest: str | None
     centres_key: str = ""  # discriminator + real-data digests (:mod:`scoremix_ds.build.centres_cache`)
     centres_computed: bool = False  # embedded by this call (rather than read from a cache)
+
+
+NO_REAL_DATA = "none: no --real-data was given, so there are no class centres and every embedding_distance is null"
+
+
+def needs_real_data(strategy: str) -> bool:
+    """True for the strategies that pick classes by their discriminator class centres (distant, close, band, the
+    embedding triplets); ``random`` and the condition-space strategies need no real data."""
+    return get_strategy(strategy).space == "embedding"
+
+
+def check_real_data(config: BuildConfig, what: str = "") -> None:
+    """One line naming --real-data when the strategy needs class centres and none were given."""
+    if config.real_data is None and needs_real_data(config.strategy):
+        raise ConfigError(
+            f"strategy '{config.strategy}' picks classes by their class centres in the discriminator's space, which "
+            f"needs real images of the generator's classes{what}",
+            hint="give --real-data (the data the generator was trained on), or use --strategy random / "
+                 "distant-condition / close-condition")
 
 
 def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
@@ -58,34 +77,56 @@ def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np
     return np.asarray(config.classes, dtype=np.int64)
 
 
+def real_rows(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData) -> np.ndarray:
+    """The real rows whose classes give centres: all of them when the class counts agree, else (a mismatch solved
+    by --classes) those of the candidate classes, which both the generator and the real data must have."""
+    if real.num_classes == gen.num_classes:
+        return np.arange(len(real.labels))
+    if not config.classes:
+        both = min(real.num_classes, gen.num_classes)
+        raise DataError(
+            f"--real-data has {real.num_classes} classes but the generator has {gen.num_classes}",
+            hint=f"mix only classes both have with --classes (e.g. --classes 0-{both - 1}), or give the generator's own "
+                 f"training data as --real-data")
+    top = max(config.classes)
+    if top >= real.num_classes:
+        raise ConfigError(f"--classes has id {top}, outside the real data's classes 0..{real.num_classes - 1} "
+                          f"(the generator has {gen.num_classes})", hint="check --classes")
+    return np.flatnonzero(np.isin(real.labels, np.asarray(config.classes)))
+
+
 def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), need_centres: bool = True,
-                 group=None, device: str | None = None) -> Spaces:
+                 group=None, device: str | None = None, progress: bool = False) -> Spaces:
     """Both spaces' class vectors. The discriminator centres come from the first of ``caches`` that holds them for
     these models and data, else are embedded once (main process of ``group``, on ``device``, default
-    ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded."""
+    ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded, and without real
+    data (``random`` and the condition strategies) there are none."""
     from ..devices import resolve_device
     from .centres_cache import cache_key, data_digest, shared_centres
 
-    real = read_real_data(config.real_data, config.real_data_revision)
-    if real.labels.max() >= gen.num_classes:
-        raise DataError(
-            f"--real-data has {real.num_classes} classes but the generator knows {gen.num_classes}",
-            hint="use the real data the generator was trained on (--real-data)",
-        )
+    conditions = gen.condition_table().numpy().astype(np.float64)
+    if config.real_data is None:
+        if not config.plan:  # a plan file already holds its tuples
+            check_real_data(config)
+        return Spaces(None, conditions, None, model_digest(gen), None)
+    real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
     disc_digest = model_digest(disc)
-    conditions = gen.condition_table().numpy().astype(np.float64)
     if not need_centres:
         return Spaces(None, conditions, real, model_digest(gen), disc_digest)
-    key = cache_key(disc_digest, data_digest(real, gen.num_classes))
-    centres, computed = shared_centres(disc, real, gen.num_classes, key, [Path(c) for c in caches],
-                                       resolve_device(device or config.device), group)
+    # A class-count mismatch solved by --classes: only the candidate classes' rows (their labels fit both).
+    used = real if len(rows) == len(real.labels) else dataclasses.replace(real, images=real.images[rows],
+                                                                          labels=real.labels[rows])
+    key = cache_key(disc_digest, data_digest(used, gen.num_classes))
+    centres, computed = shared_centres(disc, used, gen.num_classes, key, [Path(c) for c in caches],
+                                       resolve_device(device or config.device), group, progress)
     return Spaces(centres, conditions, real, model_digest(gen), disc_digest, key, computed)
 
 
 def class_names(gen: ClassConditionalGenerator, spaces: Spaces) -> tuple[str, ...]:
     """The generator's classes named after the real data's classes (see :func:`plan.label_names`)."""
-    return label_names(tuple(spaces.real.class_names), gen.class_names, gen.num_classes)
+    return label_names(tuple(spaces.real.class_names) if spaces.real else (), gen.class_names, gen.num_classes)
 
 
 def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> MixPlan:
@@ -116,25 +157,30 @@ def recorded_training(ref: str | None) -> dict[str, Any]:
     return {k: meta[k] for k in ("real_data", "licence") if isinstance(meta, dict) and meta.get(k)}
 
 
-def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData) -> dict[str, Any]:
+def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealData | None) -> dict[str, Any]:
     """Where each input came from, as given: the real data (class centres and class names) with its licence, and
-    what each model records of ITS training data (``None``: not recorded in the model folder)."""
-    disc = recorded_training(config.discriminator)
-    return {
-        "real_data": public_ref(real.source),
-        "licence": real.licence,
-        "attribution": public_ref(real.attribution),
+    what each model records of ITS training data (``None``: not recorded in the model folder). Without real data
+    (``random`` / condition strategies) the real-data facts are None and ``embedding_distances`` says why."""
+    disc = recorded_training(config.discriminator) if real else {}
+    facts = {
+        "real_data": public_ref(real.source) if real else None,
+        "licence": real.licence if real else None,
+        "attribution": public_ref(real.attribution) if real else None,
         "generator": public_ref(config.generator),
         "generator_revision": config.generator_revision,
         "generator_training_data": public_ref(gen.metadata.get("real_data")),
         "generator_licence": gen.metadata.get("licence"),
-        "discriminator": public_ref(config.discriminator),
-        "discriminator_revision": config.discriminator_revision,
+        "discriminator": public_ref(config.discriminator) if real else None,
+        "discriminator_revision": config.discriminator_revision if real else None,
         "discriminator_training_data": public_ref(disc.get("real_data")),
         "discriminator_licence": disc.get("licence"),
-        "num_real_classes": int(real.num_classes),
-        "class_names": list(label_names(tuple(real.class_names), gen.class_names, gen.num_classes)),
+        "num_real_classes": int(real.num_classes) if real else None,
+        "real_class_names": list(real.class_names) if real else None,
+        "class_names": list(label_names(tuple(real.class_names) if real else (), gen.class_names, gen.num_classes)),
     }
+    if real is None:
+        facts["embedding_distances"] = NO_REAL_DATA
+    return facts
 
 
 def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> dict[str, Any]:
@@ -149,8 +195,9 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
         "discriminator": public_ref(config.discriminator),
         "discriminator_revision": config.discriminator_revision,
         "discriminator_digest": spaces.discriminator_digest,
-        "real_data": public_ref(spaces.real.source),
+        "real_data": public_ref(spaces.real.source) if spaces.real else None,
         "class_names": list(class_names(gen, spaces)),
+        **({} if spaces.real else {"embedding_distances": NO_REAL_DATA}),
     }
 
 
@@ -199,6 +246,8 @@ def with_plan(config: BuildConfig) -> BuildConfig:
 def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
     for role in ("generator", "discriminator"):
         made, have = meta.get(f"{role}_digest"), getattr(spaces, f"{role}_digest")
+        if role == "discriminator" and (made is None or have is None):  # a plan (or build) without real data
+            continue
         if made != have:
             raise ConfigError(
                 f"plan file {path} was made with {role} {meta.get(role)!r} (digest {made}); this build's {role} has digest {have}",
@@ -206,18 +255,19 @@ def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
             )
 
 
-def plan_build(config: BuildConfig, gen: ClassConditionalGenerator) -> tuple[MixPlan, dict]:
+def plan_build(config: BuildConfig, gen: ClassConditionalGenerator, progress: bool = False) -> tuple[MixPlan, dict]:
     """Class centres -> distances in both spaces -> tuples -> plan (or the plan file's). Returns the plan and
     provenance facts."""
-    plan, provenance, _ = plan_and_spaces(config, gen)
+    plan, provenance, _ = plan_and_spaces(config, gen, progress=progress)
     return plan, provenance
 
 
 def plan_and_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), group=None,
-                    device: str | None = None) -> tuple[MixPlan, dict, Spaces]:
+                    device: str | None = None, progress: bool = False) -> tuple[MixPlan, dict, Spaces]:
     """:func:`plan_build`, also returning the spaces (so a build can cache freshly computed centres). With a plan
     file no centres are computed: the file decides the tuples."""
-    spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device)
+    spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device,
+                          progress=progress)
     if config.plan:
         pf = read_plan(config.plan)
         _check_models(pf.meta, spaces, config.plan)

@@ -45,19 +45,21 @@ class PlanSummary:
                 f"(percentile {self.chosen_percentile:.1f} of all pairs)")
 
 
-def make_plan_file(config: BuildConfig, path: str | Path) -> PlanSummary:
-    """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram)."""
+def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False) -> PlanSummary:
+    """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram).
+    Without real data (``random`` or a condition strategy) the histogram is of the condition space."""
     path = claim_file(path, "--out", owned=is_plan_file)
     claim_file(path.with_suffix(".png"), "--out", owned=lambda png: path.is_file() and is_plan_file(path))
-    gen = load_generator(config.generator, config.generator_revision)
+    gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
     cache = plan_cache(path)
-    spaces = class_spaces(config, gen, (cache,))
+    spaces = class_spaces(config, gen, (cache,), progress=progress)
     plan = choose_plan(config, gen, spaces)
     write_plan(path, plan, plan_meta(config, gen, spaces))
     if spaces.centres_computed:  # planning again over the same models and data reuses them
         save_centres(cache, spaces.centres_key, spaces.centres)
     space = get_strategy(config.strategy).space
-    space = "embedding" if space == "none" else space
+    if space == "none":
+        space = "embedding" if spaces.centres is not None else "condition"
     vectors = spaces.centres if space == "embedding" else spaces.conditions
     classes = candidate_classes(config, gen)
     everything = pair_distance_sample(vectors[classes], HISTOGRAM_PAIRS, config.seed)

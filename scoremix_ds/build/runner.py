@@ -58,11 +58,12 @@ def load_models(config: BuildConfig, device: str | None = None):
     device = resolve_device(device or config.device)
     device_name("device", device, available=True)
     dtype = resolve_dtype(config.dtype, device)
-    gen = accelerate_kernels(load_generator(config.generator, config.generator_revision).to(device, dtype), config.compile)
+    gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
+    gen = accelerate_kernels(gen.to(device, dtype), config.compile)
     weak = None
     if config.weak_generator:
-        weak = accelerate_kernels(load_generator(config.weak_generator, flag="--weak-generator").to(device, dtype),
-                                  config.compile)
+        weak = load_generator(config.weak_generator, null_class=config.null_class, flag="--weak-generator")
+        weak = accelerate_kernels(weak.to(device, dtype), config.compile)
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
@@ -102,7 +103,8 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
     device = resolve_device(group.device or config.device)
     gen, weak = load_models(config, device)
-    plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device)
+    plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device,
+                                               progress=progress and layout.is_main)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 

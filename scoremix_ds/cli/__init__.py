@@ -7,13 +7,15 @@ function and prints its summary. Errors from the library become one line on stde
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import typer
 
+from ..errors import ScoreMixError
+from ..ranks import set_argv
 from . import analysis_cmd, boundary, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
+from .logsetup import setup_logging
 
 app = typer.Typer(
     name="scoremix-ds",
@@ -37,16 +39,20 @@ app.command("audit")(analysis_cmd.audit)
 app.command("reproduce")(reproduce_cmd.reproduce)
 
 
+@app.callback()
+def _options(
+    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log lines (-v: debug)."),
+    quiet: int = typer.Option(0, "--quiet", "-q", count=True, help="Fewer log lines (-q: warnings only, -qq: errors)."),
+) -> None:
+    """Build, version and share ScoreMix synthetic-identity datasets."""
+    setup_logging(verbose, quiet)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point."""
-    logging.basicConfig(
-        level=os.environ.get("SCOREMIX_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-    )
-    for noisy in ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "accelerate"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
     argv = list(sys.argv[1:] if argv is None else argv)
+    set_argv(argv)
+    setup_logging()
     try:
         # Typer's non-standalone mode RETURNS the code of typer.Exit, and turns Ctrl-C into Exit(130).
         code = app(args=argv, standalone_mode=False)

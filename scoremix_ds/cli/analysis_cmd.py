@@ -6,8 +6,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .options import RealDataOpt, SeedOpt
-from .parsing import parse_ints
+from .options import ProgressOpt, RealDataOpt, SeedOpt
+from .parsing import parse_class_ids
 
 
 def align(
@@ -20,9 +20,10 @@ def align(
     ] = None,
     real_data: RealDataOpt = None,
     real_data_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --real-data.")] = None,
-    classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 (default: all).")] = None,
+    classes: Annotated[Optional[str], typer.Option(help="Classes to compare, e.g. 0,1,2,3 or 0-7 (default: all).")] = None,
     k: Annotated[Optional[int], typer.Option("--k", help="Neighbours for mutual kNN and CKNNA (default: min(10, classes // 4)).")] = None,
     seed: SeedOpt = None,
+    progress: ProgressOpt = True,
 ) -> None:
     """Linear CKA, debiased CKA, mutual kNN, CKNNA and distance Spearman between the generator's class
     conditions and the discriminator's class centres, beside a random reference."""
@@ -34,13 +35,13 @@ def align(
         discriminator=discriminator,
         discriminator_revision=discriminator_revision,
         other_discriminator=other_discriminator,
-        real_data=real_data or "mnist-5k",
+        real_data=real_data,
         real_data_revision=real_data_revision,
-        classes=parse_ints(classes, "--classes") or (),
+        classes=parse_class_ids(classes) or (),
         k=k,
         seed=0 if seed is None else seed,
     )
-    typer.echo(align_spaces(config).summary())
+    typer.echo(align_spaces(config, progress=progress).summary())
 
 
 def audit(
@@ -52,6 +53,7 @@ def audit(
     threshold: Annotated[Optional[float], typer.Option(help="Flag identities whose images' mean cosine to a real centre reaches this (default: per class, its own images' median).")] = None,
     quantile: Annotated[float, typer.Option(help="Per-class default threshold: this quantile of the real images' own-centre cosine.")] = 0.5,
     update_card: Annotated[bool, typer.Option("--update-card/--no-update-card", help="Add the audit summary to the dataset card.")] = True,
+    progress: ProgressOpt = True,
 ) -> None:
     """Identity-leakage audit: each synthetic identity against the nearest real class and its parents; flagged
     identities listed in audit.json, a plot in audit.png, the summary in the card."""
@@ -59,5 +61,5 @@ def audit(
 
     config = AuditConfig(folder=folder, discriminator=discriminator, discriminator_revision=discriminator_revision,
                          real_data=real_data, real_data_revision=real_data_revision, threshold=threshold,
-                         quantile=quantile, update_card=update_card)
+                         quantile=quantile, update_card=update_card, progress=progress)
     typer.echo(run_audit(config).text())

@@ -12,9 +12,10 @@ from ..build.config import BuildConfig
 from ..build.launch import relaunch
 from ..build.layout import launched_distributed
 from ..build.outdir import completed_build
-from ..build.planner import with_plan
+from ..build.planner import check_real_data, with_plan
 from ..build.status import build_status
 from ..errors import ConfigError
+from ..ranks import check_num_processes, is_main_process, owns_side_effects
 from ..recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
 from .options import (
@@ -27,6 +28,7 @@ from .options import (
     DiscriminatorRevisionOpt,
     GeneratorOpt,
     GeneratorRevisionOpt,
+    NullClassOpt,
     MaxUsesOpt,
     OutOpt,
     PairsOpt,
@@ -40,7 +42,7 @@ from .options import (
     StrategyOpt,
     WeightsOpt,
 )
-from .parsing import parse_band, parse_floats, parse_ints
+from .parsing import parse_band, parse_class_ids, parse_floats
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ def build(
     strategy: StrategyOpt = None,
     generator: GeneratorOpt = None,
     generator_revision: GeneratorRevisionOpt = None,
+    null_class: NullClassOpt = None,
     discriminator: DiscriminatorOpt = None,
     discriminator_revision: DiscriminatorRevisionOpt = None,
     weak_generator: Annotated[Optional[str], typer.Option(help="Weaker checkpoint for autoguidance.")] = None,
@@ -91,9 +94,10 @@ def build(
     """Sample a ScoreMix synthetic-identity dataset (parquet + card) into --out."""
 
     overrides = dict(
-        strategy=strategy, generator=generator, generator_revision=generator_revision, discriminator=discriminator,
+        strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,
+        discriminator=discriminator,
         discriminator_revision=discriminator_revision, weak_generator=weak_generator, real_data=real_data,
-        real_data_revision=real_data_revision, classes=parse_ints(classes, "--classes"), pairs=pairs,
+        real_data_revision=real_data_revision, classes=parse_class_ids(classes), pairs=pairs,
         band=parse_band(band), max_uses=max_uses, plan=plan,
         per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
         mixing=mixing, weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
@@ -101,6 +105,8 @@ def build(
         compile=compile, device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     config = with_plan(config_from(BuildConfig, recipe, overrides))
+    if not config.plan:
+        check_real_data(config)  # before any model is loaded
     push = None
     if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
         from ..hub.push import PushConfig
@@ -108,30 +114,34 @@ def build(
         push = PushConfig(folder=config.out, repo_id=push_to, tag=tag, force_tag=force_tag, token=token)
     elif tag or force_tag:
         raise ConfigError("--tag/--force-tag need --push-to", hint="add --push-to ORG/NAME, or use `scoremix-ds push`")
+    check_num_processes(num_processes)
     if completed_build(config) is not None:  # resuming a finished build costs no model loading
-        typer.echo(build_status(Path(config.out)).summary())
+        if is_main_process():
+            typer.echo(build_status(Path(config.out)).summary())
+        complete = True
     else:
-        _build(config, num_processes, progress)
-    if push is not None and not launched_distributed():
+        complete = _build(config, num_processes, progress)
+    # Once, from the process that owns the run: this one, rank 0 of the user's accelerate launch / torchrun, or the
+    # parent of --num-processes (whose children never see --push-to), after every unit is on disk.
+    if push is not None and complete and owns_side_effects():
         from ..hub.push import push_dataset
 
         typer.echo(summary(push_dataset(push), push))
 
 
-def _build(config: BuildConfig, num_processes: int, progress: bool) -> None:
-    if num_processes < 1:
-        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
+def _build(config: BuildConfig, num_processes: int, progress: bool) -> bool:
+    """Run (or relaunch) the build; True in the process that saw it complete (rank 0, or the relaunch's parent)."""
     if num_processes > 1 and not launched_distributed():
         code = relaunch(config, num_processes, progress)
         if code:
             raise typer.Exit(code)
         typer.echo(build_status(Path(config.out)).summary())
-        return
+        return True
     from ..build.runner import run_build
 
     result = run_build(config, progress=progress)
     if not result.complete:  # a process other than 0, or units of other processes failed
-        return
+        return False
     counts = ", ".join(f"{name}: {n} rows" for name, n in result.rows.items())
     typer.echo(
         f"built {result.out} — {result.identities} identities ({counts}) in {result.seconds:.1f}s"
@@ -139,3 +149,4 @@ def _build(config: BuildConfig, num_processes: int, progress: bool) -> None:
         + (f"\npart {config.shard} of {config.num_shards}: join all parts with `scoremix-ds merge PARTS... --out DIR`"
            if config.num_shards > 1 else f"\nload it with: datasets.load_dataset({str(result.out)!r}, 'mix')")
     )
+    return True

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import ConfigError, ModelError
-from .options import BatchOpt, DeviceOpt, SeedOpt
+from .options import BatchOpt, DeviceOpt, ProgressOpt, SeedOpt
 
 DEFAULT_BENCHMARKS = ["mnist-5k-heldout"]
 BENCHMARK_HELP = (
@@ -32,6 +33,7 @@ def eval_model(
     device: DeviceOpt = None,
     seed: SeedOpt = None,
     out: Annotated[str, typer.Option("--out", help="Folder for results.json, results.md, roc.png.")] = "eval-report",
+    progress: ProgressOpt = True,
 ) -> None:
     """Evaluate MODEL: 10-fold accuracy, ROC AUC, EER and TAR@FAR 1e-6..1e-1 per benchmark (IJB: TAR@FAR of
     templates), with embeddings/s and the protocol's own time; writes the report to --out. The results go into the
@@ -40,7 +42,7 @@ def eval_model(
     from ..evaluation.report import markdown_table, to_dict, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.specs import benchmarks_from
-    from ..models.discriminator import load_discriminator
+    from ..models.discriminator import embed_images, load_discriminator
 
     batch_size = 256 if batch_size is None else batch_size
     if batch_size <= 0:
@@ -55,8 +57,9 @@ def eval_model(
         net = load_discriminator(model, revision)
     except ModelError as exc:  # the loader's hints name --discriminator; here it is the MODEL argument
         raise ModelError(exc.message, hint=(exc.hint or "check MODEL").replace("--discriminator", "MODEL")) from exc
+    embed_fn = functools.partial(embed_images, progress="embed" if progress else False)  # a bar with ETA
     result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "auto",
-                      model_name=model if revision is None else f"{model}@{revision}")
+                      model_name=model if revision is None else f"{model}@{revision}", embed_fn=embed_fn)
     paths = write_report(result, out)
     card = record_results(model, revision, to_dict(result), out)  # model-index: the model's card, or --out's
     if card is not None:

@@ -28,3 +28,15 @@ def parse_band(text: str | None) -> tuple[float, float] | None:
     if values is not None and len(values) != 2:
         raise ConfigError(f"--band takes two percentiles LO,HI, got '{text}'", hint="e.g. --band 40,60")
     return values  # type: ignore[return-value]
+
+
+def parse_class_ids(text: str | None, flag: str = "--classes") -> tuple[int, ...] | None:
+    """``"0,3,7"`` or ``"0-7"`` or ``"0-3,9"`` -> class ids (sorted, each once), the ``NAME[classes]`` grammar."""
+    if text is None:
+        return None
+    from ..data.subsets import parse_classes
+
+    try:
+        return parse_classes(text)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag} '{text}': {exc.message}", hint=f"e.g. {flag} 0,3,7 or {flag} 0-7") from None

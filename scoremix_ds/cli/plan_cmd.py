@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from ..build.config import BuildConfig
+from ..build.planner import check_real_data
 from ..recipes import config_from
 from .options import (
     AllowNonconvexOpt,
@@ -16,9 +17,11 @@ from .options import (
     DiscriminatorRevisionOpt,
     GeneratorOpt,
     GeneratorRevisionOpt,
+    NullClassOpt,
     MaxUsesOpt,
     PairsOpt,
     PerIdentityOpt,
+    ProgressOpt,
     RealDataOpt,
     RealDataRevisionOpt,
     RecipeOpt,
@@ -26,13 +29,14 @@ from .options import (
     StrategyOpt,
     WeightsOpt,
 )
-from .parsing import parse_band, parse_floats, parse_ints
+from .parsing import parse_band, parse_class_ids, parse_floats
 
 
 def plan(
     strategy: StrategyOpt = None,
     generator: GeneratorOpt = None,
     generator_revision: GeneratorRevisionOpt = None,
+    null_class: NullClassOpt = None,
     discriminator: DiscriminatorOpt = None,
     discriminator_revision: DiscriminatorRevisionOpt = None,
     real_data: RealDataOpt = None,
@@ -47,17 +51,20 @@ def plan(
     seed: SeedOpt = None,
     recipe: RecipeOpt = None,
     out: Annotated[str, typer.Option("--out", help="The plan file to write (parquet); the histogram goes beside it (.png).")] = "plan.parquet",
+    progress: ProgressOpt = True,
 ) -> None:
     """Choose the tuples to mix and write them, with weights, both spaces' distances and seeds, to a plan file."""
     from ..build.planreport import make_plan_file
 
     overrides = dict(
-        strategy=strategy, generator=generator, generator_revision=generator_revision, discriminator=discriminator,
+        strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,
+        discriminator=discriminator,
         discriminator_revision=discriminator_revision, real_data=real_data, real_data_revision=real_data_revision,
-        classes=parse_ints(classes, "--classes"), pairs=pairs, per_identity=per_identity,
+        classes=parse_class_ids(classes), pairs=pairs, per_identity=per_identity,
         weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex, band=parse_band(band),
         max_uses=max_uses, seed=seed,
     )
     config = config_from(BuildConfig, recipe, overrides)
-    typer.echo(make_plan_file(config, out).summary())
+    check_real_data(config)  # before any model is loaded
+    typer.echo(make_plan_file(config, out, progress=progress).summary())
     typer.echo(f"build it with: scoremix-ds build --plan {out}")

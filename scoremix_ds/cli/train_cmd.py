@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
+from ..build.layout import launched_distributed
 from ..errors import ConfigError
+from ..ranks import check_num_processes, is_main_process, owns_side_effects, relaunch_command
 from ..recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
@@ -16,8 +17,22 @@ from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, Reci
 LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
 
 
-def _train(kind: str, recipe, progress: bool, push_to: str | None = None, tag: str | None = None,
-           token: str | None = None, **overrides) -> None:
+NumProcessesOpt = Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device; gloo on CPU).")]
+
+
+def _relaunched(num_processes: int) -> bool:
+    """``--num-processes N > 1`` outside a launch: run this same command in N processes; True when that ran."""
+    check_num_processes(num_processes)
+    if num_processes == 1 or launched_distributed():
+        return False
+    code = relaunch_command(num_processes)
+    if code:
+        raise typer.Exit(code)
+    return True
+
+
+def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: str | None = None,
+           tag: str | None = None, token: str | None = None, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
     if kind == "generator":
         from ..training.generator import train_generator
@@ -34,8 +49,10 @@ def _train(kind: str, recipe, progress: bool, push_to: str | None = None, tag: s
                                   hint="drop --stop-after (or push later with the finishing run)")
         elif tag:
             raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
-        path = train_generator(config, progress=progress)
-        if push is not None and int(os.environ.get("RANK", "0")) == 0:  # one push for the whole launch
+        relaunched = _relaunched(num_processes)  # the children train; this parent pushes, after them
+        if not relaunched:
+            path = train_generator(config, progress=progress)
+        if push is not None and owns_side_effects():  # one push for the whole launch
             from ..hub.push_generator import push_generator
 
             if not (Path(config.out) / "model_index.json").is_file():  # stopped early (--stop-after): no model yet
@@ -44,7 +61,11 @@ def _train(kind: str, recipe, progress: bool, push_to: str | None = None, tag: s
             pushed = push_generator(push)
             typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}"
                        + (f", tag {pushed.tag}" if pushed.tag else ""))
+        if relaunched:
+            return
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
+        if _relaunched(num_processes):
+            return
         from ..training.recognition import train_recognition
         from ..training.recognition_config import RecognitionTrainConfig
 
@@ -54,7 +75,7 @@ def _train(kind: str, recipe, progress: bool, push_to: str | None = None, tag: s
                   if isinstance(b.get("accuracy"), dict)]
         if scores:
             path = f"{path} ({', '.join(scores)})"
-    if int(os.environ.get("RANK", "0")) == 0:  # under accelerate launch, one line for the whole run
+    if is_main_process():  # under accelerate launch / torchrun / --num-processes, one line for the whole run
         typer.echo(f"saved {kind} to {path}")
 
 
@@ -77,12 +98,13 @@ def train_generator(
     push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained generator to this Hub model repo (ORG/NAME).")] = None,
     tag: TagOpt = None,
     token: TokenOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train a class-conditional UNet or DiT generator (diffusers layout, safetensors) on real labelled images, on
     accelerate (DDP under `accelerate launch`), with EMA weights, label dropout for the null class and exact resume.
     The folder is a diffusers pipeline (model_index.json, ScoreMixPipeline) with a model card."""
-    _train("generator", recipe, progress, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
+    _train("generator", recipe, progress, num_processes, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
            stop_after=stop_after, seed=seed, out=out)
@@ -96,11 +118,12 @@ def train_discriminator(
     learning_rate: LearningRateOpt = None,
     seed: SeedOpt = None,
     out: OutOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Alias of `scoremix-ds train` with fewer flags (`--real-data X` is `--real X`); the embedded default is
     `--recipe default-discriminator`. Without a recipe: the defaults of `train`."""
-    _train("discriminator", recipe, progress, real=(real_data,) if real_data else None, steps=steps,
+    _train("discriminator", recipe, progress, num_processes, real=(real_data,) if real_data else None, steps=steps,
            batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
 
 
@@ -143,6 +166,7 @@ def train(
     push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).")] = None,
     tag: TagOpt = None,
     token: TokenOpt = None,
+    num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train or fine-tune a recognition network on real + synthetic identities (accelerate; resumes from checkpoints)."""
@@ -166,17 +190,21 @@ def train(
         from ..hub.push_model import ModelPushConfig
 
         push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
-    result = train_recognition(config, progress=progress)
-    lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
-             + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
-    from ..evaluation.report import headline
+    if not _relaunched(num_processes):
+        result = train_recognition(config, progress=progress)
+        if is_main_process():  # rank 0 of any launch: the summary once
+            lines = [f"saved model to {result.out} ({result.steps} steps, {result.seconds:.0f}s"
+                     + (f", resumed at step {result.resumed_from}" if result.resumed_from else "") + ")"]
+            from ..evaluation.report import headline
 
-    for name, h in headline(result.metrics).items():
-        if h["accuracy_std"] is not None:  # 1:1 verification benchmarks
-            lines.append(f"{name}: accuracy {h['accuracy']:.4f} ± {h['accuracy_std']:.4f}, AUC {h['auc']:.4f}, EER {h['eer']:.4f}")
-    typer.echo("\n".join(lines))
-    if push is not None:
+            for name, h in headline(result.metrics).items():
+                if h["accuracy_std"] is not None:  # 1:1 verification benchmarks
+                    lines.append(f"{name}: accuracy {h['accuracy']:.4f} ± {h['accuracy_std']:.4f}, AUC {h['auc']:.4f}, "
+                                 f"EER {h['eer']:.4f}")
+            typer.echo("\n".join(lines))
+    # The push: once, from the process that owns the run (rank 0 of the user's launch, or --num-processes' parent).
+    if push is not None and owns_side_effects():
         from ..hub.push_model import push_model
 
         pushed = push_model(push)
-        typer.echo(f"pushed {result.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))
+        typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))

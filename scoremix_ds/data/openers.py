@@ -7,7 +7,7 @@ A local folder (or file) is read by what it holds (:func:`local_kind` picks the 
 - ``build-output``: a ``scoremix-ds build`` folder (``data/mix/*.parquet``, ``data/repro/*.parquet``); ``config``
   picks ``mix`` (default: the synthetic identities) or ``repro`` (reproductions of the REAL parent classes:
   another label space, never merged with ``mix``);
-- ``parquet``: any other folder of parquet files, through ``load_dataset(folder, config, split=split)`` so
+- ``parquet``: any other folder of parquet (or ``.arrow``) files, through ``load_dataset(folder, config, split=split)`` so
   README configs and split names in file names are honoured (a ``test`` file never leaks into ``train``);
 - ``imagefolder``: a tree with one folder per identity, through ``datasets``' ``imagefolder`` builder.
 
@@ -139,26 +139,33 @@ def _dataset_source(ds, spec: SourceSpec, kind: str, commit: str | None, provena
         names = _identity_names(ds, label_col, labels, names)
     rows = _HFRows(ds, image_col, labels, where, files)
     licence = str(getattr(ds.info, "license", None) or "unknown")
+    attribution = str(getattr(ds.info, "citation", None) or "")
 
     def describe(**measured) -> SourceInfo:
         return SourceInfo(location=spec.location, kind=kind, revision=spec.revision, commit=commit, config=spec.config,
                           split=spec.split, num_classes=len(names), class_names=names, image_column=image_col,
-                          label_column=label_col, licence=licence, provenance=provenance, **measured)
+                          label_column=label_col, licence=licence, provenance=provenance, attribution=attribution,
+                          **measured)
 
     return EncodedSource(rows, spec, describe, progress)
 
 
+NAME_COLUMNS = ("identity", "name", "class_name", "label_name", "identity_name", "person_name")
+
+
 def _identity_names(ds, label_col: str, labels: np.ndarray, names: tuple[str, ...]) -> tuple[str, ...]:
-    """Integer labels next to a string ``identity`` column (a scoremix build): name each class by its identity."""
-    feature = ds.features.get("identity")
-    if label_col == "identity" or getattr(feature, "dtype", None) != "string":
-        return names
-    ids = ds.select_columns(["identity"]).with_format("arrow")[0:len(ds)].column("identity").to_pylist()
-    by_class: dict[int, set] = {}
-    for c, name in zip(labels.tolist(), ids):
-        by_class.setdefault(c, set()).add(name)
-    if all(len(v) == 1 for v in by_class.values()) and len(by_class) == len(names):
-        return tuple(next(iter(by_class[c])) for c in range(len(names)))
+    """Integer labels next to a string name column (a scoremix build's ``identity``, or a ``name`` /
+    ``class_name`` ... column, :data:`NAME_COLUMNS`): name each class by it, when every class has exactly one name."""
+    for column in NAME_COLUMNS:
+        feature = ds.features.get(column)
+        if column == label_col or getattr(feature, "dtype", None) != "string":
+            continue
+        ids = ds.select_columns([column]).with_format("arrow")[0:len(ds)].column(column).to_pylist()
+        by_class: dict[int, set] = {}
+        for c, name in zip(labels.tolist(), ids):
+            by_class.setdefault(c, set()).add(name)
+        if all(len(v) == 1 for v in by_class.values()) and len(by_class) == len(names):
+            return tuple(str(next(iter(by_class[c]))) for c in range(len(names)))
     return names
 
 
@@ -241,28 +248,29 @@ OPENERS: dict[str, Callable[[SourceSpec, Path, bool], Source]] = {
 }
 
 
-def local_kind(path: Path) -> str:
+def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
     """Which of :data:`OPENERS` reads the local ``path`` (see the module docstring)."""
     if path.is_file():
         if path.suffix == ".rec":
             return "recordio"
-        raise DataError(f"{path} is a file; a training source is a folder (or an insightface .rec)", hint=FLAG_SOURCE)
+        raise DataError(f"{path} is a file; a data source is a folder (or an insightface .rec)", hint=f"check {flag}")
     if (path / "train.rec").is_file():
         return "recordio"
     if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
         return "saved"
     if any((path / "data" / c).is_dir() for c in ("mix", "repro")):
         return "build-output"
-    if next(path.rglob("*.parquet"), None) is not None:
-        return "parquet"
+    if next(path.rglob("*.parquet"), None) is not None or next(path.rglob("*.arrow"), None) is not None:
+        return "parquet"  # load_dataset(folder) reads parquet and arrow files alike
     if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()):
         return "imagefolder"
-    raise DataError(f"{path} holds no train.rec, parquet files or images", hint=FLAG_SOURCE)
+    raise DataError(f"{path} holds no train.rec, arrow/parquet files or images", hint=f"check {flag}")
 
 
 def open_builtin(spec: SourceSpec) -> Source:
-    """A built-in name (:data:`scoremix_ds.data.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``),
-    in memory, converted as ``spec`` asks."""
+    """A built-in reader (:data:`scoremix_ds.data.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
+    or any reader returning a :class:`~scoremix_ds.data.readers.RealData`), in memory, converted as ``spec`` asks;
+    its mode and size come from its images."""
     import importlib.metadata
 
     data = READERS[spec.location]()
@@ -271,7 +279,7 @@ def open_builtin(spec: SourceSpec) -> Source:
     else:
         commit = f"scoremix-ds=={importlib.metadata.version('scoremix-ds')}"
     images = data.images
-    mode, size = ("L" if images.shape[-1] == 1 else "RGB"), (images.shape[1], images.shape[2])
+    mode, size = ("L" if images.shape[-1] == 1 else "RGB"), (int(images.shape[1]), int(images.shape[2]))
     if spec.mode not in (None, mode) or spec.size not in (None, size):
         if spec.strict:
             raise DataError(f"{spec.location} is {mode} {size[0]}x{size[1]}, not {spec.mode} {spec.size}",
@@ -282,7 +290,7 @@ def open_builtin(spec: SourceSpec) -> Source:
     info = SourceInfo(location=spec.location, kind="builtin", revision=None, commit=commit, config=None,
                       split=None, num_rows=len(data.labels), num_classes=data.num_classes, class_names=data.class_names,
                       image_column=None, label_column=None, mode=mode, size=size, skipped=0, licence=data.licence,
-                      provenance=f"{data.source}, {commit}")
+                      provenance=f"{data.source}, {commit}", attribution=data.attribution)
     return ArraySource(images, data.labels, info)
 
 

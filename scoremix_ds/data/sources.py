@@ -1,13 +1,17 @@
 """Open ONE training source (real or synthetic) as a frozen description plus a random-access view.
 
-A source is a string plus an optional revision, looked up in this order (:func:`open_source`):
+EVERY command reads its real or synthetic data through :func:`open_source` (``build``, ``plan``, ``align``,
+``audit`` and ``eval`` through :func:`scoremix_ds.data.readers.read_real_data`, which loads the view into memory).
+A source is a string plus an optional revision, looked up in this order:
 
-- ``mnist-5k`` (and its ``mnist-5k-train`` / ``mnist-5k-heldout`` parts): the 5,000 MNIST digits of :func:`scoremix_ds.data.readers.read_mnist_5k` (held in memory);
+- a built-in name, a key of :data:`scoremix_ds.data.readers.READERS` (``mnist-5k`` and its ``mnist-5k-train`` /
+  ``mnist-5k-heldout`` parts, ...), held in memory;
 - a local folder (or file), by what it holds: ``recordio``, ``saved``, ``build-output``, ``parquet`` or
   ``imagefolder`` (:data:`scoremix_ds.data.openers.OPENERS`, whose module says what each kind means);
 - a Hub dataset id: the revision (branch, tag or commit; default ``main``) is resolved to its commit first and the
   data loaded at that commit with ``datasets.load_dataset``, so the provenance names exactly what was read;
-- any of these followed by ``[classes]`` (``NAME[0-6]``): only those classes, relabelled ``0..k-1``.
+- any of these followed by ``[classes]`` (``NAME[0-6]``): only those classes, relabelled ``0..k-1``; a Hub id
+  followed by ``@REVISION`` (:mod:`.refs`; the ``revision`` field and the ``--x-revision`` flags are its aliases).
 
 This module owns what every kind shares: the spec (:class:`SourceSpec`), the description (:class:`SourceInfo`), the
 view (:class:`Source`, :class:`ArraySource` in memory, :class:`EncodedSource` decoding on access), the pure decoding
@@ -38,6 +42,7 @@ from PIL import Image
 
 from ..errors import ConfigError, DataError
 from .readers import READERS
+from .refs import with_revision
 from .subsets import split_subset, take_classes
 
 logger = logging.getLogger(__name__)
@@ -71,10 +76,11 @@ class SourceSpec:
     size: tuple[int, int] | None = None  # (height, width); None: the first row's
     strict: bool = False  # refuse (naming the row) instead of converting a row of another mode or size
     skip_corrupt: bool = False  # drop rows that do not decode (one decoding pass at open) instead of failing
+    flag: str = FLAG_SOURCE  # the command's flag that names this source, for error hints (e.g. "--real-data")
 
     def __post_init__(self) -> None:
         if not self.location:
-            raise ConfigError("a training source needs a name, folder or Hub id", hint=FLAG_SOURCE)
+            raise ConfigError("a data source needs a name, folder or Hub id", hint=self.flag)
         if self.mode not in (None, "RGB", "L"):
             raise ConfigError(f"image mode must be 'RGB' or 'L', got {self.mode!r}", hint="check --channels")
         if isinstance(self.size, int):
@@ -106,6 +112,7 @@ class SourceInfo:
     skipped: int  # corrupt rows dropped (skip_corrupt only)
     licence: str
     provenance: str  # one line: what, where, which revision
+    attribution: str = ""  # who made the data (built-ins: their citation line; datasets: the card's citation)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -248,7 +255,7 @@ class EncodedSource(Source):
             if first is None:
                 raise corrupt_error(row_id)
         if first is None:
-            raise DataError(f"{spec.location} has no readable image rows", hint=FLAG_SOURCE)
+            raise DataError(f"{spec.location} has no readable image rows", hint=f"check {spec.flag}")
         self.mode = spec.mode or native_mode(first)
         self.size = spec.size or (first.height, first.width)
         skipped = 0 if self.valid is None else len(rows) - len(self.valid)
@@ -297,19 +304,25 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
     base, classes = split_subset(spec.location)
     if classes is not None:
         return _subset(open_source(replace(spec, location=base), progress), spec.location, classes)
+    location, revision = with_revision(spec.location, spec.revision, spec.flag)
+    if location != spec.location:  # NAME@REV (or NAME[classes]@REV): the same as NAME with that revision
+        return open_source(replace(spec, location=location, revision=revision), progress)
     if spec.location in READERS:
+        if spec.revision is not None:
+            raise ConfigError(f"{spec.location} is built in: a revision only applies to Hub ids",
+                              hint=f"drop the @{spec.revision} of {spec.flag}")
         return open_builtin(spec)
     path = Path(spec.location).expanduser()
     if path.exists():
         path = path.resolve()
         if spec.revision is not None:
             raise ConfigError(f"{spec.location} is a local folder: a revision only applies to Hub ids",
-                              hint=f"drop {FLAG_REVISION}")
-        return OPENERS[local_kind(path)](spec, path, progress)
+                              hint=f"drop the @{spec.revision} of {spec.flag} (or its --revision alias)")
+        return OPENERS[local_kind(path, spec.flag)](spec, path, progress)
     if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
         return open_hub(spec, progress)
-    raise DataError(f"'{spec.location}' is neither mnist-5k, a local folder nor a Hub dataset id (ORG/NAME)",
-                    hint=FLAG_SOURCE)
+    raise DataError(f"'{spec.location}' is neither a built-in name ({', '.join(READERS)}), a local folder nor a Hub "
+                    f"dataset id (ORG/NAME)", hint=f"check {spec.flag}")
 
 
 def _subset(src: Source, location: str, classes: tuple[int, ...]) -> Source:

@@ -74,13 +74,10 @@ class BenchmarkSpec:
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
-    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path (which may contain ``@``)."""
-    if "@" not in text or Path(text).expanduser().exists():
-        return text, None
-    name, _, rev = text.rpartition("@")
-    if not name or not rev:
-        raise ConfigError(f"--benchmark '{text}': an empty name or revision around '@'", hint="write NAME@REVISION")
-    return name, rev
+    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..data.refs`."""
+    from ..data.refs import split_revision
+
+    return split_revision(text, "--benchmark")
 
 
 def _is_data_name(name: str) -> bool:

@@ -176,6 +176,10 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
+    if name_or_path not in (None, "default") and not is_onnx_reference(name_or_path):
+        from ..data.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
+
+        name_or_path, revision = with_revision(name_or_path, revision, flag)
     try:
         return _load(name_or_path, revision)
     except ModelError as exc:
@@ -292,8 +296,11 @@ def embed_images(
     images_uint8_nhwc: np.ndarray,
     batch_size: int = 512,
     device: str | torch.device = "cpu",
+    progress: bool | str = False,
 ) -> np.ndarray:
     """Embed uint8 NHWC images; returns float32 ``(N, embedding_dim)`` with unit-norm rows.
+
+    ``progress`` (True, or the bar's label) shows a bar with ETA, on the main process of a launch only.
 
     Images are converted with :func:`to_model_tensor` at the model's ``image_size`` / ``in_channels`` (MNIST 28 is
     centre-padded to 32). The model is moved to ``device`` and run in eval mode; its train/eval state is restored.
@@ -308,15 +315,23 @@ def embed_images(
         raise DataError("batch size must be positive", hint="check --batch-size")
     if isinstance(model, OnnxEmbedder):
         return model.embed(images, batch_size=batch_size)
+    from tqdm.auto import tqdm
+
+    from ..ranks import is_main_process
+
     was_training = model.training
     model.to(device).eval()
     chunks = []
+    bar = tqdm(total=len(images), unit="img", desc=progress if isinstance(progress, str) else "embed", leave=False,
+               disable=not progress or not is_main_process() or len(images) <= batch_size)
     try:
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 x = to_model_tensor(images[start : start + batch_size], model.image_size, model.in_channels)
                 chunks.append(F.normalize(model(x.to(device)).float(), dim=1).cpu())
+                bar.update(len(x))
     finally:
+        bar.close()
         model.train(was_training)
     if not chunks:
         return np.zeros((0, model.embedding_dim), dtype=np.float32)

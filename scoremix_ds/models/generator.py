@@ -5,10 +5,18 @@ Supported folders (local, or a Hub id fetched with ``snapshot_download`` — saf
     unet/ | transformer/   UNet2DModel with a class-embedding table, or DiTTransformer2DModel
     vae/                   optional AutoencoderKL: the denoiser then works in its latent space
     scheduler/             optional scheduler_config.json (betas, prediction type)
+    model_index.json       optional (a diffusers pipeline, e.g. the DiTPipeline layout): id2label names the classes
     scoremix.json          optional: num_classes, null_class, class_names, provenance
 
 A bare model folder (``config.json`` + safetensors at the top) is accepted too. Models without a discrete class
 table, weights only in pickle form, or a missing null class when guidance is requested are refused.
+
+A reference is ``PATH``, ``ORG/NAME`` or ``ORG/NAME@REVISION`` (:mod:`scoremix_ds.data.refs`; ``--generator-revision``
+is an alias). The null class (the unconditional row used by classifier-free guidance) is, first found: the
+``null_class`` argument (``--null-class``), then a ``null_class`` key in ``scoremix.json``, the denoiser's
+``config.json``, ``scheduler_config.json`` or ``model_index.json``, then for a DiT the extra row its label table
+has beyond ``num_embeds_ada_norm`` (diffusers' own layout). A null class that is the last row of the table leaves the
+rows before it as the real classes.
 """
 
 from __future__ import annotations
@@ -99,7 +107,7 @@ class ClassConditionalGenerator:
             )
 
 
-def resolve_generator_path(name_or_path: str | None, revision: str | None = None) -> Path:
+def resolve_generator_path(name_or_path: str | None, revision: str | None = None, flag: str = "--generator") -> Path:
     """A local folder as is; ``None``/``default`` the embedded default; else a Hub id fetched (safetensors only)."""
     if name_or_path in (None, "", "default"):
         return default_model_dir("generator")
@@ -107,14 +115,15 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
     if path.exists():
         return path
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
-        raise ModelError(f"generator folder '{name_or_path}' does not exist", hint="check --generator")
+        raise ModelError(f"generator folder '{name_or_path}' does not exist", hint=f"check {flag}")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
     try:
         return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=SAFETENSORS_PATTERNS))
-    except (HfHubHTTPError, LocalEntryNotFoundError, OSError) as exc:
-        raise ModelError(f"cannot fetch generator '{name_or_path}' (revision {revision or 'main'}): {type(exc).__name__}", hint="check --generator / --generator-revision") from exc
+    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError) as exc:
+        raise ModelError(f"cannot fetch generator '{name_or_path}' (revision {revision or 'main'}): {type(exc).__name__}",
+                         hint=f"check {flag} (ORG/NAME or ORG/NAME@REVISION)") from exc
 
 
 def _denoiser_folder(root: Path) -> Path:
@@ -178,12 +187,46 @@ def _from_pretrained(cls, folder: Path):
                          hint="re-download or re-save that model, or check --generator") from None
 
 
-def load_generator(name_or_path: str | None = None, revision: str | None = None,
+def _read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path`` ({} when the file is absent), or a one-line ModelError naming the file."""
+    return _json_object(path) if path.is_file() else {}
+
+
+def declared_null_class(*configs: dict[str, Any]) -> int | None:
+    """The first ``null_class`` any of ``configs`` declares (model, scheduler, pipeline index)."""
+    for config in configs:
+        if config.get("null_class") is not None:
+            return config["null_class"]
+    return None
+
+
+def declared_class_names(meta: dict[str, Any], model: dict[str, Any], index: dict[str, Any], n: int) -> list[str]:
+    """Class names from scoremix.json, the pipeline's / model's ``id2label`` (the DiTPipeline layout), else ids."""
+    if meta.get("class_names"):
+        return [str(v) for v in meta["class_names"]]
+    for config in (index, model):
+        id2label = config.get("id2label")
+        if isinstance(id2label, dict) and all(str(i) in id2label for i in range(n)):
+            return [str(id2label[str(i)]) for i in range(n)]
+    return [str(i) for i in range(n)]
+
+
+def load_generator(name_or_path: str | None = None, revision: str | None = None, null_class: int | None = None,
                    flag: str = "--generator") -> ClassConditionalGenerator:
-    """Load a class-conditional generator (see the module docstring for the accepted layouts). ``flag``: the
-    option that named it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
+    """Load a class-conditional generator (see the module docstring for the accepted layouts, references and how
+    the null class is found; ``null_class`` overrides what the folder declares). ``flag``: the option that named
+    it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
+    if name_or_path not in (None, "", "default"):
+        from ..data.refs import with_revision
+
+        name_or_path, revision = with_revision(name_or_path, revision, flag)
+        if revision is not None and Path(name_or_path).expanduser().exists():
+            from ..errors import ConfigError
+
+            raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
+                              hint=f"drop the @{revision} of {flag} (or its {flag}-revision alias)")
     try:
-        return _load_generator(name_or_path, revision)
+        return _load_generator(name_or_path, revision, null_class)
     except ModelError as exc:
         if flag == "--generator":
             raise
@@ -191,14 +234,18 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
                          hint=(exc.hint or "").replace("--generator", flag) or None) from exc
 
 
-def _load_generator(name_or_path: str | None, revision: str | None) -> ClassConditionalGenerator:
+def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None
+                    ) -> ClassConditionalGenerator:
     root = resolve_generator_path(name_or_path, revision)
     folder = _denoiser_folder(root)
     _require_safetensors(folder, "the denoiser")
     config = _json_object(folder / "config.json")
     class_name = config.get("_class_name", "")
-    meta = _json_object(root / "scoremix.json") if (root / "scoremix.json").is_file() else {}
+    meta = _read_json(root / "scoremix.json")
     _check_meta(root / "scoremix.json", meta)
+    index = _read_json(root / "model_index.json")
+    scheduler_file = root / "scheduler" / "scheduler_config.json"
+    scheduler_config = _read_json(scheduler_file) if scheduler_file.is_file() else None
 
     from diffusers import DiTTransformer2DModel, UNet2DModel
 
@@ -223,14 +270,27 @@ def _load_generator(name_or_path: str | None, revision: str | None) -> ClassCond
         )
     denoiser.eval().requires_grad_(False)
 
+    explicit = null_class is not None or "null_class" in meta  # scoremix.json's null_class: null means "none"
+    declared = null_class if null_class is not None else (
+        meta["null_class"] if "null_class" in meta else declared_null_class(config, scheduler_config or {}, index))
+    if declared is not None and not isinstance(declared, int):
+        raise ModelError(f"generator '{root}': null_class {declared!r} is not a class id",
+                         hint="check null_class in scoremix.json / the model or scheduler config")
+    if declared is not None and not 0 <= declared < table:
+        raise ModelError(f"generator '{root}': null class {declared} is outside its label table 0..{table - 1}",
+                         hint="check --null-class (or null_class in scoremix.json / the model config)")
     if kind == "dit":
         num_classes = int(meta.get("num_classes", config["num_embeds_ada_norm"]))
-        null_class = meta.get("null_class", num_classes if table > num_classes else None)
+        null_class = declared if declared is not None or explicit else (num_classes if table > num_classes else None)
     else:
-        num_classes = int(meta.get("num_classes", table))
-        null_class = meta.get("null_class")
+        null_class = declared
+        default = table - 1 if declared is not None and declared == table - 1 else table
+        num_classes = int(meta.get("num_classes", default))
     if num_classes < 1 or num_classes > table or (null_class is not None and not 0 <= null_class < table):
         raise ModelError(f"generator '{root}': scoremix.json class counts do not fit the model's table of {table}", hint="fix scoremix.json")
+    if null_class is not None and null_class < num_classes:
+        raise ModelError(f"generator '{root}': null class {null_class} is one of its {num_classes} real classes",
+                         hint="check --null-class: the null row comes after the real classes")
 
     vae = None
     channels, size = int(config.get("in_channels", 3)), int(config.get("sample_size", 32))
@@ -240,8 +300,7 @@ def _load_generator(name_or_path: str | None, revision: str | None) -> ClassCond
         _require_safetensors(root / "vae", "the VAE")
         vae = _from_pretrained(AutoencoderKL, root / "vae").eval().requires_grad_(False)
 
-    scheduler_file = root / "scheduler" / "scheduler_config.json"
-    names = meta.get("class_names") or [str(i) for i in range(num_classes)]
+    names = declared_class_names(meta, config, index, num_classes)
     if len(names) != num_classes:
         raise ModelError(f"{root / 'scoremix.json'}: class_names lists {len(names)} name(s) for {num_classes} classes",
                          hint="give one name per class in scoremix.json")
@@ -252,7 +311,8 @@ def _load_generator(name_or_path: str | None, revision: str | None) -> ClassCond
         null_class=None if null_class is None else int(null_class),
         class_names=tuple(str(n) for n in names),
         sample_shape=(channels, size, size),
-        scheduler_config=_json_object(scheduler_file) if scheduler_file.is_file() else None,
+        scheduler_config=None if scheduler_config is None else {k: v for k, v in scheduler_config.items()
+                                                                 if k != "null_class"},  # ours, not the scheduler's
         vae=vae,
         source=str(name_or_path or "default"),
         revision=revision,

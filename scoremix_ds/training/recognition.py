@@ -65,11 +65,11 @@ def source_spec(text: str, config: RecognitionTrainConfig):
     """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`."""
     from ..data.sources import SourceSpec
 
+    from ..data.refs import split_revision
+
     location, _, sub = text.partition("::")
-    revision = None
-    if "@" in location and not Path(location).exists():
-        location, _, revision = location.rpartition("@")
-    return SourceSpec(location, revision=revision or None, config=sub or None, label_column=config.label_column,
+    location, revision = split_revision(location, "--real / --synthetic")  # the one NAME@REV grammar
+    return SourceSpec(location, revision=revision, config=sub or None, label_column=config.label_column,
                       image_column=config.image_column, strict=config.strict_images, skip_corrupt=config.skip_corrupt)
 
 

@@ -1,0 +1,107 @@
+"""Which process of a launch this is, and the rule for side effects: ONCE, from the main process.
+
+A command can run as one process, as N processes the CLI started itself (``--num-processes N``: the parent
+relaunches under ``accelerate launch`` and waits), or as N processes the user started (``accelerate launch`` or
+``torchrun``). Both launchers set ``RANK`` / ``WORLD_SIZE`` in every process. The rule, the same for every command:
+
+- output lines ("built ...", "saved ...", summaries) and log records come from rank 0 only (warnings and errors of
+  the other ranks still show, tagged with their rank: a rank's failure must not be silent);
+- pushes, cards and summaries come from the process that OWNS the run: rank 0 of the user's launch, or the
+  parent of the CLI's own relaunch (its children are marked with :data:`RELAUNCHED`, and skip them).
+
+>>> import os; os.environ.pop("RANK", None) and None; is_main_process()
+True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+
+import torch
+
+RELAUNCHED = "SCOREMIX_RELAUNCHED"  # set in the children of the CLI's own relaunch
+_ARGV: list[str] = []  # the command line of this CLI call (set by scoremix_ds.cli.main), for relaunching it
+
+
+def set_argv(argv: list[str]) -> None:
+    _ARGV[:] = list(argv)
+
+
+def current_argv() -> list[str]:
+    return list(_ARGV)
+
+
+def rank() -> int:
+    """This process's global rank (0 without a launcher)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def owns_side_effects() -> bool:
+    """True in the one process that pushes and writes summaries: rank 0, unless the CLI's relaunch made it (then
+    the waiting parent does them, once, after every child finished)."""
+    return is_main_process() and not os.environ.get(RELAUNCHED)
+
+
+class MainProcessFilter(logging.Filter):
+    """Log records of rank 0; of other ranks only warnings and errors, tagged ``[rank N]``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        r = rank()
+        if r == 0:
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        record.msg = f"[rank {r}] {record.msg}"
+        return True
+
+
+def check_num_processes(num_processes: int) -> None:
+    from .errors import ConfigError
+
+    if num_processes < 1:
+        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
+
+
+def relaunch_command(num_processes: int, argv: list[str] | None = None) -> int:
+    """Run ``scoremix-ds ARGV`` (``--num-processes`` and ``--push-to`` left out: the caller does the push) in
+    ``num_processes`` processes under accelerate's launcher; returns its exit code. On a CPU-only machine
+    ``--multi_gpu`` is what makes accelerate start N processes in one gloo group."""
+    argv = current_argv() if argv is None else argv
+    args = strip_options(argv, {"--num-processes": 1, "--push-to": 1, "--tag": 1, "--token": 1, "--force-tag": 0})
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", *args]
+    env = dict(os.environ, **{RELAUNCHED: "1"})
+    if not torch.cuda.is_available():
+        env.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: N processes share the cores
+        env.setdefault("ACCELERATE_USE_CPU", "true")
+    return subprocess.call(cmd, env=env)
+
+
+def strip_options(argv: list[str], options: dict[str, int]) -> list[str]:
+    """``argv`` without ``options`` (name -> number of values), in both ``--opt v`` and ``--opt=v`` forms.
+
+    >>> strip_options(["train", "--num-processes", "2", "--steps=3", "--push-to=o/n"], {"--num-processes": 1, "--push-to": 1})
+    ['train', '--steps=3']
+    """
+    out, skip = [], 0
+    for arg in argv:
+        if skip:
+            skip -= 1
+            continue
+        name = arg.split("=", 1)[0]
+        if name in options:
+            skip = 0 if "=" in arg else options[name]
+            continue
+        out.append(arg)
+    return out
