@@ -295,7 +295,7 @@ def test_class_count_mismatch_names_both_counts_and_classes_solves_it(capsys, tm
     assert rc == 0, err
     assert all(max(r["parents"]) <= 7 for r in mix_rows(tmp_path / "ok"))
     rc, _, err = run(capsys, "build", *base, "--classes", "0-9", "--out", str(tmp_path / "y"))
-    assert rc == 2 and "--classes" in err
+    assert rc == 2 and "--classes" in err, err
     rc, _, err = run(capsys, "align", "--generator", str(eight), "--discriminator", disc, "--real-data", str(twelve))
     assert rc == 2 and "12 classes" in err and "--classes" in err
     rc, out, err = run(capsys, "align", "--generator", str(eight), "--discriminator", disc, "--real-data", str(twelve),

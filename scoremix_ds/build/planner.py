@@ -110,6 +110,7 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
             check_real_data(config)
         return Spaces(None, conditions, None, model_digest(gen), None)
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    candidate_classes(config, gen)  # --classes outside the generator's classes: one line, before any embedding
     rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
     disc_digest = model_digest(disc)
