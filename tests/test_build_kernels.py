@@ -29,8 +29,8 @@ def test_auto_device_and_dtype():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_cuda_without_cuda_is_one_line(tiny_generator_dir, tmp_path, capsys):
-    rc = main(["build", "--generator", str(tiny_generator_dir), "--device", "cuda", "--out", str(tmp_path / "o"),
-               "--no-progress"])
+    rc = main(["build", "--generator", str(tiny_generator_dir), "--strategy", "random", "--device", "cuda",
+               "--out", str(tmp_path / "o"), "--no-progress"])  # random: no --real-data needed (issue 12's rule)
     err = capsys.readouterr().err
     assert rc == 2 and "no CUDA device" in err and "--device" in err
     assert not (tmp_path / "o").exists()

@@ -170,9 +170,14 @@ def test_push_tag_repush_and_load_each_version_in_a_fresh_process(hub, tmp_path)
     assert hub.requests_matching("POST", rf"^/api/models/{REPO}/commit/main")  # model URLs: no /datasets/ segment
     assert not [r for r in hub.requests if "/datasets/" in r.path]
 
+    # Bit-equal embeddings need the same float reduction order: the reader uses this process's thread count (an
+    # in-process accelerate state, made by earlier tests, may have changed it from the default).
     loaded, _ = _run(hub, tmp_path / "hf_home_reader", f"""
         import numpy as np
+        import torch
         from scoremix_ds.models.discriminator import embed_images, load_discriminator
+
+        torch.set_num_threads({torch.get_num_threads()})
 
         images = np.asarray({IMAGES.tolist()!r}, dtype=np.uint8)
         for rev in ("v1", "v2"):
