@@ -62,7 +62,7 @@ def test_guide_formula():
 
 
 def test_guide_then_mix_equals_mix_then_guide():
-    """By linearity, guiding each condition then mixing equals guiding the mix (DESIGN.md §2)."""
+    """By linearity, guiding each condition then mixing equals guiding the mix."""
     g = torch.Generator().manual_seed(1)
     cond, base = torch.randn(2, 3, 5, generator=g), torch.randn(2, 3, 5, generator=g)
     w = torch.tensor([[0.3, 0.7]] * 3)

@@ -11,7 +11,7 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 
 def class_centres(embeddings: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Mean of the L2-normalised embeddings of each class (DESIGN.md §2). Shape ``(num_classes, D)``.
+    """Mean of the L2-normalised embeddings of each class. Shape ``(num_classes, D)``.
 
     A class with no sample gets a NaN row, so that it can never be chosen silently.
     """

@@ -1,6 +1,6 @@
 """The ScoreMix rule: a convex combination of class-conditioned model outputs, with optional guidance.
 
-At every reverse step (DESIGN.md §2)::
+At every reverse step (the ScoreMix rule, arXiv 2506.10226)::
 
     eps_k   = base_k + g * (eps(x_t, t, c_k) - base_k)       # guidance per condition (g = 1: none)
     eps_mix = sum_k w_k(t) * eps_k,   w_k >= 0,  sum_k w_k = 1

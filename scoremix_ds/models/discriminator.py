@@ -1,6 +1,6 @@
 """The "discriminator": a recognition network that maps images to L2-normalised identity embeddings.
 
-ScoreMix picks which classes to mix by their distance in this embedding space (DESIGN.md §2). This file owns the
+ScoreMix picks which classes to mix by their distance in this embedding space. This file owns the
 backbones (looked up by name in :data:`BACKBONES`), loading one from the embedded default, a local folder or a Hub
 id (safetensors only: a pickle is never unpickled), and embedding uint8 images.
 
