@@ -67,11 +67,11 @@ def measure(generator: str | None, discriminator: str | None, real_data: str, n:
     mix_classes = np.repeat(chosen, per_mix, axis=0)
     identity = np.repeat(np.arange(len(chosen)), per_mix)
     mixes = _sample(gen, mix_classes, [10_000 + i for i in range(len(mix_classes))], steps, guidance, batch)
-    audits = audit_identities(embed_images(disc, mixes), identity, {i: tuple(p) for i, p in enumerate(chosen)},
-                              centres, own_median)
+    mix_emb = embed_images(disc, mixes)
+    audits = audit_identities(mix_emb, identity, {i: tuple(p) for i, p in enumerate(chosen)}, centres, own_median)
     other = []
     for a in audits:
-        sims = centres @ np.asarray(_centre(embed_images(disc, mixes[identity == a.identity])))
+        sims = centres @ _centre(mix_emb[identity == a.identity])
         sims[list(a.parents)] = -np.inf
         other.append(float(sims.max()))
     parent_sim = np.array([a.parent_similarity for a in audits])

@@ -66,6 +66,16 @@ def test_files_match_their_recorded_digests_and_the_card_lists_every_font():
         assert font["package"] != "unknown" and f"`{font['package']}`" in card
 
 
+def _renderer():
+    """tools/render_glyphs.py, the maintainer's renderer (not part of the package)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import render_glyphs
+    finally:
+        sys.path.pop(0)
+    return render_glyphs
+
+
 def _installed_fonts_match(meta: dict) -> bool:
     if shutil.which("dpkg-query") is None:
         return False
@@ -82,11 +92,7 @@ def test_renderer_regenerates_the_first_identities_byte_for_byte():
     meta = _meta()
     if not _installed_fonts_match(meta):
         pytest.skip("the font packages of glyphs.json are not installed at those versions (make glyph-fonts)")
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import render_glyphs
-    finally:
-        sys.path.pop(0)
+    render_glyphs = _renderer()
     import dataclasses
 
     import pyarrow.parquet as pq
@@ -101,11 +107,8 @@ def test_renderer_regenerates_the_first_identities_byte_for_byte():
 
 
 def test_notdef_and_empty_drawings_count_as_missing():
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        from render_glyphs import RenderConfig, align, is_missing
-    finally:
-        sys.path.pop(0)
+    r = _renderer()
+    RenderConfig, align, is_missing = r.RenderConfig, r.align, r.is_missing
     notdef = np.zeros((30, 30), np.uint8)
     notdef[5:25, 5:25] = 255
     notdef[8:22, 8:22] = 0  # a hollow box
