@@ -383,3 +383,13 @@ def test_frozen_output_slice(tiny_generator):
     x = _sample(tiny_generator, "ddim", [[A, B]], [[0.3, 0.7]], [2026], steps=4, return_latents=True)
     assert x.shape == (1, 1, 8, 8)
     torch.testing.assert_close(x[0, 0, :3, :3], torch.tensor(FROZEN_SLICE), atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+def test_frozen_output_slice_on_cuda(tiny_generator, monkeypatch):
+    """The same seed samples the same image on a GPU (the noise is drawn on the host), up to float32 rounding."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convolutions round to 10 mantissa bits
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    x = _sample(tiny_generator.to("cuda"), "ddim", [[A, B]], [[0.3, 0.7]], [2026], steps=4, return_latents=True)
+    assert x.device.type == "cuda"
+    torch.testing.assert_close(x[0, 0, :3, :3].cpu(), torch.tensor(FROZEN_SLICE), atol=1e-3, rtol=0)
