@@ -78,7 +78,8 @@ def reference_distances(tiny_generator_dir, tiny_discriminator_dir, tiny_real_da
     conditions = UNet2DModel.from_pretrained(tiny_generator_dir / "unet").class_embedding.weight[:NUM_CLASSES].double()
     real = datasets.load_dataset("parquet", data_files=str(tiny_real_data_dir / "data" / "*.parquet"), split="train")
     images = np.stack([np.asarray(im)[..., None] for im in real["image"]])  # uint8 NHWC, one channel
-    emb = F.normalize(torch.from_numpy(embed_images(load_discriminator(str(tiny_discriminator_dir)), images)).double(), dim=1)
+    emb = torch.from_numpy(embed_images(load_discriminator(str(tiny_discriminator_dir)), images)).double()
+    emb = F.normalize(emb, dim=1)
     labels = torch.tensor(real["label"])
     centres = torch.stack([emb[labels == c].mean(0) for c in range(NUM_CLASSES)])
     return {"embedding": distances(centres), "condition": distances(conditions.detach())}
@@ -93,7 +94,8 @@ def test_rows_record_both_distances_whichever_space_chose(tiny_config, reference
         for row in mix:  # each row's distances are those of ITS parents, in both spaces (stored as float32)
             a, b = row["parents"]
             for space in ("embedding", "condition"):
-                assert row[f"{space}_distance"] == pytest.approx(reference_distances[space][a, b], abs=1e-5), (strategy, space, row["parents"])
+                expected = reference_distances[space][a, b]
+                assert row[f"{space}_distance"] == pytest.approx(expected, abs=1e-5), (strategy, space, row["parents"])
 
 
 def test_distant_pairs_are_farther_than_close_pairs(tiny_config, reference_distances):

@@ -63,7 +63,8 @@ def test_installed_wheel_finds_bundled_resources(wheel, tmp_path):
 
 def _files_under(folder: Path) -> list[Path]:
     """The files a build can pick up under ``folder``: everything but Python's byte-code caches."""
-    return [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
+    return [p for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
 
 
 def expected_wheel_files(root: Path) -> set[str]:
@@ -71,7 +72,8 @@ def expected_wheel_files(root: Path) -> set[str]:
     the data they read at run time) under each package of ``[tool.hatch.build.targets.wheel] packages``, and each
     ``force-include`` folder's files at their place in the wheel."""
     wheel_target = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
-    expected = {p.relative_to(root).as_posix() for package in wheel_target["packages"] for p in _files_under(root / package)}
+    expected = {p.relative_to(root).as_posix()
+                for package in wheel_target["packages"] for p in _files_under(root / package)}
     for source, target in wheel_target.get("force-include", {}).items():
         expected |= {f"{target}/{p.relative_to(root / source).as_posix()}" for p in _files_under(root / source)}
     return expected
