@@ -1,6 +1,7 @@
 # The two set-up commands of the README. Each creates .venv and installs what it needs on a fresh machine.
 #   make demo   builds a ScoreMix dataset with the embedded default generator and discriminator
-#   make test   runs the test suite
+#   make test   runs the test suite (all of it: what CI runs)
+# And, for local runs: make test-fast   the suite without the tests marked slow
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test bench glyph-fonts glyphs
+.PHONY: install demo test test-fast bench glyph-fonts glyphs
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -22,6 +23,9 @@ demo: $(BIN)/.installed
 
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q
+
+test-fast: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(BIN)/.installed
 	$(BIN)/python benchmarks/bench_sampling.py

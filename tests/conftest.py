@@ -15,6 +15,16 @@ import torch
 NUM_CLASSES = 4
 
 
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need a CUDA device: skipped (with the reason in the summary) where torch sees none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="marked gpu: needs a CUDA device, and torch sees none")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def one_thread():
     """One torch thread for the test: bit-exact comparisons, and fast on a shared 2-core machine."""

@@ -9,6 +9,7 @@ import datasets
 import numpy as np
 import pytest
 import yaml
+from conftest import NUM_CLASSES
 
 from scoremix_ds.build.config import BuildConfig
 from scoremix_ds.build.runner import run_build
@@ -61,20 +62,56 @@ def test_build_writes_a_dataset_load_dataset_opens(tiny_config):
     assert set(repro["seed"]) == set(mix["seed"])
 
 
-def test_rows_record_both_distances_whichever_space_chose(tiny_config):
+@pytest.fixture
+def reference_distances(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
+    """Both spaces' ``(C, C)`` cosine distances computed here, outside the build: the class centres are the means of
+    the unit embeddings of the real images of each class, the condition vectors the UNet's class-embedding rows."""
+    import torch
+    import torch.nn.functional as F
+    from diffusers import UNet2DModel
+
+    from scoremix_ds.models.discriminator import embed_images, load_discriminator
+
+    def distances(v: torch.Tensor) -> np.ndarray:
+        return (1.0 - F.cosine_similarity(v[:, None], v[None], dim=-1)).numpy()
+
+    conditions = UNet2DModel.from_pretrained(tiny_generator_dir / "unet").class_embedding.weight[:NUM_CLASSES].double()
+    real = datasets.load_dataset("parquet", data_files=str(tiny_real_data_dir / "data" / "*.parquet"), split="train")
+    images = np.stack([np.asarray(im)[..., None] for im in real["image"]])  # uint8 NHWC, one channel
+    emb = torch.from_numpy(embed_images(load_discriminator(str(tiny_discriminator_dir)), images)).double()
+    emb = F.normalize(emb, dim=1)
+    labels = torch.tensor(real["label"])
+    centres = torch.stack([emb[labels == c].mean(0) for c in range(NUM_CLASSES)])
+    return {"embedding": distances(centres), "condition": distances(conditions.detach())}
+
+
+def test_rows_record_both_distances_whichever_space_chose(tiny_config, reference_distances):
     for strategy in ("distant", "close-condition"):
         out = run_build(tiny_config(strategy=strategy, out=tiny_config().out + strategy), progress=False).out
         mix = datasets.load_dataset(str(out), split="train")
         assert all(0.0 <= d <= 2.0 for d in mix["embedding_distance"])
         assert all(0.0 < d <= 2.0 for d in mix["condition_distance"])
+        for row in mix:  # each row's distances are those of ITS parents, in both spaces (stored as float32)
+            a, b = row["parents"]
+            for space in ("embedding", "condition"):
+                expected = reference_distances[space][a, b]
+                assert row[f"{space}_distance"] == pytest.approx(expected, abs=1e-5), (strategy, space, row["parents"])
 
 
-def test_distant_pairs_are_farther_than_close_pairs(tiny_config):
+def test_distant_pairs_are_farther_than_close_pairs(tiny_config, reference_distances):
     far = run_build(tiny_config(strategy="distant", out=tiny_config().out + "-far"), progress=False).out
     near = run_build(tiny_config(strategy="close", out=tiny_config().out + "-near"), progress=False).out
-    d_far = datasets.load_dataset(str(far), split="train")["embedding_distance"]
-    d_near = datasets.load_dataset(str(near), split="train")["embedding_distance"]
-    assert min(d_far) >= max(d_near) - 1e-6 or np.mean(d_far) > np.mean(d_near)
+    far_rows = datasets.load_dataset(str(far), split="train")
+    near_rows = datasets.load_dataset(str(near), split="train")
+    d_far, d_near = far_rows["embedding_distance"], near_rows["embedding_distance"]
+    # 3 of the 6 pairs of 4 classes each: no close pair is farther than a distant one (they may share the middle one)
+    assert min(d_far) >= max(d_near) - 1e-6
+    assert np.mean(d_far) > np.mean(d_near)
+    d = reference_distances["embedding"]
+    upper = [(a, b) for a in range(NUM_CLASSES) for b in range(a + 1, NUM_CLASSES)]
+    farthest, nearest = max(upper, key=lambda p: d[p]), min(upper, key=lambda p: d[p])
+    assert farthest in {tuple(sorted(p)) for p in far_rows["parents"]}
+    assert nearest in {tuple(sorted(p)) for p in near_rows["parents"]}
 
 
 def test_card_metadata_is_hub_yaml_with_configs_and_no_local_paths(tiny_config, tmp_path):
@@ -83,6 +120,7 @@ def test_card_metadata_is_hub_yaml_with_configs_and_no_local_paths(tiny_config, 
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---\n")[1])
     assert meta["license"] == "unknown" or isinstance(meta["license"], str)
+    assert meta["license"] == "other"  # the tiny generator records no training-data licence
     assert {c["config_name"] for c in meta["configs"]} == {"mix", "repro"}
     assert meta["scoremix"]["build"]["strategy"] == "distant"
     assert meta["dataset_info"][0]["splits"][0]["num_examples"] == 6
@@ -90,8 +128,19 @@ def test_card_metadata_is_hub_yaml_with_configs_and_no_local_paths(tiny_config, 
     assert str(tmp_path) not in text  # local paths never reach the card
     from huggingface_hub import DatasetCard
 
-    DatasetCard(text).validate = None  # parses as a Hub card
+    # parses as a Hub dataset card: the client reads the same metadata (DatasetCard.validate needs the real Hub)
+    card = DatasetCard(text)
+    assert card.data.to_dict() == meta and card.data.license == "other" and card.text.strip()
     assert DatasetCard(text).data.to_dict()["configs"]
+
+
+def test_card_licence_is_the_one_the_generator_records(tiny_config, tiny_generator_dir):
+    """The images are the generator's: the licence its scoremix.json records for its training data is the card's."""
+    meta_file = tiny_generator_dir / "scoremix.json"
+    meta_file.write_text(json.dumps({**json.loads(meta_file.read_text()), "licence": "cc-by-sa-3.0"}))
+    out = run_build(tiny_config(), progress=False).out
+    text = (out / "README.md").read_text()
+    assert yaml.safe_load(text.split("---\n")[1])["license"] == "cc-by-sa-3.0"
 
 
 def test_same_config_same_rows_and_batch_size_does_not_matter(tiny_config, tmp_path):

@@ -62,6 +62,7 @@ def test_layout_assigns_every_unit_once():
             assert sorted(seen) == list(range(11))
 
 
+@pytest.mark.slow  # 2-process launches: 261 s measured on a shared, loaded 2-core CPU
 def test_two_process_gloo_build_equals_one_process(build_args, reference, tmp_path):
     out = tmp_path / "two"
     proc = cli(*build_args, "--out", str(out), "--num-processes", "2")
@@ -100,6 +101,7 @@ def test_status_reports_progress_of_an_unfinished_build(build_args, tmp_path, ca
     assert "2 of 6 units done" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # 11 CLI builds in subprocesses (5 killed, 5 resumed): over 600 s on a shared, loaded 2-core CPU
 def test_sigkill_at_random_points_then_resume_is_identical(build_args, reference, tmp_path):
     rng = random.Random(1234)
     args = [*build_args, "--steps", "6"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -163,5 +164,6 @@ def test_unknown_schedule_refused():
 
 def test_schedule_is_frozen():
     s = WeightSchedule("window", 0.2, 0.6)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'start'"):
         s.start = 0.0  # type: ignore[misc]
+    assert s.start == 0.2

@@ -10,6 +10,11 @@ from pathlib import Path
 
 import pytest
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: hatchling's own TOML reader
+    import tomli as tomllib
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -54,3 +59,29 @@ def test_installed_wheel_finds_bundled_resources(wheel, tmp_path):
     cards, recipe = proc.stdout.split()
     assert cards.startswith(str(site)) and "_bundled" in cards
     assert recipe.startswith(str(site))
+
+
+def _files_under(folder: Path) -> list[Path]:
+    """The files a build can pick up under ``folder``: everything but Python's byte-code caches."""
+    return [p for p in folder.rglob("*")
+            if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")]
+
+
+def expected_wheel_files(root: Path) -> set[str]:
+    """Every file the wheel must carry, read from pyproject.toml rather than listed by hand: all files (modules and
+    the data they read at run time) under each package of ``[tool.hatch.build.targets.wheel] packages``, and each
+    ``force-include`` folder's files at their place in the wheel."""
+    wheel_target = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+    expected = {p.relative_to(root).as_posix()
+                for package in wheel_target["packages"] for p in _files_under(root / package)}
+    for source, target in wheel_target.get("force-include", {}).items():
+        expected |= {f"{target}/{p.relative_to(root / source).as_posix()}" for p in _files_under(root / source)}
+    return expected
+
+
+def test_wheel_holds_every_package_file(wheel):
+    """A subpackage or data file that the build leaves out (an ignore rule, an exclude) fails here, by name."""
+    expected = expected_wheel_files(ROOT)
+    assert sum(name.endswith(".py") for name in expected) > 10  # the walk found the package's modules
+    missing = sorted(expected - set(zipfile.ZipFile(wheel).namelist()))
+    assert not missing, f"{len(missing)} package files are not in the wheel: {missing[:10]}"

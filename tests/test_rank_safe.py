@@ -39,6 +39,7 @@ def pushes(hub, repo: str, repo_type: str) -> int:
     return len(hub.requests_matching("POST", rf"/api/{kind}/{repo}/commit/"))
 
 
+@pytest.mark.slow  # 2-process launches: 267 s measured on a shared, loaded 2-core CPU
 def test_build_push_to_under_accelerate_launch_pushes_once(hub, tmp_path):
     inputs = make_tiny_inputs(tmp_path / "in")
     out = tmp_path / "built"
@@ -52,6 +53,7 @@ def test_build_push_to_under_accelerate_launch_pushes_once(hub, tmp_path):
     assert proc.stderr.count("loaded discriminator") == 1 and proc.stderr.count("uploading") == 1  # logs once
 
 
+@pytest.mark.slow  # 2-process launches: 357 s measured on a shared, loaded 2-core CPU
 def test_train_push_to_under_accelerate_launch_and_num_processes_pushes_once(hub, tmp_path):
     real = make_tiny_inputs(tmp_path / "in")["real_data"]
     args = [a if a != "REAL" else real for a in TRAIN]
@@ -68,6 +70,7 @@ def test_train_push_to_under_accelerate_launch_and_num_processes_pushes_once(hub
     assert lines(proc.stdout, "saved model") == 1 and lines(proc.stdout, "pushed ") == 1, proc.stdout
 
 
+@pytest.mark.slow  # 2-process launches: 249 s measured on a shared, loaded 2-core CPU
 def test_build_push_to_under_torchrun_pushes_once(hub, tmp_path):
     inputs = make_tiny_inputs(tmp_path / "in")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",

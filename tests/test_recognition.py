@@ -112,17 +112,55 @@ def test_cli_train_and_bad_input(tmp_path, capsys):
         assert rc == 2 and err.startswith("error:") and needle in err, (args, err)
 
 
+# Run as `accelerate launch CRASHING_TRAIN train ...`: process 0 dies (no cleanup, as a killed process) right after it
+# seals the checkpoint of step 2, leaving process 1 waiting; the launcher then ends the group with a failure.
+CRASHING_TRAIN = """
+import os, sys
+from scoremix_ds.training import resume
+_commit = resume.commit
+def commit(out, step, *args, **kwargs):
+    path = _commit(out, step, *args, **kwargs)
+    if step == 2:
+        os._exit(17)
+    return path
+resume.commit = commit
+from scoremix_ds.cli import main
+sys.exit(main())
+"""
+
+
+def _free_port() -> int:
+    """A port for this launch's rendezvous, so that launches of parallel test runs do not meet on accelerate's 29500."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_two_process_run_with_sharded_head_and_resume(tmp_path):
-    """A real 2-process gloo group on CPU (accelerate launch --multi_gpu), Partial FC shards, checkpoint and resume."""
-    out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-           "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", "train", "--real", "mnist-5k-train[0-3]",
-           "--backbone", "small-cnn", "--embedding-dim", "16", "--image-size", "16", "--channels", "1", "--no-flip",
-           "--batch-size", "16", "--device", "cpu", "--checkpoint-every", "2", "--out", str(out), "--no-progress"]
+    """A real 2-process gloo group on CPU (accelerate launch --multi_gpu), Partial FC shards, a crash after the
+    checkpoint of step 2, and a resume that ends with the weights of the same run left uninterrupted."""
+    crashing = tmp_path / "crashing_train.py"
+    crashing.write_text(CRASHING_TRAIN)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "true"}
-    first = subprocess.run([*cmd, "--steps", "4"], env=env, capture_output=True, text=True, timeout=300)
+
+    def launch(out: Path, *program: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--main_process_port", str(_free_port()), "--mixed_precision", "no",
+               "--dynamo_backend", "no", *program, "train", "--real", "mnist-5k-train[0-3]", "--backbone", "small-cnn",
+               "--embedding-dim", "16", "--image-size", "16", "--channels", "1", "--no-flip", "--batch-size", "16",
+               "--device", "cpu", "--checkpoint-every", "2", "--steps", "4", "--out", str(out), "--no-progress"]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+
+    out = tmp_path / "ddp"
+    crashed = launch(out, str(crashing))
+    assert crashed.returncode != 0, crashed.stderr[-3000:]
+    assert resume.latest_checkpoint(out) == resume.checkpoint_dir(out, 2) and not (out / "model.safetensors").exists()
+    first = launch(out, "-m", "scoremix_ds")  # the same command again: it resumes from step 2
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "from step 2" in first.stderr, first.stderr[-3000:]
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {r["global_batch"] for r in records if "global_batch" in r} == {16}  # --batch-size is global: 8 per process
     ckpt = resume.latest_checkpoint(out)
@@ -131,6 +169,12 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     from scoremix_ds.models.discriminator import load_discriminator
 
     assert load_discriminator(str(out)).embedding_dim == 16
+    whole = launch(tmp_path / "whole", "-m", "scoremix_ds")
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    a, b = _weights(tmp_path / "whole"), _weights(out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    heads = [load_file(str(d / "head-rank1.safetensors")) for d in (resume.latest_checkpoint(tmp_path / "whole"), ckpt)]
+    assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])  # process 1's shard resumed exactly too
 
 
 def test_shifted_run_resumes_exactly_and_shifts_change_the_weights(tmp_path, monkeypatch):

@@ -289,9 +289,22 @@ def test_autoguidance_one_step_by_hand(tiny_generator, weak_generator):
 
 
 def test_autoguidance_needs_no_null_class(tmp_path, weak_generator):
+    """Without a null class autoguidance still follows the formula (the weak model is the base, no class id 4)."""
     gen = load_generator(str(save_generator(tmp_path / "no-null", tiny_unet(null=False), meta={"num_classes": NUM_CLASSES})))
-    x = _sample(gen, "ddim", [[A, B]], [[0.5, 0.5]], [2], guidance=2.0, weak=weak_generator)
-    assert torch.isfinite(x).all()
+    assert gen.null_class is None
+    seed, g, (wa, wb) = 2, 2.0, (0.5, 0.5)
+    config = _ddim_config(gen, steps_offset=500)
+
+    def auto(x, t):
+        return sum(w * (_unet(weak_generator, x, t, c) + g * (_unet(gen, x, t, c) - _unet(weak_generator, x, t, c)))
+                   for w, c in ((wa, A), (wb, B)))
+
+    expected, _ = _by_hand_ddim_one_step(gen, config, auto, seed)
+    got = _sample(gen, "ddim", [[A, B]], [[wa, wb]], [seed], steps=1, scheduler_config=config, guidance=g,
+                  weak=weak_generator, return_latents=True)
+    assert _maxdiff(got, expected) < 1e-5
+    unguided = _sample(gen, "ddim", [[A, B]], [[wa, wb]], [seed], steps=1, scheduler_config=config, return_latents=True)
+    assert _maxdiff(got, unguided) > 1e-3
 
 
 # --- (i) weight schedules --------------------------------------------------------------------------------------
@@ -347,5 +360,36 @@ def test_heun_step_predictor_and_corrector_share_progress(tiny_generator):
     rec = _RecordingSchedule()
     _sample(tiny_generator, "heun", [[A, B]], [[0.5, 0.5]], [1], steps=3, schedule=rec)
     assert len(rec.progress) == 5  # Heun: 2 evaluations per step, 1 for the last
-    # evaluations (0, 1) and (2, 3) belong to one step each; got [0, .2, .4, .6, .8]
+    # evaluations (0, 1) and (2, 3) belong to one step each (not [0, .2, .4, .6, .8], one value per evaluation)
     assert rec.progress[0] == rec.progress[1] and rec.progress[2] == rec.progress[3]
+    assert rec.progress == pytest.approx([0.0, 0.0, 1 / 3, 1 / 3, 2 / 3], abs=1e-12)  # progress = step / steps
+
+
+# --- (j) a frozen output slice ---------------------------------------------------------------------------------
+
+# Latents of one 4-step DDIM ScoreMix sample (classes a, b at 0.3 / 0.7, seed 2026) on the tiny UNet, computed once
+# with torch 2.13.0 (CPU) and diffusers 0.42.1. Every other test compares the sampler with itself or with a
+# formula; this one notices when an upgrade of diffusers (its schedulers, its UNet) or torch (its init, its
+# random numbers) changes what the same seed samples. If it fails after an upgrade, check the samples and
+# re-freeze the numbers deliberately, saying so in the commit.
+FROZEN_SLICE = [
+    [-0.5768086, 2.5803647, 2.2311673],
+    [-1.7418425, 1.0732346, -4.2069030],
+    [0.7259157, 0.3640436, 2.5631354],
+]
+
+
+def test_frozen_output_slice(tiny_generator):
+    x = _sample(tiny_generator, "ddim", [[A, B]], [[0.3, 0.7]], [2026], steps=4, return_latents=True)
+    assert x.shape == (1, 1, 8, 8)
+    torch.testing.assert_close(x[0, 0, :3, :3], torch.tensor(FROZEN_SLICE), atol=1e-4, rtol=0)
+
+
+@pytest.mark.gpu
+def test_frozen_output_slice_on_cuda(tiny_generator, monkeypatch):
+    """The same seed samples the same image on a GPU (the noise is drawn on the host), up to float32 rounding."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)  # TF32 convolutions round to 10 mantissa bits
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    x = _sample(tiny_generator.to("cuda"), "ddim", [[A, B]], [[0.3, 0.7]], [2026], steps=4, return_latents=True)
+    assert x.device.type == "cuda"
+    torch.testing.assert_close(x[0, 0, :3, :3].cpu(), torch.tensor(FROZEN_SLICE), atol=1e-3, rtol=0)
