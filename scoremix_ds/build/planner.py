@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data.readers import RealData, read_real_data
+from ..data.readers import RealData
+from ..data.openers import read_real_data
 from ..dataset.manifest import file_sha256
 from ..errors import ConfigError, DataError
 from ..maths.mixing import validate_weights

@@ -46,7 +46,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.sources import Source, SourceSpec, open_source
+from ..data.sources import Source, SourceSpec
+from ..data.openers import open_source
 from ..data.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
 from ..recipes import to_dict
