@@ -1,8 +1,10 @@
 """The paper's alignment analysis: how alike are the generator's condition space and the discriminator's class
 centres (or two discriminators' centres)?
 
-Loads the models, computes each space's per-class vectors exactly as ``build`` does (``plan_build``), and hands
-them to the pure measures of :mod:`scoremix_ds.maths.alignment`. A seeded Gaussian space of the first space's shape
+Loads the models, takes the generator's class-condition table as the first space and the discriminator's class
+centres of the real images as the second (the mean of the L2-normalised embeddings per class,
+:func:`scoremix_ds.maths.centres.class_centres`, as ``build`` computes them), and hands them to the pure measures of
+:mod:`scoremix_ds.maths.alignment`. A seeded Gaussian space of the first space's shape
 gives the chance-level reference in the same run (the paper's "random" row).
 """
 

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
-from ..dataset.writer import shard_path, write_shard
+from ..dataset.writer import datasets_bars_off
 from ..devices import resolve_device, resolve_dtype
 from ..errors import ModelError
 from ..models.generator import load_generator
@@ -33,7 +33,7 @@ from .planner import plan_and_spaces, plan_build
 from .resolve import ResolvedBuild, resolve_build
 from .pipeline import run_units
 from .rows import sample_images
-from .units import done_units, write_marker
+from .units import done_units
 
 logger = logging.getLogger(__name__)
 
@@ -135,14 +135,10 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     todo = [u for u in part_units if u not in done]
     mine = layout.my_units(todo, [unit_images(plan, units[u], config.repro) for u in todo])
 
-    import datasets
-
-    configs = ("mix", "repro") if config.repro else ("mix",)
     total = sum(unit_images(plan, units[u], config.repro) for u in todo)
-    datasets.disable_progress_bars()
     sampled = 0
-    with tqdm(total=total, unit="img", desc="scoremix build", disable=not (progress and layout.is_main),
-              smoothing=0.1) as bar:
+    with datasets_bars_off(), tqdm(total=total, unit="img", desc="scoremix build",
+                                   disable=not (progress and layout.is_main), smoothing=0.1) as bar:
         # Process 0 sees only its own share; scaled by the process count it estimates the whole launch's rate.
         on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
         stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
