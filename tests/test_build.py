@@ -249,3 +249,14 @@ def test_a_build_digests_only_what_it_needs(tiny_config, tmp_path, monkeypatch):
     digested.clear()
     run_build(tiny_config(out=str(tmp_path / "random"), strategy="random", real_data=None), progress=False)
     assert digested == []
+
+
+def test_a_build_leaves_datasets_progress_bars_as_it_found_them(tiny_config, tmp_path):
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    enable_progress_bars()
+    try:
+        run_build(tiny_config(out=str(tmp_path / "o"), strategy="random", real_data=None), progress=False)
+        assert not are_progress_bars_disabled()  # hidden while shards were written, then given back
+    finally:
+        disable_progress_bars()  # what tests/conftest.py sets for every test

@@ -33,7 +33,6 @@ import dataclasses
 import io
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..data.transforms import to_model_tensor
 from ..errors import DataError, ModelError
