@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from scoremix_ds.data.mixture import make_loader, open_mixture
 from scoremix_ds.data.preprocess import PreprocessConfig
-from scoremix_ds.data.readers import read_real_data
+from scoremix_ds.data.openers import read_real_data
 from scoremix_ds.data.sources import SourceSpec
 from scoremix_ds.data.transforms import to_model_tensor
 from scoremix_ds.maths.margins import ArcFaceHead

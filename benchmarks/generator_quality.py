@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from scoremix_ds.analysis.audit import audit_identities, real_reference
-from scoremix_ds.data.readers import read_real_data
+from scoremix_ds.data.openers import read_real_data
 from scoremix_ds.data.transforms import to_uint8
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pairs import select_pairs

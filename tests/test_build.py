@@ -282,3 +282,30 @@ def test_rerun_of_a_complete_build_resamples_a_deleted_shard(tiny_config, tmp_pa
     again = run_build(config, progress=False)
     assert again.shards_reused == 2 and again.images_sampled == 2 * 3
     assert Manifest.read(Path(config.out)).shards == before and Manifest.read(Path(config.out)).complete
+
+
+def test_a_build_digests_only_what_it_needs(tiny_config, tmp_path, monkeypatch):
+    """The generator's digest is for plan files only; a plain build hashes the discriminator alone (the key of the
+    class-centre cache), and a build without real data hashes no weights at all."""
+    from scoremix_ds.models import digest
+
+    digested: list[str] = []
+    real = digest.module_digest
+    monkeypatch.setattr(digest, "module_digest", lambda *modules: digested.append(
+        "+".join(type(m).__name__ for m in modules if m is not None)) or real(*modules))
+    run_build(tiny_config(out=str(tmp_path / "plain")), progress=False)
+    assert digested == ["SmallCNN"]
+    digested.clear()
+    run_build(tiny_config(out=str(tmp_path / "random"), strategy="random", real_data=None), progress=False)
+    assert digested == []
+
+
+def test_a_build_leaves_datasets_progress_bars_as_it_found_them(tiny_config, tmp_path):
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    enable_progress_bars()
+    try:
+        run_build(tiny_config(out=str(tmp_path / "o"), strategy="random", real_data=None), progress=False)
+        assert not are_progress_bars_disabled()  # hidden while shards were written, then given back
+    finally:
+        disable_progress_bars()  # what tests/conftest.py sets for every test

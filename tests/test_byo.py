@@ -22,8 +22,9 @@ from conftest import save_generator, tiny_unet
 from PIL import Image
 
 from scoremix_ds.cli import main
-from scoremix_ds.data.readers import read_real_data
-from scoremix_ds.data.sources import SourceSpec, open_source
+from scoremix_ds.data.openers import read_real_data
+from scoremix_ds.data.sources import SourceSpec
+from scoremix_ds.data.openers import open_source
 
 NAMES = ("ana", "ben", "cyd", "dee")
 PER_CLASS = 5

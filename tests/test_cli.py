@@ -175,3 +175,28 @@ def test_exit_codes_of_typer_exit_reach_the_shell(monkeypatch, capsys):
 
     monkeypatch.setattr(build_cmd, "config_from", fail)
     assert main(["build"]) == 3
+
+
+def test_ctrl_c_talks_about_shards_only_for_builds(monkeypatch, capsys, tmp_path):
+    from scoremix_ds.build import status
+    from scoremix_ds.cli import build_cmd
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build_cmd, "config_from", interrupt)
+    monkeypatch.setattr(status, "build_status", interrupt)
+    assert main(["-v", "build"]) == 130
+    assert capsys.readouterr().err == "interrupted; completed shards are kept and a re-run resumes\n"
+    assert main(["status", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_manifest_of_another_format_is_refused_in_one_line(capsys, tmp_path):
+    from scoremix_ds.dataset.manifest import FORMAT_VERSION, Manifest
+
+    Manifest(fingerprint="f", config={}, package_version="9.9", format=FORMAT_VERSION + 1).write(tmp_path)
+    rc, out, err = run_cli(capsys, "status", str(tmp_path))
+    assert rc == 2 and not out
+    assert error_line(err) == (f"error: {tmp_path / 'manifest.json'} has manifest format {FORMAT_VERSION + 1}; this "
+                               f"scoremix-ds reads format {FORMAT_VERSION} — use the scoremix-ds version that wrote it (9.9)")

@@ -90,6 +90,18 @@ def test_job_array_parts_merge_to_the_same_dataset(build_args, reference, tmp_pa
     assert "different build config" in capsys.readouterr().err and not (tmp_path / "m3").exists()
 
 
+def test_merge_of_parts_without_repro_samples_the_preview_a_whole_build_makes(build_args, tmp_path):
+    """No repro rows to read the preview from: merge samples it again from the parts' recorded config
+    (runner.resample_preview), the same images as the whole build's preview."""
+    args = [*build_args, "--no-repro", "--pairs", "2"]
+    assert main([*args, "--out", str(tmp_path / "whole")]) == 0
+    parts = [tmp_path / f"part{i}" for i in range(2)]
+    for i, part in enumerate(parts):
+        assert main([*args, "--shard", str(i), "--num-shards", "2", "--out", str(part)]) == 0
+    assert main(["merge", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
+    assert (tmp_path / "merged" / "preview.png").read_bytes() == (tmp_path / "whole" / "preview.png").read_bytes()
+
+
 def test_status_reports_progress_of_an_unfinished_build(build_args, tmp_path, capsys):
     out = tmp_path / "s"
     assert main([*build_args, "--out", str(out)]) == 0

@@ -17,13 +17,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scoremix_ds.data.sources import SourceSpec, open_source
+from scoremix_ds.data.sources import SourceSpec
+from scoremix_ds.data.openers import open_source
 from scoremix_ds.errors import ConfigError, DataError
 from scoremix_ds.models.generator import load_generator
 from scoremix_ds.recipes import config_from
 from scoremix_ds.resources import default_model_dir
 from scoremix_ds.training import checkpoints as ck
-from scoremix_ds.training.generator import StepBatches, lr_factor, process_share, train_generator
+from scoremix_ds.training.generator import LR_FLOOR, StepBatches, process_share, train_generator
+from scoremix_ds.training.lr_schedule import lr_factor
 from scoremix_ds.training.generator_arch import ARCHITECTURES, count_parameters
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
@@ -101,9 +103,10 @@ def test_bad_configs_are_refused_in_one_line(overrides, words):
 
 
 def test_lr_schedule_hand_values():
-    assert lr_factor(0, 2, 6) == 0.5 and lr_factor(1, 2, 6) == 1.0 and lr_factor(2, 2, 6) == 1.0
-    assert lr_factor(4, 2, 6) == pytest.approx(0.05 + 0.95 * 0.5)  # half-way through the cosine
-    assert lr_factor(5, 2, 6) == pytest.approx(0.05 + 0.475 * (1 - math.sqrt(0.5)))  # cos(3 pi / 4)
+    assert lr_factor(0, 2, 6, "cosine", LR_FLOOR) == 0.5 and lr_factor(1, 2, 6, "cosine", LR_FLOOR) == 1.0
+    assert lr_factor(2, 2, 6, "cosine", LR_FLOOR) == 1.0
+    assert lr_factor(4, 2, 6, "cosine", LR_FLOOR) == pytest.approx(0.05 + 0.95 * 0.5)  # half-way through the cosine
+    assert lr_factor(5, 2, 6, "cosine", LR_FLOOR) == pytest.approx(0.05 + 0.475 * (1 - math.sqrt(0.5)))  # cos(3 pi / 4)
 
 
 @pytest.fixture(scope="module")

@@ -166,3 +166,23 @@ def test_audit_flags_a_copy_of_a_real_class_and_not_a_mix():
 def test_audit_refuses_an_unfinished_folder(capsys, tmp_path):
     rc, _, err = run(capsys, "audit", str(tmp_path))
     assert rc == 2 and "not a finished scoremix-ds build" in err
+
+
+def test_build_plan_reads_and_hashes_the_plan_file_once(capsys, models, tmp_path, monkeypatch):
+    from scoremix_ds.build import planner
+
+    plan = tmp_path / "plan.parquet"
+    assert run(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0
+    reads: list[str] = []
+    hashes: list[str] = []
+    read_plan_, file_sha256_ = planner.read_plan, planner.file_sha256
+    monkeypatch.setattr(planner, "read_plan", lambda path: reads.append(str(path)) or read_plan_(path))
+    monkeypatch.setattr(planner, "file_sha256", lambda path: hashes.append(str(path)) or file_sha256_(path))
+    build = ["build", *models, "--plan", str(plan), "--steps", "2", "--out", str(tmp_path / "ds"), "--no-progress"]
+    rc, _, err = run(capsys, *build)
+    assert rc == 0, err
+    assert reads == [str(plan)] and hashes == [str(plan)]
+    reads.clear(), hashes.clear()
+    rc, out, err = run(capsys, *build)  # finished: resolved once more, nothing sampled
+    assert rc == 0, err
+    assert reads == [str(plan)] and hashes == [str(plan)] and "complete" in out

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from scoremix_ds.cli import main
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.training import resume
-from scoremix_ds.training.recognition import lr_factor, train_recognition
+from scoremix_ds.training.lr_schedule import lr_factor
+from scoremix_ds.training.recognition import train_recognition
 from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine

@@ -1,8 +1,10 @@
 """The paper's alignment analysis: how alike are the generator's condition space and the discriminator's class
 centres (or two discriminators' centres)?
 
-Loads the models, computes each space's per-class vectors exactly as ``build`` does (``plan_build``), and hands
-them to the pure measures of :mod:`scoremix_ds.maths.alignment`. A seeded Gaussian space of the first space's shape
+Loads the models, takes the generator's class-condition table as the first space and the discriminator's class
+centres of the real images as the second (the mean of the L2-normalised embeddings per class,
+:func:`scoremix_ds.maths.centres.class_centres`, as ``build`` computes them), and hands them to the pure measures of
+:mod:`scoremix_ds.maths.alignment`. A seeded Gaussian space of the first space's shape
 gives the chance-level reference in the same run (the paper's "random" row).
 """
 
@@ -73,7 +75,7 @@ def _centres(name: str, revision: str | None, real, flag: str = "--discriminator
 
 def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
-    from ..data.readers import read_real_data
+    from ..data.openers import read_real_data
 
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)

@@ -1,4 +1,5 @@
-"""Small matplotlib figures written as PNG (Agg backend: no display needed)."""
+"""Small matplotlib figures written as PNG: a ``Figure`` on its own Agg canvas, never pyplot, so drawing one
+neither switches the process's matplotlib backend nor needs a display."""
 
 from __future__ import annotations
 
@@ -8,24 +9,35 @@ from typing import Sequence
 import numpy as np
 
 
-def _pyplot():
-    import matplotlib
+def agg_figure(figsize: tuple[float, float], dpi: int = 100):
+    """A ``matplotlib.figure.Figure`` drawn by its own Agg canvas (no pyplot: no global backend, no figure registry)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
 
-    return plt
+
+def save_png(fig, path: str | Path) -> Path:
+    """Write ``fig`` to ``path`` as PNG, atomically."""
+    from ..outputs import atomic_path
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
 
 
 def save_histograms(path: Path, series: Sequence[tuple[str, np.ndarray]], xlabel: str, title: str,
                     vlines: Sequence[tuple[str, float]] = ()) -> Path:
     """Overlaid density histograms of several samples on shared bins, plus labelled vertical lines."""
-    plt = _pyplot()
     values = [np.asarray(v, dtype=float) for _, v in series if len(v)]
     lo = min(float(v.min()) for v in values)
     hi = max(float(v.max()) for v in values)
     bins = np.linspace(lo, hi if hi > lo else lo + 1e-6, 41)
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    fig = agg_figure((6, 3.6))
+    ax = fig.add_subplot()
     for label, v in series:
         if len(v):
             ax.hist(np.asarray(v, dtype=float), bins=bins, density=True, alpha=0.55, label=f"{label} (n={len(v)})")
@@ -37,11 +49,4 @@ def save_histograms(path: Path, series: Sequence[tuple[str, np.ndarray]], xlabel
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    from ..outputs import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path)

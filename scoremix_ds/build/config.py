@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
@@ -134,5 +134,3 @@ class BuildConfig:
         blob = json.dumps(self.content_config(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-
-BUILD_FIELDS = tuple(f.name for f in fields(BuildConfig))

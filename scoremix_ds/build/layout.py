@@ -80,13 +80,3 @@ class ProcessGroup:
     def barrier(self) -> None:
         if self.state:
             self.state.wait_for_everyone()
-
-    def all_ok(self, ok: bool) -> bool:
-        """True when every process reports ``ok`` (so one rank's error stops all of them cleanly)."""
-        if not self.state:
-            return ok
-        import torch.distributed as dist
-
-        flag = torch.tensor([0 if ok else 1], device=self.state.device)
-        dist.all_reduce(flag)
-        return int(flag.item()) == 0

@@ -11,6 +11,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 
@@ -28,8 +29,10 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def merge_parts(parts: list[Path], out: Path, sample_preview=None) -> Manifest:
-    """Merge ``parts`` into ``out``; returns the merged manifest."""
+def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list] | None = None) -> Manifest:
+    """Merge ``parts`` into ``out``; returns the merged manifest. ``sample_preview`` makes the card's preview when
+    the parts have no ``repro`` config to read it from; by default
+    :func:`~scoremix_ds.build.runner.resample_preview` of the parts' recorded config."""
     if not parts:
         raise DataError("merge needs at least one part folder", hint="give the --out folders of the job-array parts")
     manifests = []
@@ -95,5 +98,11 @@ def _assemble(parts: list[Path], manifests: list[Manifest], staging: Path, sampl
     parents: set[int] = set()
     for rel in merged.shards.get("repro", {}):
         parents.update(pq.read_table(staging / rel, columns=["label"]).column("label").to_pylist())
-    finalize(staging, merged, identities, parents, sample_preview)
+    finalize(staging, merged, identities, parents, sample_preview or (lambda: _resample_preview(first.config)))
     return merged
+
+
+def _resample_preview(recorded: dict) -> list:
+    from .runner import resample_preview  # torch and the models load only when a preview must be sampled
+
+    return resample_preview(recorded)

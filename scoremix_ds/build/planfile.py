@@ -18,7 +18,6 @@ with other models. Any parquet reader opens the file (``datasets.load_dataset("p
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -84,14 +83,6 @@ def _null_nan(x: float) -> float | None:
 
 def _nan_null(x: float | None) -> float:
     return math.nan if x is None else float(x)
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _meta(schema: pa.Schema) -> dict[str, Any]:

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from ..data.readers import RealData, read_real_data
+from ..data.readers import RealData
+from ..data.openers import read_real_data
+from ..dataset.manifest import file_sha256
 from ..errors import ConfigError, DataError
 from ..maths.mixing import validate_weights
 from ..maths.pairs import get_strategy
@@ -27,7 +29,7 @@ from ..models.generator import ClassConditionalGenerator
 from .config import BuildConfig
 from .finalize import public_ref
 from .plan import MixPlan, label_names, make_plan
-from .planfile import FORMAT, file_sha256, read_plan
+from .planfile import FORMAT, PlanFile, read_plan
 
 logger = logging.getLogger(__name__)
 
@@ -38,12 +40,12 @@ PLAN_FIELDS = ("strategy", "classes", "pairs", "per_identity", "weights", "band"
 @dataclass(frozen=True)
 class Spaces:
     """Per-class vectors indexed by class id: discriminator centres (NaN rows for classes without images; None with
-    no real data) and the generator's condition vectors, plus what identifies the models and data."""
+    no real data) and the generator's condition vectors, plus what identifies the discriminator and data. The
+    generator's digest is computed only where a plan file needs it (:func:`plan_meta`, :func:`check_plan_models`)."""
 
     centres: np.ndarray | None  # None without real data, or when a plan file decides the tuples
     conditions: np.ndarray
     real: RealData | None
-    generator_digest: str
     discriminator_digest: str | None
     centres_key: str = ""  # discriminator + real-data digests (:mod:`scoremix_ds.build.centres_cache`)
     centres_computed: bool = False  # embedded by this call (rather than read from a cache)
@@ -108,21 +110,21 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
     if config.real_data is None:
         if not config.plan:  # a plan file already holds its tuples
             check_real_data(config)
-        return Spaces(None, conditions, None, model_digest(gen), None)
+        return Spaces(None, conditions, None, None)
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     candidate_classes(config, gen)  # --classes outside the generator's classes: one line, before any embedding
     rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
     disc_digest = model_digest(disc)
     if not need_centres:
-        return Spaces(None, conditions, real, model_digest(gen), disc_digest)
+        return Spaces(None, conditions, real, disc_digest)
     # A class-count mismatch solved by --classes: only the candidate classes' rows (their labels fit both).
     used = real if len(rows) == len(real.labels) else dataclasses.replace(real, images=real.images[rows],
                                                                           labels=real.labels[rows])
     key = cache_key(disc_digest, data_digest(used, gen.num_classes))
     centres, computed = shared_centres(disc, used, gen.num_classes, key, [Path(c) for c in caches],
                                        resolve_device(device or config.device), group, progress)
-    return Spaces(centres, conditions, real, model_digest(gen), disc_digest, key, computed)
+    return Spaces(centres, conditions, real, disc_digest, key, computed)
 
 
 def class_names(gen: ClassConditionalGenerator, spaces: Spaces) -> tuple[str, ...]:
@@ -192,7 +194,7 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
         "weights": list(config.mix_weights),
         "generator": public_ref(config.generator),
         "generator_revision": config.generator_revision,
-        "generator_digest": spaces.generator_digest,
+        "generator_digest": model_digest(gen),
         "discriminator": public_ref(config.discriminator),
         "discriminator_revision": config.discriminator_revision,
         "discriminator_digest": spaces.discriminator_digest,
@@ -205,11 +207,17 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
 def with_plan(config: BuildConfig) -> BuildConfig:
     """For ``build --plan FILE``: the plan decides :data:`PLAN_FIELDS` (a flag that contradicts it is refused) and
     its bytes' sha256 enters the fingerprint. Without a plan, ``config`` is returned unchanged."""
+    return resolve_plan(config)[0]
+
+
+def resolve_plan(config: BuildConfig) -> tuple[BuildConfig, PlanFile | None]:
+    """:func:`with_plan`, also returning the plan file as read (None without ``--plan``), so the build that follows
+    never reads it again."""
     if not config.plan:
         if config.plan_sha256:  # a recipe (build.toml / manifest.json) of a build made from a plan file
             raise ConfigError(f"this recipe's build used a plan file (sha256 {config.plan_sha256[:12]}...) the recipe does "
                               "not name", hint="give that plan file with --plan")
-        return config
+        return config, None
     pf = read_plan(config.plan)
     sha = file_sha256(config.plan)
     if config.plan_sha256 not in (None, sha):
@@ -241,12 +249,14 @@ def with_plan(config: BuildConfig) -> BuildConfig:
             raise ConfigError(f"{flag} {given} contradicts the plan file's {value}", hint=f"drop {flag}: --plan decides it")
     for ident in pf.plan.identities:
         validate_weights(ident.weights, len(ident.parents), config.allow_nonconvex)
-    return dataclasses.replace(config, **from_plan, plan_sha256=sha)
+    return dataclasses.replace(config, **from_plan, plan_sha256=sha), pf
 
 
-def _check_models(meta: dict[str, Any], spaces: Spaces, path: str) -> None:
+def check_plan_models(meta: dict[str, Any], gen: ClassConditionalGenerator, spaces: Spaces, path: str) -> None:
+    """Refuse a plan file made with other models (their content digests differ from this build's)."""
     for role in ("generator", "discriminator"):
-        made, have = meta.get(f"{role}_digest"), getattr(spaces, f"{role}_digest")
+        made = meta.get(f"{role}_digest")
+        have = model_digest(gen) if role == "generator" else spaces.discriminator_digest
         if role == "discriminator" and (made is None or have is None):  # a plan (or build) without real data
             continue
         if made != have:
@@ -264,14 +274,16 @@ def plan_build(config: BuildConfig, gen: ClassConditionalGenerator, progress: bo
 
 
 def plan_and_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), group=None,
-                    device: str | None = None, progress: bool = False) -> tuple[MixPlan, dict, Spaces]:
+                    device: str | None = None, progress: bool = False,
+                    plan_file: PlanFile | None = None) -> tuple[MixPlan, dict, Spaces]:
     """:func:`plan_build`, also returning the spaces (so a build can cache freshly computed centres). With a plan
-    file no centres are computed: the file decides the tuples."""
+    file no centres are computed: the file decides the tuples (``plan_file``: the file as :func:`resolve_plan` read
+    it; read here when not given)."""
     spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device,
                           progress=progress)
     if config.plan:
-        pf = read_plan(config.plan)
-        _check_models(pf.meta, spaces, config.plan)
+        pf = plan_file if plan_file is not None else read_plan(config.plan)
+        check_plan_models(pf.meta, gen, spaces, config.plan)
         top = max(max(i.parents) for i in pf.plan.identities)
         if top >= gen.num_classes:
             raise DataError(f"plan file {config.plan} mixes class {top}; the generator has 0..{gen.num_classes - 1}",

@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
-from ..dataset.writer import shard_path, write_shard
+from ..dataset.writer import datasets_bars_off
 from ..devices import resolve_device, resolve_dtype
 from ..errors import ModelError
 from ..models.generator import load_generator
@@ -26,13 +26,14 @@ from ..validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
-from .outdir import completed_build, open_out_dir
+from .outdir import open_out_dir
 from .plan import MixPlan
 from .centres_cache import BUILD_CACHE, save_centres
-from .planner import plan_and_spaces, with_plan
+from .planner import plan_and_spaces, plan_build
+from .resolve import ResolvedBuild, resolve_build
 from .pipeline import run_units
 from .rows import sample_images
-from .units import done_units, write_marker
+from .units import done_units
 
 logger = logging.getLogger(__name__)
 
@@ -91,11 +92,12 @@ def unit_images(plan: MixPlan, ids: range, repro: bool) -> int:
     return sum(len(plan.identities[i].seeds) * (1 + len(plan.identities[i].parents) * repro) for i in ids)
 
 
-def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
-    """Build (or resume) the dataset described by ``config`` into ``config.out``."""
+def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> BuildResult:
+    """Build (or resume) the dataset described by ``build`` into its ``out``: a config, or the
+    :class:`~.resolve.ResolvedBuild` the caller already made of it (then nothing is resolved again)."""
     started = time.perf_counter()
-    config = with_plan(config)
-    done = completed_build(config)
+    resolved = build if isinstance(build, ResolvedBuild) else resolve_build(build)
+    config, done = resolved.config, resolved.finished
     if done is not None:
         return BuildResult(Path(config.out), done.rows(), done.counts["mix"]["identities"], time.perf_counter() - started, 0,
                            len(done.shards.get("mix", {})))
@@ -104,7 +106,7 @@ def run_build(config: BuildConfig, progress: bool = True) -> BuildResult:
     device = resolve_device(group.device or config.device)
     gen, weak = load_models(config, device)
     plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device,
-                                               progress=progress and layout.is_main)
+                                               progress=progress and layout.is_main, plan_file=resolved.plan_file)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
@@ -133,14 +135,10 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     todo = [u for u in part_units if u not in done]
     mine = layout.my_units(todo, [unit_images(plan, units[u], config.repro) for u in todo])
 
-    import datasets
-
-    configs = ("mix", "repro") if config.repro else ("mix",)
     total = sum(unit_images(plan, units[u], config.repro) for u in todo)
-    datasets.disable_progress_bars()
     sampled = 0
-    with tqdm(total=total, unit="img", desc="scoremix build", disable=not (progress and layout.is_main),
-              smoothing=0.1) as bar:
+    with datasets_bars_off(), tqdm(total=total, unit="img", desc="scoremix build",
+                                   disable=not (progress and layout.is_main), smoothing=0.1) as bar:
         # Process 0 sees only its own share; scaled by the process count it estimates the whole launch's rate.
         on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
         stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
@@ -158,13 +156,13 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
             collect_units(manifest, markers)
             identities = [plan.identities[i] for u in part_units for i in units[u]]
             finalize(out, manifest, len(identities), {p for i in identities for p in i.parents},
-                     sample_preview=lambda: _sample_preview(plan, gen, weak, config), plan=config.plan)
+                     sample_preview=lambda: sample_preview(plan, gen, weak, config), plan=config.plan)
             rows = manifest.rows()
     group.barrier()
     return BuildResult(out, rows, len(plan.identities), time.perf_counter() - started, sampled, len(done), complete)
 
 
-def _sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
+def sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
     """Parent A alone | mix | parent B alone [...] from each identity's first seed (when there is no repro config)."""
     ids = plan.identities[:PREVIEW_ROWS]
     seeds = [i.seeds[0] for i in ids]
@@ -172,3 +170,15 @@ def _sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
     flat = [(p, s) for i, s in zip(ids, seeds) for p in i.parents]
     singles = iter(sample_images(gen, weak, config, np.array([[p] for p, _ in flat]), np.ones((len(flat), 1)), [s for _, s in flat]))
     return [preview_row([next(singles) for _ in i.parents], m) for i, m in zip(ids, mixes)]
+
+
+def resample_preview(recorded: dict) -> list:
+    """The preview of a build from its recorded config (``manifest.json``'s ``config``): load its models, plan it
+    again (the same seeds give the same identities) and sample :func:`sample_preview`. What ``merge`` uses when the
+    parts have no ``repro`` config to read the preview from."""
+    from ..recipes import from_mapping
+
+    config = from_mapping(BuildConfig, recorded, "manifest")
+    gen, weak = load_models(config, config.device)
+    plan, _ = plan_build(config, gen)
+    return sample_preview(plan, gen, weak, config)

@@ -39,6 +39,19 @@ app.command("audit")(analysis_cmd.audit)
 app.command("reproduce")(reproduce_cmd.reproduce)
 
 
+# What a Ctrl-C leaves behind, for the commands that keep partial work; any other command says only "interrupted".
+INTERRUPTED = {
+    "build": "interrupted; completed shards are kept and a re-run resumes",
+    "reproduce": "interrupted; finished stages are kept and a re-run continues",
+}
+
+
+def interrupted_line(argv: list[str]) -> str:
+    """The Ctrl-C line for the command ``argv`` runs (its first word that is not an option)."""
+    command = next((a for a in argv if not a.startswith("-")), "")
+    return INTERRUPTED.get(command, "interrupted")
+
+
 @app.callback()
 def _options(
     verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log lines (-v: debug)."),
@@ -57,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         # Typer's non-standalone mode RETURNS the code of typer.Exit, and turns Ctrl-C into Exit(130).
         code = app(args=argv, standalone_mode=False)
     except KeyboardInterrupt:
-        typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
+        typer.echo(interrupted_line(argv), err=True)
         return 130
     except typer.Exit as exc:
         return exc.exit_code
@@ -79,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         typer.echo(f"error: {error.message}" + (f" — {error.hint}" if error.hint else ""), err=True)
         return error.exit_code
     if code == 130:
-        typer.echo("interrupted; completed shards are kept and a re-run resumes", err=True)
+        typer.echo(interrupted_line(argv), err=True)
     return code if isinstance(code, int) else 0
 
 

@@ -11,8 +11,7 @@ import typer
 from ..build.config import BuildConfig
 from ..build.launch import relaunch
 from ..build.layout import launched_distributed
-from ..build.outdir import completed_build
-from ..build.planner import check_real_data, with_plan
+from ..build.resolve import ResolvedBuild, resolve_build
 from ..build.status import build_status
 from ..errors import ConfigError
 from ..ranks import check_num_processes, is_main_process, owns_side_effects
@@ -104,9 +103,8 @@ def build(
         prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
         compile=compile, device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
-    config = with_plan(config_from(BuildConfig, recipe, overrides))
-    if not config.plan:
-        check_real_data(config)  # before any model is loaded
+    resolved = resolve_build(config_from(BuildConfig, recipe, overrides))  # once, before any model is loaded
+    config = resolved.config
     push = None
     if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
         from ..hub.push import PushConfig
@@ -115,12 +113,12 @@ def build(
     elif tag or force_tag:
         raise ConfigError("--tag/--force-tag need --push-to", hint="add --push-to ORG/NAME, or use `scoremix-ds push`")
     check_num_processes(num_processes)
-    if completed_build(config) is not None:  # resuming a finished build costs no model loading
+    if resolved.finished is not None:  # resuming a finished build costs no model loading
         if is_main_process():
             typer.echo(build_status(Path(config.out)).summary())
         complete = True
     else:
-        complete = _build(config, num_processes, progress)
+        complete = _build(resolved, num_processes, progress)
     # Once, from the process that owns the run: this one, rank 0 of the user's accelerate launch / torchrun, or the
     # parent of --num-processes (whose children never see --push-to), after every unit is on disk.
     if push is not None and complete and owns_side_effects():
@@ -129,8 +127,9 @@ def build(
         typer.echo(summary(push_dataset(push), push))
 
 
-def _build(config: BuildConfig, num_processes: int, progress: bool) -> bool:
+def _build(resolved: ResolvedBuild, num_processes: int, progress: bool) -> bool:
     """Run (or relaunch) the build; True in the process that saw it complete (rank 0, or the relaunch's parent)."""
+    config = resolved.config
     if num_processes > 1 and not launched_distributed():
         code = relaunch(config, num_processes, progress)
         if code:
@@ -139,7 +138,7 @@ def _build(config: BuildConfig, num_processes: int, progress: bool) -> bool:
         return True
     from ..build.runner import run_build
 
-    result = run_build(config, progress=progress)
+    result = run_build(resolved, progress=progress)
     if not result.complete:  # a process other than 0, or units of other processes failed
         return False
     counts = ", ".join(f"{name}: {n} rows" for name, n in result.rows.items())

@@ -28,18 +28,6 @@ def merge(
     """Join job-array parts (build --shard i --num-shards n) into one dataset with one manifest and card."""
     from ..build.merge import merge_parts
 
-    def sample_preview():  # only when the parts have no repro config to read the preview from
-        from ..build.config import BuildConfig
-        from ..build.planner import plan_build
-        from ..build.runner import _sample_preview, load_models
-        from ..dataset.manifest import Manifest
-        from ..recipes import from_mapping
-
-        config = from_mapping(BuildConfig, Manifest.read(parts[0]).config, "manifest")
-        gen, weak = load_models(config, config.device)
-        plan, _ = plan_build(config, gen)
-        return _sample_preview(plan, gen, weak, config)
-
-    manifest = merge_parts(parts, out, sample_preview)
+    manifest = merge_parts(parts, out)
     rows = ", ".join(f"{c}: {n} rows" for c, n in manifest.rows().items())
     typer.echo(f"merged {len(parts)} parts into {out} ({rows})")

@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader, Dataset
 from ..errors import ConfigError
 from .preprocess import PreprocessConfig, preprocess, resize_uint8
 from .sampler import MixtureBatchSampler
-from .sources import Source, SourceInfo, SourceSpec, open_source
+from .sources import Source, SourceInfo, SourceSpec
+from .openers import open_source
 
 logger = logging.getLogger(__name__)
 

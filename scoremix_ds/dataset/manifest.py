@@ -1,7 +1,9 @@
-"""``manifest.json``: the build config, its fingerprint, and the shards completed so far.
+"""``manifest.json``: a build folder's config, fingerprint, layout and provenance, and once complete its shards.
 
-The manifest is rewritten atomically after every shard, so after a crash it lists exactly the shards that are
-complete on disk; anything else in the folder is an unfinished leftover.
+A build writes it (atomically) twice: when it opens the folder (the header, no shards, ``complete`` false) and when
+the last unit is done (every shard with its rows and sha256, the counts, ``complete`` true); ``audit`` adds its
+summary later. While a build runs, the per-unit markers (:mod:`scoremix_ds.build.units`) say which shards are done.
+A manifest of another ``format`` than :data:`FORMAT_VERSION` is refused on read.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-def file_sha256(path: Path) -> str:
+def file_sha256(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
@@ -59,6 +62,11 @@ class Manifest:
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise DataError(f"{path} is not a readable scoremix-ds manifest ({detail})",
                             hint="restore the folder's manifest.json, or use a new --out") from None
+        if manifest.format != FORMAT_VERSION:
+            from ..errors import DataError
+
+            raise DataError(f"{path} has manifest format {manifest.format}; this scoremix-ds reads format {FORMAT_VERSION}",
+                            hint=f"use the scoremix-ds version that wrote it ({manifest.package_version})")
         return manifest
 
     def _check_types(self) -> None:
@@ -85,6 +93,3 @@ class Manifest:
     def rows(self) -> dict[str, int]:
         """Rows per config, summed over the shards listed so far."""
         return {c: sum(f["rows"] for f in files.values()) for c, files in self.shards.items()}
-
-    def add_shard(self, config: str, relpath: str, rows: int, sha256: str) -> None:
-        self.shards.setdefault(config, {})[relpath] = {"rows": rows, "sha256": sha256}

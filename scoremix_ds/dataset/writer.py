@@ -6,8 +6,9 @@ A shard becomes visible only when complete: it is written to a hidden temporary 
 from __future__ import annotations
 
 import io
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import datasets
 import numpy as np
@@ -48,6 +49,21 @@ def write_shard(root: Path, relpath: str, rows: dict[str, list[Any]]) -> str:
             datasets.Dataset.from_dict(columns, features=FEATURES).to_parquet(fh)
         digest = file_sha256(tmp)
     return digest
+
+
+@contextmanager
+def datasets_bars_off() -> Iterator[None]:
+    """Hide ``datasets``' own progress bars (one per shard written) for the duration, then restore what was set:
+    the build shows one bar of its own. Enter it once, from the thread that drives the writers."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
 
 
 def arrow_bytes(path: Path) -> int:

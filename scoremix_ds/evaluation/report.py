@@ -129,14 +129,12 @@ def _log_sample(roc: Roc, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_roc(result: EvalResult, path: str | Path) -> Path | None:
     """Write the ROC curves of the 1:1 benchmarks (TAR vs log FAR) to a PNG; ``None`` when there are none."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed (Agg)
+    from ..analysis.plots import agg_figure, save_png
 
     curves = [b for b in result.benchmarks if b.kind in ("verification", "ijb")]
     if not curves:
         return None
-    fig = Figure(figsize=(6, 4.5), dpi=120)
-    FigureCanvasAgg(fig)
+    fig = agg_figure((6, 4.5), dpi=120)
     ax = fig.add_subplot()
     low = 1.0
     for b in curves:
@@ -151,12 +149,7 @@ def plot_roc(result: EvalResult, path: str | Path) -> Path | None:
     ax.set_title(f"ROC: {result.model}" + (" (flip TTA)" if result.flip_tta else ""))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    path = Path(path)
-    from ..outputs import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    return path
+    return save_png(fig, path)
 
 
 def _written_by_eval(out: Path) -> bool:

@@ -8,7 +8,7 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
                                                 read by the restricted reader inside the runner (timed there)
 ``heldout:NAME[@REV][:PAIRS]``                  ``PAIRS`` balanced pairs (default 3000, drawn with ``--seed``)
                                                 from labelled data ``NAME``: ``mnist-5k-heldout``, ``NAME[7-9]``,
-                                                a dataset folder or a Hub id (:func:`~..data.readers.read_real_data`)
+                                                a dataset folder or a Hub id (:func:`~..data.openers.read_real_data`)
 ``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..data.readers.READERS` or with a
                                                 class subset (a labelled set cannot be a pair list)
 ``pairs:NAME[@REV][:SPLIT]``, ``FOLDER``,       a ``datasets`` pair dataset (``image_a``/``image_b``/``is_same``),
@@ -81,7 +81,7 @@ def _split_revision(text: str) -> tuple[str, str | None]:
 
 
 def _is_data_name(name: str) -> bool:
-    """A name :func:`~..data.readers.read_real_data` knows by itself, with or without a class subset."""
+    """A name :func:`~..data.openers.read_real_data` knows by itself, with or without a class subset."""
     from ..data.readers import READERS
     from ..data.subsets import split_subset
 
@@ -211,7 +211,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _labelled(spec: BenchmarkSpec):
     """The labelled images a ``heldout:`` / ``openset:`` spec names, errors re-worded for ``--benchmark``."""
-    from ..data.readers import read_real_data
+    from ..data.openers import read_real_data
     from ..errors import ScoreMixError
 
     hint = f"{spec.kind}:NAME takes mnist-5k-heldout, glyphs-han-verify, NAME[7-9], a labelled dataset folder or a Hub id"

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .discriminator import BACKBONES, EmbeddingNet
+from .embedding_net import EmbeddingNet
 
 logger = logging.getLogger(__name__)
 
@@ -271,5 +271,3 @@ def _preprocessor_stats(pretrained: str, revision: str | None) -> tuple[list[flo
     logger.info("hf backbone %s: normalising inputs with image_mean=%s image_std=%s", pretrained, mean, std)
     return [float(v) for v in mean], [float(v) for v in std]
 
-
-BACKBONES[HFBackbone.backbone_name] = HFBackbone

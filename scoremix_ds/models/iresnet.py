@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
-from .discriminator import BACKBONES, EmbeddingNet
+from .embedding_net import EmbeddingNet
 
 STAGE_WIDTHS = (64, 128, 256, 512)
 
@@ -168,4 +168,3 @@ class IResNet100(IResNet):
 
 
 IRESNETS: dict[str, type[IResNet]] = {cls.backbone_name: cls for cls in (IResNet18, IResNet34, IResNet50, IResNet100)}
-BACKBONES.update(IRESNETS)

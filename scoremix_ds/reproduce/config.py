@@ -29,7 +29,7 @@ from typing import Any
 from ..build.config import BuildConfig
 from ..errors import ConfigError
 from ..maths.pairs import get_strategy
-from ..models.discriminator import BACKBONES
+from ..models import BACKBONES
 from ..recipes import check_mapping, load_recipe, resolve_recipe
 from ..training.generator_config import GeneratorTrainConfig
 from ..training.recognition_config import RecognitionTrainConfig

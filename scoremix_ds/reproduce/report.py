@@ -73,14 +73,14 @@ def markdown(table: Mapping[str, Any], title: str, context: Sequence[str]) -> st
 
 
 def plot(table: Mapping[str, Any], path: Path, title: str) -> Path:
-    from ..analysis.plots import _pyplot
+    from ..analysis.plots import agg_figure, save_png
 
-    plt = _pyplot()
     arms = list(table["arms"])
     stats = [table["arms"][a]["avg"] for a in arms]
     means = [100 * (s.mean or 0.0) for s in stats]
     errs = [100 * (s.std or 0.0) for s in stats]
-    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(arms) + 1.5), 3.8), dpi=100)
+    fig = agg_figure((max(5.0, 0.9 * len(arms) + 1.5), 3.8))
+    ax = fig.add_subplot()
     ax.bar(range(len(arms)), means, yerr=errs, capsize=4, color="#4c72b0", alpha=0.8)
     for i, s in enumerate(stats):
         ax.scatter([i] * len(s.values), [100 * v for v in s.values], color="black", s=10, zorder=3)
@@ -92,14 +92,7 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> Path:
         ax.set_ylim(max(0.0, lo), min(100.0, hi))
     ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    from ..outputs import atomic_path
-
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_png(fig, path)
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Mapping
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from scoremix_ds.testing._hub_store import Commit, HubError, Repo, now_iso
+from scoremix_ds.testing._hub_store import Commit, ErrorResponse, Repo, now_iso
 
 if TYPE_CHECKING:
     from scoremix_ds.testing.hub_server import LoopbackHub
@@ -34,7 +34,7 @@ def _truthy(value: str | None) -> bool:
 def _split_rev(segments: list[str]) -> tuple[str, list[str]]:
     """Take a revision off the front of raw URL segments: ``refs%2Fpr%2F1`` or bare ``refs/pr/1``."""
     if not segments or not segments[0]:
-        raise HubError(400, "Missing revision")
+        raise ErrorResponse(400, "Missing revision")
     first = unquote(segments[0])
     if first == "refs" and len(segments) >= 3:
         return "/".join(unquote(s) for s in segments[:3]), segments[3:]
@@ -104,16 +104,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self._read_body()
         try:
             if isinstance(fault, int):
-                raise HubError(fault, f"Injected failure ({fault})")
+                raise ErrorResponse(fault, f"Injected failure ({fault})")
             self._truncate = fault == "truncate"
             self._route(method)
-        except HubError as e:
+        except ErrorResponse as e:
             self._error(e)
         except (BrokenPipeError, ConnectionResetError):  # the client hung up while we answered
             self.close_connection = True
         except Exception as e:  # a bug in the server, not in the client: say so loudly
             traceback.print_exc()
-            self._error(HubError(500, f"LoopbackHub internal error: {type(e).__name__}: {e}"))
+            self._error(ErrorResponse(500, f"LoopbackHub internal error: {type(e).__name__}: {e}"))
         self.hub._record(method, self.path, self._status)
 
     def _send(self, status: int, body: bytes = b"", content_type: str = "application/json",
@@ -144,7 +144,7 @@ class _Handler(BaseHTTPRequestHandler):
               content_type: str = "application/json") -> None:
         self._send(status, json.dumps(obj).encode(), content_type, headers)
 
-    def _error(self, e: HubError, extra: Mapping[str, str] | None = None) -> None:
+    def _error(self, e: ErrorResponse, extra: Mapping[str, str] | None = None) -> None:
         headers = {"X-Error-Message": e.message.replace("\n", " ")[:500]}
         if e.code:
             headers["X-Error-Code"] = e.code
@@ -161,23 +161,23 @@ class _Handler(BaseHTTPRequestHandler):
         token = auth[7:].strip() if auth.lower().startswith("bearer ") else auth.strip()
         info = self.hub._tokens.get(token)
         if info is None:
-            raise HubError(401, "Invalid credentials in Authorization header")
+            raise ErrorResponse(401, "Invalid credentials in Authorization header")
         return info
 
     def _require_write(self) -> str:
         info = self._token()
         if info is None:
-            raise HubError(401, "You must be authenticated to perform this action (no token sent)")
+            raise ErrorResponse(401, "You must be authenticated to perform this action (no token sent)")
         write, user = info
         if not write:
-            raise HubError(403, "You don't have the rights to write with this token (read-only token)")
+            raise ErrorResponse(403, "You don't have the rights to write with this token (read-only token)")
         return user
 
     def _repo(self, repo_type: str, repo_id: str, write: bool = False) -> Repo:
         info = self._require_write() if write else self._token()
         repo = self.hub.store.get_repo(repo_type, repo_id)
         if repo.private and info is None:
-            raise HubError(404, "Repository not found", "RepoNotFound")
+            raise ErrorResponse(404, "Repository not found", "RepoNotFound")
         return repo
 
     # ------------------------------------------------------------------ routing
@@ -200,7 +200,7 @@ class _Handler(BaseHTTPRequestHandler):
             rev, rest = _split_rev(segs[3:])
             return self._resolve(repo_type, f"{unquote(segs[0])}/{unquote(segs[1])}", rev,
                                  "/".join(unquote(s) for s in rest))
-        raise HubError(404, f"Not found: {method} {url.path}")
+        raise ErrorResponse(404, f"Not found: {method} {url.path}")
 
     def _q(self, name: str, default: str | None = None) -> str | None:
         values = self.query.get(name)
@@ -212,7 +212,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             return json.loads(self.body)
         except ValueError:
-            raise HubError(400, "Request body is not valid JSON")
+            raise ErrorResponse(400, "Request body is not valid JSON")
 
     def _route_api(self, method: str, segs: list[str]) -> None:
         if segs == ["whoami-v2"] and method == "GET":
@@ -224,7 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
         if segs == ["validate-yaml"] and method == "POST":
             return self._validate_yaml()
         if len(segs) < 3 or segs[0] not in _TYPES:
-            raise HubError(404, f"Not found: {method} /api/{'/'.join(segs)}")
+            raise ErrorResponse(404, f"Not found: {method} /api/{'/'.join(segs)}")
         repo_type, repo_id = _TYPES[segs[0]], f"{unquote(segs[1])}/{unquote(segs[2])}"
         action, rest = (segs[3], segs[4:]) if len(segs) > 3 else ("", [])
         routes = {
@@ -243,7 +243,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         handler = routes.get((method, action))
         if handler is None:
-            raise HubError(404, f"Not found: {method} /api/{'/'.join(segs)}")
+            raise ErrorResponse(404, f"Not found: {method} /api/{'/'.join(segs)}")
         handler()
 
     # ------------------------------------------------------------------ account and repositories
@@ -251,7 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _whoami(self) -> None:
         info = self._token()
         if info is None:
-            raise HubError(401, "You must be authenticated to call whoami (no token sent)")
+            raise ErrorResponse(401, "You must be authenticated to call whoami (no token sent)")
         write, user = info
         self._json({"type": "user", "id": hashlib.sha1(user.encode()).hexdigest()[:24], "name": user,
                     "fullname": user, "email": None, "emailVerified": False, "isPro": False, "orgs": [],
@@ -264,13 +264,13 @@ class _Handler(BaseHTTPRequestHandler):
         name, org = body.get("name"), body.get("organization") or user
         repo_type = body.get("type") or "model"
         if not name or repo_type not in _PREFIX:
-            raise HubError(400, f"Invalid repo name or type: {name!r}, {repo_type!r}")
+            raise ErrorResponse(400, f"Invalid repo name or type: {name!r}, {repo_type!r}")
         repo_id = f"{org}/{name}"
         private = body.get("private") or body.get("visibility") == "private"
         url = f"{self.hub.endpoint}/{_PREFIX[repo_type]}{repo_id}"
         try:
             self.hub.store.create_repo(repo_type, repo_id, private=bool(private), author=org)
-        except HubError as e:
+        except ErrorResponse as e:
             self._json({"error": e.message, "url": url}, status=e.status, headers={"X-Error-Message": e.message})
             return
         self._json({"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
@@ -337,7 +337,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_type, repo_id, write=True)
         body = self._body_json()
         if not body.get("tag"):
-            raise HubError(400, "Missing 'tag' in the request body")
+            raise ErrorResponse(400, "Missing 'tag' in the request body")
         self.hub.store.create_tag(repo, str(body["tag"]), revision, body.get("message"))
         self._json({})
 
@@ -370,7 +370,7 @@ class _Handler(BaseHTTPRequestHandler):
         repo = self._repo(repo_type, repo_id, write=True)
         body = self._body_json()
         if body.get("operation") != "upload":
-            raise HubError(400, "Only the 'upload' operation of the LFS batch API is implemented")
+            raise ErrorResponse(400, "Only the 'upload' operation of the LFS batch API is implemented")
         objects = []
         for obj in body.get("objects", []):
             oid, size = str(obj.get("oid", "")), obj.get("size")
@@ -398,10 +398,10 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub._lock:
                 ticket = self.hub._tickets.get(segs[1])
             if ticket is None:
-                raise HubError(403, "Unknown or expired upload URL")
+                raise ErrorResponse(403, "Unknown or expired upload URL")
             (repo_type, repo_id), oid, size = ticket
             if len(self.body) != size or hashlib.sha256(self.body).hexdigest() != oid:
-                raise HubError(400, f"Uploaded content does not match oid {oid} / size {size} "
+                raise ErrorResponse(400, f"Uploaded content does not match oid {oid} / size {size} "
                                     f"(got {len(self.body)} bytes)")
             store = self.hub.store
             store.store_lfs_object(store.get_repo(repo_type, repo_id), oid, self.body)
@@ -412,9 +412,9 @@ class _Handler(BaseHTTPRequestHandler):
             with self.hub.store.lock:
                 data = repo.lfs_objects.get(str(body.get("oid")))
             if data is None or len(data) != body.get("size"):
-                raise HubError(404, f"LFS object {body.get('oid')} not found (or wrong size)")
+                raise ErrorResponse(404, f"LFS object {body.get('oid')} not found (or wrong size)")
             return self._json({"success": True}, content_type="application/vnd.git-lfs+json")
-        raise HubError(404, f"Not found: {method} /_lfs/{'/'.join(segs)}")
+        raise ErrorResponse(404, f"Not found: {method} /_lfs/{'/'.join(segs)}")
 
     def _commit(self, repo_type: str, repo_id: str, revision: str) -> None:
         user = self._require_write()
@@ -422,12 +422,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             lines = [json.loads(line) for line in self.body.decode().splitlines() if line.strip()]
         except ValueError:
-            raise HubError(400, "Commit payload is not valid NDJSON")
+            raise ErrorResponse(400, "Commit payload is not valid NDJSON")
         if not lines or lines[0].get("key") != "header":
-            raise HubError(400, "The first line of the commit payload must be the header")
+            raise ErrorResponse(400, "The first line of the commit payload must be the header")
         header = lines[0].get("value") or {}
         if not header.get("summary"):
-            raise HubError(400, "Commit summary (title) is required")
+            raise ErrorResponse(400, "Commit summary (title) is required")
         create_pr = _truthy(self._q("create_pr"))
         commit, pr_num = self.hub.store.commit(
             repo, revision, lines[1:], title=str(header["summary"]), description=str(header.get("description", "")),
@@ -459,7 +459,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             start = int(self._q(page_param, "0")) * (page_size if page_param == "p" else 1)
         except ValueError:
-            raise HubError(400, f"Invalid {page_param}")
+            raise ErrorResponse(400, f"Invalid {page_param}")
         page = items[start:start + page_size]
         headers = {}
         if start + page_size < len(items):
@@ -514,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         commit = store.snapshot(repo, revision)
         blob = commit.files.get(path)
         if blob is None:
-            error = HubError(404, f"Entry not found: {path}", "EntryNotFound")
+            error = ErrorResponse(404, f"Entry not found: {path}", "EntryNotFound")
             return self._error(error, extra={"X-Repo-Commit": commit.sha})
         headers = {"X-Repo-Commit": commit.sha, "ETag": f'"{blob.etag}"', "Accept-Ranges": "bytes",
                    "Content-Disposition": f'inline; filename="{path.rsplit("/", 1)[-1]}"'}
@@ -531,7 +531,7 @@ class _Handler(BaseHTTPRequestHandler):
             else:  # suffix range: the last N bytes
                 start, end = max(size - int(match[2]), 0), size - 1
             if start >= size or end < start:
-                return self._error(HubError(416, f"Range {range_header} not satisfiable (size {size})"),
+                return self._error(ErrorResponse(416, f"Range {range_header} not satisfiable (size {size})"),
                                    extra={"Content-Range": f"bytes */{size}", "X-Repo-Commit": commit.sha})
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
             return self._send(206, data[start:end + 1], content_type, headers)

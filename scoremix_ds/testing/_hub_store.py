@@ -7,7 +7,7 @@ when something is committed to it. LFS objects are kept per repository, keyed by
 they are uploaded (before any commit references them), as the real Hub does.
 
 All public methods take the store's lock, so the HTTP handler threads may call them concurrently. Errors a
-client should see are raised as :class:`HubError` carrying the HTTP status and the ``X-Error-Code``.
+client should see are raised as :class:`ErrorResponse` carrying the HTTP status and the ``X-Error-Code``.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _SHORT_SHA = re.compile(r"[0-9a-f]{5,39}")
 
 
-class HubError(Exception):
+class ErrorResponse(Exception):
     """An error the server turns into an HTTP response (status, ``X-Error-Code``, message)."""
 
     def __init__(self, status: int, message: str, code: str | None = None):
@@ -161,7 +161,7 @@ class HubStore:
     def create_repo(self, repo_type: str, repo_id: str, *, private: bool = False, author: str = "user") -> Repo:
         with self.lock:
             if (repo_type, repo_id) in self.repos:
-                raise HubError(409, "You already created this dataset repo" if repo_type == "dataset"
+                raise ErrorResponse(409, "You already created this dataset repo" if repo_type == "dataset"
                                else f"You already created this {repo_type} repo")
             repo = Repo(repo_type=repo_type, repo_id=repo_id, private=private, author=author, created_at=time.time())
             first = self._new_commit(repo, (), {".gitattributes": Blob.make(DEFAULT_GITATTRIBUTES, False)},
@@ -173,13 +173,13 @@ class HubStore:
     def delete_repo(self, repo_type: str, repo_id: str) -> None:
         with self.lock:
             if self.repos.pop((repo_type, repo_id), None) is None:
-                raise HubError(404, "Repository not found", "RepoNotFound")
+                raise ErrorResponse(404, "Repository not found", "RepoNotFound")
 
     def get_repo(self, repo_type: str, repo_id: str) -> Repo:
         with self.lock:
             repo = self.repos.get((repo_type, repo_id))
             if repo is None:
-                raise HubError(404, "Repository not found", "RepoNotFound")
+                raise ErrorResponse(404, "Repository not found", "RepoNotFound")
             return repo
 
     # ------------------------------------------------------------------ revisions
@@ -206,7 +206,7 @@ class HubStore:
                 matches = [sha for sha in repo.commits if sha.startswith(rev)]
                 if len(matches) == 1:
                     return matches[0]
-            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+            raise ErrorResponse(404, f"Invalid rev id: {revision}", "RevisionNotFound")
 
     def snapshot(self, repo: Repo, revision: str) -> Commit:
         with self.lock:
@@ -243,24 +243,24 @@ class HubStore:
     def create_branch(self, repo: Repo, branch: str, starting_point: str | None) -> None:
         with self.lock:
             if branch in repo.branches:
-                raise HubError(409, f"Branch {branch} already exists")
+                raise ErrorResponse(409, f"Branch {branch} already exists")
             if branch in repo.tags or branch.startswith("refs/"):
-                raise HubError(409, f"Reference {branch} already exists or is invalid")
+                raise ErrorResponse(409, f"Reference {branch} already exists or is invalid")
             repo.branches[branch] = self.resolve(repo, starting_point or "main")
 
     def delete_branch(self, repo: Repo, branch: str) -> None:
         with self.lock:
             if branch == "main":
-                raise HubError(403, "Cannot delete the main branch")
+                raise ErrorResponse(403, "Cannot delete the main branch")
             if repo.branches.pop(branch, None) is None:
-                raise HubError(404, f"Branch {branch} not found", "RevisionNotFound")
+                raise ErrorResponse(404, f"Branch {branch} not found", "RevisionNotFound")
 
     def create_tag(self, repo: Repo, tag: str, revision: str, message: str | None) -> None:
         with self.lock:
             if tag in repo.tags:
-                raise HubError(409, f"Tag {tag} already exists")
+                raise ErrorResponse(409, f"Tag {tag} already exists")
             if not tag or tag.startswith("refs/") or tag in repo.branches:
-                raise HubError(409, f"Reference {tag} already exists or is invalid")
+                raise ErrorResponse(409, f"Reference {tag} already exists or is invalid")
             repo.tags[tag] = self.resolve(repo, revision)
             if message:
                 repo.tag_messages[tag] = message
@@ -268,7 +268,7 @@ class HubStore:
     def delete_tag(self, repo: Repo, tag: str) -> None:
         with self.lock:
             if repo.tags.pop(tag, None) is None:
-                raise HubError(404, f"Tag {tag} not found", "RevisionNotFound")
+                raise ErrorResponse(404, f"Tag {tag} not found", "RevisionNotFound")
             repo.tag_messages.pop(tag, None)
 
     def open_pull_request(self, repo: Repo, from_sha: str) -> int:
@@ -286,7 +286,7 @@ class HubStore:
                 return "lfs"
             try:
                 files = self.snapshot(repo, revision).files
-            except HubError:
+            except ErrorResponse:
                 files = {}
             attributes = files[".gitattributes"].data if ".gitattributes" in files else DEFAULT_GITATTRIBUTES
             for line in attributes.decode("utf-8", "replace").splitlines():
@@ -300,7 +300,7 @@ class HubStore:
             if gitignore is None:
                 try:
                     files = self.snapshot(repo, revision).files
-                except HubError:
+                except ErrorResponse:
                     files = {}
                 gitignore = files[".gitignore"].data.decode("utf-8", "replace") if ".gitignore" in files else ""
             return any(_pattern_matches(line, path) for line in gitignore.splitlines())
@@ -324,14 +324,14 @@ class HubStore:
                 try:
                     parent = self.resolve(repo, parent_commit) if _SHORT_SHA.fullmatch(parent_commit) or \
                         _COMMIT_SHA.fullmatch(parent_commit) else None
-                except HubError:
+                except ErrorResponse:
                     parent = None
                 if create_pr and parent is None:
-                    raise HubError(404, f"Invalid rev id: {parent_commit}", "RevisionNotFound")
+                    raise ErrorResponse(404, f"Invalid rev id: {parent_commit}", "RevisionNotFound")
                 if create_pr:
                     head = parent or head
                 elif parent != head:
-                    raise HubError(412, "A commit has happened since. Please refresh and try again.")
+                    raise ErrorResponse(412, "A commit has happened since. Please refresh and try again.")
             files = dict(repo.commits[head].files)
             for op in operations:
                 self._apply(repo, files, op)
@@ -348,13 +348,13 @@ class HubStore:
         if revision.startswith("refs/pr/") and revision[len("refs/pr/"):].isdigit():
             num = int(revision[len("refs/pr/"):])
             if num not in repo.pulls:
-                raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+                raise ErrorResponse(404, f"Invalid rev id: {revision}", "RevisionNotFound")
             return None, num
         branch = revision[len("refs/heads/"):] if revision.startswith("refs/heads/") else revision
         if branch in repo.branches:
             return branch, None
         self.resolve(repo, revision)  # 404 RevisionNotFound if it does not exist at all
-        raise HubError(400, f"Invalid rev id: {revision} is not a branch; commits can only be made to a branch")
+        raise ErrorResponse(400, f"Invalid rev id: {revision} is not a branch; commits can only be made to a branch")
 
     def _apply(self, repo: Repo, files: dict[str, Blob], op: dict) -> None:
         key, value = op.get("key"), op.get("value") or {}
@@ -362,32 +362,32 @@ class HubStore:
         if key in ("file", "lfsFile"):
             if not path or path.endswith("/") or any(p in ("", ".", "..") for p in path.split("/")) or \
                     path == ".git" or path.startswith(".git/"):
-                raise HubError(400, f"Invalid path: {path!r}")
+                raise ErrorResponse(400, f"Invalid path: {path!r}")
         if key == "file":
             if value.get("encoding", "base64") != "base64":
-                raise HubError(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
+                raise ErrorResponse(400, f"Unsupported encoding {value.get('encoding')!r} for {path}")
             files[path] = Blob.make(base64.b64decode(value.get("content", "")), lfs=False)
         elif key == "lfsFile":
             oid = value.get("oid")
             data = repo.lfs_objects.get(oid)
             if data is None:
-                raise HubError(422, f"Your push was rejected because an LFS pointer pointed to a file that does not "
+                raise ErrorResponse(422, f"Your push was rejected because an LFS pointer pointed to a file that does not "
                                     f"exist. For instance: {path} (oid {oid})")
             if value.get("size") is not None and int(value["size"]) != len(data):
-                raise HubError(422, f"LFS object {oid} has size {len(data)}, not {value['size']} ({path})")
+                raise ErrorResponse(422, f"LFS object {oid} has size {len(data)}, not {value['size']} ({path})")
             files[path] = Blob.make(data, lfs=True)
         elif key == "deletedFile":
             if files.pop(path, None) is None:
-                raise HubError(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
+                raise ErrorResponse(404, f"A file with this name doesn't exist: {path}", "EntryNotFound")
         elif key == "deletedFolder":
             prefix = path.rstrip("/") + "/"
             doomed = [p for p in files if p.startswith(prefix)]
             if not doomed:
-                raise HubError(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
+                raise ErrorResponse(404, f"A folder with this name doesn't exist: {path}", "EntryNotFound")
             for p in doomed:
                 del files[p]
         else:
-            raise HubError(400, f"Unknown commit operation key {key!r}")
+            raise ErrorResponse(400, f"Unknown commit operation key {key!r}")
 
     def _new_commit(self, repo: Repo, parents: tuple[str, ...], files: dict[str, Blob], title: str,
                     description: str, author: str) -> Commit:
@@ -417,7 +417,7 @@ class HubStore:
         prefix = folder + "/" if folder else ""
         below = [p for p in files if p.startswith(prefix)]
         if folder and not below:
-            raise HubError(404, f"{folder} does not exist or is not a folder", "EntryNotFound")
+            raise ErrorResponse(404, f"{folder} does not exist or is not a folder", "EntryNotFound")
         dirs, leaves = set(), set()
         for p in below:
             rest = p[len(prefix):].split("/")

@@ -60,9 +60,9 @@ from http.server import ThreadingHTTPServer
 from typing import Iterable, Mapping
 
 from scoremix_ds.testing._hub_http import _Handler
-from scoremix_ds.testing._hub_store import Commit, HubError, HubStore
+from scoremix_ds.testing._hub_store import Commit, ErrorResponse, HubStore
 
-__all__ = ["LoopbackHub", "HubError", "Commit", "RequestRecord"]
+__all__ = ["LoopbackHub", "ErrorResponse", "Commit", "RequestRecord"]
 
 
 @dataclass(frozen=True)

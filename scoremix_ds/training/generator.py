@@ -21,7 +21,7 @@ Objective (DDPM): for a real image ``x0`` of class ``c``, a timestep ``t ~ U{0..
 Why the result does not depend on how the work is split, and why resume is exact:
 
 - every random quantity of sample ``i`` of step ``s`` (its data row, label dropout, flip, ``t``, ``e``) comes from a
-  generator seeded by ``(seed, s, i)`` alone (:func:`sample_seed`). Process ``r`` of ``w`` takes samples
+  generator seeded by ``(seed, s, i)`` alone (:func:`draw_seed`). Process ``r`` of ``w`` takes samples
   ``[rB/w, (r+1)B/w)`` of the global batch ``B``, split again into micro-batches for gradient accumulation; DDP
   averages the gradients, so each update is that of the global mean loss (up to float summation order);
 - the learning rate is a pure function of the step (warm-up, then cosine over ``steps``), so ``stop_after`` or a
@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 from pathlib import Path
@@ -46,25 +45,29 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.sources import Source, SourceSpec, open_source
+from ..data.sources import Source, SourceSpec
+from ..data.openers import open_source
 from ..data.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
 from ..recipes import to_dict
 from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
 from .generator_arch import FOLDERS, count_parameters, denoise, get_architecture
 from .generator_config import GeneratorTrainConfig
+from .lr_schedule import lr_factor
 
 logger = logging.getLogger(__name__)
 
 LOG_EVERY = 250
+LR_FLOOR = 0.05  # the cosine decay ends at 5% of the peak learning rate
 FIRST_LOSSES = 10  # global losses of the first steps kept in scoremix.json
 
 
 # ------------------------------------------------------------------------------------------- pure pieces
 
 
-def sample_seed(seed: int, step: int, index: int) -> int:
-    """A 63-bit seed for sample ``index`` of the global batch of optimizer step ``step``."""
+def draw_seed(seed: int, step: int, index: int) -> int:
+    """A 63-bit seed for the draws of training sample ``index`` of the global batch of optimizer step ``step``
+    (not the per-image seed of a build, :func:`scoremix_ds.build.plan.sample_seed`)."""
     digest = hashlib.blake2b(f"train-generator:{seed}:{step}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 
@@ -73,15 +76,6 @@ def process_share(batch_size: int, rank: int, world: int) -> range:
     """Which samples of the global batch process ``rank`` of ``world`` draws (contiguous, equal shares)."""
     per = batch_size // world
     return range(rank * per, (rank + 1) * per)
-
-
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Multiplier of the peak LR at 0-based optimizer step ``step``: linear warm-up ``(step + 1) / warmup``, then
-    ``0.05 + 0.95 * (1 + cos(pi * p)) / 2`` with ``p = (step - warmup) / (total - warmup)`` (ends at 5%)."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def noise_schedule(config: GeneratorTrainConfig):
@@ -104,7 +98,7 @@ class StepBatches(torch.utils.data.Dataset):
     ``x0 (n, C, H, W)`` in [-1, 1], ``labels (n,)`` (the null class where dropped), ``noise`` like ``x0`` and
     ``timesteps (n,)``.
 
-    Sample ``i`` draws, from its own generator seeded by :func:`sample_seed`, in this order: the data row (uniform,
+    Sample ``i`` draws, from its own generator seeded by :func:`draw_seed`, in this order: the data row (uniform,
     with replacement), label dropout, flip, timestep, noise. All draws happen whatever the config, so changing
     ``flip`` or ``label_dropout`` does not move the other draws."""
 
@@ -117,7 +111,7 @@ class StepBatches(torch.utils.data.Dataset):
 
     def draw(self, step: int, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
         c = self.config
-        g = torch.Generator().manual_seed(sample_seed(c.seed, step, index))
+        g = torch.Generator().manual_seed(draw_seed(c.seed, step, index))
         row = int(torch.randint(len(self.source), (1,), generator=g))
         drop = bool(torch.rand(1, generator=g) < c.label_dropout)
         flip = bool(torch.rand(1, generator=g) < 0.5)
@@ -223,7 +217,7 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
                desc="train-generator")
     for step, batch in zip(range(start, stop), loader):
         for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * lr_factor(step, config.warmup_steps, config.steps)
+            group["lr"] = config.learning_rate * lr_factor(step, config.warmup_steps, config.steps, "cosine", LR_FLOOR)
         step_loss = torch.zeros((), device=accelerator.device)
         for m in range(config.gradient_accumulation_steps):
             part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}

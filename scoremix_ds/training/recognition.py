@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from contextlib import nullcontext
@@ -32,6 +31,7 @@ from ..errors import ConfigError, DataError, ModelError
 from ..recipes import to_dict
 from ..validate import device_name
 from . import resume
+from .lr_schedule import lr_factor
 from .partial_fc import PartialFC
 from .recognition_config import RecognitionTrainConfig
 
@@ -47,18 +47,6 @@ class TrainResult:
     seconds: float
     metrics: dict[str, Any]  # the last evaluation of the `val` benchmarks (empty without any)
     resumed_from: int = 0
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    """Multiplier of the peak LR after ``step`` optimizer steps: linear warm-up, then cosine / poly(2) / constant."""
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-    if schedule == "poly":
-        return (1.0 - progress) ** 2
-    return 1.0
 
 
 def source_spec(text: str, config: RecognitionTrainConfig):

@@ -35,7 +35,7 @@ class RecognitionTrainConfig:
     skip_corrupt: bool = False  # drop (and count) rows that do not decode instead of failing on them
     init: str | None = None  # fine-tune: "default", a saved model folder or a Hub id; its architecture wins
     init_revision: str | None = None
-    backbone: str = "iresnet50"  # a key of models.discriminator.BACKBONES
+    backbone: str = "iresnet50"  # a key of scoremix_ds.models.BACKBONES
     embedding_dim: int = 512
     image_size: int = 112
     channels: int = 3

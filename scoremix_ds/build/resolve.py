@@ -1,0 +1,32 @@
+"""What a build settles before any model loads, once: its config with the plan file's fields, the plan file as read,
+and the finished build already in ``--out``.
+
+``scoremix-ds build`` makes one :class:`ResolvedBuild` and hands it to :func:`scoremix_ds.build.runner.run_build`, so
+the plan file is parsed and hashed once and the output folder checked once per command.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..dataset.manifest import Manifest
+from .config import BuildConfig
+from .outdir import completed_build
+from .planfile import PlanFile
+from .planner import check_real_data, resolve_plan
+
+
+@dataclass(frozen=True)
+class ResolvedBuild:
+    config: BuildConfig  # with the plan file's fields (and its sha256) when there is one
+    plan_file: PlanFile | None  # None without --plan
+    finished: Manifest | None  # the manifest when --out already holds this complete build: nothing to sample
+
+
+def resolve_build(config: BuildConfig) -> ResolvedBuild:
+    """Read and check the plan file (if any), check that the strategy has the real data it needs, and look for this
+    build finished in ``config.out``; no model is loaded."""
+    config, plan_file = resolve_plan(config)
+    if plan_file is None:
+        check_real_data(config)
+    return ResolvedBuild(config, plan_file, completed_build(config))
