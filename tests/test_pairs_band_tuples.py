@@ -160,7 +160,7 @@ def test_max_uses_limits_and_says_how_many_exist():
     with pytest.raises(ConfigError) as info:
         select_pairs("distant-triplets", 2, np.arange(5), embedding_distances=D5, max_uses=1)
     assert "admits only 1" in info.value.message
-    with pytest.raises(ConfigError, match="--max-uses"):
+    with pytest.raises(ConfigError, match="max_uses must be a positive count"):  # the library names the field
         select_pairs("random", 1, CLASSES, max_uses=0)
 
 

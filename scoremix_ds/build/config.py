@@ -8,11 +8,11 @@ from dataclasses import dataclass, fields
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
-from ..maths.pairs import _check_band, get_strategy
+from ..maths.pairs import check_selection, get_strategy
 from ..recipes import to_dict
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
-from ..validate import device_name, in_range
+from ..validate import device_name, in_range, positive_count
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, float32 elsewhere
 
@@ -74,20 +74,10 @@ class BuildConfig:
         check_scheduler_name(self.scheduler)
         if self.weights:
             validate_weights(self.weights, strategy.size, self.allow_nonconvex)
-        if self.band is not None:
-            if not strategy.banded:
-                raise ConfigError(f"--band applies to --strategy band only, not '{self.strategy}'", hint="drop --band or use --strategy band")
-            _check_band(self.band)
-        elif strategy.banded:
-            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
-        if self.max_uses is not None and self.max_uses < 1:
-            raise ConfigError(f"--max-uses must be positive, got {self.max_uses}", hint="use --max-uses 1 or more")
+        check_selection(strategy, self.pairs, self.band, self.max_uses)
         WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
-        for name, flag in (("pairs", "--pairs"), ("per_identity", "--per-identity"), ("steps", "--steps"),
-                           ("batch_size", "--batch-size"), ("shard_size", "--shard-size")):
-            value = getattr(self, name)
-            if value <= 0:
-                raise ConfigError(f"{flag} must be a positive count, got {value}", hint=f"use {flag} 1 or more")
+        for name in ("per_identity", "steps", "batch_size", "shard_size"):
+            positive_count(name, getattr(self, name))
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
             raise ConfigError(f"--shard {self.shard} is outside 0..{self.num_shards - 1}", hint="use 0 <= --shard < --num-shards")
         device_name("device", self.device)

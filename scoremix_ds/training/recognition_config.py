@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..maths.margins import HEADS
 from ..recipes import to_dict
-from ..validate import device_name, in_range
+from ..validate import device_name, in_range, positive_count
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
@@ -73,11 +73,8 @@ class RecognitionTrainConfig:
                                      ("--mixed-precision", self.mixed_precision, PRECISIONS)):
             if value not in choices:
                 raise ConfigError(f"unknown {name[2:]} '{value}'", hint=f"{name} takes one of {', '.join(choices)}")
-        for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
-                            ("--embedding-dim", self.embedding_dim), ("--image-size", self.image_size),
-                            ("--keep-checkpoints", self.keep_checkpoints), ("--log-every", self.log_every)):
-            if value <= 0:
-                raise ConfigError(f"{flag} must be positive, got {value}", hint=f"use {flag} 1 or more")
+        for name in ("steps", "batch_size", "grad_accum", "embedding_dim", "image_size", "keep_checkpoints", "log_every"):
+            positive_count(name, getattr(self, name))
         if self.channels not in (1, 3):
             raise ConfigError(f"--channels must be 1 or 3, got {self.channels}", hint="use --channels 3 (RGB) or 1")
         device_name("device", self.device)
