@@ -69,7 +69,8 @@ class BuildConfig:
         if self.real_data is None and self.generator in ("default", "", None):
             object.__setattr__(self, "real_data", "mnist-5k")  # the embedded generator's own training data
         if self.null_class is not None and self.null_class < 0:
-            raise ConfigError(f"--null-class must be a class id >= 0, got {self.null_class}", hint="check --null-class")
+            raise ConfigError(f"null_class must be a class id >= 0, got {self.null_class}", hint="set null_class to a class id >= 0",
+                              field="null_class")
         strategy = get_strategy(self.strategy)
         check_scheduler_name(self.scheduler)
         if self.weights:
@@ -79,7 +80,8 @@ class BuildConfig:
         for name in ("per_identity", "steps", "batch_size", "shard_size"):
             positive_count(name, getattr(self, name))
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
-            raise ConfigError(f"--shard {self.shard} is outside 0..{self.num_shards - 1}", hint="use 0 <= --shard < --num-shards")
+            raise ConfigError(f"shard {self.shard} is outside 0..{self.num_shards - 1} (num_shards {self.num_shards})",
+                              hint="set shard in 0 .. num_shards - 1", fields=("shard", "num_shards"))
         device_name("device", self.device)
         in_range("guidance", self.guidance, lo=0.0, example="1 (none) or 3")
         if self.weight_schedule != "window" and (self.window_start, self.window_end) != (0.0, 1.0):
@@ -88,17 +90,20 @@ class BuildConfig:
                               hint="set weight_schedule to window, or leave window_start/window_end unset",
                               field="window_start")
         if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"--dtype takes one of {', '.join(DTYPES)}")
+            raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"set dtype to one of {', '.join(DTYPES)}", field="dtype")
         if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"unknown prediction type '{self.prediction_type}'", hint=f"--prediction-type takes {', '.join(PREDICTION_TYPES)}")
+            raise ConfigError(f"unknown prediction type '{self.prediction_type}'",
+                              hint=f"set prediction_type to one of {', '.join(PREDICTION_TYPES)}", field="prediction_type")
         if any(c < 0 for c in self.classes):
-            raise ConfigError(f"--classes has a negative class id {min(self.classes)}", hint="class ids start at 0")
+            raise ConfigError(f"classes has a negative class id {min(self.classes)}", hint="class ids start at 0", field="classes")
         if len(set(self.classes)) != len(self.classes):
-            raise ConfigError("--classes lists a class twice", hint="give each class id once")
+            raise ConfigError("classes lists a class twice", hint="give each class id once", field="classes")
         if self.mixing not in MIXING_MODES:
-            raise ConfigError(f"unknown mixing mode '{self.mixing}'", hint=f"--mixing takes {', '.join(MIXING_MODES)}")
+            raise ConfigError(f"unknown mixing mode '{self.mixing}'", hint=f"set mixing to one of {', '.join(MIXING_MODES)}",
+                              field="mixing")
         if self.weight_schedule not in WEIGHT_SCHEDULES:
-            raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
+            raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'",
+                              hint=f"set weight_schedule to one of {', '.join(WEIGHT_SCHEDULES)}", field="weight_schedule")
 
     @property
     def mix_weights(self) -> tuple[float, ...]:

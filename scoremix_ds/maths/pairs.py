@@ -73,7 +73,8 @@ def get_strategy(name: str, table: dict[str, Strategy] = STRATEGIES) -> Strategy
     try:
         return table[name]
     except KeyError:
-        raise ConfigError(f"unknown strategy '{name}'", hint=f"--strategy takes one of {', '.join(table)}") from None
+        raise ConfigError(f"unknown strategy '{name}'", hint=f"set strategy to one of {', '.join(table)}",
+                          field="strategy") from None
 
 
 def candidate_pairs(classes: np.ndarray) -> np.ndarray:
@@ -120,16 +121,19 @@ def check_selection(strategy: Strategy, num_pairs: int, band: object = None, max
     positive_count("max_uses", max_uses, optional=True)
     if band is None:
         if strategy.banded:
-            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
+            raise ConfigError("strategy 'band' needs a percentile range", hint="set band to LO,HI, e.g. 40,60", field="band")
         return None
     if not strategy.banded:
-        raise ConfigError(f"--band applies to --strategy band only, not '{strategy.name}'", hint="drop --band or use --strategy band")
+        raise ConfigError(f"band applies to strategy 'band' only, not '{strategy.name}'",
+                          hint="drop band, or set strategy to band", fields=("band", "strategy"))
     try:
         lo, hi = (float(b) for b in band)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ConfigError(f"--band takes two percentiles LO HI, got {band!r}", hint="e.g. --band 40,60") from None
+        raise ConfigError(f"band takes two percentiles LO,HI, got {band!r}", hint="set band to LO,HI, e.g. 40,60",
+                          field="band") from None
     if not (0.0 <= lo <= hi <= 100.0):
-        raise ConfigError(f"--band {lo:g} {hi:g} is not a percentile range", hint="use --band LO,HI with 0 <= LO <= HI <= 100")
+        raise ConfigError(f"band {lo:g} {hi:g} is not a percentile range", hint="set band to LO,HI with 0 <= LO <= HI <= 100",
+                          field="band")
     return lo, hi
 
 
