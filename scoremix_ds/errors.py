@@ -8,26 +8,26 @@ from __future__ import annotations
 
 
 class ScoreMixError(Exception):
-    """Base class: something the user can fix. ``hint`` names the flag or command that fixes it."""
+    """Base class: something the user can fix. ``hint`` says what fixes it; ``field`` (and ``fields``) the config
+    fields the message and hint name, which the CLI names by the running command's flags (``learning_rate`` ->
+    ``--learning-rate``) or as recipe keys. Library code names fields, never a command's flags."""
 
     exit_code = 2
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(self, message: str, hint: str | None = None, field: str | None = None,
+                 fields: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.field = field
+        self.fields = tuple(fields) or ((field,) if field else ())
 
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
 
 class ConfigError(ScoreMixError):
-    """A flag, recipe or config value is invalid. ``field``: the config field at fault, when there is one; the CLI
-    names it by the command's flag for it (``learning_rate`` -> ``--learning-rate``) or as a recipe key."""
-
-    def __init__(self, message: str, hint: str | None = None, field: str | None = None) -> None:
-        super().__init__(message, hint)
-        self.field = field
+    """A flag, recipe or config value is invalid."""
 
 
 class ModelError(ScoreMixError):

@@ -6,13 +6,16 @@ line, untouched.
 Files are written with :func:`atomic_write` / :func:`atomic_path`: to a uniquely named hidden temporary beside the
 target (``tempfile`` picks a name no user file can have) and renamed into place, so a crash or a full disk leaves
 the old file or the new one, never half of one, and never a truncated file under the real name.
-:class:`OutputLock` keeps two processes from writing one folder at once.
+:class:`OutputLock` keeps two processes from writing one folder at once. :func:`read_json_object` reads back the
+JSON files a command wrote (checkpoint state, markers, metadata): a hand-edited or damaged one is one DataError
+naming it, never a traceback.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import logging
 import os
 import tempfile
@@ -85,6 +88,19 @@ def atomic_write(target: str | Path, data: str | bytes) -> None:
     """Write ``data`` to ``target`` atomically (text as UTF-8)."""
     with atomic_path(target) as tmp:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+
+def read_json_object(path: str | Path) -> dict:
+    """The JSON object in ``path``, a file scoremix-ds wrote; a DataError naming it when it is not one."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError is a ValueError
+        raise DataError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:80]})",
+                        hint="restore that file, or delete its folder and re-run") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path} holds a JSON {type(value).__name__}, not the object scoremix-ds wrote",
+                        hint="restore that file, or delete its folder and re-run")
+    return value
 
 
 def _pid_alive(pid: int) -> bool:

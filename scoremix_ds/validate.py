@@ -8,6 +8,7 @@ NaN and infinities fail every rule: no setting of this tool means anything when 
 from __future__ import annotations
 
 import math
+import numbers
 
 from .errors import ConfigError
 
@@ -36,6 +37,14 @@ def in_range(field: str, value: float | None, lo: float | None = None, hi: float
     raise ConfigError(f"{field} must be a finite number {span}, got {value!r}" if span != "a finite number"
                       else f"{field} must be a finite number, got {value!r}",
                       hint=f"set {field} to e.g. {example}" if example else f"set {field} to a value {span}", field=field)
+
+
+def positive_count(field: str, value: int | None, *, optional: bool = False) -> None:
+    """``value`` is an integer >= 1 (None allowed with ``optional``): counts of pairs, images, steps, rows."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{field} must be a positive count, got {value!r}", hint=f"set {field} to 1 or more", field=field)
 
 
 def device_name(field: str, value: str | None, *, available: bool = False) -> str | None:

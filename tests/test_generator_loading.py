@@ -13,7 +13,16 @@ from scoremix_ds.models.generator import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 
+
+def as_build_prints(exc):
+    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
+    from scoremix_ds.cli.boundary import with_flags
+
+    return with_flags(exc, ["build"])
+
+
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
+
 
 
 def _sample(gen, classes, weights, seeds, steps=3, **kw):
@@ -281,7 +290,7 @@ def test_make_scheduler_table_entries():
 def test_make_scheduler_refusals():
     with pytest.raises(ConfigError) as info:
         make_scheduler("nope")
-    assert "nope" in info.value.message and "--scheduler" in info.value.hint
+    assert "nope" in info.value.message and "--scheduler" in as_build_prints(info.value).hint
     with pytest.raises(ConfigError) as info:
         make_scheduler("ddim", prediction_type="x0")
-    assert "--prediction-type" in info.value.hint
+    assert "--prediction-type" in as_build_prints(info.value).hint

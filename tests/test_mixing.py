@@ -11,7 +11,16 @@ import torch
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.mixing import WeightSchedule, guide, mix, validate_weights
 
+
+def as_build_prints(exc):
+    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
+    from scoremix_ds.cli.boundary import with_flags
+
+    return with_flags(exc, ["build"])
+
+
 # --- mix -------------------------------------------------------------------------------------------------------
+
 
 
 def test_mix_k2_hand_computed():
@@ -92,17 +101,20 @@ def _mentions(err: ConfigError, *words: str) -> bool:
         ((math.inf, 0.0), 2, ("--weights",)),  # inf
     ],
 )
+
+
 def test_validate_weights_refusals(weights, k, flags):
     with pytest.raises(ConfigError) as info:
         validate_weights(weights, k)
-    assert _mentions(info.value, *flags), str(info.value)
+    assert _mentions(as_build_prints(info.value), *flags), str(as_build_prints(info.value))
     assert info.value.hint  # every refusal says how to fix it
 
 
 def test_validate_weights_nonconvex_messages_name_both_flags():
     with pytest.raises(ConfigError) as info:
         validate_weights((0.4, 0.4), 2)
-    assert "--weights" in info.value.message and "--allow-nonconvex" in info.value.hint
+    shown = as_build_prints(info.value)
+    assert "--weights" in shown.message and "--allow-nonconvex" in shown.hint
 
 
 def test_validate_weights_accepts_convex_and_returns_floats():
@@ -153,13 +165,13 @@ def test_window_schedule_k3_one_hot_first():
 def test_invalid_window_refused(start, end):
     with pytest.raises(ConfigError) as info:
         WeightSchedule("window", start, end)
-    assert "--window-start" in info.value.hint
+    assert "--window-start" in as_build_prints(info.value).hint
 
 
 def test_unknown_schedule_refused():
     with pytest.raises(ConfigError) as info:
         WeightSchedule("cosine")
-    assert "--weight-schedule" in info.value.hint
+    assert "--weight-schedule" in as_build_prints(info.value).hint
 
 
 def test_schedule_is_frozen():

@@ -11,12 +11,21 @@ from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pairs import STRATEGIES, candidate_tuples, get_strategy, select_pairs
 
+
+def as_build_prints(exc):
+    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
+    from scoremix_ds.cli.boundary import with_flags
+
+    return with_flags(exc, ["build"])
+
+
 # 4 classes, distances 01=.1  02=.9  03=.5  12=.7  13=.3  23=.2 (as in test_pairs_centres.py)
 EMB = np.array([[0.0, 0.1, 0.9, 0.5],
                 [0.1, 0.0, 0.7, 0.3],
                 [0.9, 0.7, 0.0, 0.2],
                 [0.5, 0.3, 0.2, 0.0]])
 CLASSES = np.arange(4)
+
 
 
 def _band(n, band, seed=0, **kw):
@@ -65,14 +74,16 @@ def test_more_pairs_than_the_band_holds_says_how_many():
 def test_bad_band_refused(band):
     with pytest.raises(ConfigError) as info:
         _band(1, band)
-    assert "--band" in str(info.value)
+    assert "--band" in str(as_build_prints(info.value))
 
 
 def test_band_required_for_band_and_refused_elsewhere():
-    with pytest.raises(ConfigError, match="--band"):
+    with pytest.raises(ConfigError, match="band") as info:
         select_pairs("band", 1, CLASSES, embedding_distances=EMB)
-    with pytest.raises(ConfigError, match="--band"):
+    assert "--band" in str(as_build_prints(info.value))
+    with pytest.raises(ConfigError, match="band") as info:
         select_pairs("distant", 1, CLASSES, embedding_distances=EMB, band=(0, 50))
+    assert "--band" in str(as_build_prints(info.value))
 
 
 def test_band_refuses_nan_distances():
@@ -160,7 +171,7 @@ def test_max_uses_limits_and_says_how_many_exist():
     with pytest.raises(ConfigError) as info:
         select_pairs("distant-triplets", 2, np.arange(5), embedding_distances=D5, max_uses=1)
     assert "admits only 1" in info.value.message
-    with pytest.raises(ConfigError, match="--max-uses"):
+    with pytest.raises(ConfigError, match="max_uses must be a positive count"):  # the library names the field
         select_pairs("random", 1, CLASSES, max_uses=0)
 
 
@@ -172,5 +183,6 @@ def test_tables():
             "close-triplets"} == set(STRATEGIES)
     assert get_strategy("band").banded
     assert get_strategy("distant-triplets").size == 3
-    with pytest.raises(ConfigError, match="--strategy takes one of"):
+    with pytest.raises(ConfigError, match="strategy to one of") as info:
         get_strategy("farthest")
+    assert "set --strategy to one of" in as_build_prints(info.value).hint

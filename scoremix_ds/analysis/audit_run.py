@@ -38,9 +38,9 @@ class AuditConfig:
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not -1.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"--threshold {self.threshold} is not a cosine", hint="use --threshold in [-1, 1]")
+            raise ConfigError(f"threshold {self.threshold} is not a cosine", hint="set threshold in [-1, 1]", field="threshold")
         if not 0.0 < self.quantile < 1.0:
-            raise ConfigError(f"--quantile {self.quantile} is not in (0, 1)", hint="use e.g. --quantile 0.5")
+            raise ConfigError(f"quantile {self.quantile} is not in (0, 1)", hint="set quantile to e.g. 0.5", field="quantile")
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
-from ..maths.pairs import _check_band, get_strategy
+from ..maths.pairs import check_selection, get_strategy
 from ..recipes import to_dict
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
-from ..validate import device_name, in_range
+from ..validate import device_name, in_range, positive_count
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, float32 elsewhere
 
@@ -69,27 +69,19 @@ class BuildConfig:
         if self.real_data is None and self.generator in ("default", "", None):
             object.__setattr__(self, "real_data", "mnist-5k")  # the embedded generator's own training data
         if self.null_class is not None and self.null_class < 0:
-            raise ConfigError(f"--null-class must be a class id >= 0, got {self.null_class}", hint="check --null-class")
+            raise ConfigError(f"null_class must be a class id >= 0, got {self.null_class}", hint="set null_class to a class id >= 0",
+                              field="null_class")
         strategy = get_strategy(self.strategy)
         check_scheduler_name(self.scheduler)
         if self.weights:
             validate_weights(self.weights, strategy.size, self.allow_nonconvex)
-        if self.band is not None:
-            if not strategy.banded:
-                raise ConfigError(f"--band applies to --strategy band only, not '{self.strategy}'", hint="drop --band or use --strategy band")
-            _check_band(self.band)
-        elif strategy.banded:
-            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
-        if self.max_uses is not None and self.max_uses < 1:
-            raise ConfigError(f"--max-uses must be positive, got {self.max_uses}", hint="use --max-uses 1 or more")
+        check_selection(strategy, self.pairs, self.band, self.max_uses)
         WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
-        for name, flag in (("pairs", "--pairs"), ("per_identity", "--per-identity"), ("steps", "--steps"),
-                           ("batch_size", "--batch-size"), ("shard_size", "--shard-size")):
-            value = getattr(self, name)
-            if value <= 0:
-                raise ConfigError(f"{flag} must be a positive count, got {value}", hint=f"use {flag} 1 or more")
+        for name in ("per_identity", "steps", "batch_size", "shard_size"):
+            positive_count(name, getattr(self, name))
         if self.num_shards < 1 or not 0 <= self.shard < self.num_shards:
-            raise ConfigError(f"--shard {self.shard} is outside 0..{self.num_shards - 1}", hint="use 0 <= --shard < --num-shards")
+            raise ConfigError(f"shard {self.shard} is outside 0..{self.num_shards - 1} (num_shards {self.num_shards})",
+                              hint="set shard in 0 .. num_shards - 1", fields=("shard", "num_shards"))
         device_name("device", self.device)
         in_range("guidance", self.guidance, lo=0.0, example="1 (none) or 3")
         if self.weight_schedule != "window" and (self.window_start, self.window_end) != (0.0, 1.0):
@@ -98,17 +90,20 @@ class BuildConfig:
                               hint="set weight_schedule to window, or leave window_start/window_end unset",
                               field="window_start")
         if self.dtype not in DTYPES:
-            raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"--dtype takes one of {', '.join(DTYPES)}")
+            raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"set dtype to one of {', '.join(DTYPES)}", field="dtype")
         if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"unknown prediction type '{self.prediction_type}'", hint=f"--prediction-type takes {', '.join(PREDICTION_TYPES)}")
+            raise ConfigError(f"unknown prediction type '{self.prediction_type}'",
+                              hint=f"set prediction_type to one of {', '.join(PREDICTION_TYPES)}", field="prediction_type")
         if any(c < 0 for c in self.classes):
-            raise ConfigError(f"--classes has a negative class id {min(self.classes)}", hint="class ids start at 0")
+            raise ConfigError(f"classes has a negative class id {min(self.classes)}", hint="class ids start at 0", field="classes")
         if len(set(self.classes)) != len(self.classes):
-            raise ConfigError("--classes lists a class twice", hint="give each class id once")
+            raise ConfigError("classes lists a class twice", hint="give each class id once", field="classes")
         if self.mixing not in MIXING_MODES:
-            raise ConfigError(f"unknown mixing mode '{self.mixing}'", hint=f"--mixing takes {', '.join(MIXING_MODES)}")
+            raise ConfigError(f"unknown mixing mode '{self.mixing}'", hint=f"set mixing to one of {', '.join(MIXING_MODES)}",
+                              field="mixing")
         if self.weight_schedule not in WEIGHT_SCHEDULES:
-            raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
+            raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'",
+                              hint=f"set weight_schedule to one of {', '.join(WEIGHT_SCHEDULES)}", field="weight_schedule")
 
     @property
     def mix_weights(self) -> tuple[float, ...]:

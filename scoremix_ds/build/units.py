@@ -42,7 +42,9 @@ def read_marker(out: Path, unit: int, verify: bool = True) -> dict[str, dict[str
     path = marker_path(out, unit)
     try:
         shards = json.loads(path.read_text(encoding="utf-8"))["shards"]
-    except (FileNotFoundError, ValueError, KeyError):
+    except (FileNotFoundError, ValueError, KeyError, TypeError):  # absent or damaged: the unit is redone
+        return None
+    if not isinstance(shards, dict) or not all(isinstance(i, dict) and "relpath" in i for i in shards.values()):
         return None
     for info in shards.values():
         shard = out / info["relpath"]

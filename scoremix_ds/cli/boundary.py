@@ -3,13 +3,14 @@
 :func:`as_user_error` maps what the libraries raise for a user's files, disks, devices and Hub ids (OSError with
 ENOSPC / EROFS / EACCES, invalid JSON, truncated safetensors, corrupt or decompression-bomb images, a pickle that
 ``torch.load(weights_only=True)`` refuses, an unusable device, an invalid Hub id, an unreachable Hub) to a
-:class:`ScoreMixError`; anything else is a bug and keeps its traceback. :func:`with_flags` renames config fields
-to the running command's flags. :func:`redact` scrubs tokens from the tracebacks ``SCOREMIX_DEBUG=1`` prints.
+:class:`ScoreMixError`; anything else is a bug and keeps its traceback. :func:`with_flags` names config fields
+by the running command's flags (:data:`FIELD_FLAGS`, the one field -> flag table). :func:`redact` scrubs tokens from the tracebacks ``SCOREMIX_DEBUG=1`` prints.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import re
@@ -49,6 +50,10 @@ def file_in_traceback(exc: BaseException) -> str | None:
     return None
 
 
+_PATH_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno.ELOOP, errno.EEXIST, errno.ENOTEMPTY,
+                          errno.EBUSY, errno.EXDEV})
+
+
 def _os_error(exc: OSError) -> ScoreMixError | None:
     where = exc.filename or file_in_traceback(exc) or "a file"
     if exc.errno == errno.ENOSPC:
@@ -61,7 +66,7 @@ def _os_error(exc: OSError) -> ScoreMixError | None:
         return DataError(f"permission denied: {where}", hint="choose a folder you can write to (--out), or fix its permissions")
     if exc.errno == errno.ENOENT and exc.filename:
         return DataError(f"{exc.filename} does not exist", hint="check the path given on the command line")
-    if exc.errno in (errno.EISDIR, errno.ENOTDIR) and exc.filename:
+    if exc.errno in _PATH_ERRNOS and exc.filename:  # a path the user gave that cannot be that file or folder
         return DataError(f"{exc.filename}: {os.strerror(exc.errno).lower()}", hint="check the path given on the command line")
     return None
 
@@ -115,20 +120,50 @@ def as_user_error(exc: BaseException) -> ScoreMixError | None:
     return None
 
 
-def _command(argv: list[str]):
-    """The click command ``argv`` runs (None when it cannot be told)."""
+@functools.lru_cache(maxsize=1)
+def _commands() -> dict:
+    """The click commands of the app, by name (built once: Typer rebuilds them on every call)."""
     import typer
 
     from . import app
 
+    return dict(getattr(typer.main.get_command(app), "commands", {}))
+
+
+def _command(argv: list[str]):
+    """``(name, click command)`` that ``argv`` runs (None when it cannot be told)."""
     words = [a for a in argv if not a.startswith("-")]
     if not words:
         return None
-    group = typer.main.get_command(app)
-    return getattr(group, "commands", {}).get(words[0])
+    command = _commands().get(words[0])
+    return None if command is None else (words[0], command)
+
+
+def command_options(command) -> set[str]:
+    """The ``--flags`` of a click command."""
+    return {opt for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
+
+
+# The one field -> flag table: a config field is named by the command's flag of the same name (``learning_rate``
+# -> ``--learning-rate``), except where a command calls it otherwise (here), and by a recipe key where it has none.
+FIELD_FLAGS: dict[str, dict[str, str]] = {
+    "train-discriminator": {"real": "--real-data"},  # the alias command names `train`'s --real by build's flag
+    "push": {"repo_id": "--repo"},
+    **{name: {"repo_id": "--push-to"} for name in ("build", "train", "train-generator")},  # their push after the run
+    "reproduce": {"recipe": "RECIPE"},  # the recipe is reproduce's argument
+}
+# Where a command's recipe keys are set, for fields it has no flag for.
+RECIPE_KEYS = {"reproduce": "in the RECIPE file"}
+
+
+def field_flags(name: str, command) -> dict[str, str]:
+    """Config field -> how command ``name`` names it (its flag, or an argument such as RECIPE)."""
+    flags = {opt[2:].replace("-", "_"): opt for opt in command_options(command)}
+    return {**flags, **FIELD_FLAGS.get(name, {})}
 
 
 _FLAG = re.compile(r"(?<![\w`])--[a-z][a-z0-9-]*")
+_VERB = r"(?:^|(?<=set )|(?<=pass )|(?<=use )|(?<=check )|(?<=give )|(?<=drop )|(?<=lower )|(?<=raise )|(?<=and/or )|(?<= or )|(?<=/ )|(?<=below ))"
 
 
 def _own_flags_only(hint: str, options: set[str]) -> str:
@@ -140,37 +175,39 @@ def _own_flags_only(hint: str, options: set[str]) -> str:
 
 
 def with_flags(exc: ScoreMixError, argv: list[str]) -> ScoreMixError:
-    """``exc`` with config fields named by the running command's flags (``learning_rate`` -> ``--learning-rate``);
-    a field the command has no flag for is a recipe key, and the hint says so. A hint's alternative that names a
-    flag the command lacks is dropped."""
-    command = _command(argv)
-    if command is None:
+    """``exc`` as command ``argv[0]`` words it: the config fields it names become that command's flags
+    (:data:`FIELD_FLAGS`), a field the command has no flag for is a recipe key and the hint says so, and a hint's
+    alternative that names a flag the command lacks is dropped."""
+    found = _command(argv)
+    if found is None:
         return exc
-    options = {opt for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
-    if exc.hint and _own_flags_only(exc.hint, options) != exc.hint:
-        clone = type(exc).__new__(type(exc))
-        clone.__dict__.update(exc.__dict__)
-        Exception.__init__(clone, exc.message)
-        clone.hint = _own_flags_only(exc.hint, options)
-        exc = clone
-    if not isinstance(exc, ConfigError):
+    name, command = found
+    options = command_options(command)
+    flags = field_flags(name, command)
+    message, hint = exc.message, _own_flags_only(exc.hint or "", options)
+    named = getattr(exc, "fields", ())
+    for field in sorted(flags, key=len, reverse=True):
+        # snake_case names are identifiers wherever they appear; a one-word field the error names ("guidance")
+        # where it is the subject: first in the message, and after the verb of a hint (elsewhere it may be prose)
+        word = rf"(?<![\w\-/.']){re.escape(field)}(?![\w\-/'])"  # not inside a path or a quoted value
+        if "_" in field:
+            message, hint = re.sub(word, flags[field], message), re.sub(word, flags[field], hint)
+        elif field in named:
+            message = re.sub(rf"^{word}", flags[field], message)
+            hint = re.sub(_VERB + word, flags[field], hint)
+    missing = [f for f in named if f not in flags]
+    where = RECIPE_KEYS.get(name, "in the --recipe file" if "--recipe" in options else None)
+    if missing and where:
+        if len(missing) < len(named):
+            hint = f"{hint} ({', '.join(missing)} {where})"
+        else:
+            hint = f"{hint}, {where}" if hint else f"set {missing[0]} {where}"
+    if (message, hint or None) == (exc.message, exc.hint):
         return exc
-    flags = {opt[2:].replace("-", "_"): opt for opt in options}
-    message, hint = exc.message, exc.hint or ""
-    field = getattr(exc, "field", None)
-    for name in sorted(flags, key=len, reverse=True):
-        # snake_case names are identifiers wherever they appear; a one-word field ("guidance") only where the
-        # message names it: first, and after "set " in the hint (elsewhere it may be prose)
-        word = rf"(?<![\w\-/.']){re.escape(name)}(?![\w\-/'])"  # not inside a path or a quoted value
-        if "_" in name:
-            message, hint = re.sub(word, flags[name], message), re.sub(word, flags[name], hint)
-        elif name == field:
-            message = re.sub(rf"^{word}", flags[name], message)
-            hint = re.sub(rf"(?<=set ){word}", flags[name], hint)
-    if field and field not in flags and "--recipe" in flags.values():
-        hint = f"{hint}, in the --recipe file" if hint else f"set {field} in the --recipe file"
-    renamed = ConfigError(message, hint or None, field=field)
-    renamed.exit_code = exc.exit_code
+    renamed = type(exc).__new__(type(exc))
+    renamed.__dict__.update(exc.__dict__)
+    Exception.__init__(renamed, message)
+    renamed.message, renamed.hint = message, hint or None
     return renamed
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from .options import BatchOpt, DeviceOpt, ProgressOpt, SeedOpt
 
 DEFAULT_BENCHMARKS = ["mnist-5k-heldout"]
@@ -53,10 +53,7 @@ def eval_model(
 
     device_name("--device", device, available=True)
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
-    try:
-        net = load_discriminator(model, revision)
-    except ModelError as exc:  # the loader's hints name --discriminator; here it is the MODEL argument
-        raise ModelError(exc.message, hint=(exc.hint or "check MODEL").replace("--discriminator", "MODEL")) from exc
+    net = load_discriminator(model, revision, flag="MODEL")  # the loader's hints name the MODEL argument
     embed_fn = functools.partial(embed_images, progress="embed" if progress else False)  # a bar with ETA
     result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "auto",
                       model_name=model if revision is None else f"{model}@{revision}", embed_fn=embed_fn)

@@ -40,7 +40,6 @@ from .refs import with_revision
 from .sources import (
     FLAG_IMAGE,
     FLAG_LABEL,
-    FLAG_REVISION,
     FLAG_SOURCE,
     FLAG_STRICT,
     IMAGE_EXTENSIONS,
@@ -202,7 +201,8 @@ def _open_saved(spec: SourceSpec, path: Path, progress: bool) -> Source:
     state = path / "state.json"
     if isinstance(ds, datasets.DatasetDict):
         if spec.split not in ds:
-            raise DataError(f"{path} has splits {list(ds)}, not '{spec.split}'", hint="check --split")
+            raise DataError(f"{path} has splits {list(ds)}, not '{spec.split}'",
+                           hint=f"give a datasets folder with a '{spec.split}' split (save_to_disk of that split)")
         ds, state = ds[spec.split], path / spec.split / "state.json"
     commit = json.loads(state.read_text()).get("_fingerprint") if state.is_file() else None
     provenance = f"datasets folder {path} (fingerprint {commit})"
@@ -217,7 +217,8 @@ def _open_build_output(spec: SourceSpec, path: Path, progress: bool) -> Source:
     files = sorted((path / "data" / config).glob("*.parquet"))
     if not files:
         have = sorted(p.name for p in (path / "data").iterdir() if p.is_dir())
-        raise DataError(f"{path} has no '{config}' shards (it has {have})", hint="check --config")
+        raise DataError(f"{path} has no '{config}' shards (it has {have})",
+                        hint=f"give a build folder with '{config}' shards")
     spec = dataclasses.replace(spec, config=config)
     ds = datasets.load_dataset("parquet", data_files={"train": [str(f) for f in files]}, split="train")
     counts = [(f"data/{config}/{f.name}", pq.ParquetFile(f).metadata.num_rows) for f in files]
@@ -232,7 +233,7 @@ def _open_parquet(spec: SourceSpec, path: Path, progress: bool) -> Source:
     try:
         ds = datasets.load_dataset(str(path), spec.config, split=spec.split)
     except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot read the dataset folder {path}: {exc}", hint="check --config / --split") from exc
+        raise DataError(f"cannot read the dataset folder {path}: {exc}", hint="give a folder of parquet or arrow files with a 'train' split") from exc
     return _dataset_source(ds, spec, "parquet", None, f"local parquet folder {path} (unversioned)", progress=progress)
 
 
@@ -242,7 +243,8 @@ def _open_imagefolder(spec: SourceSpec, path: Path, progress: bool) -> Source:
     try:
         ds = datasets.load_dataset("imagefolder", data_dir=str(path), split=spec.split)
     except (ValueError, FileNotFoundError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot read the image folder {path}: {exc}", hint="check --split") from exc
+        raise DataError(f"cannot read the image folder {path}: {exc}",
+                        hint="give a folder with one sub-folder of images per identity") from exc
     return _dataset_source(ds, spec, "imagefolder", None, f"image-folder tree {path} (unversioned)", progress=progress)
 
 
@@ -318,7 +320,7 @@ def open_hub(spec: SourceSpec, progress: bool) -> Source:
                 raise DataError(f"could not reach the Hub at {constants.ENDPOINT}, and {spec.location} is not in the "
                                 "local cache", hint="check the network and HF_ENDPOINT, or give a local folder") from None
             raise DataError(f"cannot load Hub dataset {spec.location}: {exc}",
-                            hint=f"check the id, {FLAG_REVISION}, --config and --split") from exc
+                            hint="check the id and its revision (ORG/NAME@REVISION)") from exc
     at = commit or (f"{spec.revision} (commit unknown: Hub not reachable)" if spec.revision else "commit unknown")
     config = f" config {spec.config}" if spec.config else ""
     return _dataset_source(ds, spec, "hub", commit, f"hf://datasets/{spec.location}@{at}{config} split {spec.split}",

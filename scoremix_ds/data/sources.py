@@ -47,7 +47,6 @@ FLAG_LABEL = "--label-column"
 FLAG_IMAGE = "--image-column"
 FLAG_STRICT = "--strict-images"
 FLAG_SKIP = "--skip-corrupt"
-FLAG_REVISION = "--revision"
 FLAG_SOURCE = "--real / --synthetic"
 
 LABEL_COLUMNS = ("label", "labels", "identity", "identity_id", "class", "class_id", "person", "person_id",

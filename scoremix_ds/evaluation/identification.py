@@ -83,7 +83,7 @@ def identification(
         gallery_codes = np.r_[gallery_codes, np.full(len(distractor_emb), -1)]  # -1: no probe's identity
         num_distractors += len(distractor_emb)
     if any(k < 1 for k in ranks):
-        raise DataError(f"ranks must be >= 1, got {ranks}", hint="check --ranks")
+        raise DataError(f"ranks must be >= 1, got {ranks}", hint="pass ranks >= 1, e.g. ranks=(1, 5)")
     r = probe_ranks(probe_emb, probe_codes, gallery_emb, gallery_codes)
     return IdentificationResult(
         rank_accuracy={int(k): float(np.mean(r <= k)) for k in ranks},

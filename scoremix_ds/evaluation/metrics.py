@@ -143,7 +143,7 @@ def tar_at_far(roc: Roc, fars: tuple[float, ...] = DEFAULT_FARS, rule: str = "at
     out = []
     for far in fars:
         if not 0.0 < far <= 1.0:
-            raise DataError(f"FAR must be in (0, 1], got {far}", hint="check --far")
+            raise DataError(f"FAR must be in (0, 1], got {far}", hint="pass FAR values in (0, 1], e.g. fars=(1e-4, 1e-3)")
         need = min_impostors_for(far)
         if roc.num_impostor < need:
             reason = f"FAR={far:g} needs >= {need} impostor pairs, the benchmark has {roc.num_impostor}"
@@ -162,7 +162,8 @@ def tar_at_far(roc: Roc, fars: tuple[float, ...] = DEFAULT_FARS, rule: str = "at
 def kfold_indices(num_pairs: int, num_folds: int) -> list[np.ndarray]:
     """Test indices of each fold: consecutive blocks, the first ``n % k`` one longer (sklearn ``KFold``, no shuffle)."""
     if not 2 <= num_folds <= num_pairs:
-        raise DataError(f"{num_folds} folds need 2 <= folds <= {num_pairs} pairs", hint="check --folds")
+        raise DataError(f"{num_folds} folds need 2 <= folds <= {num_pairs} pairs",
+                        hint="pass num_folds >= 2" if num_folds < 2 else f"use a benchmark of {num_folds} pairs or more")
     return np.array_split(np.arange(num_pairs), num_folds)
 
 

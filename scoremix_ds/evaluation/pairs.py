@@ -166,7 +166,7 @@ def make_pairs_from_labels(labels, num_pairs: int, seed: int) -> tuple[np.ndarra
     total_impostor = len(labels) * (len(labels) - 1) // 2 - total_genuine
     if num_pairs < 2 or num_genuine > total_genuine or num_impostor > total_impostor:
         raise DataError(f"cannot draw {num_pairs} distinct balanced pairs: the labelled set offers {total_genuine} "
-                        f"genuine and {total_impostor} impostor pairs", hint="lower --num-pairs")
+                        f"genuine and {total_impostor} impostor pairs", hint="lower PAIRS in heldout:NAME:PAIRS, or use labelled data with more images per class")
     flat = rng.choice(total_genuine, size=num_genuine, replace=False)
     cls = np.searchsorted(offsets, flat, side="right") - 1
     t = flat - offsets[cls]  # index among the class's pairs (i < j), ordered by j then i

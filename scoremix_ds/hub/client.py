@@ -36,16 +36,17 @@ class HubError(ScoreMixError):
         self.status = status
 
 
-def check_repo_id(repo_id: str, flag: str = "--repo") -> str:
-    """``ORG/NAME`` or a ConfigError naming ``flag``."""
+def check_repo_id(repo_id: str, field: str = "repo_id") -> str:
+    """``ORG/NAME`` or a ConfigError naming ``field`` (the CLI names it by the command's flag for it)."""
     try:
         validate_repo_id(repo_id)
         ok = repo_id.count("/") == 1
     except HFValidationError:
         ok = False
     if not ok:
-        raise ConfigError(f"{flag} {repo_id!r} is not a Hub repository id of the form ORG/NAME",
-                          hint=f"use {flag} ORG/NAME with letters, digits, '-', '_' or '.', e.g. my-org/scoremix-faces")
+        raise ConfigError(f"{field} {repo_id!r} is not a Hub repository id of the form ORG/NAME",
+                          hint=f"set {field} to ORG/NAME with letters, digits, '-', '_' or '.', e.g. my-org/scoremix-faces",
+                          field=field)
     return repo_id
 
 

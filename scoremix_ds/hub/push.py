@@ -24,7 +24,6 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
 
 from huggingface_hub import CommitInfo, HfApi
 
@@ -56,8 +55,6 @@ TOKEN_SCAN_BYTES = 1 << 20  # staged files up to this size are checked for the t
 class RepoPushConfig:
     """Where and how a folder is published; shared by :class:`PushConfig` and ``ModelPushConfig``."""
 
-    REPO_FLAG: ClassVar[str] = "--repo"  # the CLI flag that names repo_id, for error hints
-
     folder: str | Path  # the verified local folder to publish
     repo_id: str  # ORG/NAME
     tag: str | None = None  # version tag, created on the pushed commit; an existing one is never moved...
@@ -71,7 +68,7 @@ class RepoPushConfig:
     backoff_s: float = 1.0  # wait before attempt k+1: backoff_s * 2**(k-1)
 
     def __post_init__(self) -> None:
-        check_repo_id(self.repo_id, self.REPO_FLAG)
+        check_repo_id(self.repo_id)
         if self.tag is not None:
             check_ref_name(self.tag, "--tag")
         if self.revision is not None and not _is_pr_ref(self.revision):

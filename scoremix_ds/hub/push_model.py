@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 from ..dataset.manifest import file_sha256
 from ..errors import ModelError
@@ -55,7 +55,6 @@ _LOCAL_PATH = re.compile(r"(?<![\w/.~-])(?:/(?!/)|~/|\.\.?/)[^\s\"'`,;()\[\]{}<>
 class ModelPushConfig(RepoPushConfig):
     """Publish a trained model folder (``folder``) to a Hub model repository; fields as :class:`RepoPushConfig`."""
 
-    REPO_FLAG: ClassVar[str] = "--push-to"
 
 
 def verify_model(folder: str | Path) -> dict[str, Any]:

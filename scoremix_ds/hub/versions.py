@@ -72,7 +72,7 @@ def _read_version(api: HfApi, repo_id: str, tag: str, commit: str) -> Version:
 
 def list_versions(repo_id: str, token: str | None = None) -> list[Version]:
     """Every tag of ``repo_id`` with its build config, oldest first. Public repos need no token."""
-    check_repo_id(repo_id, flag="REPO")
+    check_repo_id(repo_id, field="REPO")
     token = resolve_token(token, required=False)
     api = make_api(token)
     with hub_errors(repo_id, f"listing the versions of {repo_id}", token, write=False):

@@ -27,16 +27,19 @@ def validate_weights(weights: Sequence[float], k: int, allow_nonconvex: bool = F
     """Check ``weights`` for a K-way mix; refuse non-convex weights unless explicitly allowed."""
     w = tuple(float(x) for x in weights)
     if len(w) != k:
-        raise ConfigError(f"--weights has {len(w)} value(s) but each mix has {k} classes", hint=f"give {k} comma-separated weights")
+        raise ConfigError(f"weights has {len(w)} value(s) but each mix has {k} classes", hint=f"give {k} weights",
+                          field="weights")
     if any(not math.isfinite(x) for x in w):
-        raise ConfigError(f"--weights {w} contains a non-finite value", hint="give finite weights, e.g. --weights 0.5,0.5")
+        raise ConfigError(f"weights {w} contains a non-finite value", hint="set weights to finite values, e.g. 0.5,0.5",
+                          field="weights")
     if not allow_nonconvex:
         if any(x < 0 for x in w):
-            raise ConfigError(f"--weights {w} has a negative weight", hint="use weights >= 0, or --allow-nonconvex")
+            raise ConfigError(f"weights {w} has a negative weight", hint="use weights >= 0, or set allow_nonconvex",
+                              fields=("weights", "allow_nonconvex"))
         if abs(sum(w) - 1.0) > CONVEX_TOLERANCE:
             raise ConfigError(
-                f"--weights {w} sum to {sum(w):g}, not 1 (images wash out below 1 and saturate above)",
-                hint="make them sum to 1, or pass --allow-nonconvex",
+                f"weights {w} sum to {sum(w):g}, not 1 (images wash out below 1 and saturate above)",
+                hint="make them sum to 1, or set allow_nonconvex", fields=("weights", "allow_nonconvex"),
             )
     return w
 
@@ -77,11 +80,12 @@ class WeightSchedule:
 
     def __post_init__(self) -> None:
         if self.name not in WEIGHT_SCHEDULES:
-            raise ConfigError(f"unknown weight schedule '{self.name}'", hint=f"--weight-schedule takes {', '.join(WEIGHT_SCHEDULES)}")
+            raise ConfigError(f"unknown weight schedule '{self.name}'",
+                              hint=f"set weight_schedule to one of {', '.join(WEIGHT_SCHEDULES)}", field="weight_schedule")
         if not 0.0 <= self.start < self.end <= 1.0:
             raise ConfigError(
                 f"weight window [{self.start}, {self.end}) is empty or outside [0, 1]",
-                hint="use 0 <= --window-start < --window-end <= 1",
+                hint="set 0 <= window_start < window_end <= 1", fields=("window_start", "window_end"),
             )
 
     def __call__(self, weights: torch.Tensor, progress: float) -> torch.Tensor:

@@ -40,6 +40,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import positive_count
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ def get_strategy(name: str, table: dict[str, Strategy] = STRATEGIES) -> Strategy
     try:
         return table[name]
     except KeyError:
-        raise ConfigError(f"unknown strategy '{name}'", hint=f"--strategy takes one of {', '.join(table)}") from None
+        raise ConfigError(f"unknown strategy '{name}'", hint=f"set strategy to one of {', '.join(table)}",
+                          field="strategy") from None
 
 
 def candidate_pairs(classes: np.ndarray) -> np.ndarray:
@@ -110,13 +112,28 @@ def band_mask(d: np.ndarray, band: tuple[float, float]) -> np.ndarray:
     return (d >= lo) & (d <= hi)
 
 
-def _check_band(band: object) -> tuple[float, float]:
+def check_selection(strategy: Strategy, num_pairs: int, band: object = None, max_uses: int | None = None
+                    ) -> tuple[float, float] | None:
+    """The one check of the selection settings, shared by :class:`~scoremix_ds.build.config.BuildConfig` and the
+    selection functions: a positive count, a positive ``max_uses``, and a percentile ``band`` given exactly for
+    banded strategies with ``0 <= LO <= HI <= 100``. Returns the band as floats (None without one)."""
+    positive_count("pairs", num_pairs)
+    positive_count("max_uses", max_uses, optional=True)
+    if band is None:
+        if strategy.banded:
+            raise ConfigError("strategy 'band' needs a percentile range", hint="set band to LO,HI, e.g. 40,60", field="band")
+        return None
+    if not strategy.banded:
+        raise ConfigError(f"band applies to strategy 'band' only, not '{strategy.name}'",
+                          hint="drop band, or set strategy to band", fields=("band", "strategy"))
     try:
         lo, hi = (float(b) for b in band)  # type: ignore[union-attr]
     except (TypeError, ValueError):
-        raise ConfigError(f"--band takes two percentiles LO HI, got {band!r}", hint="e.g. --band 40,60") from None
+        raise ConfigError(f"band takes two percentiles LO,HI, got {band!r}", hint="set band to LO,HI, e.g. 40,60",
+                          field="band") from None
     if not (0.0 <= lo <= hi <= 100.0):
-        raise ConfigError(f"--band {lo:g} {hi:g} is not a percentile range", hint="use --band LO,HI with 0 <= LO <= HI <= 100")
+        raise ConfigError(f"band {lo:g} {hi:g} is not a percentile range", hint="set band to LO,HI with 0 <= LO <= HI <= 100",
+                          field="band")
     return lo, hi
 
 
@@ -160,9 +177,7 @@ def capped_greedy(
             hint=f"use --pairs {len(pairs)} or fewer",
         )
     cap = max(1, math.ceil(size * num_pairs / max(num_classes, 1)))
-    if max_uses is not None:
-        if max_uses < 1:
-            raise ConfigError(f"--max-uses must be positive, got {max_uses}", hint="use --max-uses 1 or more")
+    if max_uses is not None:  # >= 1: check_selection
         cap = min(cap, max_uses)
     chosen: list[int] = []
     taken = np.zeros(len(pairs), dtype=bool)
@@ -219,16 +234,11 @@ def select_pairs(
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < max(2, s.size):
         raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check --classes / --real-data")
-    if num_pairs <= 0:
-        raise ConfigError(f"--pairs must be positive, got {num_pairs}", hint="use --pairs 1 or more")
-    if band is not None and not s.banded:
-        raise ConfigError(f"--band applies to --strategy band only, not '{s.name}'", hint="drop --band or use --strategy band")
+    band = check_selection(s, num_pairs, band, max_uses)
     pairs = candidate_tuples(classes, s.size)
     distances = {"embedding": embedding_distances, "condition": condition_distances}.get(s.space)
     if s.banded:
-        if band is None:
-            raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
-        lo, hi = _check_band(band)
+        lo, hi = band
         inside = band_mask(tuple_distances(pairs, s, distances), (lo, hi))
         if not inside.any():
             raise ConfigError(f"--band {lo:g} {hi:g} selects no pair among {len(pairs)}", hint="widen --band")
@@ -264,10 +274,8 @@ def select_extreme_pairs(
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < 2:
         raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check --classes / --real-data")
-    if num_pairs <= 0:
-        raise ConfigError(f"--pairs must be positive, got {num_pairs}", hint="use --pairs 1 or more")
-    if max_uses is not None and max_uses < 1:
-        raise ConfigError(f"--max-uses must be positive, got {max_uses}", hint="use --max-uses 1 or more")
+    positive_count("pairs", num_pairs)
+    positive_count("max_uses", max_uses, optional=True)
     total = len(classes) * (len(classes) - 1) // 2
     if num_pairs > total:
         raise ConfigError(

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .pairs import Strategy, _check_band, get_strategy, select_extreme_pairs, select_pairs
+from .pairs import Strategy, check_selection, get_strategy, select_extreme_pairs, select_pairs
 from .topk import pair_distance_sample, row_dots, unit_rows
 
 DENSE_LIMIT = 2048  # candidate classes: 2048^2 float64 distances = 32 MiB per space
@@ -129,22 +129,17 @@ def select_tuples(
         picked = select_pairs(s, num, np.arange(len(classes)), local.get("embedding"), local.get("condition"), seed,
                               band=band, max_uses=max_uses)
         return classes[picked]
-    if num <= 0:
-        raise ConfigError(f"--pairs must be positive, got {num}", hint="use --pairs 1 or more")
+    band = check_selection(s, num, band, max_uses)
     total = len(classes) * (len(classes) - 1) // 2
     if num > total:
         raise ConfigError(f"{num} pairs requested but only {total} distinct pairs exist among {len(classes)} classes",
                           hint=f"use --pairs {total} or fewer")
-    if band is not None and not s.banded:
-        raise ConfigError(f"--band applies to --strategy band only, not '{s.name}'", hint="drop --band or use --strategy band")
     if s.space != "none" and not s.banded:
         return select_extreme_pairs(vectors, num, classes, s.descending, max_uses)
     if not s.banded:
         local = _random_order_greedy(len(classes), num, lambda a, b: np.ones(len(a), dtype=bool), seed, max_uses)
         return classes[local]
-    if band is None:
-        raise ConfigError("strategy 'band' needs a percentile range", hint="give --band LO,HI, e.g. --band 40,60")
-    lo, hi = _check_band(band)
+    lo, hi = band
     u = unit_rows(np.asarray(vectors)[classes])
     sample = pair_distance_sample(u, BAND_SAMPLE, seed)
     p_lo, p_hi = np.percentile(sample, [lo, hi])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import ConfigError
+from ..validate import positive_count
 
 _BLOCK_NUMBERS = 1 << 23
 
@@ -20,7 +21,7 @@ _BLOCK_NUMBERS = 1 << 23
 def _block_rows(n: int, block_rows: int | None) -> int:
     if block_rows is not None:
         if block_rows < 1:
-            raise ConfigError(f"block_rows must be positive, got {block_rows}", hint="use --block-rows 1 or more")
+            raise ConfigError(f"block_rows must be positive, got {block_rows}", hint="pass block_rows >= 1, or None to size blocks automatically")
         return block_rows
     return int(max(16, min(4096, _BLOCK_NUMBERS // max(n, 1))))
 
@@ -61,8 +62,7 @@ def extreme_pairs(
     """
     u = unit_rows(vectors, dtype)
     n = len(u)
-    if num <= 0:
-        raise ConfigError(f"--pairs must be positive, got {num}", hint="use --pairs 1 or more")
+    positive_count("pairs", num)
     num = min(num, n * (n - 1) // 2)
     b = _block_rows(n, block_rows)
     best_i = np.empty(0, np.int64)
@@ -130,7 +130,7 @@ def sample_pair_indices(n: int, num: int | None, seed: int = 0) -> tuple[np.ndar
         ii, jj = np.triu_indices(n, k=1)
         return ii.astype(np.int64), jj.astype(np.int64)
     if num <= 0:
-        raise ConfigError(f"the number of sampled pairs must be positive, got {num}", hint="use --sample-pairs 1 or more")
+        raise ConfigError(f"the number of sampled pairs must be positive, got {num}", hint="pass a count >= 1, or None for all pairs")
     flat = np.sort(np.random.default_rng(seed).choice(total, size=num, replace=False))
     rows = np.arange(n, dtype=np.int64)
     offsets = rows * (2 * n - rows - 1) // 2  # index of pair (i, i+1) in triu order

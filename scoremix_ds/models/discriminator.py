@@ -31,7 +31,6 @@ from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
 logger = logging.getLogger(__name__)
 
 _PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
-_HINT = "check --discriminator"
 
 
 def build_backbone(name: str, **kwargs) -> EmbeddingNet:
@@ -65,23 +64,17 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
         from ..data.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
 
         name_or_path, revision = with_revision(name_or_path, revision, flag)
-    try:
-        return _load(name_or_path, revision)
-    except ModelError as exc:
-        if flag == "--discriminator":
-            raise
-        raise ModelError(exc.message.replace("--discriminator", flag),
-                         hint=(exc.hint or "").replace("--discriminator", flag) or None) from exc
+    return _load(name_or_path, revision, flag)
 
 
-def _load(name_or_path: str | None, revision: str | None) -> EmbeddingNet | OnnxEmbedder:
+def _load(name_or_path: str | None, revision: str | None, flag: str) -> EmbeddingNet | OnnxEmbedder:
     if is_onnx_reference(name_or_path):
-        return load_onnx_embedder(name_or_path)
-    folder = _resolve(name_or_path, revision)
+        return load_onnx_embedder(name_or_path, flag=flag)
+    folder = _resolve(name_or_path, revision, flag)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=_HINT) from exc
+        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=f"check {flag}") from exc
     name = config.get("backbone", SmallCNN.backbone_name)
     if name not in BACKBONES:
         raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
@@ -91,53 +84,53 @@ def _load(name_or_path: str | None, revision: str | None) -> EmbeddingNet | Onnx
         raise
     except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=_HINT) from exc
+        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=f"check {flag}") from exc
     logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
     return model.eval()
 
 
-def _resolve(name_or_path: str | None, revision: str | None) -> Path:
+def _resolve(name_or_path: str | None, revision: str | None, flag: str) -> Path:
     """A local folder holding config.json + model.safetensors (Hub repos are downloaded into the cache first)."""
     if name_or_path in (None, "default"):
         folder = default_model_dir("discriminator")
         if not (folder / WEIGHTS_NAME).is_file():
             raise ModelError(
                 f"the embedded default discriminator is missing from {folder}",
-                hint="reinstall scoremix-ds or pass --discriminator",
+                hint=f"reinstall scoremix-ds or pass {flag}",
             )
         return folder
     path = Path(name_or_path).expanduser()
     if path.is_dir():
-        _check_folder(path)
+        _check_folder(path, flag)
         return path
     if path.exists():
         raise ModelError(
             f"discriminator '{name_or_path}' is a file, not a model folder",
-            hint=f"{_HINT}; ONNX files must end in .onnx",
+            hint=f"check {flag}; ONNX files must end in .onnx",
         )
     if _looks_local(name_or_path):
-        raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=_HINT)
-    return _download(name_or_path, revision)
+        raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=f"check {flag}")
+    return _download(name_or_path, revision, flag)
 
 
 def _looks_local(name: str) -> bool:
     return name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name
 
 
-def _check_folder(folder: Path) -> None:
+def _check_folder(folder: Path, flag: str) -> None:
     if not (folder / WEIGHTS_NAME).is_file():
         pickles = [p for p in _PICKLE_NAMES if (folder / p).is_file()]
         if pickles:
             raise ModelError(
                 f"discriminator {folder} has only pickle weights ({pickles[0]}); scoremix-ds loads {WEIGHTS_NAME} only",
-                hint=f"{_HINT} (convert it with save_pretrained)",
+                hint=f"check {flag} (convert it with save_pretrained)",
             )
-        raise ModelError(f"discriminator {folder} has no {WEIGHTS_NAME}", hint=_HINT)
+        raise ModelError(f"discriminator {folder} has no {WEIGHTS_NAME}", hint=f"check {flag}")
     if not (folder / CONFIG_NAME).is_file():
-        raise ModelError(f"discriminator {folder} has no {CONFIG_NAME}", hint=_HINT)
+        raise ModelError(f"discriminator {folder} has no {CONFIG_NAME}", hint=f"check {flag}")
 
 
-def _download(repo_id: str, revision: str | None) -> Path:
+def _download(repo_id: str, revision: str | None, flag: str) -> Path:
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (
         HfHubHTTPError,
@@ -153,26 +146,26 @@ def _download(repo_id: str, revision: str | None) -> Path:
         config = hf_hub_download(repo_id, CONFIG_NAME, revision=revision)
         hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision)
     except HFValidationError as exc:
-        raise ModelError(f"discriminator '{repo_id}' is neither a local folder nor a Hub id", hint=_HINT) from exc
+        raise ModelError(f"discriminator '{repo_id}' is neither a local folder nor a Hub id", hint=f"check {flag}") from exc
     except RepositoryNotFoundError as exc:  # also gated/private repos without a token
         raise ModelError(
-            f"discriminator repository {repo_id} not found (or not accessible)", hint=f"{_HINT} / HF_TOKEN"
+            f"discriminator repository {repo_id} not found (or not accessible)", hint=f"check {flag} / HF_TOKEN"
         ) from exc
     except RevisionNotFoundError as exc:
         raise ModelError(
-            f"discriminator {repo_id} has no revision '{revision}'", hint="check --discriminator-revision"
+            f"discriminator {repo_id} has no revision '{revision}'", hint=f"check the revision given with {flag}"
         ) from exc
     except RemoteEntryNotFoundError as exc:
         raise ModelError(
-            f"discriminator {where} lacks {CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)", hint=_HINT
+            f"discriminator {where} lacks {CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)", hint=f"check {flag}"
         ) from exc
     except LocalEntryNotFoundError as exc:
         raise ModelError(
-            f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=_HINT
+            f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=f"check {flag}"
         ) from exc
     except (HfHubHTTPError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot fetch discriminator {where}: {first}", hint=_HINT) from exc
+        raise ModelError(f"cannot fetch discriminator {where}: {first}", hint=f"check {flag}") from exc
     return Path(config).parent
 
 

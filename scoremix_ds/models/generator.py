@@ -126,35 +126,35 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
                          hint=f"check {flag} (ORG/NAME or ORG/NAME@REVISION)") from exc
 
 
-def _denoiser_folder(root: Path) -> Path:
+def _denoiser_folder(root: Path, flag: str) -> Path:
     for name in DENOISER_FOLDERS:
         if (root / name / "config.json").is_file():
             return root / name
     if (root / "config.json").is_file():
         return root
-    raise ModelError(f"'{root}' holds no diffusers denoiser (no unet/, transformer/ or config.json)", hint="check --generator")
+    raise ModelError(f"'{root}' holds no diffusers denoiser (no unet/, transformer/ or config.json)", hint=f"check {flag}")
 
 
-def _require_safetensors(folder: Path, what: str) -> None:
+def _require_safetensors(folder: Path, what: str, flag: str) -> None:
     if any(folder.glob("*.safetensors")):
         return
     if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.ckpt")):
         raise ModelError(
             f"{what} in '{folder}' has weights only in pickle form (.bin/.pt); scoremix-ds loads safetensors only",
-            hint="convert it with save_pretrained(..., safe_serialization=True) and pass that folder to --generator",
+            hint=f"convert it with save_pretrained(..., safe_serialization=True) and pass that folder to {flag}",
         )
-    raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint="check --generator")
+    raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint=f"check {flag}")
 
 
-def _json_object(path: Path) -> dict:
+def _json_object(path: Path, flag: str) -> dict:
     """A JSON object from ``path``, or a one-line ModelError naming the file."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:80]})",
-                         hint="restore that file, or check --generator") from None
+                         hint=f"restore that file, or check {flag}") from None
     if not isinstance(value, dict):
-        raise ModelError(f"{path} is not a JSON object", hint="restore that file, or check --generator")
+        raise ModelError(f"{path} is not a JSON object", hint=f"restore that file, or check {flag}")
     return value
 
 
@@ -175,7 +175,7 @@ def _check_meta(path: Path, meta: dict) -> None:
             fail(f"class_names lists {len(names)} name(s) for {meta['num_classes']} classes")
 
 
-def _from_pretrained(cls, folder: Path):
+def _from_pretrained(cls, folder: Path, flag: str):
     try:
         return cls.from_pretrained(folder, use_safetensors=True)
     except ModelError:
@@ -184,12 +184,12 @@ def _from_pretrained(cls, folder: Path):
         weights = sorted(p.name for p in folder.glob("*.safetensors"))
         where = folder / weights[0] if weights else folder
         raise ModelError(f"{where} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
-                         hint="re-download or re-save that model, or check --generator") from None
+                         hint=f"re-download or re-save that model, or check {flag}") from None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path, flag: str) -> dict[str, Any]:
     """A JSON object from ``path`` ({} when the file is absent), or a one-line ModelError naming the file."""
-    return _json_object(path) if path.is_file() else {}
+    return _json_object(path, flag) if path.is_file() else {}
 
 
 def declared_null_class(*configs: dict[str, Any]) -> int | None:
@@ -225,27 +225,21 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
 
             raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
                               hint=f"drop the @{revision} of {flag} (or its {flag}-revision alias)")
-    try:
-        return _load_generator(name_or_path, revision, null_class)
-    except ModelError as exc:
-        if flag == "--generator":
-            raise
-        raise ModelError(exc.message.replace("--generator", flag),
-                         hint=(exc.hint or "").replace("--generator", flag) or None) from exc
+    return _load_generator(name_or_path, revision, null_class, flag)
 
 
-def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None
+def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None, flag: str
                     ) -> ClassConditionalGenerator:
-    root = resolve_generator_path(name_or_path, revision)
-    folder = _denoiser_folder(root)
-    _require_safetensors(folder, "the denoiser")
-    config = _json_object(folder / "config.json")
+    root = resolve_generator_path(name_or_path, revision, flag)
+    folder = _denoiser_folder(root, flag)
+    _require_safetensors(folder, "the denoiser", flag)
+    config = _json_object(folder / "config.json", flag)
     class_name = config.get("_class_name", "")
-    meta = _read_json(root / "scoremix.json")
+    meta = _read_json(root / "scoremix.json", flag)
     _check_meta(root / "scoremix.json", meta)
-    index = _read_json(root / "model_index.json")
+    index = _read_json(root / "model_index.json", flag)
     scheduler_file = root / "scheduler" / "scheduler_config.json"
-    scheduler_config = _read_json(scheduler_file) if scheduler_file.is_file() else None
+    scheduler_config = _read_json(scheduler_file, flag) if scheduler_file.is_file() else None
 
     from diffusers import DiTTransformer2DModel, UNet2DModel
 
@@ -253,20 +247,20 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
         if config.get("num_class_embeds") is None or config.get("class_embed_type") is not None:
             raise ModelError(
                 f"generator '{root}' is not class-conditional (UNet2DModel without a num_class_embeds table)",
-                hint="--generator needs a model trained with class labels (scoremix-ds train-generator)",
+                hint=f"{flag} needs a model trained with class labels (scoremix-ds train-generator)",
             )
-        denoiser = _from_pretrained(UNet2DModel, folder)
+        denoiser = _from_pretrained(UNet2DModel, folder, flag)
         kind, table = "unet", int(config["num_class_embeds"])
     elif class_name == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
-            raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint="check --generator")
-        denoiser = _from_pretrained(DiTTransformer2DModel, folder)
+            raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint=f"check {flag}")
+        denoiser = _from_pretrained(DiTTransformer2DModel, folder, flag)
         kind = "dit"
         table = denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
     else:
         raise ModelError(
             f"generator '{root}' is a {class_name or 'unknown model'}; supported: UNet2DModel with class embeddings, DiTTransformer2DModel",
-            hint="check --generator",
+            hint=f"check {flag}",
         )
     denoiser.eval().requires_grad_(False)
 
@@ -297,8 +291,8 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
     if (root / "vae" / "config.json").is_file():
         from diffusers import AutoencoderKL
 
-        _require_safetensors(root / "vae", "the VAE")
-        vae = _from_pretrained(AutoencoderKL, root / "vae").eval().requires_grad_(False)
+        _require_safetensors(root / "vae", "the VAE", flag)
+        vae = _from_pretrained(AutoencoderKL, root / "vae", flag).eval().requires_grad_(False)
 
     names = declared_class_names(meta, config, index, num_classes)
     if len(names) != num_classes:

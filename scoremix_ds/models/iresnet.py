@@ -100,7 +100,7 @@ class IResNet(EmbeddingNet):
                 hint="check --image-size / --channels / --embedding-dim",
             )
         if not 0.0 <= dropout < 1.0:
-            raise ModelError(f"dropout must be in [0, 1), got {dropout}", hint="check --dropout")
+            raise ModelError(f"dropout must be in [0, 1), got {dropout}", hint="set dropout in [0, 1) (in the model folder's config.json, or the constructor call)")
         self.in_channels = in_channels
         self.image_size = image_size
         self.embedding_dim = embedding_dim

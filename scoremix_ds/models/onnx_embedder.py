@@ -43,7 +43,7 @@ from ..errors import DataError, ModelError
 
 logger = logging.getLogger(__name__)
 
-_HINT = "check --discriminator"
+_PREPROCESS_HINT = "check the OnnxPreprocess passed as preprocess="
 _INSTALL_HINT = "pip install 'scoremix-ds[faces]'"
 DEFAULT_SIZE = 112  # the face-crop side of the insightface / OpenCV-zoo models, used when the graph leaves it open
 
@@ -67,13 +67,13 @@ class OnnxPreprocess:
         object.__setattr__(self, "mean", mean)
         object.__setattr__(self, "std", std)
         if len(mean) not in (1, 3) or len(std) not in (1, 3):
-            raise ModelError(f"ONNX mean/std take 1 or 3 values, got {mean} / {std}", hint=_HINT)
+            raise ModelError(f"ONNX mean/std take 1 or 3 values, got {mean} / {std}", hint=_PREPROCESS_HINT)
         if not all(np.isfinite(mean)) or not all(s > 0 and np.isfinite(s) for s in std):
-            raise ModelError(f"ONNX std must be positive and mean finite, got {mean} / {std}", hint=_HINT)
+            raise ModelError(f"ONNX std must be positive and mean finite, got {mean} / {std}", hint=_PREPROCESS_HINT)
         if self.channel_order not in ("RGB", "BGR"):
-            raise ModelError(f"ONNX channel order must be RGB or BGR, got {self.channel_order!r}", hint=_HINT)
+            raise ModelError(f"ONNX channel order must be RGB or BGR, got {self.channel_order!r}", hint=_PREPROCESS_HINT)
         if self.size is not None and (isinstance(self.size, bool) or int(self.size) != self.size or self.size <= 0):
-            raise ModelError(f"ONNX input size must be a positive integer, got {self.size!r}", hint=_HINT)
+            raise ModelError(f"ONNX input size must be a positive integer, got {self.size!r}", hint=_PREPROCESS_HINT)
 
 
 RAW_PIXELS = OnnxPreprocess(mean=(0.0,), std=(1.0,))  # for graphs that normalise inside (SFace, mxnet ArcFace)
@@ -196,7 +196,7 @@ class _CleanModel:
 
 
 @functools.lru_cache(maxsize=4)
-def _clean_model(path: str, stamp: tuple[int, int], sha256: str | None) -> _CleanModel:
+def _clean_model(path: str, stamp: tuple[int, int], sha256: str | None, flag: str) -> _CleanModel:
     """Read, check and clean one ``.onnx`` file; cached per process by (path, (mtime_ns, size))."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -207,9 +207,9 @@ def _clean_model(path: str, stamp: tuple[int, int], sha256: str | None) -> _Clea
     try:
         model = onnx.load_model_from_string(raw)
     except (DecodeError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({_first_line(exc)})", hint=_HINT) from exc
+        raise ModelError(f"{path} is not an ONNX model ({_first_line(exc)})", hint=f"check {flag}") from exc
     if model.ir_version == 0 or not model.graph.node:
-        raise ModelError(f"{path} is not an ONNX model (no graph)", hint=_HINT)
+        raise ModelError(f"{path} is not an ONNX model (no graph)", hint=f"check {flag}")
     removed = clean_graph(model)
     real = [v.name for v in model.graph.input]
     inside = len(real) == 1 and _normalises_inside(model, real[0])
@@ -232,30 +232,32 @@ class OnnxEmbedder:
     training = False
 
     def __init__(self, path: str | os.PathLike, preprocess: OnnxPreprocess | None = None, *, name: str | None = None,
-                 sha256: str | None = None, num_threads: int = 0) -> None:
-        """Load ``path`` into an onnxruntime CPU session (``num_threads`` 0: onnxruntime's default)."""
+                 sha256: str | None = None, num_threads: int = 0, flag: str = "--discriminator") -> None:
+        """Load ``path`` into an onnxruntime CPU session (``num_threads`` 0: onnxruntime's default). ``flag``: the
+        option or argument that named it, for the hints of errors."""
+        self._hint = f"check {flag}"
         ort = _import_onnxruntime()
         path = Path(path).expanduser()
         self.name = name or str(path)
         if not path.is_file():
             what = "is a folder, not a .onnx file" if path.is_dir() else "does not exist"
-            raise ModelError(f"ONNX discriminator {path} {what}", hint=_HINT)
+            raise ModelError(f"ONNX discriminator {path} {what}", hint=self._hint)
         st = path.stat()
-        clean = _clean_model(str(path.resolve()), (st.st_mtime_ns, st.st_size), sha256)
+        clean = _clean_model(str(path.resolve()), (st.st_mtime_ns, st.st_size), sha256, flag)
         options = ort.SessionOptions()
         options.log_severity_level = 3  # errors only: onnxruntime's warnings go to stderr, not to logging
         options.intra_op_num_threads = int(num_threads)
         try:
             self._session = ort.InferenceSession(clean.data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's pybind errors share no public base class
-            raise ModelError(f"onnxruntime cannot load {path}: {_first_line(exc)}", hint=_HINT) from exc
+            raise ModelError(f"onnxruntime cannot load {path}: {_first_line(exc)}", hint=self._hint) from exc
         self._input, self.in_channels, declared = self._image_input(path)
         self.preprocess = preprocess or (RAW_PIXELS if clean.normalises_inside else OnnxPreprocess())
         size = self.preprocess.size
         if size is not None and declared is not None and size != declared:
-            raise ModelError(f"ONNX discriminator {path} takes {declared}x{declared}, not {size}", hint=_HINT)
+            raise ModelError(f"ONNX discriminator {path} takes {declared}x{declared}, not {size}", hint=self._hint)
         if max(len(self.preprocess.mean), len(self.preprocess.std)) > self.in_channels:
-            raise ModelError(f"ONNX discriminator {path} has 1 input channel: give one mean and one std", hint=_HINT)
+            raise ModelError(f"ONNX discriminator {path} has 1 input channel: give one mean and one std", hint=self._hint)
         self.image_size = int(self.preprocess.size or declared or DEFAULT_SIZE)
         self._output = self._session.get_outputs()[0].name
         self._max_batch, self.embedding_dim = self._probe(path)
@@ -273,11 +275,11 @@ class OnnxEmbedder:
         if len(inputs) != 1 or len(shape) != 4 or inputs[0].type != "tensor(float)" or shape[1] not in (1, 3):
             raise ModelError(
                 f"ONNX discriminator {path} needs one float NCHW image input with 1 or 3 channels; it has {described}",
-                hint=_HINT,
+                hint=self._hint,
             )
         h, w = (d if isinstance(d, int) and d > 0 else None for d in shape[2:])
         if h != w:
-            raise ModelError(f"ONNX discriminator {path} takes a non-square or half-dynamic input {shape}", hint=_HINT)
+            raise ModelError(f"ONNX discriminator {path} takes a non-square or half-dynamic input {shape}", hint=self._hint)
         return inputs[0].name, int(shape[1]), h
 
     def _probe(self, path: Path) -> tuple[int | None, int]:
@@ -291,7 +293,7 @@ class OnnxEmbedder:
             return 1, self._run(zeros[:1]).shape[1]
         except Exception as exc:
             message = f"ONNX discriminator {path} does not run on a zero image: {_first_line(exc)}"
-            raise ModelError(message, hint=_HINT) from exc
+            raise ModelError(message, hint=self._hint) from exc
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         out = self._session.run([self._output], {self._input: x})[0]
@@ -343,12 +345,14 @@ class OnnxEmbedder:
         return f"OnnxEmbedder({self.name!r}, {self.embedding_dim}-d, {self.image_size}x{self.image_size})"
 
 
-def load_onnx_embedder(name_or_path: str | os.PathLike, preprocess: OnnxPreprocess | None = None) -> OnnxEmbedder:
+def load_onnx_embedder(name_or_path: str | os.PathLike, preprocess: OnnxPreprocess | None = None,
+                       flag: str = "--discriminator") -> OnnxEmbedder:
     """A named embedder from :data:`PRETRAINED` (e.g. ``"sface"``) or a ``.onnx`` file.
 
     Args:
         name_or_path: a key of :data:`PRETRAINED` or a path to a ``.onnx`` file.
         preprocess: overrides the named model's own preprocessing, or the one read from a file's graph.
+        flag: the option or argument that named it, for the hints of errors.
 
     Raises:
         ModelError: the file is missing or not ONNX, it lacks a single 4-D image input, it does not run, the package
@@ -357,8 +361,9 @@ def load_onnx_embedder(name_or_path: str | os.PathLike, preprocess: OnnxPreproce
     key = os.fspath(name_or_path)
     if key in PRETRAINED:
         entry = PRETRAINED[key]
-        return OnnxEmbedder(_package_file(key, entry), preprocess or entry.preprocess, name=key, sha256=entry.sha256)
-    return OnnxEmbedder(key, preprocess)
+        return OnnxEmbedder(_package_file(key, entry), preprocess or entry.preprocess, name=key, sha256=entry.sha256,
+                            flag=flag)
+    return OnnxEmbedder(key, preprocess, flag=flag)
 
 
 def _package_file(key: str, entry: PretrainedOnnx) -> Path:

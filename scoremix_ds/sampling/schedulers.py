@@ -24,7 +24,8 @@ PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 def check_scheduler_name(name: str) -> None:
     if name not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler '{name}'", hint=f"--scheduler takes one of {', '.join(SCHEDULERS)}")
+        raise ConfigError(f"unknown scheduler '{name}'", hint=f"set scheduler to one of {', '.join(SCHEDULERS)}",
+                          field="scheduler")
 
 
 def make_scheduler(name: str, base_config: dict[str, Any] | None = None, prediction_type: str | None = None):
@@ -38,6 +39,7 @@ def make_scheduler(name: str, base_config: dict[str, Any] | None = None, predict
     config.update(extra)
     if prediction_type is not None:
         if prediction_type not in PREDICTION_TYPES:
-            raise ConfigError(f"unknown prediction type '{prediction_type}'", hint=f"--prediction-type takes {', '.join(PREDICTION_TYPES)}")
+            raise ConfigError(f"unknown prediction type '{prediction_type}'",
+                              hint=f"set prediction_type to one of {', '.join(PREDICTION_TYPES)}", field="prediction_type")
         config["prediction_type"] = prediction_type
     return cls.from_config(config)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from ..errors import DataError
+from ..outputs import read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Checkpoint:
     step: int
 
     def state(self) -> dict[str, Any]:
-        return json.loads((self.path / STATE_NAME).read_text(encoding="utf-8"))
+        return read_json_object(self.path / STATE_NAME)
 
     def tensors(self, name: str) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file

@@ -161,7 +161,8 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     if config.batch_size % (world * config.gradient_accumulation_steps):
         raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} processes x "
                           f"{config.gradient_accumulation_steps} accumulation steps",
-                          hint="check --batch-size / gradient_accumulation_steps / --num_processes")
+                          hint="set batch_size to a multiple of processes x gradient_accumulation_steps, or launch fewer "
+                          "processes", fields=("batch_size", "gradient_accumulation_steps"))
     source = open_source(SourceSpec(config.real_data, config.real_data_revision,
                                     mode="L" if config.channels == 1 else "RGB"))
     data_id = {"provenance": source.provenance, "commit": source.info.commit, "num_rows": len(source),

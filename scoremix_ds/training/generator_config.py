@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..recipes import json_ready, to_dict
-from ..validate import in_range
+from ..validate import in_range, positive_count
 from .generator_arch import DIT_FIELDS, UNET_FIELDS, get_architecture
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
@@ -66,19 +66,21 @@ class GeneratorTrainConfig:
     num_workers: int = 0  # DataLoader processes that decode images (no effect on the result)
 
     def __post_init__(self) -> None:
-        if self.steps <= 0 or self.batch_size <= 0:
-            raise ConfigError("steps and batch size must be positive", hint="check --steps / --batch-size")
+        positive_count("steps", self.steps)
+        positive_count("batch_size", self.batch_size)
         in_range("label_dropout", self.label_dropout, lo=0.0, hi=1.0, hi_open=True, example="0.1")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
-            raise ConfigError(f"unknown prediction_type '{self.prediction_type}'", hint="epsilon, v_prediction or sample")
+            raise ConfigError(f"unknown prediction_type '{self.prediction_type}'",
+                              hint="set prediction_type to epsilon, v_prediction or sample", field="prediction_type")
         if self.beta_schedule not in BETA_SCHEDULES:
             raise ConfigError(f"unknown beta_schedule '{self.beta_schedule}'",
-                              hint=f"one of {', '.join(BETA_SCHEDULES)}")
+                              hint=f"set beta_schedule to one of {', '.join(BETA_SCHEDULES)}", field="beta_schedule")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(f"unknown mixed_precision '{self.mixed_precision}'", hint="no, fp16 or bf16")
+            raise ConfigError(f"unknown mixed_precision '{self.mixed_precision}'", hint="set mixed_precision to no, fp16 or bf16",
+                              field="mixed_precision")
         if self.image_size <= 0 or self.channels not in (1, 3):
             raise ConfigError(f"image_size must be > 0 and channels 1 or 3, got {self.image_size} and {self.channels}",
-                              hint="check --image-size / --channels")
+                              hint="check image_size / channels", fields=("image_size", "channels"))
         in_range("learning_rate", self.learning_rate, lo=0.0, lo_open=True, example="1e-3")
         in_range("weight_decay", self.weight_decay, lo=0.0, example="0")
         in_range("warmup_steps", self.warmup_steps, lo=0, example="200")
@@ -87,12 +89,13 @@ class GeneratorTrainConfig:
         in_range("max_grad_norm", self.max_grad_norm, lo=0.0, lo_open=True, optional=True, example="1.0")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of gradient_accumulation_steps "
-                              f"{self.gradient_accumulation_steps} (>= 1)", hint="check --batch-size")
+                              f"{self.gradient_accumulation_steps} (>= 1)", hint="set batch_size to a multiple of gradient_accumulation_steps",
+                              fields=("batch_size", "gradient_accumulation_steps"))
         if self.checkpoint_every < 0 or self.keep_checkpoints < 1 or self.num_workers < 0:
             raise ConfigError("checkpoint_every and num_workers must be >= 0, keep_checkpoints >= 1",
-                              hint="check the recipe")
-        if self.stop_after is not None and self.stop_after <= 0:
-            raise ConfigError(f"stop_after must be positive, got {self.stop_after}", hint="check --stop-after")
+                              hint="set checkpoint_every / num_workers to 0 or more, keep_checkpoints to 1 or more",
+                              fields=("checkpoint_every", "num_workers", "keep_checkpoints"))
+        positive_count("stop_after", self.stop_after, optional=True)
         architecture = get_architecture(self.architecture)
         architecture.check(self.architecture, self.architecture_params(), self.image_size)
 

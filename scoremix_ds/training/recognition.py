@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import ConfigError, DataError, ModelError
+from ..outputs import read_json_object
 from ..recipes import to_dict
 from ..validate import device_name
 from . import resume
@@ -95,12 +96,24 @@ def _evaluate(model, benchmarks: list, device) -> dict[str, Any]:
     return result
 
 
+def _record_step(path: Path, line: str) -> int:
+    """The step of one line of the JSONL log; a line that is not a record is a DataError naming the log."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise DataError(f"{path} has a line that is not a JSON record: {line[:60]!r}",
+                        hint="restore that file, or delete it (a resumed run starts a new log)")
+    return record.get("step", 0)
+
+
 def _open_log(out: Path, resume_step: int):
     """The JSONL log, truncated to the records up to ``resume_step`` so a resumed run never duplicates lines."""
     path = out / LOG
     kept = []
     if resume_step and path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= resume_step]
+        kept = [line for line in path.read_text().splitlines() if line and _record_step(path, line) <= resume_step]
     path.write_text("".join(line + "\n" for line in kept))
     return path.open("a", encoding="utf-8")
 
@@ -256,7 +269,7 @@ def _summary(metrics: dict[str, Any]) -> dict[str, Any]:
 
 def _last_eval(out: Path) -> dict[str, Any]:
     meta = out / "scoremix.json"
-    return json.loads(meta.read_text()).get("results", {}) if meta.is_file() else {}
+    return read_json_object(meta).get("results", {}) if meta.is_file() else {}
 
 
 def _save(model, out: Path, config: RecognitionTrainConfig, arch: RecognitionTrainConfig, data, metrics, seconds) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 from ..maths.margins import HEADS
 from ..recipes import to_dict
-from ..validate import device_name, in_range
+from ..validate import device_name, in_range, positive_count
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
@@ -66,20 +66,17 @@ class RecognitionTrainConfig:
 
     def __post_init__(self) -> None:
         if not self.real and not self.synthetic:
-            raise ConfigError("no training data given", hint="pass --real and/or --synthetic")
+            raise ConfigError("no training data given", hint="set real and/or synthetic", fields=("real", "synthetic"))
         if self.head not in HEADS:
-            raise ConfigError(f"unknown head '{self.head}'", hint=f"--head takes one of {', '.join(HEADS)}")
-        for name, value, choices in (("--optimizer", self.optimizer, OPTIMIZERS), ("--lr-schedule", self.lr_schedule, LR_SCHEDULES),
-                                     ("--mixed-precision", self.mixed_precision, PRECISIONS)):
-            if value not in choices:
-                raise ConfigError(f"unknown {name[2:]} '{value}'", hint=f"{name} takes one of {', '.join(choices)}")
-        for flag, value in (("--steps", self.steps), ("--batch-size", self.batch_size), ("--grad-accum", self.grad_accum),
-                            ("--embedding-dim", self.embedding_dim), ("--image-size", self.image_size),
-                            ("--keep-checkpoints", self.keep_checkpoints), ("--log-every", self.log_every)):
-            if value <= 0:
-                raise ConfigError(f"{flag} must be positive, got {value}", hint=f"use {flag} 1 or more")
+            raise ConfigError(f"unknown head '{self.head}'", hint=f"set head to one of {', '.join(HEADS)}", field="head")
+        for name, choices in (("optimizer", OPTIMIZERS), ("lr_schedule", LR_SCHEDULES), ("mixed_precision", PRECISIONS)):
+            if getattr(self, name) not in choices:
+                raise ConfigError(f"unknown {name} '{getattr(self, name)}'", hint=f"set {name} to one of {', '.join(choices)}",
+                                  field=name)
+        for name in ("steps", "batch_size", "grad_accum", "embedding_dim", "image_size", "keep_checkpoints", "log_every"):
+            positive_count(name, getattr(self, name))
         if self.channels not in (1, 3):
-            raise ConfigError(f"--channels must be 1 or 3, got {self.channels}", hint="use --channels 3 (RGB) or 1")
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="set channels to 3 (RGB) or 1", field="channels")
         device_name("device", self.device)
         in_range("synthetic_ratio", self.synthetic_ratio, lo=0.0, example="1")
         in_range("scale", self.scale, lo=0.0, lo_open=True, example="64")
@@ -88,16 +85,20 @@ class RecognitionTrainConfig:
         in_range("momentum", self.momentum, lo=0.0, hi=1.0, hi_open=True, example="0.9")
         in_range("weight_decay", self.weight_decay, lo=0.0, example="5e-4")
         if not 0.0 < self.sample_rate <= 1.0:
-            raise ConfigError(f"--sample-rate must be in (0, 1], got {self.sample_rate}", hint="e.g. --sample-rate 0.3")
+            raise ConfigError(f"sample_rate must be in (0, 1], got {self.sample_rate}", hint="set sample_rate to e.g. 0.3",
+                              field="sample_rate")
         if self.synthetic and not self.synthetic_ratio > 0:
-            raise ConfigError(f"--synthetic-ratio must be > 0, got {self.synthetic_ratio}", hint="e.g. --synthetic-ratio 0.5")
+            raise ConfigError(f"synthetic_ratio must be > 0, got {self.synthetic_ratio}", hint="set synthetic_ratio to e.g. 0.5",
+                              field="synthetic_ratio")
         if not 0 <= self.warmup_steps < self.steps:
-            raise ConfigError(f"--warmup-steps must be in [0, {self.steps})", hint="lower --warmup-steps")
+            raise ConfigError(f"warmup_steps must be in [0, {self.steps})", hint="lower warmup_steps below steps",
+                              fields=("warmup_steps", "steps"))
         if not 0 <= self.shift_pixels < self.image_size:
             raise ConfigError(f"shift_pixels must be in [0, {self.image_size}), got {self.shift_pixels}",
-                              hint="check shift_pixels in the recipe")
+                              hint="lower shift_pixels below image_size", fields=("shift_pixels", "image_size"))
         if self.checkpoint_every < 0 or self.eval_every < 0 or (self.num_workers is not None and self.num_workers < 0):
-            raise ConfigError("--checkpoint-every, --eval-every and --num-workers must be >= 0", hint="check the flags")
+            raise ConfigError("checkpoint_every, eval_every and num_workers must be >= 0", hint="set them to 0 or more",
+                              fields=("checkpoint_every", "eval_every", "num_workers"))
 
     def fingerprint(self) -> str:
         """Hash of the fields that determine the weights: a checkpoint resumes only under the same fingerprint."""

@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from ..errors import ConfigError
+from ..outputs import read_json_object
 from . import checkpoints
 
 CHECKPOINTS = "checkpoints"
@@ -70,7 +71,7 @@ def commit(out: Path, step: int, fingerprint: str, keep: int, extra: dict[str, A
 def load_checkpoint(path: Path, modules: dict[str, torch.nn.Module], stateful: dict[str, Any], fingerprint: str,
                     part: str) -> dict[str, Any]:
     """Restore ``modules`` and this part's ``stateful`` objects from ``path``; refuses a checkpoint of another config."""
-    state = json.loads((path / STATE).read_text())
+    state = read_json_object(path / STATE)
     if state.get("fingerprint") != fingerprint:
         raise ConfigError(
             f"{path.parent.parent} holds checkpoints of a different training config (fingerprint {state.get('fingerprint')}, "
