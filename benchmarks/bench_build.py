@@ -18,8 +18,8 @@ T_PROCESS = time.perf_counter()
 
 import torch  # noqa: E402
 
-from scoremix_ds.build.config import BuildConfig  # noqa: E402
-from scoremix_ds.build.runner import run_build  # noqa: E402
+from scoremix_ds.synthesis.config import BuildConfig  # noqa: E402
+from scoremix_ds.synthesis.runner import run_build  # noqa: E402
 
 
 class ForwardClock:

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import scoremix_ds.build.pipeline as pipeline
-import scoremix_ds.build.runner as runner
-from scoremix_ds.build.config import BuildConfig
+import scoremix_ds.synthesis.pipeline as pipeline
+import scoremix_ds.synthesis.runner as runner
+from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.sampling.scoremix import initial_noise
 
 

@@ -2,7 +2,7 @@
 
 Each case runs in its own child process, which reports its wall time and peak RSS (``ru_maxrss``):
 
-- ``new``: :func:`scoremix_ds.maths.pairs.select_extreme_pairs` (per-class capped greedy over chunked top-k lists,
+- ``new``: :func:`scoremix_ds.maths.pair_strategies.select_extreme_pairs` (per-class capped greedy over chunked top-k lists,
   torch; on the accelerator when present);
 - ``retry`` (the baseline, the path before issue 13, rebuilt here from the library's own ``extreme_pairs`` and
   ``capped_greedy``): the best ``4 * pairs`` pairs, capped greedy, and a fourfold larger candidate set whenever the
@@ -33,7 +33,7 @@ import numpy as np
 def retry_baseline(vectors: np.ndarray, num: int) -> np.ndarray:
     """The pre-issue-13 ``select_extreme_pairs`` (distant), for the baseline."""
     from scoremix_ds.errors import ConfigError
-    from scoremix_ds.maths.pairs import capped_greedy
+    from scoremix_ds.maths.pair_strategies import capped_greedy
     from scoremix_ds.maths.topk import extreme_pairs
 
     n = len(vectors)
@@ -54,7 +54,7 @@ def retry_baseline(vectors: np.ndarray, num: int) -> np.ndarray:
 def child(mode: str, n: int, dim: int, out: str | None) -> dict:
     import torch  # noqa: F401  (imported before timing: the selection's screening runs in torch)
 
-    from scoremix_ds.maths.pairs import select_extreme_pairs
+    from scoremix_ds.maths.pair_strategies import select_extreme_pairs
 
     vectors = np.random.default_rng(0).normal(size=(n, dim))
     if mode == "align":  # `align` between these vectors and an independent random space of the same size

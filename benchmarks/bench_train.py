@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scoremix_ds.data.mixture import make_loader, open_mixture
-from scoremix_ds.data.preprocess import PreprocessConfig
-from scoremix_ds.data.openers import read_real_data
-from scoremix_ds.data.sources import SourceSpec
-from scoremix_ds.data.transforms import to_model_tensor
+from scoremix_ds.realdata.mixture import make_loader, open_mixture
+from scoremix_ds.realdata.preprocess import PreprocessConfig
+from scoremix_ds.realdata.openers import read_real_data
+from scoremix_ds.realdata.sources import SourceSpec
+from scoremix_ds.realdata.transforms import to_model_tensor
 from scoremix_ds.maths.margins import ArcFaceHead
 from scoremix_ds.models.discriminator import SmallCNN
 from scoremix_ds.training.recognition import train_recognition

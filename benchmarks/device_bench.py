@@ -123,9 +123,9 @@ def build_busy(args, device: str) -> list[str]:
     """A real build (pipeline, real encode + parquet) with the benchmark's generator: sampler share of wall time."""
     import bench_overlap
 
-    import scoremix_ds.build.pipeline as pipeline
-    import scoremix_ds.build.runner as runner
-    from scoremix_ds.build.config import BuildConfig
+    import scoremix_ds.synthesis.pipeline as pipeline
+    import scoremix_ds.synthesis.runner as runner
+    from scoremix_ds.synthesis.config import BuildConfig
 
     size = 16 if args.tiny else 112
     captured = {}

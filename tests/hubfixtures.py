@@ -15,7 +15,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from scoremix_ds.testing.hub_server import LoopbackHub
+from fixtures.hub_server import LoopbackHub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _MARK = "@@RESULT@@"
@@ -119,8 +119,8 @@ def make_tiny_inputs(root: Path) -> dict[str, str]:
 
 
 def build_tiny(inputs: dict[str, str], out: Path, **overrides) -> Path:
-    from scoremix_ds.build.config import BuildConfig
-    from scoremix_ds.build.runner import run_build
+    from scoremix_ds.synthesis.config import BuildConfig
+    from scoremix_ds.synthesis.runner import run_build
 
     values = dict(inputs, pairs=3, per_identity=2, steps=2, batch_size=8, out=str(out))
     values.update(overrides)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from scoremix_ds.errors import DataError
 from scoremix_ds.evaluation.binfile import read_bin
-from scoremix_ds.evaluation.pairs import decode_images, pairs_from_bin
+from scoremix_ds.evaluation.verification_pairs import decode_images, pairs_from_bin
 
 
 def _images(n: int = 4, seed: int = 0) -> np.ndarray:

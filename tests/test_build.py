@@ -11,8 +11,8 @@ import pytest
 import yaml
 from conftest import NUM_CLASSES
 
-from scoremix_ds.build.config import BuildConfig
-from scoremix_ds.build.runner import run_build
+from scoremix_ds.synthesis.config import BuildConfig
+from scoremix_ds.synthesis.runner import run_build
 from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.errors import ConfigError, DataError
 from scoremix_ds.recipes import from_mapping
@@ -163,7 +163,7 @@ def test_rerun_of_a_complete_build_is_a_no_op(tiny_config):
 
 def crash_after_units(out: Path, keep: set[int]) -> None:
     """Turn a complete build into the state a crash leaves: only ``keep`` units marked done, others gone."""
-    from scoremix_ds.build.units import unit_of, write_marker
+    from scoremix_ds.synthesis.units import unit_of, write_marker
 
     manifest = Manifest.read(out)
     for name, files in manifest.shards.items():

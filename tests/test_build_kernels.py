@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix_ds.build.config import BuildConfig
-from scoremix_ds.build.runner import load_models, run_build
+from scoremix_ds.synthesis.config import BuildConfig
+from scoremix_ds.synthesis.runner import load_models, run_build
 from scoremix_ds.cli import main
 from scoremix_ds.devices import resolve_device, resolve_dtype
 from scoremix_ds.errors import ConfigError

@@ -22,9 +22,9 @@ from conftest import save_generator, tiny_unet
 from PIL import Image
 
 from scoremix_ds.cli import main
-from scoremix_ds.data.openers import read_real_data
-from scoremix_ds.data.sources import SourceSpec
-from scoremix_ds.data.openers import open_source
+from scoremix_ds.realdata.openers import read_real_data
+from scoremix_ds.realdata.sources import SourceSpec
+from scoremix_ds.realdata.openers import open_source
 
 NAMES = ("ana", "ben", "cyd", "dee")
 PER_CLASS = 5
@@ -328,7 +328,7 @@ def test_hub_dataset_with_revision_through_the_cli(tmp_path, rgb_unet, disc):
 
     from hubfixtures import run_cli
 
-    from scoremix_ds.testing.hub_server import LoopbackHub
+    from fixtures.hub_server import LoopbackHub
 
     def shard(num_classes: int) -> bytes:
         buf = io.BytesIO()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-import scoremix_ds.build.runner as runner
-from scoremix_ds.build.centres_cache import BUILD_CACHE, load_centres, plan_cache, save_centres
-from scoremix_ds.build.config import BuildConfig
+import scoremix_ds.synthesis.runner as runner
+from scoremix_ds.synthesis.centres_cache import BUILD_CACHE, load_centres, plan_cache, save_centres
+from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.cli import main
 from scoremix_ds.models.discriminator import SmallCNN
 

@@ -148,7 +148,7 @@ def test_recipe_values_are_overridden_by_flags(capsys, tiny_args, tmp_path):
 
 
 def test_bundled_recipes_are_valid_configs():
-    from scoremix_ds.build.config import BuildConfig
+    from scoremix_ds.synthesis.config import BuildConfig
     from scoremix_ds.recipes import from_mapping, load_recipe
     from scoremix_ds.training.generator_config import GeneratorTrainConfig
     from scoremix_ds.training.recognition_config import RecognitionTrainConfig
@@ -178,7 +178,7 @@ def test_exit_codes_of_typer_exit_reach_the_shell(monkeypatch, capsys):
 
 
 def test_ctrl_c_talks_about_shards_only_for_builds(monkeypatch, capsys, tmp_path):
-    from scoremix_ds.build import status
+    from scoremix_ds.synthesis import status
     from scoremix_ds.cli import build_cmd
 
     def interrupt(*args, **kwargs):

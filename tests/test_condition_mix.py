@@ -77,8 +77,8 @@ def test_dit_every_block_table_is_mixed(tmp_path):
 def test_build_rows_record_the_mixing_mode(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, tmp_path):
     import datasets
 
-    from scoremix_ds.build.config import BuildConfig
-    from scoremix_ds.build.runner import run_build
+    from scoremix_ds.synthesis.config import BuildConfig
+    from scoremix_ds.synthesis.runner import run_build
 
     config = BuildConfig(generator=str(tiny_generator_dir), discriminator=str(tiny_discriminator_dir),
                          real_data=str(tiny_real_data_dir), pairs=2, per_identity=1, steps=2, mixing="condition",

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix_ds.data.mixture import MixtureDataset, make_loader
-from scoremix_ds.data.preprocess import PreprocessConfig, preprocess, shift_images
-from scoremix_ds.data.sampler import MixtureBatchSampler
-from scoremix_ds.data.sources import ArraySource, SourceInfo
-from scoremix_ds.data.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
+from scoremix_ds.realdata.mixture import MixtureDataset, make_loader
+from scoremix_ds.realdata.preprocess import PreprocessConfig, preprocess, shift_images
+from scoremix_ds.realdata.batching import MixtureBatchSampler
+from scoremix_ds.realdata.sources import ArraySource, SourceInfo
+from scoremix_ds.realdata.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
 from scoremix_ds.errors import ConfigError, ModelError
 from scoremix_ds.maths.margins import ArcFaceHead, arcface_logits
 from scoremix_ds.models.discriminator import SmallCNN, embed_images, load_discriminator

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from scoremix_ds.build.layout import Layout
+from scoremix_ds.synthesis.layout import Layout
 from scoremix_ds.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -89,7 +89,7 @@ def test_every_flag_a_library_error_names_exists_on_some_command():
 def _configs():
     from scoremix_ds.analysis.align import AlignConfig
     from scoremix_ds.analysis.audit_run import AuditConfig
-    from scoremix_ds.build.config import BuildConfig
+    from scoremix_ds.synthesis.config import BuildConfig
     from scoremix_ds.hub.push import PushConfig
     from scoremix_ds.hub.push_model import ModelPushConfig
     from scoremix_ds.reproduce.config import EvalSettings, ReproduceConfig

@@ -17,8 +17,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scoremix_ds.data.sources import SourceSpec
-from scoremix_ds.data.openers import open_source
+from scoremix_ds.realdata.sources import SourceSpec
+from scoremix_ds.realdata.openers import open_source
 from scoremix_ds.errors import ConfigError, DataError
 from scoremix_ds.models.generator import load_generator
 from scoremix_ds.recipes import config_from

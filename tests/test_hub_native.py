@@ -86,7 +86,7 @@ def test_plan_file_carries_the_real_class_names(capsys, build_args, tmp_path):
 
 
 def test_repeated_names_are_made_distinct():
-    from scoremix_ds.build.plan import label_names, unique_names
+    from scoremix_ds.synthesis.planning.mix_plan import label_names, unique_names
 
     assert unique_names(["a", "b", "a", "a"]) == ("a", "b", "a#1", "a#2")
     assert label_names(("x", "y"), ("g0", "g1", "g2"), 3) == ("x", "y", "g2")  # the real data lacks class 2
@@ -254,8 +254,8 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
     from diffusers import DiffusionPipeline
 
     from scoremix_ds import ScoreMixPipeline
-    from scoremix_ds.build.config import BuildConfig
-    from scoremix_ds.build.rows import sample_images
+    from scoremix_ds.synthesis.config import BuildConfig
+    from scoremix_ds.synthesis.rows import sample_images
     from scoremix_ds.models.generator import load_generator
     from scoremix_ds.sampling.schedulers import make_scheduler
     from scoremix_ds.sampling.scoremix import scoremix_sample
@@ -335,7 +335,7 @@ def test_train_generator_push_to_publishes_a_pipeline_that_loads_from_the_hub(tm
     sys.path.insert(0, str(Path(__file__).parent))
     from hubfixtures import run_cli, run_plain_datasets  # noqa: F401  (run_plain_datasets: same env rules)
 
-    from scoremix_ds.testing.hub_server import LoopbackHub
+    from fixtures.hub_server import LoopbackHub
 
     secret = "hf_generator_token_never_printed_0123456789"
     out = tmp_path / "gen"
@@ -499,7 +499,7 @@ def test_pushed_dataset_loads_from_the_hub_with_its_classlabel_names(built, tmp_
     sys.path.insert(0, str(Path(__file__).parent))
     from hubfixtures import run_cli, run_plain_datasets
 
-    from scoremix_ds.testing.hub_server import LoopbackHub
+    from fixtures.hub_server import LoopbackHub
 
     with LoopbackHub() as hub:
         pushed = run_cli(hub, tmp_path / "hf", "push", str(built), "--repo", "org/named", "--tag", "v1")

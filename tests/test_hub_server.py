@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from scoremix_ds.testing.hub_server import LoopbackHub
+from fixtures.hub_server import LoopbackHub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _MARK = "@@CLIENT-RESULT@@"

@@ -9,10 +9,10 @@ import pytest
 import torch
 from PIL import Image
 
-from scoremix_ds.data.mixture import MixtureDataset, make_loader
-from scoremix_ds.data.preprocess import PreprocessConfig, preprocess, resize_uint8
-from scoremix_ds.data.sampler import MixtureBatchSampler
-from scoremix_ds.data.sources import ArraySource, SourceInfo
+from scoremix_ds.realdata.mixture import MixtureDataset, make_loader
+from scoremix_ds.realdata.preprocess import PreprocessConfig, preprocess, resize_uint8
+from scoremix_ds.realdata.batching import MixtureBatchSampler
+from scoremix_ds.realdata.sources import ArraySource, SourceInfo
 from scoremix_ds.errors import ConfigError
 
 
@@ -132,7 +132,7 @@ def test_resize_matches_pil_bilinear():
 
 
 def test_small_images_are_centre_padded_like_embed_images():
-    from scoremix_ds.data.transforms import to_model_tensor
+    from scoremix_ds.realdata.transforms import to_model_tensor
 
     img = np.random.default_rng(1).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
     padded = resize_uint8(img, 32, 1)

@@ -9,7 +9,7 @@ import pytest
 
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
-from scoremix_ds.maths.pairs import STRATEGIES, candidate_tuples, get_strategy, select_pairs
+from scoremix_ds.maths.pair_strategies import STRATEGIES, candidate_tuples, get_strategy, select_pairs
 
 
 def as_build_prints(exc):

@@ -7,11 +7,11 @@ from itertools import combinations
 import numpy as np
 import pytest
 
-from scoremix_ds.build.plan import make_plan, sample_seed
+from scoremix_ds.synthesis.planning.mix_plan import make_plan, sample_seed
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import class_centres, cosine_distances
-from scoremix_ds.maths.pairs import STRATEGIES as ALL
-from scoremix_ds.maths.pairs import candidate_pairs, capped_greedy, select_pairs
+from scoremix_ds.maths.pair_strategies import STRATEGIES as ALL
+from scoremix_ds.maths.pair_strategies import candidate_pairs, capped_greedy, select_pairs
 
 
 def as_build_prints(exc):

@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-import scoremix_ds.build.runner as runner
-from scoremix_ds.build.config import BuildConfig
-from scoremix_ds.build.layout import Layout
-from scoremix_ds.build.pipeline import Row, batches
+import scoremix_ds.synthesis.runner as runner
+from scoremix_ds.synthesis.config import BuildConfig
+from scoremix_ds.synthesis.layout import Layout
+from scoremix_ds.synthesis.pipeline import Row, batches
 
 
 def _rows(unit: int, k: int, n: int) -> dict[str, list[Row]]:

@@ -11,10 +11,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from scoremix_ds.analysis.audit import audit_identities, consistency, real_reference
-from scoremix_ds.build.config import BuildConfig
-from scoremix_ds.build.plan import Identity, MixPlan
-from scoremix_ds.build.planfile import read_plan, write_plan
-from scoremix_ds.build.planner import with_plan
+from scoremix_ds.synthesis.config import BuildConfig
+from scoremix_ds.synthesis.planning.mix_plan import Identity, MixPlan
+from scoremix_ds.synthesis.planning.parquet_file import read_plan, write_plan
+from scoremix_ds.synthesis.planning.choose import with_plan
 from scoremix_ds.cli import main
 from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.errors import ConfigError, DataError
@@ -169,7 +169,7 @@ def test_audit_refuses_an_unfinished_folder(capsys, tmp_path):
 
 
 def test_build_plan_reads_and_hashes_the_plan_file_once(capsys, models, tmp_path, monkeypatch):
-    from scoremix_ds.build import planner
+    from scoremix_ds.synthesis.planning import choose as planner
 
     plan = tmp_path / "plan.parquet"
     assert run(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0

@@ -17,7 +17,7 @@ from scoremix_ds.cli import main
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.hub.push import PushConfig
 from scoremix_ds.hub.stage import public_card, public_manifest
-from scoremix_ds.testing.hub_server import LoopbackHub
+from fixtures.hub_server import LoopbackHub
 
 SECRET = "hf_this_token_must_never_be_printed_0123456789"
 

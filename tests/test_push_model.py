@@ -28,7 +28,7 @@ from scoremix_ds.hub.push_model import (
     staged_model,
 )
 from scoremix_ds.models.discriminator import SmallCNN, embed_images
-from scoremix_ds.testing.hub_server import LoopbackHub
+from fixtures.hub_server import LoopbackHub
 
 SECRET = "hf_model_token_that_must_never_be_printed_0123456789"
 REPO = "org/face-net"

@@ -9,7 +9,7 @@ import sys
 import pytest
 from hubfixtures import REPO_ROOT, client_env, make_tiny_inputs
 
-from scoremix_ds.testing.hub_server import LoopbackHub
+from fixtures.hub_server import LoopbackHub
 
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds"]

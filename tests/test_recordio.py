@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoremix_ds.data.recordio import MAGIC, InsightFaceRecords, RecordIOReader, read_index, unpack
-from scoremix_ds.data.sources import SourceSpec
-from scoremix_ds.data.openers import open_source
+from scoremix_ds.realdata.recordio import MAGIC, InsightFaceRecords, RecordIOReader, read_index, unpack
+from scoremix_ds.realdata.sources import SourceSpec
+from scoremix_ds.realdata.openers import open_source
 from scoremix_ds.errors import DataError
 
 _MAGIC = struct.pack("<I", MAGIC)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from scoremix_ds.errors import ConfigError
-from scoremix_ds.maths.pairs import STRATEGIES
+from scoremix_ds.maths.pair_strategies import STRATEGIES
 from scoremix_ds.reproduce import ARM_BUILDS, ARMS, config_from_mapping, load_reproduce_config, run_reproduce
 from scoremix_ds.reproduce.benchmarks import check_benchmark, expected_name, tinyface_set
 from scoremix_ds.reproduce.cache import DONE, fingerprint, run_stage

@@ -7,7 +7,7 @@ import pytest
 
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
-from scoremix_ds.maths.pairs import STRATEGIES, candidate_pairs, order_pairs
+from scoremix_ds.maths.pair_strategies import STRATEGIES, candidate_pairs, order_pairs
 from scoremix_ds.maths.topk import (
     extreme_pairs,
     knn_indices,
@@ -18,7 +18,7 @@ from scoremix_ds.maths.topk import (
 
 
 def dense_extreme(v, num, largest):
-    """The same order that pairs.py uses for 'distant' / 'close' on the full matrix."""
+    """The same order that maths/pair_strategies.py uses for 'distant' / 'close' on the full matrix."""
     d = cosine_distances(v)
     pairs = candidate_pairs(np.arange(len(v)))
     order = order_pairs(pairs, STRATEGIES["distant" if largest else "close"], d, seed=0)[:num]
@@ -113,7 +113,7 @@ def test_bad_vectors_refused():
 @pytest.mark.parametrize("descending", [True, False])
 @pytest.mark.parametrize("num", [1, 5, 20, 60, 190])
 def test_select_extreme_pairs_equals_dense_select_pairs(descending, num):
-    from scoremix_ds.maths.pairs import select_extreme_pairs, select_pairs
+    from scoremix_ds.maths.pair_strategies import select_extreme_pairs, select_pairs
 
     v = np.random.default_rng(num).normal(size=(20, 6))
     d = cosine_distances(v)
@@ -128,7 +128,7 @@ def test_select_extreme_pairs_equals_dense_select_pairs(descending, num):
 
 
 def test_select_extreme_pairs_refusals():
-    from scoremix_ds.maths.pairs import select_extreme_pairs
+    from scoremix_ds.maths.pair_strategies import select_extreme_pairs
 
     v = np.random.default_rng(0).normal(size=(6, 3))
     with pytest.raises(ConfigError) as info:
@@ -145,7 +145,7 @@ def test_select_extreme_pairs_refusals():
 def test_select_extreme_pairs_grows_the_candidates_when_a_hub_fills_them(num):
     """Class 0 is opposite to all others: the best 19 pairs all contain it, so the cap-1 pass needs more than the
     first 4 * num candidates."""
-    from scoremix_ds.maths.pairs import select_extreme_pairs, select_pairs
+    from scoremix_ds.maths.pair_strategies import select_extreme_pairs, select_pairs
 
     rng = np.random.default_rng(1)
     v = np.eye(6)[0] + 0.1 * rng.normal(size=(20, 6))

@@ -75,7 +75,7 @@ def _centres(name: str, revision: str | None, real, flag: str = "--discriminator
 
 def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
-    from ..data.openers import read_real_data
+    from ..realdata.openers import read_real_data
 
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)

@@ -74,8 +74,8 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
 
 
 def run_audit(config: AuditConfig) -> AuditResult:
-    from ..build.finalize import public_ref, write_build_card
-    from ..data.openers import read_real_data
+    from ..synthesis.finalize import public_ref, write_build_card
+    from ..realdata.openers import read_real_data
     from ..models.discriminator import embed_images, load_discriminator
 
     folder = Path(config.folder)

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..build.config import BuildConfig
-from ..build.launch import relaunch
-from ..build.layout import launched_distributed
-from ..build.resolve import ResolvedBuild, resolve_build
-from ..build.status import build_status
+from ..synthesis.config import BuildConfig
+from ..synthesis.launch import relaunch
+from ..synthesis.layout import launched_distributed
+from ..synthesis.resolve import ResolvedBuild, resolve_build
+from ..synthesis.status import build_status
 from ..errors import ConfigError
 from ..ranks import check_num_processes, is_main_process, owns_side_effects
 from ..recipes import config_from
@@ -136,7 +136,7 @@ def _build(resolved: ResolvedBuild, num_processes: int, progress: bool) -> bool:
             raise typer.Exit(code)
         typer.echo(build_status(Path(config.out)).summary())
         return True
-    from ..build.runner import run_build
+    from ..synthesis.runner import run_build
 
     result = run_build(resolved, progress=progress)
     if not result.complete:  # a process other than 0, or units of other processes failed

@@ -15,7 +15,7 @@ def status(
     verify: Annotated[bool, typer.Option(help="Also check every finished shard's sha256.")] = False,
 ) -> None:
     """Show what a build folder holds and what remains to be sampled."""
-    from ..build.status import build_status
+    from ..synthesis.status import build_status
 
     typer.echo(build_status(folder, verify=verify).summary())
 
@@ -26,7 +26,7 @@ def merge(
     progress: ProgressOpt = True,
 ) -> None:
     """Join job-array parts (build --shard i --num-shards n) into one dataset with one manifest and card."""
-    from ..build.merge import merge_parts
+    from ..synthesis.merge import merge_parts
 
     manifest = merge_parts(parts, out)
     rows = ", ".join(f"{c}: {n} rows" for c, n in manifest.rows().items())

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from ..build.config import BuildConfig
-from ..build.planner import check_real_data
+from ..synthesis.config import BuildConfig
+from ..synthesis.planning.choose import check_real_data
 from ..recipes import config_from
 from .options import (
     AllowNonconvexOpt,
@@ -54,7 +54,7 @@ def plan(
     progress: ProgressOpt = True,
 ) -> None:
     """Choose the tuples to mix and write them, with weights, both spaces' distances and seeds, to a plan file."""
-    from ..build.planreport import make_plan_file
+    from ..synthesis.planning.report import make_plan_file
 
     overrides = dict(
         strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,

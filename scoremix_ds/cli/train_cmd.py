@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..build.layout import launched_distributed
+from ..synthesis.layout import launched_distributed
 from ..errors import ConfigError
 from ..ranks import check_num_processes, is_main_process, owns_side_effects, relaunch_command
 from ..recipes import config_from

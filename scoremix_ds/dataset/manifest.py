@@ -2,7 +2,7 @@
 
 A build writes it (atomically) twice: when it opens the folder (the header, no shards, ``complete`` false) and when
 the last unit is done (every shard with its rows and sha256, the counts, ``complete`` true); ``audit`` adds its
-summary later. While a build runs, the per-unit markers (:mod:`scoremix_ds.build.units`) say which shards are done.
+summary later. While a build runs, the per-unit markers (:mod:`scoremix_ds.synthesis.units`) say which shards are done.
 A manifest of another ``format`` than :data:`FORMAT_VERSION` is refused on read.
 """
 

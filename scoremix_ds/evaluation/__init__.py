@@ -2,7 +2,7 @@
 
 - ``metrics.py``: ROC, AUC, EER, TAR@FAR and the insightface 10-fold accuracy (pure numpy).
 - ``binfile.py``: a restricted reader of insightface verification ``.bin`` files that never unpickles.
-- ``pairs.py``: ``VerificationPairs`` from a ``.bin``, a ``datasets`` pair dataset or a labelled image set.
+- ``verification_pairs.py``: ``VerificationPairs`` from a ``.bin``, a ``datasets`` pair dataset or a labelled image set.
 - ``ijb.py``: IJB-B/IJB-C 1:1 template verification from the release metadata (and 5-point face alignment).
 - ``identification.py``: 1:N rank-k identification with gallery distractors (TinyFace-style).
 - ``openset.py``: every genuine and impostor pair of unseen identities (TAR@FAR down to 1e-6) and rank-1.
@@ -14,7 +14,7 @@ from .binfile import BinFile, read_bin
 from .identification import IdentificationResult, identification
 from .ijb import IJBMeta, IJBResult, ijb_verification, read_ijb_meta, template_features
 from .metrics import DEFAULT_FARS, KFoldResult, Roc, TarAtFar, eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
-from .pairs import (
+from .verification_pairs import (
     VerificationPairs,
     load_pair_dataset,
     make_pairs_from_labels,

@@ -1,7 +1,7 @@
 """Evaluate a recognition model on a list of benchmarks: embed (timed), then run each benchmark's protocol (timed).
 
-A benchmark is one of: a path to an insightface ``.bin``; a :class:`~.pairs.VerificationPairs`; a ``datasets.Dataset``
-of pairs (:func:`~.pairs.pairs_from_dataset`); a :class:`HeldOutSet` (balanced pairs drawn from labelled images); an
+A benchmark is one of: a path to an insightface ``.bin``; a :class:`~.verification_pairs.VerificationPairs`; a ``datasets.Dataset``
+of pairs (:func:`~.verification_pairs.pairs_from_dataset`); a :class:`HeldOutSet` (balanced pairs drawn from labelled images); an
 :class:`IJBSet` (1:1 template verification from an IJB release folder); an :class:`IdentificationSet` (1:N); an
 :class:`OpenSetSet` (labelled images of unseen identities: every pair, and rank-1, :mod:`.openset`).
 
@@ -32,7 +32,7 @@ from .identification import IdentificationResult, identification
 from .ijb import IJBResult, ijb_verification, load_ijb_faces, read_ijb_meta
 from .metrics import DEFAULT_FARS, KFoldResult, Roc, TarAtFar, eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
 from .openset import OPEN_SET_FARS, OpenSetResult, open_set
-from .pairs import VerificationPairs, pairs_from_bin, pairs_from_dataset, pairs_from_labels
+from .verification_pairs import VerificationPairs, pairs_from_bin, pairs_from_dataset, pairs_from_labels
 
 logger = logging.getLogger(__name__)
 LOAD_WORKERS = 2  # IJB: threads reading and aligning the next chunks while the current one is embedded

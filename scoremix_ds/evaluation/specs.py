@@ -8,11 +8,11 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
                                                 read by the restricted reader inside the runner (timed there)
 ``heldout:NAME[@REV][:PAIRS]``                  ``PAIRS`` balanced pairs (default 3000, drawn with ``--seed``)
                                                 from labelled data ``NAME``: ``mnist-5k-heldout``, ``NAME[7-9]``,
-                                                a dataset folder or a Hub id (:func:`~..data.openers.read_real_data`)
-``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..data.readers.READERS` or with a
+                                                a dataset folder or a Hub id (:func:`~..realdata.openers.read_real_data`)
+``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..realdata.readers.READERS` or with a
                                                 class subset (a labelled set cannot be a pair list)
 ``pairs:NAME[@REV][:SPLIT]``, ``FOLDER``,       a ``datasets`` pair dataset (``image_a``/``image_b``/``is_same``),
-``ORG/NAME[@REV]``                              split ``test`` unless given (:func:`~.pairs.load_pair_dataset`)
+``ORG/NAME[@REV]``                              split ``test`` unless given (:func:`~.verification_pairs.load_pair_dataset`)
 ``ijbb:ROOT``, ``ijbc:ROOT``                    IJB-B / IJB-C 1:1 template verification from a release folder
 ``openset:NAME[@REV]``                          labelled data of unseen identities: EVERY genuine and impostor
                                                 pair (TAR@FAR down to 1e-6) and rank-1 identification
@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from .pairs import VerificationPairs, load_pair_dataset
+from .verification_pairs import VerificationPairs, load_pair_dataset
 from .runner import HeldOutSet, IJBSet, OpenSetSet
 
 DEFAULT_PAIRS = 3000  # held-out pairs when PAIRS is not given: half genuine, half impostor (LFW has 6,000)
@@ -74,16 +74,16 @@ class BenchmarkSpec:
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
-    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..data.refs`."""
-    from ..data.refs import split_revision
+    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..realdata.refs`."""
+    from ..realdata.refs import split_revision
 
     return split_revision(text, "--benchmark")
 
 
 def _is_data_name(name: str) -> bool:
-    """A name :func:`~..data.openers.read_real_data` knows by itself, with or without a class subset."""
-    from ..data.readers import READERS
-    from ..data.subsets import split_subset
+    """A name :func:`~..realdata.openers.read_real_data` knows by itself, with or without a class subset."""
+    from ..realdata.readers import READERS
+    from ..realdata.subsets import split_subset
 
     return split_subset(name)[0] in READERS
 
@@ -183,7 +183,7 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
 
 
 def max_balanced_pairs(labels: np.ndarray) -> int:
-    """The most pairs :func:`~.pairs.make_pairs_from_labels` can draw: ``n // 2 <= G`` genuine and
+    """The most pairs :func:`~.verification_pairs.make_pairs_from_labels` can draw: ``n // 2 <= G`` genuine and
     ``n - n // 2 <= I`` impostor, with ``G = sum_c n_c (n_c - 1) / 2`` and ``I = N (N - 1) / 2 - G``."""
     labels = np.asarray(labels).ravel()
     _, sizes = np.unique(labels, return_counts=True)
@@ -211,7 +211,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _labelled(spec: BenchmarkSpec):
     """The labelled images a ``heldout:`` / ``openset:`` spec names, errors re-worded for ``--benchmark``."""
-    from ..data.openers import read_real_data
+    from ..realdata.openers import read_real_data
     from ..errors import ScoreMixError
 
     hint = f"{spec.kind}:NAME takes mnist-5k-heldout, glyphs-han-verify, NAME[7-9], a labelled dataset folder or a Hub id"

@@ -42,7 +42,7 @@ from .client import (
     resolve_token,
 )
 from .stage import staged
-from .verify import verify_dataset
+from .folder_check import verify_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..build.recipe_file import RECIPE
+from ..synthesis.recipe_file import RECIPE
 from ..dataset.manifest import MANIFEST, Manifest
-from .verify import CARD, PREVIEW, listed_shards
+from .folder_check import CARD, PREVIEW, listed_shards
 
 PLACEHOLDER = "path/to/this/dataset"  # what dataset/card.py renders when the dataset has no Hub home yet
 _LOAD_CALL = re.compile(r'load_dataset\("' + re.escape(PLACEHOLDER) + r'"([^)\n]*)\)')
@@ -62,7 +62,7 @@ def public_recipe(text: str, card_build: dict | None = None) -> str:
     import tomllib
 
     from .. import __version__
-    from ..build.recipe_file import recipe_text
+    from ..synthesis.recipe_file import recipe_text
 
     values = public_manifest({"config": tomllib.loads(text)}, card_build)["config"]
     return recipe_text(values, __version__)

@@ -1,6 +1,6 @@
 """The capped greedy pick of ``distant`` / ``close`` at any number of classes, with no retry over the whole order.
 
-:func:`scoremix_ds.maths.pairs.capped_greedy` walks ALL pairs in strategy order (largest or smallest cosine
+:func:`scoremix_ds.maths.pair_strategies.capped_greedy` walks ALL pairs in strategy order (largest or smallest cosine
 distance first, ties by class ids) and keeps a pair while both classes are below the cap; when the walk ends short,
 the cap grows by one and the walk restarts. Within one walk a class that is full stays full, so a pair passed over
 is never pickable later in that walk. The greedy is therefore the same as:

@@ -1,17 +1,17 @@
 """Choose class tuples straight from class VECTORS, at any number of classes.
 
-:func:`scoremix_ds.maths.pairs.select_pairs` works on full ``(C, C)`` distance matrices: exact and simple, but
+:func:`scoremix_ds.maths.pair_strategies.select_pairs` works on full ``(C, C)`` distance matrices: exact and simple, but
 ``C = 50K`` classes would need 20 GB. :func:`select_tuples` takes the class vectors (discriminator centres and
 generator condition vectors) instead and picks a path by size:
 
 - up to :data:`DENSE_LIMIT` candidate classes: the dense matrices of the candidates, then ``select_pairs``;
 - above it, never an ``N x N`` matrix:
   ``distant`` / ``close`` (and their ``-condition`` forms) walk the chunked top-k pairs
-  (:func:`scoremix_ds.maths.pairs.select_extreme_pairs`, the same pairs as the dense path);
+  (:func:`scoremix_ds.maths.pair_strategies.select_extreme_pairs`, the same pairs as the dense path);
   ``random`` draws uniformly random distinct pairs for the seed; ``band`` estimates the percentiles from
   :data:`BAND_SAMPLE` sampled pairs and draws random pairs inside them. Both go through the same capped greedy pick,
   so each pair is used once and classes spread; for a seed the picks are deterministic (but not the dense path's).
-  Tuples of K > 2 are enumerated exactly and stay limited to :data:`scoremix_ds.maths.pairs.MAX_TUPLES`.
+  Tuples of K > 2 are enumerated exactly and stay limited to :data:`scoremix_ds.maths.pair_strategies.MAX_TUPLES`.
 
 Each chosen tuple also gets its MEAN pairwise cosine distance in both spaces (for a pair: its distance), computed
 from the vectors row by row.
@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..errors import ConfigError
-from .pairs import Strategy, check_selection, get_strategy, select_extreme_pairs, select_pairs
+from .pair_strategies import Strategy, check_selection, get_strategy, select_extreme_pairs, select_pairs
 from .topk import pair_distance_sample, row_dots, unit_rows
 
 DENSE_LIMIT = 2048  # candidate classes: 2048^2 float64 distances = 32 MiB per space

@@ -4,7 +4,7 @@ Rows are walked in blocks of ``block_rows``: a block's similarities to the other
 reduced at once (``np.argpartition``) to per-row candidates, then merged. Memory is ``O(B * N + M)`` for ``M``
 pairs kept, whatever ``N`` is. By default ``B`` is chosen so a block holds about 2^23 numbers (64 MiB in float64).
 
-Ties are broken exactly like :func:`scoremix_ds.maths.pairs.order_pairs`: by distance, then the first class id,
+Ties are broken exactly like :func:`scoremix_ds.maths.pair_strategies.order_pairs`: by distance, then the first class id,
 then the second, so the dense and the chunked answers agree pair for pair.
 """
 

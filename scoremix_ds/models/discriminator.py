@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..data.transforms import to_model_tensor
+from ..realdata.transforms import to_model_tensor
 from ..errors import DataError, ModelError
 from ..resources import default_model_dir
 from . import BACKBONES
@@ -61,7 +61,7 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
     if name_or_path not in (None, "default") and not is_onnx_reference(name_or_path):
-        from ..data.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
+        from ..realdata.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
 
         name_or_path, revision = with_revision(name_or_path, revision, flag)
     return _load(name_or_path, revision, flag)

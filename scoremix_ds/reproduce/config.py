@@ -26,9 +26,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..build.config import BuildConfig
+from ..synthesis.config import BuildConfig
 from ..errors import ConfigError
-from ..maths.pairs import get_strategy
+from ..maths.pair_strategies import get_strategy
 from ..models import BACKBONES
 from ..recipes import check_mapping, load_recipe, resolve_recipe
 from ..training.generator_config import GeneratorTrainConfig

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..build.config import BuildConfig
-from ..build.planner import PLAN_FIELDS
+from ..synthesis.config import BuildConfig
+from ..synthesis.planning.choose import PLAN_FIELDS
 from ..errors import DataError
 from ..evaluation.metrics import DEFAULT_FARS
 from ..recipes import to_dict
@@ -110,7 +110,7 @@ def plan(config: ReproduceConfig, root: Path, strategy: str, gen: Ref, disc: Ref
             "generator": gen.id, "discriminator": disc.id}
 
     def body(folder: Path) -> dict:
-        from ..build.planreport import make_plan_file
+        from ..synthesis.planning.report import make_plan_file
 
         s = make_plan_file(bc, folder / "plan.parquet")
         return {"plan": "plan.parquet", "identities": s.identities, "images": s.images, "space": s.space,
@@ -129,7 +129,7 @@ def build(config: ReproduceConfig, root: Path, arm: str, plan_ref: Ref, gen: Ref
     spec = {**bc.content_config(), "generator": gen.id, "discriminator": disc.id, "plan": plan_ref.id}
 
     def body(folder: Path) -> dict:
-        from ..build.runner import run_build
+        from ..synthesis.runner import run_build
 
         result = run_build(dataclasses.replace(bc, out=str(folder / "dataset")), progress=progress)
         if not result.complete:

@@ -32,7 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..data.transforms import to_uint8
+from ..realdata.transforms import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
 from ..models.generator import ClassConditionalGenerator
 from .schedulers import make_scheduler

@@ -45,9 +45,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..data.sources import Source, SourceSpec
-from ..data.openers import open_source
-from ..data.transforms import to_model_tensor
+from ..realdata.sources import Source, SourceSpec
+from ..realdata.openers import open_source
+from ..realdata.transforms import to_model_tensor
 from ..errors import ConfigError, DataError
 from ..recipes import to_dict
 from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
@@ -67,7 +67,7 @@ FIRST_LOSSES = 10  # global losses of the first steps kept in scoremix.json
 
 def draw_seed(seed: int, step: int, index: int) -> int:
     """A 63-bit seed for the draws of training sample ``index`` of the global batch of optimizer step ``step``
-    (not the per-image seed of a build, :func:`scoremix_ds.build.plan.sample_seed`)."""
+    (not the per-image seed of a build, :func:`scoremix_ds.synthesis.planning.mix_plan.sample_seed`)."""
     digest = hashlib.blake2b(f"train-generator:{seed}:{step}:{index}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
 

@@ -1,6 +1,6 @@
 """``scoremix-ds train``: fine-tune or train a recognition network on real + synthetic identities, on accelerate.
 
-Data: :mod:`scoremix_ds.data.mixture` (separate label namespaces) and :mod:`scoremix_ds.data.sampler` (an exact
+Data: :mod:`scoremix_ds.realdata.mixture` (separate label namespaces) and :mod:`scoremix_ds.realdata.batching` (an exact
 synthetic:real ratio, a sampler that is a pure function of ``(seed, step)``). Loss: a margin head
 (:mod:`scoremix_ds.maths.margins`) through Partial FC (:mod:`scoremix_ds.training.partial_fc`), whose class matrix
 is sharded over processes and whose sampled classes are a function of ``(seed, step, rank)``. Every source of
@@ -52,9 +52,9 @@ class TrainResult:
 
 def source_spec(text: str, config: RecognitionTrainConfig):
     """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`."""
-    from ..data.sources import SourceSpec
+    from ..realdata.sources import SourceSpec
 
-    from ..data.refs import split_revision
+    from ..realdata.refs import split_revision
 
     location, _, sub = text.partition("::")
     location, revision = split_revision(location, "--real / --synthetic")  # the one NAME@REV grammar
@@ -142,8 +142,8 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
 def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     from accelerate import Accelerator
 
-    from ..data.mixture import make_loader, open_mixture
-    from ..data.preprocess import PreprocessConfig
+    from ..realdata.mixture import make_loader, open_mixture
+    from ..realdata.preprocess import PreprocessConfig
 
     started = time.perf_counter()
     out = Path(config.out)

@@ -114,7 +114,7 @@ def band_mask(d: np.ndarray, band: tuple[float, float]) -> np.ndarray:
 
 def check_selection(strategy: Strategy, num_pairs: int, band: object = None, max_uses: int | None = None
                     ) -> tuple[float, float] | None:
-    """The one check of the selection settings, shared by :class:`~scoremix_ds.build.config.BuildConfig` and the
+    """The one check of the selection settings, shared by :class:`~scoremix_ds.synthesis.config.BuildConfig` and the
     selection functions: a positive count, a positive ``max_uses``, and a percentile ``band`` given exactly for
     banded strategies with ``0 <= LO <= HI <= 100``. Returns the band as floats (None without one)."""
     positive_count("pairs", num_pairs)

@@ -6,7 +6,7 @@
 - :mod:`.readers` (the built-in data sets, :data:`~.readers.READERS`) and :mod:`.glyphs` (``glyphs-han``);
   :mod:`.recordio` (insightface ``train.rec`` without mxnet); :mod:`.refs` and :mod:`.subsets` (the reference
   grammar); :mod:`.splits` (held-out parts);
-- :mod:`.mixture` and :mod:`.sampler`: real + synthetic sources as one training set and its batch sampler;
+- :mod:`.mixture` and :mod:`.batching`: real + synthetic sources as one training set and its batch sampler;
 - :mod:`.preprocess` and :mod:`.transforms`: pure image transforms.
 
 The datasets a build WRITES are :mod:`scoremix_ds.dataset`.

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..analysis.plots import save_histograms
-from ..maths.pairs import get_strategy
-from ..maths.topk import pair_distance_sample
-from ..models.generator import load_generator
-from .config import BuildConfig
-from ..outputs import claim_file
-from .centres_cache import plan_cache, save_centres
-from .planfile import is_plan_file, write_plan
-from .planner import candidate_classes, choose_plan, class_spaces, plan_meta
+from ...analysis.plots import save_histograms
+from ...maths.pair_strategies import get_strategy
+from ...maths.topk import pair_distance_sample
+from ...models.generator import load_generator
+from ..config import BuildConfig
+from ...outputs import claim_file
+from ..centres_cache import plan_cache, save_centres
+from .parquet_file import is_plan_file, write_plan
+from .choose import candidate_classes, choose_plan, class_spaces, plan_meta
 
 logger = logging.getLogger(__name__)
 

@@ -28,8 +28,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..errors import ConfigError, DataError
-from .plan import Identity, MixPlan
+from ...errors import ConfigError, DataError
+from .mix_plan import Identity, MixPlan
 
 FORMAT = "scoremix-plan/1"
 _SCHEMA = pa.schema([

@@ -1,7 +1,7 @@
 """What a build settles before any model loads, once: its config with the plan file's fields, the plan file as read,
 and the finished build already in ``--out``.
 
-``scoremix-ds build`` makes one :class:`ResolvedBuild` and hands it to :func:`scoremix_ds.build.runner.run_build`, so
+``scoremix-ds build`` makes one :class:`ResolvedBuild` and hands it to :func:`scoremix_ds.synthesis.runner.run_build`, so
 the plan file is parsed and hashed once and the output folder checked once per command.
 """
 
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from ..dataset.manifest import Manifest
 from .config import BuildConfig
 from .outdir import completed_build
-from .planfile import PlanFile
-from .planner import check_real_data, resolve_plan
+from .planning.parquet_file import PlanFile
+from .planning.choose import check_real_data, resolve_plan
 
 
 @dataclass(frozen=True)

@@ -277,8 +277,8 @@ def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
 
 
 def open_builtin(spec: SourceSpec) -> Source:
-    """A built-in reader (:data:`scoremix_ds.data.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
-    or any reader returning a :class:`~scoremix_ds.data.readers.RealData`), in memory, converted as ``spec`` asks;
+    """A built-in reader (:data:`scoremix_ds.realdata.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
+    or any reader returning a :class:`~scoremix_ds.realdata.readers.RealData`), in memory, converted as ``spec`` asks;
     its mode and size come from its images."""
     import importlib.metadata
 

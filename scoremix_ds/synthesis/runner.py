@@ -27,9 +27,9 @@ from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
 from .outdir import open_out_dir
-from .plan import MixPlan
+from .planning.mix_plan import MixPlan
 from .centres_cache import BUILD_CACHE, save_centres
-from .planner import plan_and_spaces, plan_build
+from .planning.choose import plan_and_spaces, plan_build
 from .resolve import ResolvedBuild, resolve_build
 from .pipeline import run_units
 from .rows import sample_images

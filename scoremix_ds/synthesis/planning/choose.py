@@ -1,7 +1,7 @@
 """From models and real data to a mixing plan: class vectors in both spaces, the strategy's tuples, seeds.
 
 ``plan_build`` is what ``build`` runs; ``scoremix-ds plan`` runs the same code and writes the plan to a parquet file
-(:mod:`scoremix_ds.build.planfile`), which ``build --plan FILE`` then builds as it is.
+(:mod:`scoremix_ds.synthesis.planning.parquet_file`), which ``build --plan FILE`` then builds as it is.
 """
 
 from __future__ import annotations
@@ -15,21 +15,21 @@ from typing import Any
 
 import numpy as np
 
-from ..data.readers import RealData
-from ..data.openers import read_real_data
-from ..dataset.manifest import file_sha256
-from ..errors import ConfigError, DataError
-from ..maths.mixing import validate_weights
-from ..maths.pairs import get_strategy
-from ..maths.selection import mean_pairwise_distance, select_tuples
-from ..models.digest import model_digest
-from ..models.discriminator import load_discriminator
-from ..models.onnx_embedder import is_onnx_reference
-from ..models.generator import ClassConditionalGenerator
-from .config import BuildConfig
-from .finalize import public_ref
-from .plan import MixPlan, label_names, make_plan
-from .planfile import FORMAT, PlanFile, read_plan
+from ...realdata.readers import RealData
+from ...realdata.openers import read_real_data
+from ...dataset.manifest import file_sha256
+from ...errors import ConfigError, DataError
+from ...maths.mixing import validate_weights
+from ...maths.pair_strategies import get_strategy
+from ...maths.selection import mean_pairwise_distance, select_tuples
+from ...models.digest import model_digest
+from ...models.discriminator import load_discriminator
+from ...models.onnx_embedder import is_onnx_reference
+from ...models.generator import ClassConditionalGenerator
+from ..config import BuildConfig
+from ..finalize import public_ref
+from .mix_plan import MixPlan, label_names, make_plan
+from .parquet_file import FORMAT, PlanFile, read_plan
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ class Spaces:
     conditions: np.ndarray
     real: RealData | None
     discriminator_digest: str | None
-    centres_key: str = ""  # discriminator + real-data digests (:mod:`scoremix_ds.build.centres_cache`)
+    centres_key: str = ""  # discriminator + real-data digests (:mod:`scoremix_ds.synthesis.centres_cache`)
     centres_computed: bool = False  # embedded by this call (rather than read from a cache)
 
 
@@ -103,8 +103,8 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
     these models and data, else are embedded once (main process of ``group``, on ``device``, default
     ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded, and without real
     data (``random`` and the condition strategies) there are none."""
-    from ..devices import resolve_device
-    from .centres_cache import cache_key, data_digest, shared_centres
+    from ...devices import resolve_device
+    from ..centres_cache import cache_key, data_digest, shared_centres
 
     conditions = gen.condition_table().numpy().astype(np.float64)
     if config.real_data is None:
@@ -148,7 +148,7 @@ def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spa
 def recorded_training(ref: str | None) -> dict[str, Any]:
     """What a local model folder (or the embedded default) records of its training data in ``scoremix.json``:
     ``{"real_data", "licence"}`` or {} when it records nothing (a Hub model is not fetched for this)."""
-    from ..resources import default_model_dir
+    from ...resources import default_model_dir
 
     if ref is not None and is_onnx_reference(ref):
         return {}

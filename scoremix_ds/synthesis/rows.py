@@ -1,12 +1,12 @@
 """Sampling a list of images outside the build pipeline (the preview, ``folder``); the build itself samples
-through :mod:`scoremix_ds.build.pipeline`."""
+through :mod:`scoremix_ds.synthesis.pipeline`."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..data.transforms import to_uint8
+from ..realdata.transforms import to_uint8
 from ..models.generator import ClassConditionalGenerator
 from ..sampling.schedulers import make_scheduler
 from ..sampling.scoremix import scoremix_sample

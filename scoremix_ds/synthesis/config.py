@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
-from ..maths.pairs import check_selection, get_strategy
+from ..maths.pair_strategies import check_selection, get_strategy
 from ..recipes import to_dict
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
@@ -30,7 +30,7 @@ class BuildConfig:
     discriminator_revision: str | None = None
     weak_generator: str | None = None  # autoguidance: a weaker checkpoint of the same generator
     # The generator's training data; gives the class centres. None: mnist-5k for the embedded default generator;
-    # for any other generator the strategies that need centres refuse to run without it (planner.needs_real_data).
+    # for any other generator the strategies that need centres refuse to run without it (planning.choose.needs_real_data).
     real_data: str | None = None
     real_data_revision: str | None = None
     null_class: int | None = None  # the generator's unconditional row, when its folder does not declare one

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.readers import RealData
+from ..realdata.readers import RealData
 from ..maths.centres import class_centres
 from ..models.discriminator import embed_images
 

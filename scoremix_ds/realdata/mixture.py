@@ -7,7 +7,7 @@
 so real identities are ``0..R-1`` and synthetic ones ``R..R+S-1``: a real class 3 and a synthetic class 3 are two
 different identities. :meth:`LabelSpace.to_dict` is that mapping, for the model card.
 
-**Sampling and preprocessing** live in :mod:`.sampler` (the synthetic:real ratio, a pure function of
+**Sampling and preprocessing** live in :mod:`.batching` (the synthetic:real ratio, a pure function of
 ``(seed, step)``) and :mod:`.preprocess` (flip, shift, channels, resize, ``[-1, 1]``).
 
 **Cost.** Sources that fit ``cache_bytes`` are decoded once and kept as uint8 already at the input size, so a batch
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
 from .preprocess import PreprocessConfig, preprocess, resize_uint8
-from .sampler import MixtureBatchSampler
+from .batching import MixtureBatchSampler
 from .sources import Source, SourceInfo, SourceSpec
 from .openers import open_source
 

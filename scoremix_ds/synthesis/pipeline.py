@@ -32,14 +32,14 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..data.transforms import to_uint8
+from ..realdata.transforms import to_uint8
 from ..dataset.schema import COLUMNS
 from ..dataset.writer import encode_png, shard_path, write_shard
 from ..models.generator import ClassConditionalGenerator
 from ..sampling.schedulers import make_scheduler
 from ..sampling.scoremix import initial_noise, scoremix_sample
 from .config import BuildConfig
-from .plan import MixPlan
+from .planning.mix_plan import MixPlan
 from .units import write_marker
 
 logger = logging.getLogger(__name__)

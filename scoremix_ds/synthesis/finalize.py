@@ -21,8 +21,8 @@ from ..dataset.manifest import Manifest
 from ..dataset.preview import save_preview
 from ..dataset.schema import features_for
 from ..dataset.writer import arrow_bytes, decode_png
-from ..maths.pairs import get_strategy
-from .plan import unique_names
+from ..maths.pair_strategies import get_strategy
+from .planning.mix_plan import unique_names
 from .recipe_file import write_recipe
 from .units import STATE_DIR
 
