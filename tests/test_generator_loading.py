@@ -13,16 +13,10 @@ from scoremix_ds.models.generator import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 
-
-def as_build_prints(exc):
-    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
-    from scoremix_ds.cli.boundary import with_flags
-
-    return with_flags(exc, ["build"])
+from hints import as_build_prints
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
-
 
 
 def _sample(gen, classes, weights, seeds, steps=3, **kw):

@@ -11,16 +11,10 @@ import torch
 from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.mixing import WeightSchedule, guide, mix, validate_weights
 
-
-def as_build_prints(exc):
-    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
-    from scoremix_ds.cli.boundary import with_flags
-
-    return with_flags(exc, ["build"])
+from hints import as_build_prints
 
 
 # --- mix -------------------------------------------------------------------------------------------------------
-
 
 
 def test_mix_k2_hand_computed():
@@ -101,8 +95,6 @@ def _mentions(err: ConfigError, *words: str) -> bool:
         ((math.inf, 0.0), 2, ("--weights",)),  # inf
     ],
 )
-
-
 def test_validate_weights_refusals(weights, k, flags):
     with pytest.raises(ConfigError) as info:
         validate_weights(weights, k)

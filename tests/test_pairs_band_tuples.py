@@ -11,12 +11,7 @@ from scoremix_ds.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import STRATEGIES, candidate_tuples, get_strategy, select_pairs
 
-
-def as_build_prints(exc):
-    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
-    from scoremix_ds.cli.boundary import with_flags
-
-    return with_flags(exc, ["build"])
+from hints import as_build_prints
 
 
 # 4 classes, distances 01=.1  02=.9  03=.5  12=.7  13=.3  23=.2 (as in test_pairs_centres.py)
@@ -25,7 +20,6 @@ EMB = np.array([[0.0, 0.1, 0.9, 0.5],
                 [0.9, 0.7, 0.0, 0.2],
                 [0.5, 0.3, 0.2, 0.0]])
 CLASSES = np.arange(4)
-
 
 
 def _band(n, band, seed=0, **kw):

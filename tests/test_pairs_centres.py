@@ -13,16 +13,10 @@ from scoremix_ds.maths.centres import class_centres, cosine_distances
 from scoremix_ds.maths.pair_strategies import STRATEGIES as ALL
 from scoremix_ds.maths.pair_strategies import candidate_pairs, capped_greedy, select_pairs
 
-
-def as_build_prints(exc):
-    """The error as `scoremix-ds build` prints it: the library names config fields, the CLI its flags."""
-    from scoremix_ds.cli.boundary import with_flags
-
-    return with_flags(exc, ["build"])
+from hints import as_build_prints
 
 
 # --- centres and distances -------------------------------------------------------------------------------------
-
 
 
 def test_class_centres_hand_computed():
