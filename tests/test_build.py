@@ -17,6 +17,8 @@ from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.errors import ConfigError, DataError
 from scoremix_ds.recipes import from_mapping
 
+from hints import as_build_prints
+
 EXPECTED_COLUMNS = {
     "image", "label", "identity", "parents", "parent_names", "weights", "embedding_distance",
     "condition_distance", "strategy", "mixing", "seed", "sample_index", "mix_identity",
@@ -257,8 +259,9 @@ def test_model_dependent_bad_input_is_refused_before_writing(tiny_config, overri
 def test_build_config_validates_itself():
     with pytest.raises(ConfigError, match="unknown strategy"):
         BuildConfig(strategy="farthest")
-    with pytest.raises(ConfigError, match="--per-identity"):
+    with pytest.raises(ConfigError, match="per_identity") as info:  # the library names the field...
         BuildConfig(per_identity=0)
+    assert "--per-identity" in str(as_build_prints(info.value))  # ...and build prints its flag
     with pytest.raises(ConfigError, match="sum to"):
         BuildConfig(weights=(0.6, 0.6))
     assert BuildConfig(weights=(0.6, 0.6), allow_nonconvex=True).weights == (0.6, 0.6)
