@@ -42,9 +42,12 @@ class CliRun:
         return [line for line in self.err.splitlines() if line.startswith("error:")]
 
 
-def run_cli(hub: LoopbackHub, hf_home: Path, *args: str, token: str | None = None, timeout: float = 120,
+def run_cli(hub: LoopbackHub, hf_home: Path, *args: str, token: str | None = None, timeout: float = 600,
             extra_env: dict[str, str] | None = None) -> CliRun:
-    """``python -m scoremix_ds ARGS`` in a fresh interpreter configured for ``hub``."""
+    """``python -m scoremix_ds ARGS`` in a fresh interpreter configured for ``hub``.
+
+    ``timeout`` only stops a hung command: a build-and-push took over 120 s on a loaded 2-core machine.
+    """
     env = client_env(hub, hf_home, token=token)
     env.update(extra_env or {})
     proc = subprocess.run([sys.executable, "-m", "scoremix_ds", *args], cwd=REPO_ROOT, env=env,

@@ -1,1 +1,1 @@
-"""The dataset on disk: row schema, parquet shards, manifest, preview grid and card."""
+"""The dataset a build writes: row schema, parquet shards, manifest, integrity checks, preview grid and card."""
