@@ -298,7 +298,9 @@ def test_build_push_to_publishes_and_tags_after_building(hub, cli, tmp_path):
     args = ["build", "--generator", inputs["generator"], "--discriminator", inputs["discriminator"], "--real-data",
             inputs["real_data"], "--pairs", "2", "--per-identity", "1", "--steps", "2", "--out", str(out), "--no-progress"]
     bad = cli(*args, "--push-to", "not a repo id!")
-    assert bad.rc == 2 and "--repo" in bad.error_lines[0] and not out.exists()  # refused before sampling
+    # refused before sampling, naming build's own flag (it has no --repo: the old hint named push's)
+    assert bad.rc == 2 and "--push-to" in bad.error_lines[0] and "--repo" not in bad.error_lines[0]
+    assert not out.exists()
     run = cli(*args, "--push-to", "org/built", "--tag", "v1")
     assert run.rc == 0, run.err[-2000:]
     assert "tagged v1" in run.out
