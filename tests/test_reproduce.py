@@ -302,3 +302,25 @@ def test_glyphs_ci_recipe_end_to_end(tmp_path):
     (bench,) = [b for b in json.loads(evals[0].read_text())["benchmarks"] if b["kind"] == "openset"]
     assert bench["num_identities"] == 40 and bench["num_genuine"] == 40 * 16 * 15 // 2
     assert bench["num_genuine"] + bench["num_impostor"] == 640 * 639 // 2  # every pair of the 640 images
+
+
+@pytest.mark.parametrize("name, section, field, value", [
+    ("reproduce-glyphs-ablate-ratio", "train", "synthetic_ratio", 0.25),
+    ("reproduce-glyphs-ablate-init", None, "arm_init", "discriminator"),
+])
+def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(name, section, field, value):
+    from scoremix_ds.recipes import to_dict
+
+    main, ablation = load_reproduce_config("reproduce-glyphs"), load_reproduce_config(name)
+    a, b = to_dict(main), to_dict(ablation)
+    differing = set()
+    for key in a:
+        if isinstance(a[key], dict):
+            differing |= {(key, k) for k in a[key] if a[key][k] != b[key][k]}
+        elif a[key] != b[key]:
+            differing.add((None, key))
+    # the one change, plus which arms and seeds run (not settings of any stage)
+    assert differing == {(section, field), (None, "arms"), (None, "seeds")}, differing
+    assert (b[section][field] if section else b[field]) == value
+    # `repro` keeps the distant build the main recipe's (its fingerprint includes the repro rows)
+    assert "repro" in ablation.arms and "distant" in ablation.arms and set(ablation.seeds) <= set(main.seeds)

@@ -11,7 +11,7 @@ from .parsing import parse_ints
 
 
 def reproduce(
-    recipe: Annotated[str, typer.Argument(help="A reproduce recipe: a TOML file or a name in builders/ (reproduce-demo, reproduce-ci, reproduce-paper).")],
+    recipe: Annotated[str, typer.Argument(help="A reproduce recipe: a TOML file or a name in builders/ (reproduce-glyphs, reproduce-demo, reproduce-paper, ...).")],
     out: OutOpt = None,
     seeds: Annotated[Optional[str], typer.Option(help="Training seeds of every arm, e.g. 0,1,2 (overrides the recipe).")] = None,
     arms: Annotated[Optional[str], typer.Option(help="Arms to run, e.g. real,close,distant (overrides the recipe).")] = None,
