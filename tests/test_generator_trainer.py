@@ -24,7 +24,8 @@ from scoremix_ds.models.generator import load_generator
 from scoremix_ds.recipes import config_from
 from scoremix_ds.resources import default_model_dir
 from scoremix_ds.training import checkpoints as ck
-from scoremix_ds.training.generator import LR_FLOOR, StepBatches, process_share, train_generator
+from scoremix_ds.training.generator import (LR_FLOOR, StepBatches, _loss, noise_schedule, process_share, snr_weights,
+                                            train_generator)
 from scoremix_ds.training.lr_schedule import lr_factor
 from scoremix_ds.training.generator_arch import ARCHITECTURES, count_parameters
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
@@ -92,6 +93,8 @@ def test_parameter_counts_of_the_face_architectures():
     ({"architecture": "unet-big"}, "unknown architecture"),
     ({"mixed_precision": "fp8"}, "mixed_precision"),
     ({"batch_size": 6, "gradient_accumulation_steps": 4}, "multiple of gradient_accumulation_steps"),
+    ({"snr_gamma": 0.0}, "snr_gamma"),
+    ({"snr_gamma": float("nan")}, "snr_gamma"),
 ])
 def test_bad_configs_are_refused_in_one_line(overrides, words):
     with pytest.raises(ConfigError) as err:
@@ -107,6 +110,42 @@ def test_lr_schedule_hand_values():
     assert lr_factor(2, 2, 6, "cosine", LR_FLOOR) == 1.0
     assert lr_factor(4, 2, 6, "cosine", LR_FLOOR) == pytest.approx(0.05 + 0.95 * 0.5)  # half-way through the cosine
     assert lr_factor(5, 2, 6, "cosine", LR_FLOOR) == pytest.approx(0.05 + 0.475 * (1 - math.sqrt(0.5)))  # cos(3 pi / 4)
+
+
+def test_min_snr_weights_hand_values():
+    """min(SNR, gamma) / SNR (epsilon), / (SNR + 1) (v), min(SNR, gamma) (sample), SNR = abar / (1 - abar)."""
+    schedule = noise_schedule(GeneratorTrainConfig())
+    t = torch.tensor([0, 100, 500, 900, 999])
+    abar = schedule.alphas_cumprod[t].double()
+    snr = abar / (1 - abar)
+    assert snr[0] > 5 > snr[-2]  # the cosine schedule spans the clip at gamma = 5
+    clipped = torch.minimum(snr, torch.tensor(5.0, dtype=torch.float64))
+    assert torch.allclose(snr_weights(schedule, t, "epsilon", 5.0).double(), clipped / snr, rtol=1e-6)
+    assert torch.allclose(snr_weights(schedule, t, "v_prediction", 5.0).double(), clipped / (snr + 1), rtol=1e-6)
+    assert torch.allclose(snr_weights(schedule, t, "sample", 5.0).double(), clipped, rtol=1e-6)
+    eps = snr_weights(schedule, t, "epsilon", 5.0)
+    assert eps[-1] == 1.0 and eps[0] < 0.01  # noisy steps keep weight 1, nearly clean ones are down-weighted
+
+
+def test_min_snr_loss_equals_plain_mse_when_gamma_exceeds_every_snr():
+    torch.manual_seed(0)
+    arch = ARCHITECTURES["unet-small"]
+    model = arch.build(32, 1, 3, arch.resolve("unet-small", {"block_out_channels": (8, 16, 16), "norm_num_groups": 4}))
+    schedule = noise_schedule(GeneratorTrainConfig())
+    batch = {"x0": torch.rand(4, 1, 32, 32) * 2 - 1, "noise": torch.randn(4, 1, 32, 32),
+             "timesteps": torch.tensor([0, 10, 400, 999]), "labels": torch.tensor([0, 1, 2, 3])}
+    with torch.no_grad():
+        plain = _loss(model, "unet", schedule, "epsilon", batch)
+        huge = _loss(model, "unet", schedule, "epsilon", batch, snr_gamma=1e12)
+        weighted = _loss(model, "unet", schedule, "epsilon", batch, snr_gamma=5.0)
+    assert torch.allclose(plain, huge, rtol=1e-5)
+    assert weighted < plain  # the nearly clean sample at t = 0 is down-weighted
+
+
+def test_added_fields_at_their_legacy_value_keep_old_fingerprints():
+    """The fingerprint of the default config, frozen before snr_gamma existed: cached generators stay valid."""
+    assert GeneratorTrainConfig().fingerprint() == "f951e09f286849e0"
+    assert GeneratorTrainConfig(snr_gamma=5.0).fingerprint() != "f951e09f286849e0"
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,8 @@ Objective (DDPM): for a real image ``x0`` of class ``c``, a timestep ``t ~ U{0..
 ``|f(x_t, t, c') - target|^2`` with target ``e`` (epsilon), ``sqrt(abar_t) e - sqrt(1 - abar_t) x0`` (v) or ``x0``
 (sample). Label dropout sets ``c'`` to the null class (row ``K`` of the class table) with probability
 ``label_dropout``, so the same network also predicts the unconditional score classifier-free guidance needs.
+With ``snr_gamma`` set, sample ``i``'s squared error is weighted by :func:`snr_weights` (min-SNR-gamma) before the
+mean.
 
 Why the result does not depend on how the work is split, and why resume is exact:
 
@@ -223,7 +225,7 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
         for m in range(config.gradient_accumulation_steps):
             part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = _loss(model, arch.family, schedule, config.prediction_type, part)
+                loss = _loss(model, arch.family, schedule, config.prediction_type, part, config.snr_gamma)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -260,8 +262,10 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     return out
 
 
-def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean squared error of the model output against its target (see the module docstring)."""
+def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor],
+          snr_gamma: float | None = None) -> torch.Tensor:
+    """Mean squared error of the model output against its target (see the module docstring), each sample weighted
+    by :func:`snr_weights` when ``snr_gamma`` is set."""
     x0, noise, t = batch["x0"], batch["noise"], batch["timesteps"]
     xt = schedule.add_noise(x0, noise, t)  # Forward process: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e.
     if prediction_type == "epsilon":
@@ -271,7 +275,25 @@ def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, t
     else:
         target = x0
     pred = denoise(model, family, xt, t, batch["labels"])
-    return F.mse_loss(pred.float(), target.float())
+    if snr_gamma is None:
+        return F.mse_loss(pred.float(), target.float())
+    per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
+    return (per_sample * snr_weights(schedule, t, prediction_type, snr_gamma).to(per_sample.device)).mean()
+
+
+def snr_weights(schedule, timesteps: torch.Tensor, prediction_type: str, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weights (Hang et al. 2023) of ``timesteps``: ``min(SNR, gamma)`` divided by ``SNR`` for
+    epsilon targets and by ``SNR + 1`` for v targets, where ``SNR_t = abar_t / (1 - abar_t)`` (diffusers'
+    ``compute_snr``). Every weight is 1 for epsilon where ``SNR <= gamma``."""
+    from diffusers.training_utils import compute_snr
+
+    snr = compute_snr(schedule, timesteps.cpu()).double()
+    clipped = torch.clamp(snr, max=gamma)
+    if prediction_type == "epsilon":
+        return (clipped / snr).float()
+    if prediction_type == "v_prediction":
+        return (clipped / (snr + 1)).float()
+    return clipped.float()
 
 
 def _accelerator(config: GeneratorTrainConfig):

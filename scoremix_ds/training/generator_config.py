@@ -23,6 +23,9 @@ ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
 # run may be resumed with other values (another --out is another run, accumulation only splits the same batch).
 RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep_checkpoints", "num_workers",
                         "gradient_accumulation_steps"})
+# Fields added after generators were trained with this code, with the value that reproduces the older behaviour: at
+# that value they are left out of the fingerprint, so the embedded default and every cached generator keep theirs.
+ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None}
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -57,6 +60,10 @@ class GeneratorTrainConfig:
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "epsilon"
+    # Min-SNR-gamma loss weighting (Hang et al., ICCV 2023; diffusers' `snr_gamma`): each sample's squared error is
+    # weighted by min(SNR_t, gamma) / SNR_t (epsilon), / (SNR_t + 1) (v_prediction) or by min(SNR_t, gamma) (sample),
+    # so the nearly clean timesteps no longer dominate the loss. None: plain mean squared error.
+    snr_gamma: float | None = None
     mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
     seed: int = 0
     checkpoint_every: int = 500  # optimizer steps between checkpoints in out/checkpoints (0: only when stopping)
@@ -86,6 +93,7 @@ class GeneratorTrainConfig:
         in_range("warmup_steps", self.warmup_steps, lo=0, example="200")
         in_range("num_train_timesteps", self.num_train_timesteps, lo=2, example="1000")
         in_range("ema_decay", self.ema_decay, lo=0.0, hi=1.0, hi_open=True, example="0.999")
+        in_range("snr_gamma", self.snr_gamma, lo=0.0, lo_open=True, optional=True, example="5.0")
         in_range("max_grad_norm", self.max_grad_norm, lo=0.0, lo_open=True, optional=True, example="1.0")
         if self.gradient_accumulation_steps < 1 or self.batch_size % self.gradient_accumulation_steps:
             raise ConfigError(f"batch_size {self.batch_size} must be a multiple of gradient_accumulation_steps "
@@ -108,6 +116,9 @@ class GeneratorTrainConfig:
         """What determines the trained weights: every field but :data:`RUN_FIELDS`, with resolved architecture."""
         values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS and k not in ARCH_FIELDS}
         values["architecture_params"] = json_ready(self.architecture_params())
+        for name, legacy in ADDED_FIELDS.items():
+            if values.get(name) == legacy:
+                del values[name]
         return values
 
     def fingerprint(self) -> str:
