@@ -12,6 +12,11 @@
 
     python benchmarks/generator_quality.py                                           # embedded MNIST default
     python benchmarks/generator_quality.py --generator DIR --discriminator DIR --real-data glyphs-han-train[0-199]
+    python benchmarks/generator_quality.py --generator NEW --baseline-generator OLD ...   # before / after
+
+With ``--baseline-generator``, a second generator is measured in the same run on the same classes and seeds, and (a)
+is compared PAIRED (sample ``i`` of both has the same class and seed): the difference of the two fidelities and its
+standard error ``sqrt(b + c - (b - c)^2 / n) / n`` (``b``, ``c``: samples only one of the two gets right).
 
 Prints one JSON object (``--json FILE`` also writes it) and a readable summary.
 """
@@ -49,7 +54,22 @@ def _sample(gen, classes: np.ndarray, seeds: list[int], steps: int, guidance: fl
 
 
 def measure(generator: str | None, discriminator: str | None, real_data: str, n: int, pairs: int, per_mix: int,
-            steps: int, guidance: float, batch: int) -> dict:
+            steps: int, guidance: float, batch: int, baseline_generator: str | None = None) -> dict:
+    result = _measure_one(generator, discriminator, real_data, n, pairs, per_mix, steps, guidance, batch)
+    if baseline_generator is None:
+        return result
+    base = _measure_one(baseline_generator, discriminator, real_data, n, pairs, per_mix, steps, guidance, batch)
+    new, old = np.array(result["a_class_fidelity"].pop("correct")), np.array(base["a_class_fidelity"].pop("correct"))
+    only_new, only_old = int(np.sum(new & ~old)), int(np.sum(old & ~new))
+    se = float(np.sqrt(max(only_new + only_old - (only_new - only_old) ** 2 / n, 0.0)) / n)
+    result["baseline"] = base
+    result["a_difference_vs_baseline"] = {"difference": float(new.mean() - old.mean()), "paired_se": se,
+                                          "only_this_right": only_new, "only_baseline_right": only_old}
+    return result
+
+
+def _measure_one(generator: str | None, discriminator: str | None, real_data: str, n: int, pairs: int, per_mix: int,
+                 steps: int, guidance: float, batch: int) -> dict:
     gen, disc, real = load_generator(generator), load_discriminator(discriminator), read_real_data(real_data)
     if gen.num_classes != real.num_classes:
         raise SystemExit(f"the generator has {gen.num_classes} classes, {real_data} has {real.num_classes}")
@@ -61,7 +81,8 @@ def measure(generator: str | None, discriminator: str | None, real_data: str, n:
 
     cls = np.arange(n) % real.num_classes
     plain = _sample(gen, cls[:, None], list(range(n)), steps, guidance, batch)
-    plain_acc = float(np.mean((embed_images(disc, plain) @ centres.T).argmax(axis=1) == cls))
+    correct = (embed_images(disc, plain) @ centres.T).argmax(axis=1) == cls
+    plain_acc = float(np.mean(correct))
 
     chosen = select_pairs("distant", pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
     mix_classes = np.repeat(chosen, per_mix, axis=0)
@@ -79,8 +100,10 @@ def measure(generator: str | None, discriminator: str | None, real_data: str, n:
     return {
         "generator": generator or "default", "discriminator": discriminator or "default", "real_data": real_data,
         "classes": real.num_classes, "guidance": guidance, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-        "a_class_fidelity": {"samples": n, "generated_accuracy": plain_acc, "real_accuracy_baseline": real_acc,
-                             "ratio": plain_acc / real_acc if real_acc else None},
+        "a_class_fidelity": {"samples": n, "generated_accuracy": plain_acc,
+                             "standard_error": float(np.sqrt(plain_acc * (1 - plain_acc) / n)),
+                             "real_accuracy_baseline": real_acc, "ratio": plain_acc / real_acc if real_acc else None,
+                             "correct": correct.tolist()},
         "b_mixes": {"identities": len(audits), "images_per_identity": per_mix,
                     "parent_similarity_mean": float(parent_sim.mean()),
                     "parent_similarity_max_mean": float(parent_sim.max(axis=1).mean()),
@@ -109,11 +132,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=3.0, help="the build's default guidance")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--baseline-generator", default=None,
+                        help="a second generator measured on the same classes and seeds ('default': the embedded one)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     torch.manual_seed(0)
     result = measure(args.generator, args.discriminator, args.real_data, args.n, args.pairs, args.per_mix, args.steps,
-                     args.guidance, args.batch)
+                     args.guidance, args.batch, baseline_generator=args.baseline_generator)
+    result["a_class_fidelity"].pop("correct", None)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
@@ -126,6 +152,12 @@ def main() -> None:
           f"to the nearest other real class {b['nearest_other_real_similarity_mean']:.3f}; parent copies "
           f"{b['parent_copy_fraction']:.2f}; real images to their own centre {ref['real_own_centre_similarity_median']:.3f}, "
           f"real centre to centre {ref['real_centre_to_centre_similarity_mean']:.3f}")
+    if "baseline" in result:
+        d, base = result["a_difference_vs_baseline"], result["baseline"]
+        print(f"baseline {base['generator']}: (a) {base['a_class_fidelity']['generated_accuracy']:.3f}, "
+              f"(b) closer parent {base['b_mixes']['parent_similarity_max_mean']:.3f}, nearest other real "
+              f"{base['b_mixes']['nearest_other_real_similarity_mean']:.3f}; "
+              f"(a) difference {d['difference']:+.3f} (paired SE {d['paired_se']:.3f})")
 
 
 if __name__ == "__main__":
