@@ -307,6 +307,7 @@ def test_glyphs_ci_recipe_end_to_end(tmp_path):
 @pytest.mark.parametrize("name, section, field, value", [
     ("reproduce-glyphs-ablate-ratio", "train", "synthetic_ratio", 0.25),
     ("reproduce-glyphs-ablate-init", None, "arm_init", "discriminator"),
+    ("reproduce-glyphs-ablate-generator", "generator_train", "snr_gamma", 5.0),
 ])
 def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(name, section, field, value):
     from scoremix_ds.recipes import to_dict
