@@ -7,7 +7,9 @@ LFW's 12,000 images as JPEG (upscaled to ``--image-size``, RGB, like lfw.bin's 1
 - ``evaluate`` on the ``.bin`` path end to end, split as the runner times it: load (restricted reader + JPEG
   decoding), embedding (images/s), protocol (10-fold accuracy + ROC + AUC + EER + TAR@FAR);
 - the reader and the decoding alone, and each protocol step alone on the same scores (best of at least 20);
-- the protocol / embedding time ratio, and flip TTA / plain (embedding time and whole run).
+- the protocol / embedding time ratio, and flip TTA / plain (embedding time and whole run);
+- (issue 13) the whole ``evaluate`` with the ``.bin``'s decoding in the default loader worker processes, overlapped
+  with the forwards, against ``load_workers=0`` (decoding in this process, between forwards): RATIO.
 
     python benchmarks/bench_eval.py [--pairs 6000] [--image-size 112] [--repeats 3] [--threads N] [--device cpu]
 """
@@ -29,6 +31,7 @@ from PIL import Image
 from scoremix_ds.realdata.openers import read_real_data
 from scoremix_ds.evaluation.binfile import read_bin
 from scoremix_ds.evaluation.metrics import eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
+from scoremix_ds.evaluation.loading import default_load_workers
 from scoremix_ds.evaluation.verification_pairs import decode_images, make_pairs_from_labels, pairs_from_bin
 from scoremix_ds.evaluation.runner import evaluate
 from scoremix_ds.models.discriminator import embed_images, load_discriminator
@@ -89,12 +92,12 @@ def main() -> None:
         info = write_bin(path, args.pairs, args.image_size, args.seed)
         info["write_s"] = time.perf_counter() - t
         evaluate(model, [path], batch_size=args.batch_size, device=args.device)  # warm-up (allocator, kernels)
-        runs: dict[str, list] = {"plain": [], "flip": []}
+        runs: dict[str, list] = {"plain": [], "flip": [], "inline": []}
         for _ in range(args.repeats):
             for key, items in runs.items():
                 t = time.perf_counter()
                 result = evaluate(model, [path], flip_tta=key == "flip", batch_size=args.batch_size,
-                                  device=args.device)
+                                  device=args.device, load_workers=0 if key == "inline" else None)
                 items.append((time.perf_counter() - t, result.benchmarks[0]))
         reader_s, content = _best(lambda: read_bin(path), args.repeats)
         decode_s, _ = _best(lambda: decode_images(content.blobs), args.repeats)
@@ -130,6 +133,12 @@ def main() -> None:
     print(f"  whole evaluate {p['total_s']:.3f}s; accuracy {100 * p['accuracy']:.2f}%, AUC {100 * p['auc']:.2f}%")
     print(f"  flip TTA: embed {f['embed_s']:.3f}s ({report['flip_over_plain_embed']:.2f}x plain), whole "
           f"{f['total_s']:.3f}s ({report['flip_over_plain_total']:.2f}x plain); accuracy {100 * f['accuracy']:.2f}%")
+    workers = default_load_workers(torch.device(args.device).type == "cuda")
+    i = best["inline"]
+    print(f"  decoding overlapped with the forwards in {workers} worker processes (the default here): whole evaluate "
+          f"{p['total_s']:.3f}s vs {i['total_s']:.3f}s decoding in this process first (load_workers=0): "
+          f"RATIO {i['total_s'] / p['total_s']:.2f}x; same accuracy: {i['accuracy'] == p['accuracy'] and i['auc'] == p['auc']}")
+    report["inline_over_workers_total"] = i["total_s"] / p["total_s"]
     print(json.dumps(report))
 
 
