@@ -52,16 +52,18 @@ from .units import write_marker
 logger = logging.getLogger(__name__)
 
 SWITCH_INTERVAL = 0.0005  # seconds: how soon a thread waiting for the GIL gets it (Python's default is 0.005)
-HELPER_NICE = 10  # the helper threads' nice value: the sampling thread preempts them as soon as the device is done
+HELPER_NICE = 10  # added to the helper threads' nice value: the sampling thread preempts them when the device is done
 
 
 def _lower_priority() -> None:
-    """A helper thread's initializer: lower this thread's CPU priority (Linux nice values are per thread). When
-    the cores are busy encoding, the sampling thread waking from its wait for the device then gets a core at once
-    instead of a time slice later. Where threads have no nice value of their own (not Linux), nothing changes."""
-    if sys.platform.startswith("linux"):
+    """A helper thread's initializer: lower this thread's CPU priority by ``HELPER_NICE`` (Linux nice values are
+    per thread; never above 19, never below the process's own). When the cores are busy encoding, the sampling
+    thread waking from its wait for the device then gets a core at once instead of a time slice later. Where
+    threads have no nice value of their own (not Linux), nothing changes."""
+    if sys.platform.startswith("linux") and HELPER_NICE > 0:
+        tid = threading.get_native_id()
         try:
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), HELPER_NICE)
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + HELPER_NICE))
         except OSError:
             pass
 
