@@ -169,14 +169,15 @@ def test_evaluate_identification_and_ijb(model, tmp_path):
     meta = read_ijb_meta(tmp_path / "ijb", "ijbc")
     aligned = load_ijb_faces(tmp_path / "ijb", meta, np.arange(6), size=16)
     assert np.abs(aligned.astype(int) - faces).max() <= 1  # landmarks at the template: alignment is a pure shift
-    result = evaluate(model, [ident, IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,))
+    result = evaluate(model, [ident, IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,),
+                      load_workers=2)
     on_ident, on_ijb = result.benchmarks
     assert on_ident.metrics.rank_accuracy == {1: 1.0, 3: 1.0} and on_ident.metrics.num_distractors == 7
     reference = ijb_verification(embed_images(model, aligned), meta, fars=(0.5,))
     assert on_ijb.kind == "ijb" and on_ijb.metrics.num_templates == 3
     np.testing.assert_allclose(on_ijb.metrics.roc.thresholds[1:], reference.roc.thresholds[1:], atol=1e-6)
     assert on_ijb.timing.images == 6
-    # read and aligned in 2 worker processes (the default on a CPU; 2 chunks of 4 faces) or in this process: same
+    # read and aligned in 2 worker processes (2 chunks of 4 faces) or in this process (the CPU default): same
     inline = evaluate(model, [IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,),
                       load_workers=0).benchmarks[0]
     assert np.array_equal(inline.metrics.roc.thresholds, on_ijb.metrics.roc.thresholds)

@@ -24,9 +24,10 @@ from ..errors import ScoreMixError
 
 def default_load_workers(cuda: bool) -> int:
     """Worker processes when the caller does not say: on CUDA ``min(8, cores)`` (the accelerator embeds far faster
-    than one core decodes); on a CPU 2 (the model's own kernels need the cores), as IJB's reader threads were."""
-    cores = os.cpu_count() or 1
-    return min(8, cores) if cuda else min(2, cores)
+    than one core decodes); on a CPU 0, as the trainer's loader: the forwards already keep the cores busy, and
+    shipping decoded chunks between processes costs more than the overlap gains (measured on 2 cores:
+    ``benchmarks/bench_eval.py``, docs/performance.md)."""
+    return min(8, os.cpu_count() or 1) if cuda else 0
 
 
 @dataclass(frozen=True)
