@@ -7,7 +7,9 @@ LFW's 12,000 images as JPEG (upscaled to ``--image-size``, RGB, like lfw.bin's 1
 - ``evaluate`` on the ``.bin`` path end to end, split as the runner times it: load (restricted reader + JPEG
   decoding), embedding (images/s), protocol (10-fold accuracy + ROC + AUC + EER + TAR@FAR);
 - the reader and the decoding alone, and each protocol step alone on the same scores (best of at least 20);
-- the protocol / embedding time ratio, and flip TTA / plain (embedding time and whole run).
+- the protocol / embedding time ratio, and flip TTA / plain (embedding time and whole run);
+- (issue 13) the whole ``evaluate`` with the ``.bin``'s decoding in loader worker processes (the CUDA default, or 2
+  on a CPU), overlapped with the forwards, against ``load_workers=0`` (decoding in this process): RATIO.
 
     python benchmarks/bench_eval.py [--pairs 6000] [--image-size 112] [--repeats 3] [--threads N] [--device cpu]
 """
@@ -29,6 +31,7 @@ from PIL import Image
 from scoremix_ds.realdata.openers import read_real_data
 from scoremix_ds.evaluation.binfile import read_bin
 from scoremix_ds.evaluation.metrics import eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
+from scoremix_ds.evaluation.loading import default_load_workers
 from scoremix_ds.evaluation.verification_pairs import decode_images, make_pairs_from_labels, pairs_from_bin
 from scoremix_ds.evaluation.runner import evaluate
 from scoremix_ds.models.discriminator import embed_images, load_discriminator
@@ -89,12 +92,14 @@ def main() -> None:
         info = write_bin(path, args.pairs, args.image_size, args.seed)
         info["write_s"] = time.perf_counter() - t
         evaluate(model, [path], batch_size=args.batch_size, device=args.device)  # warm-up (allocator, kernels)
-        runs: dict[str, list] = {"plain": [], "flip": []}
+        overlap = default_load_workers(torch.device(args.device).type == "cuda") or 2  # the CPU default is 0
+        runs: dict[str, list] = {"plain": [], "flip": [], "inline": [], "overlap": []}
+        workers = {"inline": 0, "overlap": overlap}
         for _ in range(args.repeats):
             for key, items in runs.items():
                 t = time.perf_counter()
                 result = evaluate(model, [path], flip_tta=key == "flip", batch_size=args.batch_size,
-                                  device=args.device)
+                                  device=args.device, load_workers=workers.get(key))
                 items.append((time.perf_counter() - t, result.benchmarks[0]))
         reader_s, content = _best(lambda: read_bin(path), args.repeats)
         decode_s, _ = _best(lambda: decode_images(content.blobs), args.repeats)
@@ -130,6 +135,12 @@ def main() -> None:
     print(f"  whole evaluate {p['total_s']:.3f}s; accuracy {100 * p['accuracy']:.2f}%, AUC {100 * p['auc']:.2f}%")
     print(f"  flip TTA: embed {f['embed_s']:.3f}s ({report['flip_over_plain_embed']:.2f}x plain), whole "
           f"{f['total_s']:.3f}s ({report['flip_over_plain_total']:.2f}x plain); accuracy {100 * f['accuracy']:.2f}%")
+    i, o = best["inline"], best["overlap"]
+    print(f"  whole evaluate with the decoding in {overlap} worker processes, overlapping the forwards: {o['total_s']:.3f}s"
+          f" vs {i['total_s']:.3f}s decoding in this process (load_workers=0): RATIO inline / workers "
+          f"{i['total_s'] / o['total_s']:.2f}; same accuracy and AUC: {(i['accuracy'], i['auc']) == (o['accuracy'], o['auc'])}"
+          f" (default here: {default_load_workers(torch.device(args.device).type == 'cuda')} workers)")
+    report["inline_over_workers_total"] = i["total_s"] / o["total_s"]
     print(json.dumps(report))
 
 

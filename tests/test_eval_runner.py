@@ -169,13 +169,19 @@ def test_evaluate_identification_and_ijb(model, tmp_path):
     meta = read_ijb_meta(tmp_path / "ijb", "ijbc")
     aligned = load_ijb_faces(tmp_path / "ijb", meta, np.arange(6), size=16)
     assert np.abs(aligned.astype(int) - faces).max() <= 1  # landmarks at the template: alignment is a pure shift
-    result = evaluate(model, [ident, IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,))
+    result = evaluate(model, [ident, IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,),
+                      load_workers=2)
     on_ident, on_ijb = result.benchmarks
     assert on_ident.metrics.rank_accuracy == {1: 1.0, 3: 1.0} and on_ident.metrics.num_distractors == 7
     reference = ijb_verification(embed_images(model, aligned), meta, fars=(0.5,))
     assert on_ijb.kind == "ijb" and on_ijb.metrics.num_templates == 3
     np.testing.assert_allclose(on_ijb.metrics.roc.thresholds[1:], reference.roc.thresholds[1:], atol=1e-6)
     assert on_ijb.timing.images == 6
+    # read and aligned in 2 worker processes (2 chunks of 4 faces) or in this process (the CPU default): same
+    inline = evaluate(model, [IJBSet(tmp_path / "ijb", "ijbc", image_size=16)], batch_size=4, fars=(0.5,),
+                      load_workers=0).benchmarks[0]
+    assert np.array_equal(inline.metrics.roc.thresholds, on_ijb.metrics.roc.thresholds)
+    assert np.array_equal(inline.metrics.roc.tpr, on_ijb.metrics.roc.tpr)
     assert "| ijbc | 3 | — | " in markdown_table(result) and json.dumps(to_dict(result), allow_nan=False)
 
 
@@ -215,3 +221,35 @@ def test_report_json_markdown_and_roc_png(model, tmp_path):
     assert "| toy | 20 |" in md and "| 100.00 |" in md and "n/a" in md and "| ident | 2 | 4 | 2 |" in md
     png = paths["roc"].read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bin_decoded_in_workers_gives_the_decode_then_embed_results(model, tmp_path):
+    """A .bin decoded chunk by chunk in worker processes, overlapping the forwards, scores every pair exactly as
+    decoding the whole file and then embedding all A images and all B images did; a bad image in a later chunk is
+    still named by its index in the file, with its hint."""
+    from scoremix_ds.evaluation.verification_pairs import pairs_from_bin
+
+    a, b, same = _pairs_with_identical_genuines(20, seed=12)
+    interleaved = np.stack([a, b], axis=1).reshape(-1, *a.shape[1:])
+    bin_path = tmp_path / "toy.bin"
+    bin_path.write_bytes(pickle.dumps(([_png(im) for im in interleaved], same.tolist()), protocol=2))
+    pairs = pairs_from_bin(bin_path)
+    ea, eb = (_embed(model, x, True, 3, "cpu", embed_images) for x in (pairs.images_a, pairs.images_b))
+    before = roc_curve(np.sum(ea * eb, axis=1), pairs.issame)
+    for workers in (0, 2):  # 7 chunks of 3 pairs
+        got = evaluate(model, [bin_path], flip_tta=True, batch_size=3, num_folds=5, load_workers=workers).benchmarks[0]
+        assert got.metrics.num_pairs == 20 and got.timing.images == 80 and got.timing.embed_s > 0
+        for field in ("thresholds", "tpr", "fpr"):
+            assert np.array_equal(getattr(got.metrics.roc, field), getattr(before, field))
+        assert got.metrics.auc == roc_auc(before) and got.metrics.eer == eer(before)
+    blobs = [_png(im) for im in interleaved]
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(pickle.dumps((blobs[:9] + [b"not an image"] + blobs[10:], same.tolist()), protocol=2))
+    with pytest.raises(DataError, match=r"bad: image 9 does not decode") as info:
+        evaluate(model, [bad], batch_size=3, load_workers=2)
+    assert info.value.hint
+    small = tmp_path / "small.bin"
+    small.write_bytes(pickle.dumps((blobs[:8] + [_png(_images(1, seed=13, size=12)[0])] + blobs[9:], same.tolist()),
+                                   protocol=2))
+    with pytest.raises(DataError, match=r"small: image 8 is \(12, 12\), image 0 is \(8, 8\)"):
+        evaluate(model, [small], batch_size=3, load_workers=2)

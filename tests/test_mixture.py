@@ -167,3 +167,21 @@ def test_loader_with_workers_gives_the_same_batches():
     assert len(plain) == len(workers) == 4
     for (x, y), (x2, y2) in zip(plain, workers):
         assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def test_uint8_loader_normalised_equals_the_float_loader():
+    """The trainer's loader (uint8 NHWC, 1 worker) followed by ``normalise`` gives the float loader's batches bit
+    for bit, flips, shifts and channel conversion included."""
+    from scoremix_ds.realdata.preprocess import normalise
+
+    real, syn = array_source("r", [0, 1, 2, 3], 4, size=12), array_source("s", [0, 1], 2, base=9, size=12)
+    rng = np.random.default_rng(0)  # textured images, so that flips and shifts show
+    real, syn = (ArraySource(rng.integers(0, 256, s.images.shape, dtype=np.uint8), s.labels, s.info) for s in (real, syn))
+    ds = MixtureDataset([real], [syn], PreprocessConfig(size=8, channels=1, flip=True, shift_pixels=2))
+    sampler = lambda: ds.batch_sampler(5, ratio=0.5, seed=4, num_steps=4)  # noqa: E731
+    floats = list(make_loader(ds, sampler()))
+    raw = list(make_loader(ds, sampler(), num_workers=1, uint8=True))
+    assert len(floats) == len(raw) == 4
+    for (x, y), (u, y2) in zip(floats, raw):
+        assert u.dtype == torch.uint8 and u.shape == (5, 8, 8, 1)
+        assert torch.equal(normalise(u, 8, 1), x) and torch.equal(y, y2)

@@ -50,3 +50,38 @@ def test_threaded_pipeline_writes_the_serial_bytes(tiny_generator_dir, tiny_disc
         assert runner.run_build(BuildConfig(**base, out=str(out)), progress=False).complete
         shards[workers] = json.loads((out / "manifest.json").read_text())["shards"]
     assert shards[0] == shards[2]
+
+
+def test_threaded_pipeline_keeps_host_work_off_the_sampling_thread(tiny_generator_dir, tiny_discriminator_dir,
+                                                                   tiny_real_data_dir, tmp_path, monkeypatch, one_thread):
+    """Quantising, copying and encoding run in the encoder threads, at a lower CPU priority (Linux), and the
+    pipeline's counters add up to its wall time."""
+    import os
+    import sys
+    import threading
+
+    import scoremix_ds.synthesis.pipeline as pipeline
+
+    seen = []
+    real_encode, real_run_units = pipeline._quantise_and_encode, pipeline.run_units
+
+    def spy(images):
+        nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) if sys.platform.startswith("linux") else None
+        seen.append((threading.current_thread().name, nice))
+        return real_encode(images)
+
+    stats = []
+    monkeypatch.setattr(pipeline, "_quantise_and_encode", spy)
+    monkeypatch.setattr(runner, "run_units", lambda *a, **k: stats.append(real_run_units(*a, **k)) or stats[-1])
+    monkeypatch.setattr(runner, "ENCODE_WORKERS", 2)
+    config = BuildConfig(generator=str(tiny_generator_dir), discriminator=str(tiny_discriminator_dir),
+                         real_data=str(tiny_real_data_dir), pairs=5, per_identity=2, steps=2, shard_size=2,
+                         batch_size=4, out=str(tmp_path / "out"))
+    assert runner.run_build(config, progress=False).complete
+    assert seen and all(name.startswith("scoremix-encode") for name, _ in seen)
+    if sys.platform.startswith("linux"):
+        assert {nice for _, nice in seen} == {min(19, os.getpriority(os.PRIO_PROCESS, 0) + pipeline.HELPER_NICE)}
+    s = stats[0]
+    assert s.images == 30 and s.batches == 8  # 10 mixes + 20 parents, in batches of 4: 3 + 5
+    assert min(s.head_seconds, s.drain_seconds, s.between_seconds, s.sample_seconds) >= 0
+    assert abs(s.head_seconds + s.sample_seconds + s.between_seconds + s.drain_seconds - s.seconds) < 1e-9

@@ -198,3 +198,27 @@ def test_batch_size_is_the_global_batch_split_over_accumulation(tmp_path):
     with pytest.raises(ConfigError, match="does not split"):
         train_recognition(RecognitionTrainConfig(**{**TINY, "batch_size": 15, "grad_accum": 2}, out=str(tmp_path / "b")),
                           progress=False)
+
+
+def test_uint8_batches_normalised_on_the_device_train_the_float_path_weights(tmp_path, monkeypatch):
+    """The trainer's loader yields uint8 NHWC and ``normalise`` runs after the copy to the device; on a CPU that
+    trains exactly the weights of the former path (float32 batches built in the loader), flips and shifts included."""
+    import scoremix_ds.realdata.mixture as mixture
+    import scoremix_ds.realdata.preprocess as preprocess
+
+    config = {**TINY, "flip": True, "shift_pixels": 2, "steps": 4}
+    seen = []
+    real_loader, real_normalise = mixture.make_loader, preprocess.normalise
+
+    def spy(x, size, channels):
+        seen.append(x.dtype)
+        return real_normalise(x, size, channels)
+
+    monkeypatch.setattr(preprocess, "normalise", spy)
+    new = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "uint8"), **config), progress=False)
+    assert seen and set(seen) == {torch.uint8}  # uint8 crossed to the device, every micro-batch
+    monkeypatch.setattr(mixture, "make_loader", lambda *a, uint8=False, **k: real_loader(*a, **k))  # float batches
+    monkeypatch.setattr(preprocess, "normalise", lambda x, size, channels: x)  # ... used as they come, as before
+    old = train_recognition(RecognitionTrainConfig(out=str(tmp_path / "float"), **config), progress=False)
+    a, b = _weights(new.out), _weights(old.out)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

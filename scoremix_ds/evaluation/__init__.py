@@ -7,6 +7,7 @@
 - ``identification.py``: 1:N rank-k identification with gallery distractors (TinyFace-style).
 - ``openset.py``: every genuine and impostor pair of unseen identities (TAR@FAR down to 1e-6) and rank-1.
 - ``runner.py``: ``evaluate(model, benchmarks, flip_tta, batch_size)``: embeddings and protocols, each timed.
+- ``loading.py``: benchmark images decoded (and IJB faces aligned) in DataLoader workers, ahead of the forwards.
 - ``report.py``: results as JSON, a markdown table and a ROC plot.
 """
 

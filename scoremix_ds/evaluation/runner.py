@@ -15,11 +15,10 @@ of pairs (:func:`~.verification_pairs.pairs_from_dataset`); a :class:`HeldOutSet
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,15 @@ import numpy as np
 from ..errors import DataError
 from ..models.discriminator import embed_images
 from .identification import IdentificationResult, identification
+from .binfile import read_bin
 from .ijb import IJBResult, ijb_verification, load_ijb_faces, read_ijb_meta
+from .loading import chunks_ahead, default_load_workers
 from .metrics import DEFAULT_FARS, KFoldResult, Roc, TarAtFar, eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
 from .openset import OPEN_SET_FARS, OpenSetResult, open_set
-from .verification_pairs import VerificationPairs, pairs_from_bin, pairs_from_dataset, pairs_from_labels
+from .verification_pairs import (VerificationPairs, decode_blobs, pairs_from_dataset, pairs_from_labels,
+                                 stack_decoded)
 
 logger = logging.getLogger(__name__)
-LOAD_WORKERS = 2  # IJB: threads reading and aligning the next chunks while the current one is embedded
 EmbedFn = Callable[..., np.ndarray]  # embed_fn(model, uint8 NHWC, batch_size=, device=) -> (N, D) unit rows
 
 
@@ -152,9 +153,7 @@ def _to_pairs(spec: Any) -> VerificationPairs | None:
     if isinstance(spec, VerificationPairs):
         return spec
     if isinstance(spec, (str, Path)):
-        if Path(spec).suffix != ".bin":
-            raise DataError(f"benchmark '{spec}' is not a .bin file", hint="check --benchmark")
-        return pairs_from_bin(spec)
+        raise DataError(f"benchmark '{spec}' is not a .bin file", hint="check --benchmark")
     if isinstance(spec, datasets.Dataset):
         return pairs_from_dataset(spec, spec.info.dataset_name or "pairs")
     if isinstance(spec, HeldOutSet):
@@ -162,13 +161,51 @@ def _to_pairs(spec: Any) -> VerificationPairs | None:
     return None
 
 
-def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_folds) -> BenchmarkResult:
+def _decode_pair_chunk(blobs: tuple[bytes, ...], pairs_per_chunk: int, name: str, k: int):
+    """Chunk ``k`` of a ``.bin``: the images of pairs ``k * pairs_per_chunk ..`` decoded (a worker's task)."""
+    first = 2 * k * pairs_per_chunk
+    return first, decode_blobs(blobs[first:first + 2 * pairs_per_chunk], name, first)
+
+
+def _ijb_chunk(root, meta, batch_size: int, size: int, k: int) -> np.ndarray:
+    """Chunk ``k`` of an IJB set: faces ``k * batch_size ..`` read and aligned (a worker's task)."""
+    return load_ijb_faces(root, meta, np.arange(k * batch_size, min((k + 1) * batch_size, len(meta.templates))), size)
+
+
+def _bin_embeddings(path: Path, emb, batch_size: int, workers: int):
+    """Embeddings of both sides of a ``.bin``'s pairs, its decoding in ``workers`` processes overlapping the
+    forwards. Each chunk holds ``batch_size`` pairs, and its sides are embedded as the batches that embedding all the
+    A images, then all the B images, makes: the same embeddings. Returns (ea, eb, issame, seconds in forwards)."""
+    name = path.stem
+    content = read_bin(path)
+    n, shape, ea, eb, embed_s = content.num_pairs, None, [], [], 0.0
+    load = functools.partial(_decode_pair_chunk, content.blobs, batch_size, name)
+    for first, (arrays, error) in chunks_ahead(load, -(-n // batch_size), workers):
+        shape = shape if shape is not None or not arrays else arrays[0].shape
+        images = stack_decoded(arrays, name, first, shape)  # errors in file order, as a sequential decode names them
+        if error is not None:
+            raise error
+        e0 = time.perf_counter()
+        ea.append(emb(images[0::2]))
+        eb.append(emb(images[1::2]))
+        embed_s += time.perf_counter() - e0
+    if not n:
+        ea = eb = [emb(np.zeros((0, 1, 1, 3), dtype=np.uint8))]
+    return np.concatenate(ea), np.concatenate(eb), content.issame, embed_s
+
+
+def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_folds, workers) -> BenchmarkResult:
     def emb(images):
         return _embed(model, images, flip_tta, batch_size, device, embed_fn)
 
     t0 = time.perf_counter()
-    pairs = _to_pairs(spec)
-    if pairs is not None:
+    if isinstance(spec, (str, Path)) and Path(spec).suffix == ".bin":
+        ea, eb, issame, embed_s = _bin_embeddings(Path(spec), emb, batch_size, workers)
+        t2 = time.perf_counter()
+        t1 = t2 - embed_s  # reading and decoding count as loading
+        metrics = verification_metrics(np.sum(ea * eb, axis=1), issame, fars, num_folds)
+        name, kind, images = Path(spec).stem, "verification", 2 * len(issame)
+    elif (pairs := _to_pairs(spec)) is not None:
         t1 = time.perf_counter()
         ea, eb = emb(pairs.images_a), emb(pairs.images_b)
         t2 = time.perf_counter()
@@ -176,23 +213,13 @@ def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_fold
         name, kind, images = pairs.name, "verification", 2 * pairs.num_pairs
     elif isinstance(spec, IJBSet):
         meta = read_ijb_meta(spec.root, spec.name)
-        t1, parts, embed_s = time.perf_counter(), [], 0.0
-        starts = list(range(0, len(meta.templates), batch_size))
-
-        def load(s: int) -> np.ndarray:
-            return load_ijb_faces(spec.root, meta, np.arange(s, min(s + batch_size, len(meta.templates))),
-                                  spec.image_size)
-
-        # Reading and aligning the next chunks (threads: image decoding releases the GIL) overlaps the forwards.
-        with ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="scoremix-ijb") as pool:
-            ahead = deque(pool.submit(load, s) for s in starts[:LOAD_WORKERS + 1])
-            for k in range(len(starts)):
-                faces = ahead.popleft().result()
-                if k + LOAD_WORKERS + 1 < len(starts):
-                    ahead.append(pool.submit(load, starts[k + LOAD_WORKERS + 1]))
-                e0 = time.perf_counter()
-                parts.append(emb(faces))
-                embed_s += time.perf_counter() - e0
+        parts, embed_s = [], 0.0
+        # Reading and aligning the next chunks (worker processes) overlaps the forwards.
+        load = functools.partial(_ijb_chunk, spec.root, meta, batch_size, spec.image_size)
+        for faces in chunks_ahead(load, -(-len(meta.templates) // batch_size), workers):
+            e0 = time.perf_counter()
+            parts.append(emb(faces))
+            embed_s += time.perf_counter() - e0
         t2 = time.perf_counter()
         t1 = t2 - embed_s  # image reading and alignment count as loading
         metrics = ijb_verification(np.concatenate(parts), meta, fars, spec.use_face_scores)
@@ -224,7 +251,7 @@ def _run_one(spec, model, flip_tta, batch_size, device, embed_fn, fars, num_fold
 def evaluate(
     model, benchmarks: list, flip_tta: bool = False, batch_size: int = 256, device: str | None = "auto",
     fars: tuple[float, ...] = DEFAULT_FARS, num_folds: int = 10, embed_fn: EmbedFn = embed_images,
-    model_name: str | None = None,
+    model_name: str | None = None, load_workers: int | None = None,
 ) -> EvalResult:
     """Run every benchmark in order.
 
@@ -236,11 +263,17 @@ def evaluate(
         fars: TAR@FAR targets. num_folds: folds of the verification protocol (10 is the standard).
         embed_fn: ``embed_fn(model, uint8 NHWC, batch_size=, device=) -> (N, D)`` unit-norm embeddings.
         model_name: what the report calls the model (default: its ``name`` attribute, else its class name).
+        load_workers: processes decoding ``.bin`` images and reading + aligning IJB faces ahead of the forwards
+            (default :func:`~.loading.default_load_workers`; 0: in this process, between forwards).
     """
     if not benchmarks:
         raise DataError("no benchmark given", hint="pass --benchmark")
     from ..devices import resolve_device
 
+    import torch
+
     device = resolve_device(device)
-    results = tuple(_run_one(b, model, flip_tta, batch_size, device, embed_fn, fars, num_folds) for b in benchmarks)
+    workers = load_workers if load_workers is not None else default_load_workers(torch.device(device).type == "cuda")
+    results = tuple(_run_one(b, model, flip_tta, batch_size, device, embed_fn, fars, num_folds, workers)
+                    for b in benchmarks)
     return EvalResult(model_name or getattr(model, "name", None) or type(model).__name__, flip_tta, results)

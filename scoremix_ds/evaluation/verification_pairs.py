@@ -45,23 +45,38 @@ class VerificationPairs:
         return len(self.issame)
 
 
-def decode_images(blobs, name: str = "benchmark") -> np.ndarray:
-    """Decode encoded images (JPEG/PNG bytes) to one uint8 ``(N, H, W, 3)`` RGB array; a bad one names its index."""
+def decode_blobs(blobs, name: str = "benchmark", first: int = 0) -> tuple[list[np.ndarray], DataError | None]:
+    """Decode encoded images (JPEG/PNG bytes) to uint8 RGB arrays, in order, up to the first that does not decode:
+    the arrays before it, and that image's error (its index counted from ``first``), or None."""
     from PIL import Image, UnidentifiedImageError
 
-    out = None
-    for i, blob in enumerate(blobs):
+    arrays = []
+    for i, blob in enumerate(blobs, start=first):
         try:
             with Image.open(io.BytesIO(blob)) as img:
-                arr = np.asarray(img.convert("RGB"))
+                arrays.append(np.asarray(img.convert("RGB")))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise DataError(f"{name}: image {i} does not decode ({exc})", hint=_HINT) from exc
-        if out is None:
-            out = np.empty((len(blobs), *arr.shape), dtype=np.uint8)
-        elif arr.shape != out.shape[1:]:
-            raise DataError(f"{name}: image {i} is {arr.shape[:2]}, image 0 is {out.shape[1:3]}", hint=_HINT)
-        out[i] = arr
-    return out if out is not None else np.zeros((0, 1, 1, 3), dtype=np.uint8)
+            return arrays, DataError(f"{name}: image {i} does not decode ({exc})", hint=_HINT)
+    return arrays, None
+
+
+def stack_decoded(arrays: list[np.ndarray], name: str, first: int = 0, shape: tuple | None = None) -> np.ndarray:
+    """Decoded images (image ``first`` onwards) as one uint8 ``(N, H, W, 3)`` array; each must have image 0's
+    ``shape`` (by default the first one's): the first that does not is named."""
+    shape = shape if shape is not None else (arrays[0].shape if arrays else None)
+    for i, arr in enumerate(arrays, start=first):
+        if arr.shape != shape:
+            raise DataError(f"{name}: image {i} is {arr.shape[:2]}, image 0 is {shape[:2]}", hint=_HINT)
+    return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 3), dtype=np.uint8)
+
+
+def decode_images(blobs, name: str = "benchmark") -> np.ndarray:
+    """Decode encoded images (JPEG/PNG bytes) to one uint8 ``(N, H, W, 3)`` RGB array; a bad one names its index."""
+    arrays, error = decode_blobs(blobs, name)
+    images = stack_decoded(arrays, name)  # a size mismatch before the image that fails is reported first
+    if error is not None:
+        raise error
+    return images
 
 
 def pairs_from_bin(path: str | Path, name: str | None = None) -> VerificationPairs:

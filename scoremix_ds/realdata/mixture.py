@@ -12,7 +12,8 @@ different identities. :meth:`LabelSpace.to_dict` is that mapping, for the model 
 
 **Cost.** Sources that fit ``cache_bytes`` are decoded once and kept as uint8 already at the input size, so a batch
 is one gather plus one vectorised flip-and-normalise. :meth:`MixtureDataset.__getitems__` builds a whole batch;
-use :func:`make_loader` (``batch_sampler`` + :func:`collate_batched`), which works with ``num_workers > 0``.
+use :func:`make_loader` (``batch_sampler`` + :func:`collate_batched`), which works with ``num_workers > 0``. The
+trainer's loader stops at uint8 (``uint8=True``): the float conversion runs on the device.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import ConfigError
-from .preprocess import PreprocessConfig, preprocess, resize_uint8
+from .preprocess import PreprocessConfig, as_uint8_tensor, augment, normalise, resize_uint8
 from .batching import MixtureBatchSampler
 from .sources import Source, SourceInfo, SourceSpec
 from .openers import open_source
@@ -162,13 +163,19 @@ class MixtureDataset(Dataset):
             labels[mask] += self.offsets[s]
         return images, labels
 
-    def __getitems__(self, keys: Sequence[int | tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+    def uint8_batch(self, keys: Sequence[int | tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch, flipped and shifted, still uint8 ``(N, size, size, channels)``: what the trainer's loader
+        workers make (:func:`~.preprocess.normalise` then runs on the device)."""
         rows = np.fromiter((k[0] if isinstance(k, tuple) else k for k in keys), dtype=np.int64, count=len(keys))
         flips = np.fromiter((bool(k[1]) if isinstance(k, tuple) else False for k in keys), dtype=bool, count=len(keys))
         shifts = np.array([k[2:4] if isinstance(k, tuple) and len(k) == 4 else (0, 0) for k in keys],
                           dtype=np.int64).reshape(len(keys), 2)
         images, labels = self.gather(rows)
-        return preprocess(images, flips, self.config.size, self.config.channels, shifts), torch.from_numpy(labels)
+        return as_uint8_tensor(augment(images, flips, shifts)), torch.from_numpy(labels)
+
+    def __getitems__(self, keys: Sequence[int | tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.uint8_batch(keys)
+        return normalise(x, self.config.size, self.config.channels), y
 
     def __getitem__(self, key: int | tuple) -> tuple[torch.Tensor, int]:
         x, y = self.__getitems__([key])
@@ -180,11 +187,29 @@ def collate_batched(batch: Any) -> Any:
     return batch
 
 
+class _Uint8Batches(Dataset):
+    """A view of a :class:`MixtureDataset` whose batches stay uint8 NHWC (:meth:`MixtureDataset.uint8_batch`)."""
+
+    def __init__(self, dataset: MixtureDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitems__(self, keys: Sequence[int | tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.uint8_batch(keys)
+
+    def __getitem__(self, key: int | tuple):
+        x, y = self.dataset.uint8_batch([key])
+        return x[0], int(y[0])
+
+
 def make_loader(dataset: MixtureDataset, sampler: MixtureBatchSampler, num_workers: int = 0,
-                pin_memory: bool = False) -> DataLoader:
-    """A ``DataLoader`` yielding ``(float NCHW, int64 labels)``, one batch per sampler step, in step order."""
-    return DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_batched, num_workers=num_workers,
-                      pin_memory=pin_memory, persistent_workers=num_workers > 0)
+                pin_memory: bool = False, uint8: bool = False) -> DataLoader:
+    """A ``DataLoader`` yielding ``(float NCHW, int64 labels)``, one batch per sampler step, in step order; with
+    ``uint8``, ``(uint8 NHWC, int64 labels)`` for :func:`~.preprocess.normalise` on the device (the trainer)."""
+    return DataLoader(_Uint8Batches(dataset) if uint8 else dataset, batch_sampler=sampler, collate_fn=collate_batched,
+                      num_workers=num_workers, pin_memory=pin_memory, persistent_workers=num_workers > 0)
 
 
 def open_mixture(real: Sequence[SourceSpec], synthetic: Sequence[SourceSpec] = (),

@@ -37,7 +37,7 @@ class PreprocessConfig:
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check --channels")
 
 
-def _uint8_tensor(x: np.ndarray) -> torch.Tensor:
+def as_uint8_tensor(x: np.ndarray) -> torch.Tensor:
     """A tensor on ``x``'s memory when it is contiguous and writable (torch refuses read-only arrays), else a copy."""
     x = np.ascontiguousarray(x)
     return torch.from_numpy(x if x.flags.writeable else x.copy())
@@ -66,14 +66,11 @@ def shift_images(images: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return out
 
 
-def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tensor | None = None, size: int = 112,
-               channels: int = 3, shifts: np.ndarray | None = None) -> torch.Tensor:
-    """uint8 ``(N, H, W, C)`` -> float32 ``(N, channels, size, size)`` in [-1, 1]; ``flips[i]`` mirrors image i, then
-    ``shifts[i] = (dy, dx)`` translates it (:func:`shift_images`, in pixels of the input images).
-
-    >>> preprocess(np.full((1, 2, 2, 1), 255, np.uint8), size=2, channels=3).flatten().tolist()
-    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
-    """
+def augment(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tensor | None = None,
+            shifts: np.ndarray | None = None) -> np.ndarray:
+    """uint8 ``(N, H, W, C)`` -> uint8 ``(N, H, W, C)``: ``flips[i]`` mirrors image i, then ``shifts[i] = (dy, dx)``
+    translates it (:func:`shift_images`). The caller's array is never modified. What a DataLoader worker does to a
+    training batch: the float conversion (:func:`normalise`) can then run on the device."""
     x = images.numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
     if flips is not None:
         f = np.asarray(flips, dtype=bool)
@@ -82,9 +79,29 @@ def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tens
             x[f] = x[f][:, :, ::-1]  # NHWC: axis 2 is the width
     if shifts is not None and np.any(shifts):
         x = shift_images(x, shifts)
-    t = _uint8_tensor(x.transpose(0, 3, 1, 2))  # uint8 NCHW: cheap to lay out
-    t = to_channels(t.float(), channels)
+    return x
+
+
+def normalise(images: torch.Tensor, size: int = 112, channels: int = 3) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` tensor, on any device -> float32 ``(N, channels, size, size)`` in [-1, 1] there
+    (contiguous NCHW): channels, resize, ``x / 127.5 - 1``. Pure elementwise arithmetic after the layout change, so on
+    a CPU it gives the same bits as converting before the copy; on an accelerator only uint8 crosses the bus (4x
+    fewer bytes than float32) and the host does no float work."""
+    t = images.permute(0, 3, 1, 2).float().contiguous()
+    t = to_channels(t, channels)
     return _resize(t, size).div_(127.5).sub_(1.0)
+
+
+def preprocess(images: np.ndarray | torch.Tensor, flips: np.ndarray | torch.Tensor | None = None, size: int = 112,
+               channels: int = 3, shifts: np.ndarray | None = None) -> torch.Tensor:
+    """uint8 ``(N, H, W, C)`` -> float32 ``(N, channels, size, size)`` in [-1, 1]; ``flips[i]`` mirrors image i, then
+    ``shifts[i] = (dy, dx)`` translates it (:func:`shift_images`, in pixels of the input images):
+    :func:`normalise` of :func:`augment`.
+
+    >>> preprocess(np.full((1, 2, 2, 1), 255, np.uint8), size=2, channels=3).flatten().tolist()
+    [1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]
+    """
+    return normalise(as_uint8_tensor(augment(images, flips, shifts)), size, channels)
 
 
 def resize_uint8(images: np.ndarray, size: int, channels: int, chunk: int = 512) -> np.ndarray:
@@ -96,7 +113,7 @@ def resize_uint8(images: np.ndarray, size: int, channels: int, chunk: int = 512)
         return images
     out = np.empty((len(images), size, size, channels), dtype=np.uint8)
     for a in range(0, len(images), chunk):
-        x = _uint8_tensor(images[a:a + chunk]).permute(0, 3, 1, 2).float()
+        x = as_uint8_tensor(images[a:a + chunk]).permute(0, 3, 1, 2).float()
         x = _resize(to_channels(x, channels), size).round_().clamp_(0, 255)
         out[a:a + chunk] = x.to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return out

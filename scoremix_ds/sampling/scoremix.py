@@ -84,9 +84,12 @@ def scoremix_sample(
     noise, gens = noise if noise is not None else initial_noise(seeds, generator.sample_shape)
     # The scheduler's bookkeeping (timesteps, alphas, sigmas) stays on the host, so indexing it never waits for the
     # accelerator; the model gets every timestep from ONE copy made before the loop: no host-device sync per step.
+    # Host -> device copies are non_blocking: a blocking one would make the host wait for the device's queue (the
+    # previous batch) before it could queue this one. Source buffers stay valid (pinned ones are kept by torch's
+    # host allocator until their copy is done; pageable ones are staged at once).
     scheduler.set_timesteps(num_steps, device="cpu")
-    x = noise.to(device) * scheduler.init_noise_sigma
-    weights = weights.to(device=device, dtype=torch.float32)
+    x = noise.to(device, non_blocking=True) * scheduler.init_noise_sigma
+    weights = weights.to(device=device, dtype=torch.float32, non_blocking=True)
 
     by_condition = mixing == "condition"
     if by_condition:  # one forward per step on the mixed condition; the labels only fill the batch
@@ -95,12 +98,12 @@ def scoremix_sample(
         k_out, labels = k, classes.t().reshape(-1)
     if cfg:
         labels = torch.cat([labels, torch.full((b,), generator.null_class, dtype=labels.dtype)])
-    labels = labels.to(device)
+    labels = labels.to(device, non_blocking=True)
     n_cond = k_out + int(cfg)
     step_kwargs = {"generator": gens} if "generator" in inspect.signature(scheduler.step).parameters else {}
 
     timesteps = scheduler.timesteps
-    model_timesteps = timesteps.to(device)
+    model_timesteps = timesteps.to(device, non_blocking=True)
     for i, t in enumerate(timesteps):
         t_model = model_timesteps[i]
         x_in = scheduler.scale_model_input(x, t)

@@ -139,11 +139,18 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
         return _train(config, progress)
 
 
+def default_workers(cuda: bool, world: int) -> int:
+    """DataLoader workers per process when ``--num-workers`` is not given: on CUDA ``min(8, cores per process)``
+    (IR-50 at thousands of images/s needs several decoding cores per GPU); on a CPU 0, since every core a worker
+    takes is a core the model's own kernels lose."""
+    return min(8, max(1, (os.cpu_count() or 1) // world)) if cuda else 0
+
+
 def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     from accelerate import Accelerator
 
     from ..realdata.mixture import make_loader, open_mixture
-    from ..realdata.preprocess import PreprocessConfig
+    from ..realdata.preprocess import PreprocessConfig, normalise
 
     started = time.perf_counter()
     out = Path(config.out)
@@ -158,8 +165,7 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
                           "accumulation steps", hint=f"use a multiple of {world * config.grad_accum} for --batch-size")
     micro = config.batch_size // (world * config.grad_accum)
     cuda = accelerator.device.type == "cuda"
-    workers = config.num_workers if config.num_workers is not None else (
-        min(8, max(1, (os.cpu_count() or 1) // world)) if cuda else 0)
+    workers = config.num_workers if config.num_workers is not None else default_workers(cuda, world)
 
     torch.manual_seed(config.seed)  # initial weights; everything later is drawn from (seed, step) streams
     model, arch = _backbone(config)
@@ -191,7 +197,9 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     sampler = data.batch_sampler(micro, config.synthetic_ratio if config.synthetic and config.real else 1.0,
                                  config.seed, start_step=start * config.grad_accum,
                                  num_steps=(config.steps - start) * config.grad_accum, rank=rank, world_size=world)
-    batches = iter(make_loader(data, sampler, num_workers=workers, pin_memory=cuda))
+    # uint8 NHWC batches from the workers (pinned on CUDA): a quarter of float32's bytes cross the bus, and the
+    # float conversion runs on the device (on a CPU: the same bits as converting in the loader)
+    batches = iter(make_loader(data, sampler, num_workers=workers, pin_memory=cuda, uint8=True))
     benchmarks = _val_benchmarks(config) if accelerator.is_main_process else []
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +217,8 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     for step in bar:
         for micro in range(config.grad_accum):
             x, y = next(batches)
-            x, y = x.to(accelerator.device, non_blocking=True), y.to(accelerator.device, non_blocking=True)
+            x = normalise(x.to(accelerator.device, non_blocking=True), arch.image_size, arch.channels)
+            y = y.to(accelerator.device, non_blocking=True)
             sync = micro == config.grad_accum - 1
             with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
                 loss = head(model(x).float(), y) / config.grad_accum
