@@ -67,8 +67,10 @@ def test_default_recipe_validates_and_builds_the_shipped_model():
         k: v for k, v in shipped.items() if not k.startswith("_")}
     tensors = load_file(str(default_model_dir("generator") / "unet" / "diffusion_pytorch_model.safetensors"))
     assert count_parameters(model) == sum(t.numel() for t in tensors.values()) == 637_169
-    # None fields take the preset: the recipe's explicit values and the bare defaults are the same config
-    assert GeneratorTrainConfig().fingerprint() == config.fingerprint()
+    # None fields take the preset: the recipe's explicit values and the bare defaults are the same config, but for
+    # the min-SNR weighting the recipe turns on (the bare default keeps plain MSE, so older recipes keep their weights)
+    assert config.snr_gamma == 5.0
+    assert GeneratorTrainConfig(snr_gamma=5.0).fingerprint() == config.fingerprint()
 
 
 def test_parameter_counts_of_the_face_architectures():

@@ -402,7 +402,7 @@ def _save_generator(out: Path, folder: str, net, ema, schedule, source: Source, 
         "real_data": source.provenance,
         "real_data_commit": source.info.commit,
         "licence": source.info.licence,
-        "attribution": source.provenance,
+        "attribution": source.info.attribution or source.provenance,  # who made the data; else where it came from
         "loss": losses,
         "trained_with": {"package": "scoremix-ds", "version": __version__, "config": to_dict(config),
                          "fingerprint": fingerprint},

@@ -62,7 +62,8 @@ class GeneratorTrainConfig:
     prediction_type: str = "epsilon"
     # Min-SNR-gamma loss weighting (Hang et al., ICCV 2023; diffusers' `snr_gamma`): each sample's squared error is
     # weighted by min(SNR_t, gamma) / SNR_t (epsilon), / (SNR_t + 1) (v_prediction) or by min(SNR_t, gamma) (sample),
-    # so the nearly clean timesteps no longer dominate the loss. None: plain mean squared error.
+    # so the nearly clean timesteps no longer dominate the loss. None: plain mean squared error (the bare default, so
+    # older recipes keep their weights); builders/default-generator.toml, the embedded default, uses 5.
     snr_gamma: float | None = None
     mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
     seed: int = 0
