@@ -31,7 +31,8 @@ TMP_SUFFIX = ".scoremix-tmp"
 BOOKKEEPING = frozenset({LOCK})
 
 
-def _foreign_entries(out: Path) -> list[str]:
+def foreign_entries(out: Path) -> list[str]:
+    """What in ``out`` is not this tool's bookkeeping: neither the lock nor an atomic write still in flight."""
     return sorted(p.name for p in out.iterdir() if p.name not in BOOKKEEPING and not p.name.endswith(TMP_SUFFIX))
 
 
@@ -46,7 +47,7 @@ def claim_folder(out: str | Path, command: str, flag: str = "--out",
     if out.exists() and not out.is_dir():
         raise DataError(f"{flag} {out} is a file, not a folder", hint=f"give {flag} a new or empty folder")
     if out.is_dir():
-        foreign = _foreign_entries(out)
+        foreign = foreign_entries(out)
         if foreign and not (signature and signature(out)):
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
             raise DataError(f"{flag} {out} holds files `scoremix-ds {command}` did not write ({foreign[0]}{more}); "

@@ -543,6 +543,24 @@ def test_a_second_build_into_the_same_out_is_refused_in_one_line(world, tmp_path
     assert not (out / ".scoremix").exists() and not (out / ".scoremix-lock").exists()  # no stray unit marker
 
 
+def test_a_build_meeting_a_held_lock_and_a_write_in_flight_is_told_in_use(world, tmp_path, capsys, one_thread):
+    """The first build frozen between its manifest's temporary and the rename (the test above freezes it at a
+    chance instant, and under load it once landed there): the second must still say "in use", not "foreign"."""
+    from scoremix_ds.outputs import TMP_SUFFIX, OutputLock
+
+    out = tmp_path / "out"
+    held = OutputLock(out).acquire()  # flock conflicts between two opens of the file, even in one process
+    try:
+        (out / f".manifest.json.k2x9{TMP_SUFFIX}").write_text("{")
+        capsys.readouterr()
+        assert main(build_args(world, out)) == 2
+        errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and f"in use by process {os.getpid()}" in errors[0], errors
+    finally:
+        held.release()
+    assert sorted(p.name for p in out.iterdir()) == [f".manifest.json.k2x9{TMP_SUFFIX}"]  # nothing else written
+
+
 def test_a_lock_of_a_dead_process_is_taken_over(world, tmp_path, one_thread):
     out = tmp_path / "out"
     out.mkdir()

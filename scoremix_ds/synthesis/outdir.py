@@ -10,7 +10,7 @@ from .. import __version__
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import MANIFEST, Manifest
 from ..errors import ConfigError, DataError
-from ..outputs import BOOKKEEPING, TMP_SUFFIX, OutputLock
+from ..outputs import TMP_SUFFIX, OutputLock, foreign_entries
 from .config import BuildConfig
 from .units import unit_of, write_marker
 
@@ -70,7 +70,9 @@ def reopen_complete(out: Path, manifest: Manifest) -> None:
 def _check_foreign(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise DataError(f"--out {out} is a file, not a folder", hint="choose a folder for --out")
-    if out.is_dir() and not (out / MANIFEST).exists() and any(p.name not in BOOKKEEPING for p in out.iterdir()):
+    # Another run's lock and its atomic writes in flight (the manifest's temporary before its rename) are ours, not
+    # foreign: a second build meeting them must be told the folder is in use, not that it holds someone's files.
+    if out.is_dir() and not (out / MANIFEST).exists() and foreign_entries(out):
         raise DataError(
             f"--out {out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
             hint="choose a new or empty --out",
