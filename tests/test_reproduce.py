@@ -326,3 +326,18 @@ def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(na
     assert "distant" in ablation.arms and set(ablation.seeds) <= set(main.seeds)
     if section != "generator_train":  # a training-side ablation reuses the main distant build, repro rows included
         assert "repro" in ablation.arms
+
+
+def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
+    from scoremix_ds.recipes import to_dict
+
+    both = to_dict(load_reproduce_config("reproduce-glyphs-ablate-both"))
+
+    def changed(name):
+        other = to_dict(load_reproduce_config(name))
+        return {(k, f) for k in both if isinstance(both[k], dict) for f in both[k] if both[k][f] != other[k][f]} | {
+            (None, k) for k in both if not isinstance(both[k], dict) and both[k] != other[k]}
+
+    assert changed("reproduce-glyphs-ablate-generator") == {("train", "synthetic_ratio")}
+    assert changed("reproduce-glyphs-ablate-ratio") == {("generator_train", "snr_gamma"), (None, "arms")}
+    assert both["train"]["synthetic_ratio"] == 0.25 and both["generator_train"]["snr_gamma"] == 5.0
