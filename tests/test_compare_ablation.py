@@ -17,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ("reproduce-glyphs-ablate-ratio.json", "distant", +3.73, 0.57),
     ("reproduce-glyphs-ablate-generator.json", "real", -4.55, 0.35),
     ("reproduce-glyphs-ablate-generator.json", "distant", +2.45, 0.46),
+    ("reproduce-glyphs-ablate-both.json", "real", -2.15, 0.61),
+    ("reproduce-glyphs-ablate-both.json", "distant", +4.86, 0.68),
 ])
 def test_documented_ablation_differences(tmp_path, report, against, difference, se):
     out = tmp_path / "rows.json"
