@@ -1,5 +1,6 @@
-"""An ablation's arm against the main table's arms on the same seeds: the difference of means and its standard error
-``sqrt(s_a^2/n_a + s_b^2/n_b)`` (the rule of ``scoremix_ds/reproduce/summary.py``), for every open-set metric.
+"""An ablation's arm against the main table's arms on the same seeds: the difference of means and its standard error,
+by the table's own rule (``summarise`` and ``compare`` of ``scoremix_ds/reproduce/summary.py``), for every open-set
+metric.
 
     python tools/compare_ablation.py docs/reproduce-glyphs.json docs/reproduce-glyphs-ablate-generator.json \\
         --arm distant --against real,distant --seeds 0,1,2
@@ -11,20 +12,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
+
+from scoremix_ds.reproduce.summary import Stat, compare, summarise
 
 BENCHMARK = "openset:glyphs-han-verify"
 
 
-def seed_values(arm: dict, metric: str, seeds: set[int], benchmark: str) -> list[float]:
+def on_seeds(arm: dict, metric: str, seeds: set[int], benchmark: str) -> Stat:
+    """Mean and sample std of ``metric`` over the arm's runs with one of ``seeds``."""
     values = arm["benchmarks"][benchmark][metric]["values"]
-    return [v for s, v in zip(arm["seeds"], values) if s in seeds]
-
-
-def mean_std(xs: list[float]) -> tuple[float, float, int]:
-    m = sum(xs) / len(xs)
-    return m, math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)), len(xs)
+    return summarise([v for s, v in zip(arm["seeds"], values) if s in seeds])
 
 
 def main() -> None:
@@ -42,15 +40,15 @@ def main() -> None:
     seeds = {int(s) for s in args.seeds.split(",")}
     rows = []
     for metric in ablation["benchmarks"][args.benchmark]:
-        new = mean_std(seed_values(ablation, metric, seeds, args.benchmark))
+        new = on_seeds(ablation, metric, seeds, args.benchmark)
         for ref in args.against.split(","):
-            old = mean_std(seed_values(main_arms[ref], metric, seeds, args.benchmark))
-            se = math.sqrt(new[1] ** 2 / new[2] + old[1] ** 2 / old[2])
+            old = on_seeds(main_arms[ref], metric, seeds, args.benchmark)
+            c = compare(args.arm, new, ref, old)
             rows.append({"metric": metric, "arm": args.arm, "against": ref, "seeds": sorted(seeds),
-                         "ablation": {"mean": new[0], "std": new[1]}, "main": {"mean": old[0], "std": old[1]},
-                         "difference": new[0] - old[0], "se": se})
-            print(f"{metric}: {args.arm} (ablation) {100 * new[0]:.2f} ± {100 * new[1]:.2f} - {ref} (main) "
-                  f"{100 * old[0]:.2f} ± {100 * old[1]:.2f} = {100 * (new[0] - old[0]):+.2f} pts (SE {100 * se:.2f})")
+                         "ablation": {"mean": new.mean, "std": new.std}, "main": {"mean": old.mean, "std": old.std},
+                         "difference": c.diff, "se": c.se})
+            print(f"{metric}: {args.arm} (ablation) {100 * new.mean:.2f} ± {100 * new.std:.2f} - {ref} (main) "
+                  f"{100 * old.mean:.2f} ± {100 * old.std:.2f} = {100 * c.diff:+.2f} pts (SE {100 * c.se:.2f})")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
 
