@@ -138,8 +138,9 @@ def test_min_snr_loss_equals_plain_mse_when_gamma_exceeds_every_snr():
              "timesteps": torch.tensor([0, 10, 400, 999]), "labels": torch.tensor([0, 1, 2, 3])}
     with torch.no_grad():
         plain = _loss(model, "unet", schedule, "epsilon", batch)
-        huge = _loss(model, "unet", schedule, "epsilon", batch, snr_gamma=1e12)
-        weighted = _loss(model, "unet", schedule, "epsilon", batch, snr_gamma=5.0)
+        every_t = torch.arange(1000)
+        huge = _loss(model, "unet", schedule, "epsilon", batch, snr_weights(schedule, every_t, "epsilon", 1e12))
+        weighted = _loss(model, "unet", schedule, "epsilon", batch, snr_weights(schedule, every_t, "epsilon", 5.0))
     assert torch.allclose(plain, huge, rtol=1e-5)
     assert weighted < plain  # the nearly clean sample at t = 0 is down-weighted
 

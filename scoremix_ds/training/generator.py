@@ -195,6 +195,9 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
         logger.info("%s: %s parameters, %d classes + null, %d processes", config.architecture,
                     f"{count_parameters(model):,}", source.num_classes, world)
     schedule = noise_schedule(config)
+    # Min-SNR weights depend on the timestep alone: one table, on the device, indexed each step (no host round trip)
+    loss_weights = None if config.snr_gamma is None else snr_weights(
+        schedule, torch.arange(config.num_train_timesteps), config.prediction_type, config.snr_gamma).to(accelerator.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer = accelerator.prepare(model, optimizer)  # the LR is set from the step: no scheduler to prepare
     from diffusers.training_utils import EMAModel
@@ -225,7 +228,7 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
         for m in range(config.gradient_accumulation_steps):
             part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
             with accelerator.accumulate(model):
-                loss = _loss(model, arch.family, schedule, config.prediction_type, part, config.snr_gamma)
+                loss = _loss(model, arch.family, schedule, config.prediction_type, part, loss_weights)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -263,9 +266,9 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
 
 
 def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor],
-          snr_gamma: float | None = None) -> torch.Tensor:
-    """Mean squared error of the model output against its target (see the module docstring), each sample weighted
-    by :func:`snr_weights` when ``snr_gamma`` is set."""
+          loss_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error of the model output against its target (see the module docstring); with
+    ``loss_weights`` (one weight per timestep, :func:`snr_weights`), each sample's error is weighted by its own."""
     x0, noise, t = batch["x0"], batch["noise"], batch["timesteps"]
     xt = schedule.add_noise(x0, noise, t)  # Forward process: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) e.
     if prediction_type == "epsilon":
@@ -275,10 +278,10 @@ def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, t
     else:
         target = x0
     pred = denoise(model, family, xt, t, batch["labels"])
-    if snr_gamma is None:
+    if loss_weights is None:
         return F.mse_loss(pred.float(), target.float())
     per_sample = F.mse_loss(pred.float(), target.float(), reduction="none").mean(dim=tuple(range(1, pred.ndim)))
-    return (per_sample * snr_weights(schedule, t, prediction_type, snr_gamma).to(per_sample.device)).mean()
+    return (per_sample * loss_weights[t]).mean()
 
 
 def snr_weights(schedule, timesteps: torch.Tensor, prediction_type: str, gamma: float) -> torch.Tensor:
