@@ -133,6 +133,13 @@ def to_dict(config: Any) -> dict[str, Any]:
     return json_ready(dataclasses.asdict(config))
 
 
+def without_added_fields(values: dict[str, Any], added: Mapping[str, Any]) -> dict[str, Any]:
+    """``values`` (a config's fingerprint payload) without the fields added after configs were fingerprinted, where
+    they hold the value that reproduces the older behaviour: older configs keep their fingerprints (and their cached
+    or shipped results stay valid)."""
+    return {k: v for k, v in values.items() if not (k in added and v == added[k])}
+
+
 def json_ready(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: json_ready(v) for k, v in value.items()}

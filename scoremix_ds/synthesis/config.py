@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
 from ..maths.pair_strategies import check_selection, get_strategy
-from ..recipes import to_dict
+from ..recipes import to_dict, without_added_fields
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
 from ..validate import device_name, in_range, positive_count
@@ -18,6 +19,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, f
 
 # Fields that change where or how fast rows are made, never the rows themselves: left out of the fingerprint.
 # ``plan`` is a path; the plan's CONTENT enters the fingerprint through ``plan_sha256``.
+# A field added later, with the value older builds had: builds that do not set it keep their fingerprint.
+ADDED_FIELDS: dict[str, Any] = {"null_class": None}
 LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan", "compile"})
 
 
@@ -120,9 +123,7 @@ class BuildConfig:
     def content_config(self) -> dict:
         """The fields that determine the rows (layout fields dropped)."""
         values = {k: v for k, v in to_dict(self).items() if k not in LAYOUT_FIELDS}
-        if values["null_class"] is None:  # a field added later: builds that do not set it keep their fingerprint
-            del values["null_class"]
-        return values
+        return without_added_fields(values, ADDED_FIELDS)
 
     def fingerprint(self) -> str:
         """Stable hash of :meth:`content_config`: two builds with the same fingerprint make the same rows."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..recipes import json_ready, to_dict
+from ..recipes import json_ready, to_dict, without_added_fields
 from ..validate import in_range, positive_count
 from .generator_arch import DIT_FIELDS, UNET_FIELDS, get_architecture
 
@@ -117,10 +117,7 @@ class GeneratorTrainConfig:
         """What determines the trained weights: every field but :data:`RUN_FIELDS`, with resolved architecture."""
         values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS and k not in ARCH_FIELDS}
         values["architecture_params"] = json_ready(self.architecture_params())
-        for name, legacy in ADDED_FIELDS.items():
-            if values.get(name) == legacy:
-                del values[name]
-        return values
+        return without_added_fields(values, ADDED_FIELDS)
 
     def fingerprint(self) -> str:
         text = json.dumps(self.fingerprint_payload(), sort_keys=True)
