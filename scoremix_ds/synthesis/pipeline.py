@@ -195,6 +195,11 @@ class Prepared:
     noise: tuple | None  # initial_noise(seeds, ...), or None to draw it in the sampler
 
 
+def _class_weight_tensors(rows: list[Row]) -> tuple[torch.Tensor, torch.Tensor]:
+    """The batch's (B, K) class ids and float32 mixing weights."""
+    return torch.as_tensor([r.classes for r in rows]), torch.as_tensor([r.weights for r in rows], dtype=torch.float32)
+
+
 def prepare(gen: ClassConditionalGenerator, template, rows: list[Row]) -> Prepared:
     """What a batch needs before its first step, made off the sampling thread: a fresh scheduler (a copy of an
     unused one: diffusers' ``from_config`` costs ~10 ms of Python per batch), the per-sample seeded noise, and the
@@ -203,8 +208,7 @@ def prepare(gen: ClassConditionalGenerator, template, rows: list[Row]) -> Prepar
     noise, gens = initial_noise(seeds, gen.sample_shape)
     if gen.device.type == "cuda":  # page-locked: the sampler's copy to the device then never waits on the host
         noise = noise.pin_memory()
-    return Prepared(copy.deepcopy(template), torch.as_tensor([r.classes for r in rows]),
-                    torch.as_tensor([r.weights for r in rows], dtype=torch.float32), seeds, (noise, gens))
+    return Prepared(copy.deepcopy(template), *_class_weight_tensors(rows), seeds, (noise, gens))
 
 
 def sample_batch(gen: ClassConditionalGenerator, weak, config: BuildConfig, rows: list[Row],
@@ -212,8 +216,7 @@ def sample_batch(gen: ClassConditionalGenerator, weak, config: BuildConfig, rows
     """Sample one batch (images in [-1, 1], on the generator's device)."""
     if prepared is None:
         prepared = Prepared(make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type),
-                            torch.as_tensor([r.classes for r in rows]),
-                            torch.as_tensor([r.weights for r in rows], dtype=torch.float32), [r.seed for r in rows], None)
+                            *_class_weight_tensors(rows), [r.seed for r in rows], None)
     return scoremix_sample(gen, prepared.scheduler, prepared.classes, prepared.weights, prepared.seeds, config.steps,
                            config.guidance, weak, config.schedule, mixing=config.mixing, noise=prepared.noise)
 
