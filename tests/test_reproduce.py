@@ -307,7 +307,9 @@ def test_glyphs_ci_recipe_end_to_end(tmp_path):
 @pytest.mark.parametrize("name, section, field, value", [
     ("reproduce-glyphs-ablate-ratio", "train", "synthetic_ratio", 0.25),
     ("reproduce-glyphs-ablate-init", None, "arm_init", "discriminator"),
+    ("reproduce-glyphs-ablate-steps", "train", "steps", 3375),
     ("reproduce-glyphs-ablate-generator", "generator_train", "snr_gamma", 5.0),
+    ("reproduce-glyphs-ablate-identities", "build", "pairs", 400),
 ])
 def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(name, section, field, value):
     from scoremix_ds.recipes import to_dict
@@ -324,8 +326,8 @@ def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(na
     assert differing == {(section, field), (None, "arms"), (None, "seeds")}, differing
     assert (b[section][field] if section else b[field]) == value
     assert "distant" in ablation.arms and set(ablation.seeds) <= set(main.seeds)
-    if section != "generator_train":  # a training-side ablation reuses the main distant build, repro rows included
-        assert "repro" in ablation.arms
+    if section not in ("generator_train", "build"):  # a training-side ablation reuses the main distant build,
+        assert "repro" in ablation.arms                   # repro rows included (a recipe without repro builds anew)
 
 
 def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
