@@ -73,6 +73,42 @@ def test_resumable_stage_keeps_its_partial_files(tmp_path):
     assert seen == [True]
 
 
+def test_pinned_stage_resumes_only_in_the_folder_it_started_in(tmp_path):
+    """A build's half-done manifest names its models by absolute path: after its report folder moved, resuming it
+    would be refused by the build itself, so the stage is redone; in place, or unpinned, its files are kept."""
+    import shutil
+
+    def partial(root: Path, name: str, spec: dict, **flags) -> Path:
+        with pytest.raises(RuntimeError):  # a run killed half-way: started.json and a finished shard, no marker
+            run_stage(root, name, spec, lambda f: (f / "shard-0.parquet").write_text("finished") and _raise(),
+                      resumable=True, **flags)
+        return root / "stages" / f"{name}-{fingerprint(spec)}"
+
+    def kept(root: Path, name: str, spec: dict, **flags) -> bool:
+        seen = []
+        run_stage(root, name, spec, lambda f: seen.append((f / "shard-0.parquet").exists()) or {}, resumable=True,
+                  **flags)
+        return seen == [True]
+
+    first = partial(tmp_path / "a", "build", {"k": 1}, pinned=True)
+    assert json.loads((first / "started.json").read_text()) == {"folder": str(first.resolve())}
+    assert kept(tmp_path / "a", "build", {"k": 1}, pinned=True)  # same folder: resumed
+
+    partial(tmp_path / "b", "build", {"k": 2}, pinned=True)
+    shutil.move(tmp_path / "b", tmp_path / "moved")
+    assert not kept(tmp_path / "moved", "build", {"k": 2}, pinned=True)  # moved: redone from scratch
+    moved = tmp_path / "moved" / "stages" / f"build-{fingerprint({'k': 2})}"
+    assert json.loads((moved / "started.json").read_text()) == {"folder": str(moved.resolve())}
+
+    partial(tmp_path / "c", "generator", {"k": 3})
+    shutil.move(tmp_path / "c", tmp_path / "moved-c")
+    assert kept(tmp_path / "moved-c", "generator", {"k": 3})  # not pinned (names no path): resumed after a move
+
+
+def _raise():
+    raise RuntimeError("killed")
+
+
 def test_failed_stage_writes_no_marker(tmp_path):
     def boom(folder):
         raise RuntimeError("killed")
@@ -278,6 +314,36 @@ def test_ci_recipe_end_to_end(tmp_path):
     assert (second.stages_run, second.stages_cached) == (1, first.stages_run - 1)
     again = json.loads(second.files["json"].read_text())
     assert again["table"] == report["table"]
+
+
+@pytest.mark.slow
+def test_a_moved_report_folder_finishes_its_interrupted_build_and_training(tmp_path, caplog):
+    """Interrupted stages of a report folder that was then moved: the build (whose manifest names the models by their
+    old absolute paths) and the arm training on it (whose checkpoints name the build's path) are redone there, the
+    same rows and the same table come out, and nothing of the finished stages is redone."""
+    import shutil
+    import pyarrow.parquet as pq
+
+    overrides = {"out": str(tmp_path / "report"), "arms": ["real", "distant"]}
+    cfg = load_reproduce_config("reproduce-ci", overrides)
+    first = run_reproduce(cfg, progress=False)
+    table = json.loads(first.files["json"].read_text())["table"]
+    stages = tmp_path / "report" / "stages"
+    (build,) = stages.glob("build-distant-*")
+    (train,) = stages.glob("train-distant-s0-*")
+    rows = pq.read_table(build / "dataset" / "data" / "mix").to_pydict()
+    for stage in (build, train):
+        (stage / DONE).unlink()  # killed before their markers
+
+    shutil.move(tmp_path / "report", tmp_path / "moved")
+    caplog.set_level("WARNING", logger="scoremix_ds.reproduce.cache")
+    second = run_reproduce(load_reproduce_config("reproduce-ci", {**overrides, "out": str(tmp_path / "moved")}),
+                           progress=False)
+    assert second.stages_run == 2 and second.stages_cached == first.stages_run - 2
+    assert sum("redoing it from scratch here" in r.getMessage() for r in caplog.records) == 2
+    moved = tmp_path / "moved" / "stages" / build.name
+    assert pq.read_table(moved / "dataset" / "data" / "mix").to_pydict() == rows  # same seeds: the same rows
+    assert json.loads(second.files["json"].read_text())["table"] == table
 
 
 @pytest.mark.slow

@@ -136,7 +136,7 @@ def build(config: ReproduceConfig, root: Path, arm: str, plan_ref: Ref, gen: Ref
             raise DataError(f"build {folder} did not complete", hint="re-run `scoremix-ds reproduce` to resume it")
         return {"dataset": "dataset", "rows": result.rows, "identities": result.identities}
 
-    stage = run_stage(root, f"build-{arm}", spec, body, resumable=True)
+    stage = run_stage(root, f"build-{arm}", spec, body, resumable=True, pinned=True)  # its manifest names the models
     return Ref(stage.id, str(stage.folder / "dataset")), stage
 
 
@@ -157,7 +157,9 @@ def train(config: ReproduceConfig, root: Path, arm: str, seed: int, synthetic: t
                               init_revision=None, seed=seed)
     spec = {"train": recognition_spec(cfg), "real": cfg.real, "synthetic": [s.id for s in synthetic],
             "init": init.id if init else None}
-    stage = run_stage(root, f"train-{arm}-s{seed}", spec, _train(cfg, progress), resumable=True)
+    # its checkpoints' fingerprint holds the synthetic sets' and the init model's absolute paths
+    stage = run_stage(root, f"train-{arm}-s{seed}", spec, _train(cfg, progress), resumable=True,
+                      pinned=bool(cfg.synthetic or cfg.init))
     return Ref(stage.id, str(stage.folder / "model")), stage
 
 
