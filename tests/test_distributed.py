@@ -76,10 +76,13 @@ def test_job_array_parts_merge_to_the_same_dataset(build_args, reference, tmp_pa
     for i, part in enumerate(parts):
         assert main([*build_args, "--shard", str(i), "--num-shards", "3", "--out", str(part)]) == 0
         assert not (part / "README.md").exists()  # the card comes with the merge
+    capsys.readouterr()
     assert main(["merge", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
+    assert "merge: link shards" in capsys.readouterr().err  # --progress is the default: the bar is shown
     assert shards(tmp_path / "merged") == reference
     assert (tmp_path / "merged" / "README.md").is_file() and (tmp_path / "merged" / "preview.png").is_file()
-    capsys.readouterr()
+    assert main(["merge", *map(str, parts), "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0
+    assert "merge:" not in capsys.readouterr().err and shards(tmp_path / "quiet") == reference
     # incomplete coverage and foreign configs are refused, and nothing is written
     assert main(["merge", str(parts[0]), str(parts[1]), "--out", str(tmp_path / "m2")]) == 2
     assert "missing [2]" in capsys.readouterr().err and not (tmp_path / "m2").exists()

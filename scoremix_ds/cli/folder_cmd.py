@@ -28,6 +28,6 @@ def merge(
     """Join job-array parts (build --shard i --num-shards n) into one dataset with one manifest and card."""
     from ..synthesis.merge import merge_parts
 
-    manifest = merge_parts(parts, out)
+    manifest = merge_parts(parts, out, progress=progress)
     rows = ", ".join(f"{c}: {n} rows" for c, n in manifest.rows().items())
     typer.echo(f"merged {len(parts)} parts into {out} ({rows})")

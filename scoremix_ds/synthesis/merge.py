@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 import pyarrow.parquet as pq
+from tqdm.auto import tqdm
 
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
@@ -29,14 +30,16 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list] | None = None) -> Manifest:
+def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list] | None = None,
+                progress: bool = False) -> Manifest:
     """Merge ``parts`` into ``out``; returns the merged manifest. ``sample_preview`` makes the card's preview when
     the parts have no ``repro`` config to read it from; by default
-    :func:`~scoremix_ds.synthesis.runner.resample_preview` of the parts' recorded config."""
+    :func:`~scoremix_ds.synthesis.runner.resample_preview` of the parts' recorded config. ``progress``: a bar over
+    the two long steps, re-hashing every part's shards and linking them into place."""
     if not parts:
         raise DataError("merge needs at least one part folder", hint="give the --out folders of the job-array parts")
     manifests = []
-    for part in parts:
+    for part in tqdm(parts, desc="merge: check parts", unit="part", disable=not progress):
         m = Manifest.read(part)
         if m is None:
             raise DataError(f"{part} is not a scoremix-ds build folder (no manifest.json)", hint="give the parts' --out folders")
@@ -74,7 +77,7 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the dataset folder gets the usual permissions
     try:
-        merged = _assemble(parts, manifests, staging, sample_preview)
+        merged = _assemble(parts, manifests, staging, sample_preview, progress)
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
@@ -84,15 +87,15 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
     return merged
 
 
-def _assemble(parts: list[Path], manifests: list[Manifest], staging: Path, sample_preview) -> Manifest:
+def _assemble(parts: list[Path], manifests: list[Manifest], staging: Path, sample_preview, progress: bool) -> Manifest:
     first = manifests[0]
     merged = Manifest(fingerprint=first.fingerprint, config=first.config, package_version=first.package_version,
                       provenance=first.provenance, layout=first.layout, part=None)
-    for part, m in zip(parts, manifests):
-        for name, files in m.shards.items():
-            for rel, info in files.items():
-                _link_or_copy(part / rel, staging / rel)
-                merged.shards.setdefault(name, {})[rel] = info
+    files = [(part, name, rel, info) for part, m in zip(parts, manifests) for name, shards in m.shards.items()
+             for rel, info in shards.items()]
+    for part, name, rel, info in tqdm(files, desc="merge: link shards", unit="file", disable=not progress):
+        _link_or_copy(part / rel, staging / rel)
+        merged.shards.setdefault(name, {})[rel] = info
     merged.shards = {c: dict(sorted(f.items())) for c, f in sorted(merged.shards.items())}
     identities = sum(m.counts["mix"]["identities"] for m in manifests)
     parents: set[int] = set()
