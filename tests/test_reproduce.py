@@ -409,3 +409,14 @@ def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
     assert changed("reproduce-glyphs-ablate-generator") == {("train", "synthetic_ratio")}
     assert changed("reproduce-glyphs-ablate-ratio") == {("generator_train", "snr_gamma"), (None, "arms")}
     assert both["train"]["synthetic_ratio"] == 0.25 and both["generator_train"]["snr_gamma"] == 5.0
+
+
+def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_min_snr_one():
+    from scoremix_ds.recipes import to_dict
+
+    base = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator"))
+    longer = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k"))
+    differing = {(k, f) for k in base if isinstance(base[k], dict) for f in base[k] if base[k][f] != longer[k][f]} | {
+        (None, k) for k in base if not isinstance(base[k], dict) and base[k] != longer[k]}
+    assert differing == {("generator_train", "steps")}
+    assert (base["generator_train"]["steps"], longer["generator_train"]["steps"]) == (4000, 8000)
