@@ -1,4 +1,4 @@
-"""Is a generator worth mixing? Two figures, measured with the real-only discriminator that chooses the pairs.
+"""Is a generator worth mixing? Three figures, measured with the real-only discriminator that chooses the pairs.
 
 (a) **Class fidelity**: ``--n`` plain class-conditional samples (classes in turn, seeds 0..n-1) classified by the
     nearest real class centre (mean of the L2-normalised embeddings of that class's real images). BASELINE in the
@@ -9,6 +9,11 @@
     parent's centre, to the nearest OTHER real class, and whether its images sit as close to a parent centre as
     that parent's own median real image (the audit's leak rule: a copy of a parent, not a new identity). For
     reference: the real images' median cosine to their own centre, and the mean cosine between real centres.
+(c) **Copies of training images**: the plain samples of (a), in PIXELS (RMS distance in [0, 1] after resizing the
+    real images to the sample size): each sample's distance to the nearest training image of its class, against
+    each training image's distance to the nearest OTHER training image of its class (how close two real "photos"
+    of one identity come). ``near_copy_fraction``: samples nearer a training image than the closest 5% of real
+    pairs are to each other (about 0.05 for a generator that draws new images; near 1 for one that memorises).
 
     python benchmarks/generator_quality.py                                           # embedded MNIST default
     python benchmarks/generator_quality.py --generator DIR --discriminator DIR --real-data glyphs-han-train[0-199]
@@ -83,6 +88,7 @@ def _measure_one(generator: str | None, discriminator: str | None, real_data: st
     plain = _sample(gen, cls[:, None], list(range(n)), steps, guidance, batch)
     correct = (embed_images(disc, plain) @ centres.T).argmax(axis=1) == cls
     plain_acc = float(np.mean(correct))
+    copies_c = copy_distances(plain, cls, _resized(np.asarray(real.images), plain.shape[1:3]), np.asarray(real.labels))
 
     chosen = select_pairs("distant", pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
     mix_classes = np.repeat(chosen, per_mix, axis=0)
@@ -110,9 +116,39 @@ def _measure_one(generator: str | None, discriminator: str | None, real_data: st
                     "nearest_real_is_a_parent_fraction": float(np.mean([a.nearest_real in a.parents for a in audits])),
                     "parent_copy_fraction": float(np.mean(copies)),
                     "consistency_mean": float(np.nanmean([a.consistency for a in audits]))},
+        "c_copies": copies_c,
         "reference": {"real_own_centre_similarity_median": float(np.nanmedian(own_median)),
                       "real_centre_to_centre_similarity_mean": float(offdiag.mean())},
     }, correct
+
+
+def copy_distances(samples: np.ndarray, classes: np.ndarray, real: np.ndarray, labels: np.ndarray) -> dict:
+    """Figure (c): ``samples`` and ``real`` are uint8 NHWC of the same size; distances are pixel RMS in [0, 1]."""
+    gen = samples.reshape(len(samples), -1).astype(np.float64) / 255
+    ref = real.reshape(len(real), -1).astype(np.float64) / 255
+    to_real, real_to_real = np.full(len(gen), np.nan), []
+    for c in np.unique(classes):
+        pool = ref[labels == c]
+        if len(pool) < 2:
+            continue
+        d = np.sqrt(((gen[classes == c][:, None] - pool[None]) ** 2).mean(axis=2))
+        to_real[classes == c] = d.min(axis=1)
+        rr = np.sqrt(((pool[:, None] - pool[None]) ** 2).mean(axis=2))
+        np.fill_diagonal(rr, np.inf)
+        real_to_real.extend(rr.min(axis=1).tolist())
+    to_real, real_to_real = to_real[~np.isnan(to_real)], np.asarray(real_to_real)
+    p5 = float(np.percentile(real_to_real, 5))
+    return {"samples": int(len(to_real)), "sample_to_nearest_real_median": float(np.median(to_real)),
+            "real_to_nearest_other_real_median": float(np.median(real_to_real)), "real_to_real_p5": p5,
+            "near_copy_fraction": float(np.mean(to_real < p5))}
+
+
+def _resized(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if images.shape[1:3] == size:
+        return images
+    x = torch.as_tensor(images).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _centre(unit: np.ndarray) -> np.ndarray:
@@ -150,6 +186,10 @@ def main() -> None:
           f"to the nearest other real class {b['nearest_other_real_similarity_mean']:.3f}; parent copies "
           f"{b['parent_copy_fraction']:.2f}; real images to their own centre {ref['real_own_centre_similarity_median']:.3f}, "
           f"real centre to centre {ref['real_centre_to_centre_similarity_mean']:.3f}")
+    c = result["c_copies"]
+    print(f"(c) pixels: sample to nearest real of its class {c['sample_to_nearest_real_median']:.3f} (median), real to "
+          f"nearest other real {c['real_to_nearest_other_real_median']:.3f}; near copies {c['near_copy_fraction']:.2f} "
+          f"(below the closest 5% of real pairs, {c['real_to_real_p5']:.3f})")
     if "baseline" in result:
         d, base = result["a_difference_vs_baseline"], result["baseline"]
         print(f"baseline {base['generator']}: (a) {base['a_class_fidelity']['generated_accuracy']:.3f}, "
