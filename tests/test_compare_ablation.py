@@ -12,15 +12,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("report, expected", [
-    ("reproduce-glyphs-ablate-ratio.json", {"real": (-3.28, 0.49), "distant": (+3.73, 0.57)}),
-    ("reproduce-glyphs-ablate-generator.json", {"real": (-4.55, 0.35), "distant": (+2.45, 0.46)}),
-    ("reproduce-glyphs-ablate-both.json", {"real": (-2.15, 0.61), "distant": (+4.86, 0.68)}),
+MAIN = "reproduce-glyphs.json"
+
+
+@pytest.mark.parametrize("reference, report, arm, expected", [
+    (MAIN, "reproduce-glyphs-ablate-ratio.json", "distant", {"real": (-3.28, 0.49), "distant": (+3.73, 0.57)}),
+    (MAIN, "reproduce-glyphs-ablate-generator.json", "distant", {"real": (-4.55, 0.35), "distant": (+2.45, 0.46)}),
+    (MAIN, "reproduce-glyphs-ablate-both.json", "distant", {"real": (-2.15, 0.61), "distant": (+4.86, 0.68)}),
+    (MAIN, "reproduce-glyphs-ablate-steps.json", "distant", {"real": (-9.25, 1.07), "distant": (-2.25, 1.11)}),
+    (MAIN, "reproduce-glyphs-ablate-steps.json", "real", {"real": (+0.51, 0.18)}),
+    (MAIN, "reproduce-glyphs-ablate-steps.json", "repro", {"real": (-20.64, 0.65), "repro": (-7.91, 0.92)}),
+    (MAIN, "reproduce-glyphs-ablate-identities.json", "distant", {"real": (-3.33, 0.25), "distant": (+3.68, 0.39)}),
 ])
-def test_documented_ablation_differences(tmp_path, report, expected):
+def test_documented_ablation_differences(tmp_path, reference, report, arm, expected):
     out = tmp_path / "rows.json"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "compare_ablation.py"), str(ROOT / "docs" / "reproduce-glyphs.json"),
-                    str(ROOT / "docs" / report), "--arm", "distant", "--against", ",".join(expected), "--seeds", "0,1,2",
+    subprocess.run([sys.executable, str(ROOT / "tools" / "compare_ablation.py"), str(ROOT / "docs" / reference),
+                    str(ROOT / "docs" / report), "--arm", arm, "--against", ",".join(expected), "--seeds", "0,1,2",
                     "--json", str(out)], check=True, capture_output=True, timeout=120)
     rows = {r["against"]: r for r in json.loads(out.read_text()) if r["metric"] == "tar@0.0001"}
     assert set(rows) == set(expected)
