@@ -23,6 +23,9 @@ MAIN = "reproduce-glyphs.json"
     (MAIN, "reproduce-glyphs-ablate-steps.json", "real", {"real": (+0.51, 0.18)}),
     (MAIN, "reproduce-glyphs-ablate-steps.json", "repro", {"real": (-20.64, 0.65), "repro": (-7.91, 0.92)}),
     (MAIN, "reproduce-glyphs-ablate-identities.json", "distant", {"real": (-3.33, 0.25), "distant": (+3.68, 0.39)}),
+    (MAIN, "reproduce-glyphs-ablate-generator-8k.json", "distant", {"real": (-0.71, 0.21), "distant": (+6.30, 0.37)}),
+    ("reproduce-glyphs-ablate-generator.json", "reproduce-glyphs-ablate-generator-8k.json", "distant",
+     {"distant": (+3.84, 0.37)}),
 ])
 def test_documented_ablation_differences(tmp_path, reference, report, arm, expected):
     out = tmp_path / "rows.json"
