@@ -420,3 +420,7 @@ def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_m
         (None, k) for k in base if not isinstance(base[k], dict) and base[k] != longer[k]}
     assert differing == {("generator_train", "steps")}
     assert (base["generator_train"]["steps"], longer["generator_train"]["steps"]) == (4000, 8000)
+    ratio = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k-ratio"))
+    assert {(k, f) for k in longer if isinstance(longer[k], dict) for f in longer[k] if longer[k][f] != ratio[k][f]} \
+        == {("train", "synthetic_ratio")} and ratio["train"]["synthetic_ratio"] == 0.25
+    assert all(longer[k] == ratio[k] for k in longer if not isinstance(longer[k], dict))
