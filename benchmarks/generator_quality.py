@@ -9,11 +9,12 @@
     parent's centre, to the nearest OTHER real class, and whether its images sit as close to a parent centre as
     that parent's own median real image (the audit's leak rule: a copy of a parent, not a new identity). For
     reference: the real images' median cosine to their own centre, and the mean cosine between real centres.
-(c) **Copies of training images**: the plain samples of (a), in PIXELS (RMS distance in [0, 1] after resizing the
-    real images to the sample size): each sample's distance to the nearest training image of its class, against
-    each training image's distance to the nearest OTHER training image of its class (how close two real "photos"
-    of one identity come). ``near_copy_fraction``: samples nearer a training image than the closest 5% of real
-    pairs are to each other (about 0.05 for a generator that draws new images; near 1 for one that memorises).
+(c) **Copies of training images**: the plain samples of (a), in PIXELS (RMS distance in [0, 1]; the real images
+    are brought to the sample size by the generator trainer's own rule, so MNIST's 28 x 28 digits are padded to
+    32): each sample's distance to the nearest training image of its class, against each training image's
+    distance to the nearest OTHER training image of its class (how close two real "photos" of one identity come).
+    ``near_copy_fraction``: samples nearer a training image than the closest 5% of real pairs are to each other
+    (about 0.05 for a generator that draws new images; near 1 for one that memorises).
 
     python benchmarks/generator_quality.py                                           # embedded MNIST default
     python benchmarks/generator_quality.py --generator DIR --discriminator DIR --real-data glyphs-han-train[0-199]
@@ -37,6 +38,7 @@ import torch
 
 from scoremix_ds.analysis.audit import audit_identities, real_reference
 from scoremix_ds.realdata.openers import read_real_data
+from scoremix_ds.realdata.preprocess import resize_uint8
 from scoremix_ds.realdata.transforms import to_uint8
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import select_pairs
@@ -88,7 +90,9 @@ def _measure_one(generator: str | None, discriminator: str | None, real_data: st
     plain = _sample(gen, cls[:, None], list(range(n)), steps, guidance, batch)
     correct = (embed_images(disc, plain) @ centres.T).argmax(axis=1) == cls
     plain_acc = float(np.mean(correct))
-    copies_c = copy_distances(plain, cls, _resized(np.asarray(real.images), plain.shape[1:3]), np.asarray(real.labels))
+    # the real images at the generator's size by the training rule (MNIST 28 -> 32: padded, not rescaled)
+    real_at_size = resize_uint8(np.asarray(real.images), plain.shape[1], plain.shape[3])
+    copies_c = copy_distances(plain, cls, real_at_size, np.asarray(real.labels))
 
     chosen = select_pairs("distant", pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
     mix_classes = np.repeat(chosen, per_mix, axis=0)
@@ -141,14 +145,6 @@ def copy_distances(samples: np.ndarray, classes: np.ndarray, real: np.ndarray, l
     return {"samples": int(len(to_real)), "sample_to_nearest_real_median": float(np.median(to_real)),
             "real_to_nearest_other_real_median": float(np.median(real_to_real)), "real_to_real_p5": p5,
             "near_copy_fraction": float(np.mean(to_real < p5))}
-
-
-def _resized(images: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if images.shape[1:3] == size:
-        return images
-    x = torch.as_tensor(images).permute(0, 3, 1, 2).float()
-    x = torch.nn.functional.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def _centre(unit: np.ndarray) -> np.ndarray:
