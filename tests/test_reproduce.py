@@ -370,6 +370,15 @@ def test_glyphs_ci_recipe_end_to_end(tmp_path):
     assert bench["num_genuine"] + bench["num_impostor"] == 640 * 639 // 2  # every pair of the 640 images
 
 
+def _recipe_changes(reference: str, recipe: str) -> set[tuple[str | None, str]]:
+    """``(section, field)`` of every setting in which two bundled recipes differ (``None``: a top-level key)."""
+    from scoremix_ds.recipes import to_dict
+
+    a, b = to_dict(load_reproduce_config(reference)), to_dict(load_reproduce_config(recipe))
+    return {(k, f) for k in a if isinstance(a[k], dict) for f in a[k] if a[k][f] != b[k][f]} | {
+        (None, k) for k in a if not isinstance(a[k], dict) and a[k] != b[k]}
+
+
 @pytest.mark.parametrize("name, section, field, value", [
     ("reproduce-glyphs-ablate-ratio", "train", "synthetic_ratio", 0.25),
     ("reproduce-glyphs-ablate-init", None, "arm_init", "discriminator"),
@@ -381,13 +390,8 @@ def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(na
     from scoremix_ds.recipes import to_dict
 
     main, ablation = load_reproduce_config("reproduce-glyphs"), load_reproduce_config(name)
-    a, b = to_dict(main), to_dict(ablation)
-    differing = set()
-    for key in a:
-        if isinstance(a[key], dict):
-            differing |= {(key, k) for k in a[key] if a[key][k] != b[key][k]}
-        elif a[key] != b[key]:
-            differing.add((None, key))
+    b = to_dict(ablation)
+    differing = _recipe_changes("reproduce-glyphs", name)
     # the one change, plus which arms and seeds run (not settings of any stage)
     assert differing == {(section, field), (None, "arms"), (None, "seeds")}, differing
     assert (b[section][field] if section else b[field]) == value
@@ -400,14 +404,10 @@ def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
     from scoremix_ds.recipes import to_dict
 
     both = to_dict(load_reproduce_config("reproduce-glyphs-ablate-both"))
-
-    def changed(name):
-        other = to_dict(load_reproduce_config(name))
-        return {(k, f) for k in both if isinstance(both[k], dict) for f in both[k] if both[k][f] != other[k][f]} | {
-            (None, k) for k in both if not isinstance(both[k], dict) and both[k] != other[k]}
-
-    assert changed("reproduce-glyphs-ablate-generator") == {("train", "synthetic_ratio")}
-    assert changed("reproduce-glyphs-ablate-ratio") == {("generator_train", "snr_gamma"), (None, "arms")}
+    assert _recipe_changes("reproduce-glyphs-ablate-both", "reproduce-glyphs-ablate-generator") == \
+        {("train", "synthetic_ratio")}
+    assert _recipe_changes("reproduce-glyphs-ablate-both", "reproduce-glyphs-ablate-ratio") == \
+        {("generator_train", "snr_gamma"), (None, "arms")}
     assert both["train"]["synthetic_ratio"] == 0.25 and both["generator_train"]["snr_gamma"] == 5.0
 
 
@@ -416,11 +416,9 @@ def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_m
 
     base = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator"))
     longer = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k"))
-    differing = {(k, f) for k in base if isinstance(base[k], dict) for f in base[k] if base[k][f] != longer[k][f]} | {
-        (None, k) for k in base if not isinstance(base[k], dict) and base[k] != longer[k]}
-    assert differing == {("generator_train", "steps")}
+    assert _recipe_changes("reproduce-glyphs-ablate-generator", "reproduce-glyphs-ablate-generator-8k") == \
+        {("generator_train", "steps")}
     assert (base["generator_train"]["steps"], longer["generator_train"]["steps"]) == (4000, 8000)
     ratio = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k-ratio"))
-    assert {(k, f) for k in longer if isinstance(longer[k], dict) for f in longer[k] if longer[k][f] != ratio[k][f]} \
-        == {("train", "synthetic_ratio")} and ratio["train"]["synthetic_ratio"] == 0.25
-    assert all(longer[k] == ratio[k] for k in longer if not isinstance(longer[k], dict))
+    assert _recipe_changes("reproduce-glyphs-ablate-generator-8k", "reproduce-glyphs-ablate-generator-8k-ratio") == \
+        {("train", "synthetic_ratio")} and ratio["train"]["synthetic_ratio"] == 0.25

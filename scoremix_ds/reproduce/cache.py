@@ -100,7 +100,7 @@ def run_stage(root: Path, name: str, spec: dict[str, Any], body: Callable[[Path]
         logger.info("stage %s: removing the partial folder of an interrupted run", stage_id)
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / STARTED).exists():
+    if pinned and not (folder / STARTED).exists():  # read only for pinned stages, so written only for them
         _write_atomic(folder / STARTED, {"folder": str(folder.resolve())})
     (folder / "spec.json").write_text(json.dumps(json_ready(spec), indent=2, sort_keys=True) + "\n", encoding="utf-8")
     logger.info("stage %s: running", stage_id)
