@@ -422,3 +422,17 @@ def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_m
     ratio = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k-ratio"))
     assert _recipe_changes("reproduce-glyphs-ablate-generator-8k", "reproduce-glyphs-ablate-generator-8k-ratio") == \
         {("train", "synthetic_ratio")} and ratio["train"]["synthetic_ratio"] == 0.25
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("reproduce-glyphs-replicate", "reproduce-glyphs-ablate-generator-8k"),
+    ("reproduce-glyphs-replicate-ratio", "reproduce-glyphs-ablate-generator-8k-ratio"),
+])
+def test_the_replications_change_only_the_identities_of_the_setting_they_replicate(name, reference):
+    from scoremix_ds.recipes import to_dict
+
+    config = to_dict(load_reproduce_config(name))
+    # disjoint identities; the comparison arms in one report; 5 declared seeds; its own report folder
+    assert _recipe_changes(reference, name) == {(None, "real_data"), (None, "arms"), (None, "seeds"), (None, "out")}
+    assert config["real_data"] == "glyphs-han-train[200-399]" and config["seeds"] == [0, 1, 2, 3, 4]
+    assert config["arms"] == ["real", "random", "close", "distant"]
