@@ -61,7 +61,7 @@ class ForwardClock:
 def main() -> None:
     from diffusers import DiTTransformer2DModel, UNet2DModel
 
-    from scoremix_ds.models.discriminator import EmbeddingNet
+    from scoremix_ds.discriminators.loading import EmbeddingNet
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=BuildConfig.pairs)

@@ -43,7 +43,7 @@ def baseline(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def one_layer(folder: Path) -> tuple[np.ndarray, np.ndarray]:
-    from scoremix_ds.realdata.openers import read_real_data
+    from scoremix_ds.sources.openers import read_real_data
 
     data = read_real_data(str(folder))
     return data.images, data.labels

@@ -28,13 +28,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from scoremix_ds.realdata.openers import read_real_data
+from scoremix_ds.sources.openers import read_real_data
 from scoremix_ds.evaluation.binfile import read_bin
 from scoremix_ds.evaluation.metrics import eer, kfold_accuracy, roc_auc, roc_curve, tar_at_far
 from scoremix_ds.evaluation.loading import default_load_workers
 from scoremix_ds.evaluation.verification_pairs import decode_images, make_pairs_from_labels, pairs_from_bin
 from scoremix_ds.evaluation.runner import evaluate
-from scoremix_ds.models.discriminator import embed_images, load_discriminator
+from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 
 
 def write_bin(path: Path, num_pairs: int, size: int, seed: int) -> dict:

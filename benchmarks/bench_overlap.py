@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import scoremix_ds.synthesis.pipeline as pipeline
+import scoremix_ds.synthesis.rows as pipeline
 import scoremix_ds.synthesis.runner as runner
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.sampling.scoremix import initial_noise
@@ -44,7 +44,7 @@ def make_models(root: Path, size: int, classes: int = 16) -> tuple[Path, Path, P
     from diffusers import DDPMScheduler, UNet2DModel
     from PIL import Image
 
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     torch.manual_seed(0)
     unet = UNet2DModel(sample_size=size, in_channels=3, out_channels=3, block_out_channels=(8, 16), layers_per_block=1,

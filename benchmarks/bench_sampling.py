@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 

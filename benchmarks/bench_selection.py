@@ -32,7 +32,7 @@ import numpy as np
 
 def retry_baseline(vectors: np.ndarray, num: int) -> np.ndarray:
     """The pre-issue-13 ``select_extreme_pairs`` (distant), for the baseline."""
-    from scoremix_ds.errors import ConfigError
+    from scoremix_ds.core.errors import ConfigError
     from scoremix_ds.maths.pair_strategies import capped_greedy
     from scoremix_ds.maths.topk import extreme_pairs
 

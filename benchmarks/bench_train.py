@@ -28,13 +28,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scoremix_ds.realdata.mixture import make_loader, open_mixture
-from scoremix_ds.realdata.preprocess import PreprocessConfig
-from scoremix_ds.realdata.openers import read_real_data
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.transforms import to_model_tensor
+from scoremix_ds.training.mixture import make_loader, open_mixture
+from scoremix_ds.sources.preprocess import PreprocessConfig
+from scoremix_ds.sources.openers import read_real_data
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.transforms import to_model_tensor
 from scoremix_ds.maths.margins import ArcFaceHead
-from scoremix_ds.models.discriminator import SmallCNN
+from scoremix_ds.discriminators.loading import SmallCNN
 from scoremix_ds.training.recognition import train_recognition
 from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
@@ -134,7 +134,7 @@ def jpeg_trainer(folder: Path, steps: int) -> float:
     """images/s of ``train_recognition`` on the JPEG folder (default workers, decoded per batch), steady state."""
     import functools
 
-    import scoremix_ds.realdata.mixture as mixture
+    import scoremix_ds.training.mixture as mixture
 
     real_open = mixture.open_mixture
     mixture.open_mixture = functools.partial(real_open, cache_bytes=0)

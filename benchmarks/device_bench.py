@@ -30,11 +30,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scoremix_ds.devices import resolve_device, resolve_dtype  # noqa: E402
-from scoremix_ds.models.generator import ClassConditionalGenerator  # noqa: E402
+from scoremix_ds.core.devices import resolve_device, resolve_dtype  # noqa: E402
+from scoremix_ds.generators.loading import ClassConditionalGenerator  # noqa: E402
 from scoremix_ds.sampling.schedulers import make_scheduler  # noqa: E402
 from scoremix_ds.sampling.scoremix import scoremix_sample  # noqa: E402
-from scoremix_ds.training.generator_arch import get_architecture  # noqa: E402
+from scoremix_ds.generators.architectures import get_architecture  # noqa: E402
 
 NUM_CLASSES = 16
 TINY_UNET = dict(block_out_channels=(16, 32), layers_per_block=1, norm_num_groups=8, attention_levels=(),
@@ -124,7 +124,7 @@ def build_busy(args, device: str) -> list[str]:
     """A real build (pipeline, real encode + parquet) with the benchmark's generator: sampler share of wall time."""
     import bench_overlap
 
-    import scoremix_ds.synthesis.pipeline as pipeline
+    import scoremix_ds.synthesis.rows as pipeline
     import scoremix_ds.synthesis.runner as runner
     from scoremix_ds.synthesis.config import BuildConfig
 
@@ -176,8 +176,8 @@ def build_busy(args, device: str) -> list[str]:
 
 def recognition(args, device: str, dtype) -> list[str]:
     from scoremix_ds.maths.margins import ArcFaceHead
-    from scoremix_ds.models.discriminator import SmallCNN, embed_images
-    from scoremix_ds.models.iresnet import IResNet50
+    from scoremix_ds.discriminators.loading import SmallCNN, embed_images
+    from scoremix_ds.discriminators.iresnet import IResNet50
 
     size = 16 if args.tiny else 112
     torch.manual_seed(0)

@@ -37,13 +37,13 @@ import numpy as np
 import torch
 
 from scoremix_ds.analysis.audit import audit_identities, real_reference
-from scoremix_ds.realdata.openers import read_real_data
-from scoremix_ds.realdata.preprocess import resize_uint8
-from scoremix_ds.realdata.transforms import to_uint8
+from scoremix_ds.sources.openers import read_real_data
+from scoremix_ds.sources.preprocess import resize_uint8
+from scoremix_ds.sources.transforms import to_uint8
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import select_pairs
-from scoremix_ds.models.discriminator import embed_images, load_discriminator
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.discriminators.loading import embed_images, load_discriminator
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 

@@ -15,11 +15,11 @@ import argparse
 import numpy as np
 import torch
 
-from scoremix_ds.realdata.readers import read_mnist_5k
-from scoremix_ds.realdata.transforms import to_uint8
+from scoremix_ds.sources.readers import read_mnist_5k
+from scoremix_ds.sources.transforms import to_uint8
 from scoremix_ds.maths.centres import class_centres, l2_normalise
-from scoremix_ds.models.discriminator import embed_images, load_discriminator
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.discriminators.loading import embed_images, load_discriminator
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 

@@ -8,11 +8,11 @@ __version__ = "0.1.0"
 
 # The public loading API, imported on first use (``import scoremix_ds`` stays light for the CLI):
 #   ScoreMixPipeline   a generator folder as a diffusers pipeline (scoremix_ds/sampling/pipeline.py)
-#   load_discriminator a recognition model (folder or Hub id) (scoremix_ds/models/discriminator.py)
+#   load_discriminator a recognition model (folder or Hub id) (scoremix_ds/discriminators/loading.py)
 _LAZY = {
     "ScoreMixPipeline": ("scoremix_ds.sampling.pipeline", "ScoreMixPipeline"),
-    "load_discriminator": ("scoremix_ds.models.discriminator", "load_discriminator"),
-    "embed_images": ("scoremix_ds.models.discriminator", "embed_images"),
+    "load_discriminator": ("scoremix_ds.discriminators.loading", "load_discriminator"),
+    "embed_images": ("scoremix_ds.discriminators.loading", "embed_images"),
 }
 
 

@@ -91,14 +91,14 @@ def tiny_generator_dir(tmp_path) -> Path:
 
 @pytest.fixture
 def tiny_generator(tiny_generator_dir):
-    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.generators.loading import load_generator
 
     return load_generator(str(tiny_generator_dir))
 
 
 @pytest.fixture
 def tiny_discriminator_dir(tmp_path) -> Path:
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     torch.manual_seed(0)
     model = SmallCNN(in_channels=1, image_size=8, embedding_dim=16)

@@ -103,7 +103,7 @@ def make_tiny_inputs(root: Path) -> dict[str, str]:
     from conftest import NUM_CLASSES, save_generator, tiny_unet
     from PIL import Image
 
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     meta = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],
             "image_size": 8, "channels": 1}

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoremix_ds.errors import DataError
+from scoremix_ds.core.errors import DataError
 from scoremix_ds.evaluation.binfile import read_bin
 from scoremix_ds.evaluation.verification_pairs import decode_images, pairs_from_bin
 

@@ -14,8 +14,8 @@ from conftest import NUM_CLASSES
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.synthesis.runner import run_build
 from scoremix_ds.dataset.manifest import Manifest
-from scoremix_ds.errors import ConfigError, DataError
-from scoremix_ds.recipes import from_mapping
+from scoremix_ds.core.errors import ConfigError, DataError
+from scoremix_ds.core.recipes import from_mapping
 
 from hints import as_build_prints
 
@@ -72,7 +72,7 @@ def reference_distances(tiny_generator_dir, tiny_discriminator_dir, tiny_real_da
     import torch.nn.functional as F
     from diffusers import UNet2DModel
 
-    from scoremix_ds.models.discriminator import embed_images, load_discriminator
+    from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 
     def distances(v: torch.Tensor) -> np.ndarray:
         return (1.0 - F.cosine_similarity(v[:, None], v[None], dim=-1)).numpy()
@@ -290,7 +290,7 @@ def test_rerun_of_a_complete_build_resamples_a_deleted_shard(tiny_config, tmp_pa
 def test_a_build_digests_only_what_it_needs(tiny_config, tmp_path, monkeypatch):
     """The generator's digest is for plan files only; a plain build hashes the discriminator alone (the key of the
     class-centre cache), and a build without real data hashes no weights at all."""
-    from scoremix_ds.models import digest
+    from scoremix_ds.core import digest
 
     digested: list[str] = []
     real = digest.module_digest

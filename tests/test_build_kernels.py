@@ -12,8 +12,8 @@ import torch
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.synthesis.runner import load_models, run_build
 from scoremix_ds.cli import main
-from scoremix_ds.devices import resolve_device, resolve_dtype
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.devices import resolve_device, resolve_dtype
+from scoremix_ds.core.errors import ConfigError
 
 
 def test_auto_device_and_dtype():

@@ -22,9 +22,9 @@ from conftest import save_generator, tiny_unet
 from PIL import Image
 
 from scoremix_ds.cli import main
-from scoremix_ds.realdata.openers import read_real_data
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.openers import open_source
+from scoremix_ds.sources.openers import read_real_data
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.openers import open_source
 
 NAMES = ("ana", "ben", "cyd", "dee")
 PER_CLASS = 5
@@ -61,7 +61,7 @@ def root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def disc(root) -> str:
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     torch.manual_seed(0)
     SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(root / "disc")
@@ -206,7 +206,7 @@ def mix_rows(out: Path) -> list[dict]:
 
 
 def test_latent_dit_pipeline_builds_with_and_without_real_data(capsys, tmp_path, formats, disc, latent_dit):
-    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.generators.loading import load_generator
 
     gen = load_generator(latent_dit)
     assert (gen.kind, gen.num_classes, gen.null_class, gen.class_names) == ("dit", 4, 4, NAMES)
@@ -237,7 +237,7 @@ def test_latent_dit_pipeline_builds_with_and_without_real_data(capsys, tmp_path,
 
 
 def test_null_class_from_flag_or_scheduler_config(capsys, tmp_path, formats, disc, rgb_unet):
-    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.generators.loading import load_generator
 
     assert (load_generator(rgb_unet).num_classes, load_generator(rgb_unet).null_class) == (5, None)
     assert (load_generator(rgb_unet, null_class=4).num_classes, load_generator(rgb_unet, null_class=4).null_class) == (4, 4)

@@ -11,7 +11,7 @@ import scoremix_ds.synthesis.runner as runner
 from scoremix_ds.synthesis.centres_cache import BUILD_CACHE, load_centres, plan_cache, save_centres
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.cli import main
-from scoremix_ds.models.discriminator import SmallCNN
+from scoremix_ds.discriminators.loading import SmallCNN
 
 
 class Forwards:

@@ -149,7 +149,7 @@ def test_recipe_values_are_overridden_by_flags(capsys, tiny_args, tmp_path):
 
 def test_bundled_recipes_are_valid_configs():
     from scoremix_ds.synthesis.config import BuildConfig
-    from scoremix_ds.recipes import from_mapping, load_recipe
+    from scoremix_ds.core.recipes import from_mapping, load_recipe
     from scoremix_ds.training.generator_config import GeneratorTrainConfig
     from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 

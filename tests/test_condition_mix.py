@@ -11,7 +11,7 @@ import pytest
 import torch
 from conftest import save_generator
 
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.condition_mix import class_tables, mix_rows
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from scoremix_ds.cli import main
-from scoremix_ds.realdata.readers import read_mnist_5k
+from scoremix_ds.sources.readers import read_mnist_5k
 from scoremix_ds.maths.centres import class_centres, l2_normalise
-from scoremix_ds.models.discriminator import embed_images, load_discriminator
+from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 
 pytestmark = pytest.mark.slow
 

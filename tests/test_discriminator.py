@@ -10,16 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from scoremix_ds.realdata.mixture import MixtureDataset, make_loader
-from scoremix_ds.realdata.preprocess import PreprocessConfig, preprocess, shift_images
-from scoremix_ds.realdata.batching import MixtureBatchSampler
-from scoremix_ds.realdata.sources import ArraySource, SourceInfo
-from scoremix_ds.realdata.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
-from scoremix_ds.errors import ConfigError, ModelError
+from scoremix_ds.training.mixture import MixtureDataset, make_loader
+from scoremix_ds.sources.preprocess import PreprocessConfig, preprocess, shift_images
+from scoremix_ds.training.batching import MixtureBatchSampler
+from scoremix_ds.sources.source import ArraySource, SourceInfo
+from scoremix_ds.sources.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
+from scoremix_ds.core.errors import ConfigError, ModelError
 from scoremix_ds.maths.margins import ArcFaceHead, arcface_logits
-from scoremix_ds.models.discriminator import SmallCNN, embed_images, load_discriminator
-from scoremix_ds.recipes import from_mapping, load_recipe
-from scoremix_ds.resources import default_model_dir
+from scoremix_ds.discriminators.loading import SmallCNN, embed_images, load_discriminator
+from scoremix_ds.core.recipes import from_mapping, load_recipe
+from scoremix_ds.core.resources import default_model_dir
 from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
 

@@ -22,7 +22,7 @@ import typer
 import scoremix_ds
 from scoremix_ds.cli import app
 from scoremix_ds.cli.boundary import field_flags, with_flags
-from scoremix_ds.errors import ScoreMixError
+from scoremix_ds.core.errors import ScoreMixError
 
 PACKAGE = Path(scoremix_ds.__file__).parent
 FLAG = re.compile(r"(?<![\w`])--[a-z][a-z0-9-]*")

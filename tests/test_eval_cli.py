@@ -18,8 +18,8 @@ from PIL import Image
 
 from scoremix_ds import cli
 from scoremix_ds.cli import eval_cmd
-from scoremix_ds.realdata.openers import read_real_data
-from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.sources.openers import read_real_data
+from scoremix_ds.core.errors import ConfigError, DataError
 from scoremix_ds.evaluation.verification_pairs import VerificationPairs, make_pairs_from_labels
 from scoremix_ds.evaluation.runner import HeldOutSet, IJBSet
 from scoremix_ds.evaluation.specs import (

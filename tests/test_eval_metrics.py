@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from scoremix_ds.errors import DataError
+from scoremix_ds.core.errors import DataError
 from scoremix_ds.evaluation.identification import identification, probe_ranks
 from scoremix_ds.evaluation.ijb import ijb_verification, read_ijb_meta, template_features, template_pair_scores
 from scoremix_ds.evaluation.metrics import eer, kfold_accuracy, kfold_indices, roc_auc, roc_curve, tar_at_far

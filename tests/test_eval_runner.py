@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from scoremix_ds.errors import DataError
+from scoremix_ds.core.errors import DataError
 from scoremix_ds.evaluation.ijb import ARCFACE_LANDMARKS, align_face, ijb_verification, load_ijb_faces, read_ijb_meta
 from scoremix_ds.evaluation.metrics import eer, roc_auc, roc_curve
 from scoremix_ds.evaluation.verification_pairs import VerificationPairs, make_pairs_from_labels, pairs_from_dataset
 from scoremix_ds.evaluation.report import markdown_table, to_dict, write_report
 from scoremix_ds.evaluation.runner import HeldOutSet, IdentificationSet, IJBSet, _embed, evaluate
-from scoremix_ds.models.discriminator import SmallCNN, embed_images
+from scoremix_ds.discriminators.loading import SmallCNN, embed_images
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 

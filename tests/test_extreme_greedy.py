@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.extreme_greedy import greedy_extreme_pairs
 from scoremix_ds.maths.pair_strategies import select_extreme_pairs, select_pairs

@@ -546,7 +546,7 @@ def test_a_second_build_into_the_same_out_is_refused_in_one_line(world, tmp_path
 def test_a_build_meeting_a_held_lock_and_a_write_in_flight_is_told_in_use(world, tmp_path, capsys, one_thread):
     """The first build frozen between its manifest's temporary and the rename (the test above freezes it at a
     chance instant, and under load it once landed there): the second must still say "in use", not "foreign"."""
-    from scoremix_ds.outputs import TMP_SUFFIX, OutputLock
+    from scoremix_ds.core.outputs import TMP_SUFFIX, OutputLock
 
     out = tmp_path / "out"
     held = OutputLock(out).acquire()  # flock conflicts between two opens of the file, even in one process
@@ -633,7 +633,7 @@ def test_redaction_masks_tokens_and_auth_headers_but_not_settings():
 
 def test_config_fields_become_the_commands_flags_or_recipe_keys():
     from scoremix_ds.cli.boundary import with_flags
-    from scoremix_ds.errors import ConfigError
+    from scoremix_ds.core.errors import ConfigError
     from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
     with pytest.raises(ConfigError) as info:

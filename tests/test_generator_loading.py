@@ -8,8 +8,8 @@ import pytest
 import torch
 from conftest import NUM_CLASSES, save_generator, tiny_unet
 
-from scoremix_ds.errors import ConfigError, ModelError
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.core.errors import ConfigError, ModelError
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 

@@ -17,17 +17,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.openers import open_source
-from scoremix_ds.errors import ConfigError, DataError
-from scoremix_ds.models.generator import load_generator
-from scoremix_ds.recipes import config_from
-from scoremix_ds.resources import default_model_dir
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.openers import open_source
+from scoremix_ds.core.errors import ConfigError, DataError
+from scoremix_ds.generators.loading import load_generator
+from scoremix_ds.core.recipes import config_from
+from scoremix_ds.core.resources import default_model_dir
 from scoremix_ds.training import checkpoints as ck
 from scoremix_ds.training.generator import (LR_FLOOR, StepBatches, _loss, noise_schedule, process_share, snr_weights,
                                             train_generator)
 from scoremix_ds.training.lr_schedule import lr_factor
-from scoremix_ds.training.generator_arch import ARCHITECTURES, count_parameters
+from scoremix_ds.generators.architectures import ARCHITECTURES, count_parameters
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoremix_ds.realdata.glyphs import glyphs_dir
-from scoremix_ds.realdata.readers import READERS
-from scoremix_ds.realdata.openers import read_real_data
+from scoremix_ds.sources.glyphs import glyphs_dir
+from scoremix_ds.sources.readers import READERS
+from scoremix_ds.sources.openers import read_real_data
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +37,8 @@ def test_two_disjoint_identity_sets_of_the_declared_shape():
 
 
 def test_subsets_and_every_reader_agree():
-    from scoremix_ds.realdata.sources import SourceSpec
-    from scoremix_ds.realdata.openers import open_source
+    from scoremix_ds.sources.source import SourceSpec
+    from scoremix_ds.sources.openers import open_source
 
     sub = read_real_data("glyphs-han-train[0-199]")
     assert sub.num_classes == 200 and len(sub.labels) == 3_200

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.margins import (
     HEADS,
     AdaFaceHead,

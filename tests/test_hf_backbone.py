@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
-from scoremix_ds.errors import ModelError
-from scoremix_ds.models.discriminator import BACKBONES, build_backbone, load_discriminator
-from scoremix_ds.models.hf_backbone import HFBackbone
+from scoremix_ds.core.errors import ModelError
+from scoremix_ds.discriminators.loading import BACKBONES, build_backbone, load_discriminator
+from scoremix_ds.discriminators.hf_backbone import HFBackbone
 
 TINY_RESNET = {"embedding_size": 8, "hidden_sizes": [8, 12], "depths": [1, 1]}
 TINY_VIT = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,

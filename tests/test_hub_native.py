@@ -255,8 +255,8 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
 
     from scoremix_ds import ScoreMixPipeline
     from scoremix_ds.synthesis.config import BuildConfig
-    from scoremix_ds.synthesis.rows import sample_images
-    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.sampling.batches import sample_images
+    from scoremix_ds.generators.loading import load_generator
     from scoremix_ds.sampling.schedulers import make_scheduler
     from scoremix_ds.sampling.scoremix import scoremix_sample
 
@@ -307,7 +307,7 @@ def test_embedded_default_generator_is_a_pipeline_too():
     from diffusers import DiffusionPipeline
 
     from scoremix_ds import ScoreMixPipeline
-    from scoremix_ds.resources import default_model_dir
+    from scoremix_ds.core.resources import default_model_dir
     from scoremix_ds.sampling.pipeline import model_index
 
     folder = default_model_dir("generator")
@@ -389,7 +389,7 @@ def test_latent_dit_folder_with_a_model_index_samples_the_librarys_mix(tmp_path,
     from diffusers import AutoencoderKL, DiffusionPipeline, DiTTransformer2DModel
 
     from scoremix_ds import ScoreMixPipeline
-    from scoremix_ds.models.generator import load_generator
+    from scoremix_ds.generators.loading import load_generator
     from scoremix_ds.sampling.pipeline import write_model_index
     from scoremix_ds.sampling.schedulers import make_scheduler
     from scoremix_ds.sampling.scoremix import scoremix_sample
@@ -429,7 +429,7 @@ def recognition(capsys, tmp_path, one_thread) -> Path:
 
 def test_recognition_model_loads_with_one_call(recognition):
     import scoremix_ds
-    from scoremix_ds.models.discriminator import EmbeddingNet, SmallCNN
+    from scoremix_ds.discriminators.loading import EmbeddingNet, SmallCNN
 
     images = np.random.default_rng(0).integers(0, 256, size=(3, 16, 16, 1), dtype=np.uint8)
     a = EmbeddingNet.from_pretrained(recognition)
@@ -479,7 +479,7 @@ def test_eval_writes_model_index_into_the_card_of_a_model_trained_here(capsys, r
 
 
 def test_eval_of_a_model_not_trained_here_writes_the_card_into_out(capsys, tmp_path, monkeypatch):
-    from scoremix_ds.resources import default_model_dir
+    from scoremix_ds.core.resources import default_model_dir
 
     monkeypatch.chdir(tmp_path)
     default_card = (default_model_dir("discriminator") / "README.md").read_bytes()

@@ -9,9 +9,9 @@ import json
 import pytest
 import torch
 
-from scoremix_ds.errors import ModelError
-from scoremix_ds.models.discriminator import BACKBONES, build_backbone, load_discriminator
-from scoremix_ds.models.iresnet import IResNet18, IResNet50, IResNet100, output_side
+from scoremix_ds.core.errors import ModelError
+from scoremix_ds.discriminators.loading import BACKBONES, build_backbone, load_discriminator
+from scoremix_ds.discriminators.iresnet import IResNet18, IResNet50, IResNet100, output_side
 
 LAYERS = {
     "iresnet18": (2, 2, 2, 2), "iresnet34": (3, 4, 6, 3), "iresnet50": (3, 4, 14, 3), "iresnet100": (3, 13, 30, 3),

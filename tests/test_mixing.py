@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.mixing import WeightSchedule, guide, mix, validate_weights
 
 from hints import as_build_prints

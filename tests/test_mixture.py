@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from scoremix_ds.realdata.mixture import MixtureDataset, make_loader
-from scoremix_ds.realdata.preprocess import PreprocessConfig, preprocess, resize_uint8
-from scoremix_ds.realdata.batching import MixtureBatchSampler
-from scoremix_ds.realdata.sources import ArraySource, SourceInfo
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.training.mixture import MixtureDataset, make_loader
+from scoremix_ds.sources.preprocess import PreprocessConfig, preprocess, resize_uint8
+from scoremix_ds.training.batching import MixtureBatchSampler
+from scoremix_ds.sources.source import ArraySource, SourceInfo
+from scoremix_ds.core.errors import ConfigError
 
 
 def array_source(name: str, labels: list[int], num_classes: int, size: int = 8, base: int = 0) -> ArraySource:
@@ -132,7 +132,7 @@ def test_resize_matches_pil_bilinear():
 
 
 def test_small_images_are_centre_padded_like_embed_images():
-    from scoremix_ds.realdata.transforms import to_model_tensor
+    from scoremix_ds.sources.transforms import to_model_tensor
 
     img = np.random.default_rng(1).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
     padded = resize_uint8(img, 32, 1)
@@ -172,7 +172,7 @@ def test_loader_with_workers_gives_the_same_batches():
 def test_uint8_loader_normalised_equals_the_float_loader():
     """The trainer's loader (uint8 NHWC, 1 worker) followed by ``normalise`` gives the float loader's batches bit
     for bit, flips, shifts and channel conversion included."""
-    from scoremix_ds.realdata.preprocess import normalise
+    from scoremix_ds.sources.preprocess import normalise
 
     real, syn = array_source("r", [0, 1, 2, 3], 4, size=12), array_source("s", [0, 1], 2, base=9, size=12)
     rng = np.random.default_rng(0)  # textured images, so that flips and shifts show

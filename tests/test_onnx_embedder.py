@@ -19,10 +19,10 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper
 
-from scoremix_ds.errors import DataError, ModelError
-from scoremix_ds.models import onnx_embedder as oe
-from scoremix_ds.models.discriminator import embed_images, load_discriminator
-from scoremix_ds.models.onnx_embedder import (
+from scoremix_ds.core.errors import DataError, ModelError
+from scoremix_ds.discriminators import onnx_embedder as oe
+from scoremix_ds.discriminators.loading import embed_images, load_discriminator
+from scoremix_ds.discriminators.onnx_embedder import (
     PRETRAINED,
     RAW_PIXELS,
     OnnxEmbedder,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.core.errors import ConfigError, DataError
 from scoremix_ds.evaluation import OpenSetSet, evaluate, open_set, roc_curve, tar_at_far
 from scoremix_ds.evaluation.identification import identification
 from scoremix_ds.evaluation.openset import _gallery
@@ -76,7 +76,7 @@ def test_too_few_identities_is_one_data_error():
 def test_openset_spec_loads_labelled_data_and_runs_in_evaluate():
     import torch
 
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     spec = parse_benchmark("openset:mnist-5k-heldout[0-2]")
     assert spec.kind == "openset" and spec.name == "openset:mnist-5k-heldout[0-2]"

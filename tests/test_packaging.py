@@ -50,7 +50,7 @@ def test_installed_wheel_finds_bundled_resources(wheel, tmp_path):
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)
     code = (
-        "from scoremix_ds.resources import resource_dir; from scoremix_ds.recipes import resolve_recipe;"
+        "from scoremix_ds.core.resources import resource_dir; from scoremix_ds.core.recipes import resolve_recipe;"
         "print(resource_dir('cards')); print(resolve_recipe('mnist-distant'))"
     )
     env = dict(os.environ, PYTHONPATH=str(site))

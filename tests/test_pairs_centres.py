@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from scoremix_ds.synthesis.planning.mix_plan import make_plan, sample_seed
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.centres import class_centres, cosine_distances
 from scoremix_ds.maths.pair_strategies import STRATEGIES as ALL
 from scoremix_ds.maths.pair_strategies import candidate_pairs, capped_greedy, select_pairs

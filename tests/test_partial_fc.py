@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.core.errors import ConfigError, DataError
 from scoremix_ds.maths.margins import build_head
 from scoremix_ds.training.partial_fc import PartialFC, remap_labels, sample_classes, shard_range
 

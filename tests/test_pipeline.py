@@ -10,7 +10,7 @@ import pytest
 import scoremix_ds.synthesis.runner as runner
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.synthesis.layout import Layout
-from scoremix_ds.synthesis.pipeline import Row, batches
+from scoremix_ds.synthesis.rows import Row, batches
 
 
 def _rows(unit: int, k: int, n: int) -> dict[str, list[Row]]:
@@ -60,7 +60,7 @@ def test_threaded_pipeline_keeps_host_work_off_the_sampling_thread(tiny_generato
     import sys
     import threading
 
-    import scoremix_ds.synthesis.pipeline as pipeline
+    import scoremix_ds.synthesis.rows as pipeline
 
     seen = []
     real_encode, real_run_units = pipeline._quantise_and_encode, pipeline.run_units

@@ -17,7 +17,7 @@ from scoremix_ds.synthesis.planning.parquet_file import read_plan, write_plan
 from scoremix_ds.synthesis.planning.choose import with_plan
 from scoremix_ds.cli import main
 from scoremix_ds.dataset.manifest import Manifest
-from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.core.errors import ConfigError, DataError
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
@@ -77,7 +77,7 @@ def test_build_plan_refusals(capsys, models, tmp_path, tiny_generator_dir, tiny_
     # a plan made with another discriminator (same architecture, other weights) is refused before sampling
     import torch
 
-    from scoremix_ds.models.discriminator import SmallCNN
+    from scoremix_ds.discriminators.loading import SmallCNN
 
     torch.manual_seed(1)
     SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(tmp_path / "other-disc")

@@ -8,7 +8,7 @@ import numpy as np
 def test_a_figure_does_not_switch_the_matplotlib_backend(tmp_path):
     import matplotlib
 
-    from scoremix_ds.analysis.plots import save_histograms
+    from scoremix_ds.core.plots import save_histograms
 
     before = matplotlib.get_backend()
     matplotlib.use("pdf")  # any backend but Agg: drawing a PNG must not switch it

@@ -14,7 +14,7 @@ import pytest
 from hubfixtures import ROW_KEY_CODE, build_tiny, local_rows, make_tiny_inputs, run_cli, run_plain_datasets
 
 from scoremix_ds.cli import main
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.hub.push import PushConfig
 from scoremix_ds.hub.stage import public_card, public_manifest
 from fixtures.hub_server import LoopbackHub

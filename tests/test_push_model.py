@@ -20,14 +20,14 @@ import pytest
 import torch
 from hubfixtures import REPO_ROOT, client_env
 
-from scoremix_ds.errors import ConfigError, ModelError
+from scoremix_ds.core.errors import ConfigError, ModelError
 from scoremix_ds.hub.push_model import (
     ModelPushConfig,
     push_model,
     reduce_local_paths,
     staged_model,
 )
-from scoremix_ds.models.discriminator import SmallCNN, embed_images
+from scoremix_ds.discriminators.loading import SmallCNN, embed_images
 from fixtures.hub_server import LoopbackHub
 
 SECRET = "hf_model_token_that_must_never_be_printed_0123456789"
@@ -131,7 +131,7 @@ def test_push_tag_repush_and_load_each_version_in_a_fresh_process(hub, tmp_path)
     a, b = tmp_path / "run-a" / "model-a", tmp_path / "run-b" / "model-b"
     model_a, model_b = _saved_model(a, seed=0), _saved_model(b, seed=1)
     pushed, printed = _run(hub, tmp_path / "hf_home", f"""
-        from scoremix_ds.errors import ConfigError
+        from scoremix_ds.core.errors import ConfigError
         from scoremix_ds.hub.push_model import ModelPushConfig, push_model
 
         def push(folder, tag):
@@ -175,7 +175,7 @@ def test_push_tag_repush_and_load_each_version_in_a_fresh_process(hub, tmp_path)
     loaded, _ = _run(hub, tmp_path / "hf_home_reader", f"""
         import numpy as np
         import torch
-        from scoremix_ds.models.discriminator import embed_images, load_discriminator
+        from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 
         torch.set_num_threads({torch.get_num_threads()})
 
@@ -197,7 +197,7 @@ def test_auth_failures_retries_and_a_token_in_the_card(hub, tmp_path):
     hub.add_token("hf_read_only_model_token_0123456789", write=False)
     hub.fail_next("POST", rf"^/api/models/{REPO}/commit/main", status=503)  # the first commit attempt fails
     result, printed = _run(hub, tmp_path / "hf_home", f"""
-        from scoremix_ds.errors import ScoreMixError
+        from scoremix_ds.core.errors import ScoreMixError
         from scoremix_ds.hub.push_model import ModelPushConfig, push_model
 
         def attempt(key, folder, token, **kw):

@@ -87,7 +87,7 @@ def test_build_push_to_under_torchrun_pushes_once(hub, tmp_path):
 def test_logs_come_from_rank_zero_and_other_ranks_warnings_are_tagged(monkeypatch):
     import logging
 
-    from scoremix_ds.ranks import MainProcessFilter, owns_side_effects, strip_options
+    from scoremix_ds.core.processes import MainProcessFilter, owns_side_effects, strip_options
 
     rec = lambda level: logging.LogRecord("x", level, __file__, 1, "message %s", ("a",), None)  # noqa: E731
     keep = MainProcessFilter()

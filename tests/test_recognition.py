@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from scoremix_ds.cli import main
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.training import resume
 from scoremix_ds.training.lr_schedule import lr_factor
 from scoremix_ds.training.recognition import train_recognition
@@ -86,7 +86,7 @@ def test_real_and_synthetic_label_spaces_and_card(tmp_path, tiny_real_data_dir):
     assert space["real_classes"] == [0, 4] and space["synthetic_classes"] == [4, 8]
     card = (out / "README.md").read_text()
     assert "mnist-5k-train[0-3]" in card and "| synthetic |" in card and "4..7" in card
-    from scoremix_ds.models.discriminator import load_discriminator
+    from scoremix_ds.discriminators.loading import load_discriminator
 
     assert load_discriminator(str(out)).embedding_dim == 16
 
@@ -167,7 +167,7 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     ckpt = resume.latest_checkpoint(out)
     assert {p.name for p in ckpt.iterdir()} >= {"head-rank0.safetensors", "head-rank1.safetensors", "backbone.safetensors",
                                                  "state-rank0.pt", "state-rank1.pt", "state.json"}
-    from scoremix_ds.models.discriminator import load_discriminator
+    from scoremix_ds.discriminators.loading import load_discriminator
 
     assert load_discriminator(str(out)).embedding_dim == 16
     whole = launch(tmp_path / "whole", "-m", "scoremix_ds")
@@ -203,8 +203,8 @@ def test_batch_size_is_the_global_batch_split_over_accumulation(tmp_path):
 def test_uint8_batches_normalised_on_the_device_train_the_float_path_weights(tmp_path, monkeypatch):
     """The trainer's loader yields uint8 NHWC and ``normalise`` runs after the copy to the device; on a CPU that
     trains exactly the weights of the former path (float32 batches built in the loader), flips and shifts included."""
-    import scoremix_ds.realdata.mixture as mixture
-    import scoremix_ds.realdata.preprocess as preprocess
+    import scoremix_ds.training.mixture as mixture
+    import scoremix_ds.sources.preprocess as preprocess
 
     config = {**TINY, "flip": True, "shift_pixels": 2, "steps": 4}
     seen = []

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoremix_ds.realdata.recordio import MAGIC, InsightFaceRecords, RecordIOReader, read_index, unpack
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.openers import open_source
-from scoremix_ds.errors import DataError
+from scoremix_ds.sources.recordio import MAGIC, InsightFaceRecords, RecordIOReader, read_index, unpack
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.openers import open_source
+from scoremix_ds.core.errors import DataError
 
 _MAGIC = struct.pack("<I", MAGIC)
 

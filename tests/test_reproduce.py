@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.pair_strategies import STRATEGIES
 from scoremix_ds.reproduce import ARM_BUILDS, ARMS, config_from_mapping, load_reproduce_config, run_reproduce
 from scoremix_ds.reproduce.benchmarks import check_benchmark, expected_name, tinyface_set
@@ -234,7 +234,7 @@ def test_benchmark_forms():
 
 def test_bundled_recipes_load_and_name_existing_settings():
     from scoremix_ds.maths.margins import HEADS
-    from scoremix_ds.models.discriminator import BACKBONES
+    from scoremix_ds.discriminators.loading import BACKBONES
 
     # Triplets are enumerated exactly (up to ~230 candidate classes): the CI and glyph recipes run that arm, the
     # paper's 10K identities cannot, and the demo's table was measured with the other 8 arms.
@@ -372,7 +372,7 @@ def test_glyphs_ci_recipe_end_to_end(tmp_path):
 
 def _recipe_changes(reference: str, recipe: str) -> set[tuple[str | None, str]]:
     """``(section, field)`` of every setting in which two bundled recipes differ (``None``: a top-level key)."""
-    from scoremix_ds.recipes import to_dict
+    from scoremix_ds.core.recipes import to_dict
 
     a, b = to_dict(load_reproduce_config(reference)), to_dict(load_reproduce_config(recipe))
     return {(k, f) for k in a if isinstance(a[k], dict) for f in a[k] if a[k][f] != b[k][f]} | {
@@ -387,7 +387,7 @@ def _recipe_changes(reference: str, recipe: str) -> set[tuple[str | None, str]]:
     ("reproduce-glyphs-ablate-identities", "build", "pairs", 400),
 ])
 def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(name, section, field, value):
-    from scoremix_ds.recipes import to_dict
+    from scoremix_ds.core.recipes import to_dict
 
     main, ablation = load_reproduce_config("reproduce-glyphs"), load_reproduce_config(name)
     b = to_dict(ablation)
@@ -401,7 +401,7 @@ def test_glyph_ablations_change_exactly_one_setting_and_share_the_main_builds(na
 
 
 def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
-    from scoremix_ds.recipes import to_dict
+    from scoremix_ds.core.recipes import to_dict
 
     both = to_dict(load_reproduce_config("reproduce-glyphs-ablate-both"))
     assert _recipe_changes("reproduce-glyphs-ablate-both", "reproduce-glyphs-ablate-generator") == \
@@ -412,7 +412,7 @@ def test_the_two_lever_ablation_adds_one_change_to_each_one_lever_ablation():
 
 
 def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_min_snr_one():
-    from scoremix_ds.recipes import to_dict
+    from scoremix_ds.core.recipes import to_dict
 
     base = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator"))
     longer = to_dict(load_reproduce_config("reproduce-glyphs-ablate-generator-8k"))
@@ -429,7 +429,7 @@ def test_the_longer_generator_ablation_changes_only_the_generator_steps_of_the_m
     ("reproduce-glyphs-replicate-ratio", "reproduce-glyphs-ablate-generator-8k-ratio"),
 ])
 def test_the_replications_change_only_the_identities_of_the_setting_they_replicate(name, reference):
-    from scoremix_ds.recipes import to_dict
+    from scoremix_ds.core.recipes import to_dict
 
     config = to_dict(load_reproduce_config(name))
     # disjoint identities; the comparison arms in one report; 5 declared seeds; its own report folder

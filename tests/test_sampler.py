@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import NUM_CLASSES, save_generator, tiny_unet
 
-from scoremix_ds.errors import ModelError
+from scoremix_ds.core.errors import ModelError
 from scoremix_ds.maths.mixing import WeightSchedule
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.schedulers import SCHEDULERS, make_scheduler
 from scoremix_ds.sampling.scoremix import initial_noise, scoremix_sample
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import scoremix_ds.maths.selection as selection
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import select_pairs
 from scoremix_ds.maths.selection import mean_pairwise_distance, select_tuples

@@ -14,11 +14,11 @@ import pytest
 from hubfixtures import client_env
 from PIL import Image
 
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.openers import open_source
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.openers import open_source
 from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.dataset.writer import encode_png, shard_path, write_shard
-from scoremix_ds.errors import ConfigError, DataError
+from scoremix_ds.core.errors import ConfigError, DataError
 from fixtures.hub_server import LoopbackHub
 
 
@@ -182,9 +182,9 @@ def test_hub_id_resolves_revision_to_its_commit(tmp_path):
 
     code = """
 import json, sys
-from scoremix_ds.realdata.sources import SourceSpec
-from scoremix_ds.realdata.openers import open_source
-from scoremix_ds.errors import ScoreMixError
+from scoremix_ds.sources.source import SourceSpec
+from scoremix_ds.sources.openers import open_source
+from scoremix_ds.core.errors import ScoreMixError
 out = {}
 for rev in (None, sys.argv[1]):
     src = open_source(SourceSpec("org/faces", revision=rev))
@@ -209,8 +209,8 @@ print("@@" + json.dumps(out))
 
 
 def test_class_subsets_relabel_and_keep_names():
-    from scoremix_ds.realdata.openers import read_real_data
-    from scoremix_ds.realdata.subsets import parse_classes
+    from scoremix_ds.sources.openers import read_real_data
+    from scoremix_ds.sources.subsets import parse_classes
 
     assert parse_classes("0-2, 5,2") == (0, 1, 2, 5)
     full = read_real_data("mnist-5k-train")
@@ -226,7 +226,7 @@ def test_class_subsets_relabel_and_keep_names():
 
 
 def test_unreadable_real_data_folder_is_one_data_error(tmp_path):
-    from scoremix_ds.realdata.openers import read_real_data
+    from scoremix_ds.sources.openers import read_real_data
     from scoremix_ds.evaluation.verification_pairs import load_pair_dataset
 
     import pyarrow as pa

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scoremix_ds.errors import ConfigError
+from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import STRATEGIES, candidate_pairs, order_pairs
 from scoremix_ds.maths.topk import (

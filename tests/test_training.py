@@ -8,8 +8,8 @@ import json
 import datasets
 
 from scoremix_ds.cli import main
-from scoremix_ds.models.discriminator import load_discriminator
-from scoremix_ds.models.generator import load_generator
+from scoremix_ds.discriminators.loading import load_discriminator
+from scoremix_ds.generators.loading import load_generator
 
 
 def test_train_generator_then_build_from_it(tmp_path, tiny_discriminator_dir, capsys):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..maths.alignment import alignment_report
 
 
@@ -66,7 +66,7 @@ def default_k(n: int) -> int:
 
 def _centres(name: str, revision: str | None, real, flag: str = "--discriminator", progress: bool = False) -> np.ndarray:
     from ..maths.centres import class_centres
-    from ..models.discriminator import embed_images, load_discriminator
+    from ..discriminators.loading import embed_images, load_discriminator
 
     disc = load_discriminator(name, revision, flag=flag)
     embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
@@ -75,7 +75,7 @@ def _centres(name: str, revision: str | None, real, flag: str = "--discriminator
 
 def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
-    from ..realdata.openers import read_real_data
+    from ..sources.openers import read_real_data
 
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)
@@ -83,7 +83,7 @@ def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
         first = _centres(config.other_discriminator, None, real, flag="--other-discriminator", progress=progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
-        from ..models.generator import load_generator
+        from ..generators.loading import load_generator
 
         gen = load_generator(config.generator, config.generator_revision)
         first = gen.condition_table().numpy().astype(np.float64)

@@ -16,9 +16,9 @@ import pyarrow.parquet as pq
 
 from ..dataset.manifest import Manifest, atomic_write_text
 from ..dataset.writer import decode_png
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .audit import audit_identities, real_reference, summarise
-from .plots import save_histograms
+from ..core.plots import save_histograms
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
 
 def run_audit(config: AuditConfig) -> AuditResult:
     from ..synthesis.finalize import public_ref, write_build_card
-    from ..realdata.openers import read_real_data
-    from ..models.discriminator import embed_images, load_discriminator
+    from ..sources.openers import read_real_data
+    from ..discriminators.loading import embed_images, load_discriminator
 
     folder = Path(config.folder)
     manifest = Manifest.read(folder)

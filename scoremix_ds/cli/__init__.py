@@ -12,8 +12,8 @@ import sys
 
 import typer
 
-from ..errors import ScoreMixError
-from ..ranks import set_argv
+from ..core.errors import ScoreMixError
+from ..core.processes import set_argv
 from . import analysis_cmd, boundary, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
 from .logsetup import setup_logging
 

@@ -17,7 +17,7 @@ import re
 import traceback
 from pathlib import Path
 
-from ..errors import ConfigError, DataError, ModelError, ScoreMixError
+from ..core.errors import ConfigError, DataError, ModelError, ScoreMixError
 
 _FILE_LOCALS = ("target", "path", "filename", "file", "fname", "config_file", "json_file", "resolved_archive_file",
                 "checkpoint_file", "weights_file", "model_file", "pretrained_model_name_or_path", "tmp", "fp")
@@ -111,10 +111,10 @@ def as_user_error(exc: BaseException) -> ScoreMixError | None:
         mapped = _os_error(exc)
         if mapped is not None:
             return mapped
-    from ..hub.client import is_hub_failure
+    from ..core.hub_client import is_hub_failure
 
     if is_hub_failure(exc):
-        from ..hub.client import map_error
+        from ..core.hub_client import map_error
 
         return map_error(exc, "the repository", "talking to the Hub", None, write=False)
     return None

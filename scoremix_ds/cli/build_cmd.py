@@ -13,9 +13,9 @@ from ..synthesis.launch import relaunch
 from ..synthesis.layout import launched_distributed
 from ..synthesis.resolve import ResolvedBuild, resolve_build
 from ..synthesis.status import build_status
-from ..errors import ConfigError
-from ..ranks import check_num_processes, is_main_process, owns_side_effects
-from ..recipes import config_from
+from ..core.errors import ConfigError
+from ..core.processes import check_num_processes, is_main_process, owns_side_effects
+from ..core.recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
 from .options import (
     AllowNonconvexOpt,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .options import BatchOpt, DeviceOpt, ProgressOpt, SeedOpt
 
 DEFAULT_BENCHMARKS = ["mnist-5k-heldout"]
@@ -42,14 +42,14 @@ def eval_model(
     from ..evaluation.report import markdown_table, to_dict, write_report
     from ..evaluation.runner import evaluate
     from ..evaluation.specs import benchmarks_from
-    from ..models.discriminator import embed_images, load_discriminator
+    from ..discriminators.loading import embed_images, load_discriminator
 
     batch_size = 256 if batch_size is None else batch_size
     if batch_size <= 0:
         raise ConfigError(f"--batch-size must be a positive count, got {batch_size}", hint="e.g. --batch-size 256")
     if Path(out).exists() and not Path(out).is_dir():
         raise ConfigError(f"--out '{out}' is a file", hint="pass a folder to --out")
-    from ..validate import device_name
+    from ..core.validate import device_name
 
     device_name("--device", device, available=True)
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)

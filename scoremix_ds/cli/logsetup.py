@@ -1,5 +1,5 @@
 """Logging for the command line: through ``tqdm.write`` (a log line never cuts through a progress bar), rank 0's
-records only (:class:`scoremix_ds.ranks.MainProcessFilter`), and the level of ``-v`` / ``-q``."""
+records only (:class:`scoremix_ds.core.processes.MainProcessFilter`), and the level of ``-v`` / ``-q``."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def level_for(verbose: int = 0, quiet: int = 0) -> int:
 def setup_logging(verbose: int = 0, quiet: int = 0) -> None:
     """Install the handler once, as ``logging.basicConfig`` would: only when the root logger has no handler yet (a
     host's own handlers, e.g. pytest's or a notebook's, are left alone); then set the level (always for -v/-q)."""
-    from ..ranks import MainProcessFilter
+    from ..core.processes import MainProcessFilter
 
     root = logging.getLogger()
     ours = any(isinstance(h, TqdmHandler) for h in root.handlers)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def parse_floats(text: str | None, flag: str) -> tuple[float, ...] | None:
@@ -34,7 +34,7 @@ def parse_class_ids(text: str | None, flag: str = "--classes") -> tuple[int, ...
     """``"0,3,7"`` or ``"0-7"`` or ``"0-3,9"`` -> class ids (sorted, each once), the ``NAME[classes]`` grammar."""
     if text is None:
         return None
-    from ..realdata.subsets import parse_classes
+    from ..sources.subsets import parse_classes
 
     try:
         return parse_classes(text)

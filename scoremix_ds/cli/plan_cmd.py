@@ -8,7 +8,7 @@ import typer
 
 from ..synthesis.config import BuildConfig
 from ..synthesis.planning.choose import check_real_data
-from ..recipes import config_from
+from ..core.recipes import config_from
 from .options import (
     AllowNonconvexOpt,
     BandOpt,
@@ -54,7 +54,7 @@ def plan(
     progress: ProgressOpt = True,
 ) -> None:
     """Choose the tuples to mix and write them, with weights, both spaces' distances and seeds, to a plan file."""
-    from ..synthesis.planning.report import make_plan_file
+    from ..synthesis.planning.make_plan import make_plan_file
 
     overrides = dict(
         strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,

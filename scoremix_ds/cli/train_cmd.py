@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 import typer
 
 from ..synthesis.layout import launched_distributed
-from ..errors import ConfigError
-from ..ranks import check_num_processes, is_main_process, owns_side_effects, relaunch_command
-from ..recipes import config_from
+from ..core.errors import ConfigError
+from ..core.processes import check_num_processes, is_main_process, owns_side_effects, relaunch_command
+from ..core.recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
 

@@ -8,7 +8,7 @@ from typing import Any
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from ..resources import resource_dir
+from ..core.resources import resource_dir
 from .schema import COLUMN_DOCS, CONFIGS, FEATURES
 
 TEMPLATE = "dataset_card.md"
@@ -112,6 +112,6 @@ def render_card(
 
 
 def write_card(folder: Path, card: DatasetCard) -> None:
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     atomic_write(folder / "README.md", str(card))

@@ -28,7 +28,7 @@ def file_sha256(path: str | Path) -> str:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     atomic_write(path, text)
 
@@ -57,13 +57,13 @@ class Manifest:
             manifest = cls(**data)
             manifest._check_types()
         except (ValueError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors; unknown keys TypeErrors
-            from ..errors import DataError
+            from ..core.errors import DataError
 
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise DataError(f"{path} is not a readable scoremix-ds manifest ({detail})",
                             hint="restore the folder's manifest.json, or use a new --out") from None
         if manifest.format != FORMAT_VERSION:
-            from ..errors import DataError
+            from ..core.errors import DataError
 
             raise DataError(f"{path} has manifest format {manifest.format}; this scoremix-ds reads format {FORMAT_VERSION}",
                             hint=f"use the scoremix-ds version that wrote it ({manifest.package_version})")

@@ -24,7 +24,7 @@ def preview_grid(rows: list[tuple[np.ndarray, ...]], scale: int = 3, gap: int = 
 
 
 def save_preview(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
-    from ..outputs import atomic_path
+    from ..core.outputs import atomic_path
 
     with atomic_path(path) as tmp:  # a full disk never leaves a truncated preview.png
         preview_grid(rows).save(tmp, format="PNG")

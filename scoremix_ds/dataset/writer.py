@@ -14,7 +14,7 @@ import datasets
 import numpy as np
 from PIL import Image
 
-from ..outputs import atomic_path
+from ..core.outputs import atomic_path
 from .manifest import file_sha256
 from .schema import FEATURES
 

@@ -16,7 +16,7 @@ re-done here with pure data operations:
   ``dtype("u1"|"b1", False, True)`` is the only dtype accepted.
 
 Any other global, opcode (``INST``, ``OBJ``, ``NEWOBJ``, ``PERSID``, dicts, out-of-band buffers...) or shape
-raises :class:`~scoremix_ds.errors.DataError`.
+raises :class:`~scoremix_ds.core.errors.DataError`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 _HINT = "check --benchmark (an insightface verification .bin)"
 _NP = ("numpy.core.multiarray", "numpy._core.multiarray")

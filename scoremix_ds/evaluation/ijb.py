@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .metrics import DEFAULT_FARS, Roc, TarAtFar, roc_auc, roc_curve, tar_at_far
 
 _HINT = "check --benchmark (an IJB release folder)"

@@ -7,7 +7,7 @@ while ``workers`` processes make the next ones (two each ahead). Processes, not 
 Python-level code hold the GIL. Which chunk a row is in never changes what the model sees (the runner embeds each
 chunk as the batch it embedded before), so the results are the same with any worker count.
 
-A :class:`~scoremix_ds.errors.ScoreMixError` raised while loading (an image that does not decode) is carried back
+A :class:`~scoremix_ds.core.errors.ScoreMixError` raised while loading (an image that does not decode) is carried back
 whole and raised in the main process, with its message and hint (DataLoader would re-raise it as a traceback).
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ScoreMixError
+from ..core.errors import ScoreMixError
 
 
 def default_load_workers(cuda: bool) -> int:

@@ -83,7 +83,7 @@ def write_card_results(card_path: Path, results: list[EvalResult], model_name: s
         card = ModelCard(f"---\n{ModelCardData().to_yaml()}\n---\n{body or ''}")
     card.data.eval_results = merge_results(card.data.eval_results, results)
     card.data.model_name = card.data.model_name or model_name
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     atomic_write(card_path, str(card))
     return card_path

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .identification import identification
 from .metrics import TarAtFar, min_impostors_for
 

@@ -129,7 +129,7 @@ def _log_sample(roc: Roc, points: int = 2000) -> tuple[np.ndarray, np.ndarray]:
 
 def plot_roc(result: EvalResult, path: str | Path) -> Path | None:
     """Write the ROC curves of the 1:1 benchmarks (TAR vs log FAR) to a PNG; ``None`` when there are none."""
-    from ..analysis.plots import agg_figure, save_png
+    from ..core.plots import agg_figure, save_png
 
     curves = [b for b in result.benchmarks if b.kind in ("verification", "ijb")]
     if not curves:
@@ -163,7 +163,7 @@ def _written_by_eval(out: Path) -> bool:
 
 def write_report(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
     """``results.json``, ``results.md`` and ``roc.png`` (if any 1:1 benchmark) in ``out_dir``; returns their paths."""
-    from ..outputs import atomic_write, claim_folder
+    from ..core.outputs import atomic_write, claim_folder
 
     out = claim_folder(out_dir, "eval", signature=_written_by_eval)
     paths = {"json": out / "results.json", "markdown": out / "results.md"}

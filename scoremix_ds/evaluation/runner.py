@@ -5,7 +5,7 @@ of pairs (:func:`~.verification_pairs.pairs_from_dataset`); a :class:`HeldOutSet
 :class:`IJBSet` (1:1 template verification from an IJB release folder); an :class:`IdentificationSet` (1:N); an
 :class:`OpenSetSet` (labelled images of unseen identities: every pair, and rank-1, :mod:`.openset`).
 
->>> import torch; from scoremix_ds.models.discriminator import SmallCNN
+>>> import torch; from scoremix_ds.discriminators.loading import SmallCNN
 >>> _ = torch.manual_seed(0); model = SmallCNN(in_channels=1, image_size=8, embedding_dim=4)
 >>> rng = np.random.default_rng(0); images = rng.integers(0, 256, (20, 8, 8, 1), dtype=np.uint8)
 >>> held_out = HeldOutSet(images, np.repeat(np.arange(4), 5), "toy", num_pairs=20)
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
-from ..models.discriminator import embed_images
+from ..core.errors import DataError
+from ..discriminators.loading import embed_images
 from .identification import IdentificationResult, identification
 from .binfile import read_bin
 from .ijb import IJBResult, ijb_verification, load_ijb_faces, read_ijb_meta
@@ -256,7 +256,7 @@ def evaluate(
     """Run every benchmark in order.
 
     Args:
-        model: anything ``embed_fn`` takes (by default :func:`~scoremix_ds.models.discriminator.embed_images`).
+        model: anything ``embed_fn`` takes (by default :func:`~scoremix_ds.discriminators.loading.embed_images`).
         benchmarks: specs as listed in the module docstring.
         flip_tta: embed each image and its horizontal flip, sum, renormalise (doubles the forward passes).
         batch_size: images per forward pass. device: where the model runs (``auto``: the accelerator when present).
@@ -268,7 +268,7 @@ def evaluate(
     """
     if not benchmarks:
         raise DataError("no benchmark given", hint="pass --benchmark")
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
 
     import torch
 

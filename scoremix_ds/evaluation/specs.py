@@ -8,8 +8,8 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
                                                 read by the restricted reader inside the runner (timed there)
 ``heldout:NAME[@REV][:PAIRS]``                  ``PAIRS`` balanced pairs (default 3000, drawn with ``--seed``)
                                                 from labelled data ``NAME``: ``mnist-5k-heldout``, ``NAME[7-9]``,
-                                                a dataset folder or a Hub id (:func:`~..realdata.openers.read_real_data`)
-``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..realdata.readers.READERS` or with a
+                                                a dataset folder or a Hub id (:func:`~..sources.openers.read_real_data`)
+``NAME[:PAIRS]``, ``NAME[7-9][:PAIRS]``         the same, for a name in :data:`~..sources.readers.READERS` or with a
                                                 class subset (a labelled set cannot be a pair list)
 ``pairs:NAME[@REV][:SPLIT]``, ``FOLDER``,       a ``datasets`` pair dataset (``image_a``/``image_b``/``is_same``),
 ``ORG/NAME[@REV]``                              split ``test`` unless given (:func:`~.verification_pairs.load_pair_dataset`)
@@ -21,7 +21,7 @@ Accepted forms (``REV`` is a Hub branch, tag or commit; ``[0-6]`` keeps those cl
 
 ``tinyface:ROOT`` is refused: its 153,428 gallery distractors do not fit the in-memory
 :class:`~.runner.IdentificationSet`; build one in Python for a smaller gallery. Anything else, or a name that is
-both a known data name and an existing path, is a :class:`~scoremix_ds.errors.ConfigError` naming ``--benchmark``.
+both a known data name and an existing path, is a :class:`~scoremix_ds.core.errors.ConfigError` naming ``--benchmark``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .verification_pairs import VerificationPairs, load_pair_dataset
 from .runner import HeldOutSet, IJBSet, OpenSetSet
 
@@ -74,16 +74,16 @@ class BenchmarkSpec:
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
-    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..realdata.refs`."""
-    from ..realdata.refs import split_revision
+    """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..core.refs`."""
+    from ..core.refs import split_revision
 
     return split_revision(text, "--benchmark")
 
 
 def _is_data_name(name: str) -> bool:
-    """A name :func:`~..realdata.openers.read_real_data` knows by itself, with or without a class subset."""
-    from ..realdata.readers import READERS
-    from ..realdata.subsets import split_subset
+    """A name :func:`~..sources.openers.read_real_data` knows by itself, with or without a class subset."""
+    from ..sources.readers import READERS
+    from ..sources.subsets import split_subset
 
     return split_subset(name)[0] in READERS
 
@@ -211,8 +211,8 @@ def _first_line(exc: BaseException) -> str:
 
 def _labelled(spec: BenchmarkSpec):
     """The labelled images a ``heldout:`` / ``openset:`` spec names, errors re-worded for ``--benchmark``."""
-    from ..realdata.openers import read_real_data
-    from ..errors import ScoreMixError
+    from ..sources.openers import read_real_data
+    from ..core.errors import ScoreMixError
 
     hint = f"{spec.kind}:NAME takes mnist-5k-heldout, glyphs-han-verify, NAME[7-9], a labelled dataset folder or a Hub id"
     try:

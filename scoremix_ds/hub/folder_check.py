@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..dataset.manifest import MANIFEST, Manifest
 from ..dataset.manifest import file_sha256
-from ..errors import DataError
+from ..core.errors import DataError
 
 CARD = "README.md"
 PREVIEW = "preview.png"

@@ -28,8 +28,8 @@ from pathlib import Path
 from huggingface_hub import CommitInfo, HfApi
 
 from ..dataset.manifest import Manifest, file_sha256
-from ..errors import ConfigError, ScoreMixError
-from .client import (
+from ..core.errors import ConfigError, ScoreMixError
+from ..core.hub_client import (
     HubError,
     check_ref_name,
     check_repo_id,

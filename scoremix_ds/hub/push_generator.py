@@ -3,7 +3,7 @@
 The same publication path as models and datasets (:func:`~scoremix_ds.hub.push.publish`); this file owns what is
 generator-specific:
 
-- :func:`verify_generator`: the folder loads with :func:`~scoremix_ds.models.generator.load_generator` (safetensors
+- :func:`verify_generator`: the folder loads with :func:`~scoremix_ds.generators.loading.load_generator` (safetensors
   only) and holds ``model_index.json`` and ``scoremix.json``; checked before the network is touched.
 - :func:`staged_generator`: exactly the pipeline's files: ``model_index.json``, ``scoremix.json`` (local paths
   reduced to ``local:<name>``), ``README.md`` (the card re-rendered to load ``ORG/NAME``), and each component's
@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..dataset.manifest import file_sha256
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .push import Publication, PushResult, publish
 from .push_model import ModelPushConfig, _public_meta, reduce_local_paths
 from .stage import _link_or_copy
@@ -44,7 +44,7 @@ def verify_generator(folder: str | Path) -> dict:
     for name in (INDEX, META):
         if not (folder / name).is_file():
             raise ModelError(f"{folder} has no {name}: it is not a finished generator", hint=FIX)
-    from ..models.generator import load_generator
+    from ..generators.loading import load_generator
 
     try:
         load_generator(str(folder))

@@ -5,7 +5,7 @@ before uploading, identical content makes no commit, bounded retries, tag the co
 owns only what is model-specific:
 
 - :func:`verify_model`: the folder holds ``config.json`` + ``model.safetensors`` that load with
-  :func:`~scoremix_ds.models.discriminator.load_discriminator` (strict, safetensors only; a pickle-only folder is
+  :func:`~scoremix_ds.discriminators.loading.load_discriminator` (strict, safetensors only; a pickle-only folder is
   refused) and, when present, a ``scoremix.json`` that is a JSON object. Checked before the network is touched.
 - :func:`staged_model`: the files pushed, exactly :data:`MODEL_FILES` — ``config.json``, ``model.safetensors``,
   ``README.md`` (the model card) and ``scoremix.json``; never ``checkpoints/``, ``train_log.jsonl`` or anything
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ..dataset.manifest import file_sha256
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .push import Publication, PushResult, RepoPushConfig, publish
 from .stage import _link_or_copy
 
@@ -72,7 +72,7 @@ def verify_model(folder: str | Path) -> dict[str, Any]:
     if (folder / META).exists():
         _json_object(folder / META)
     # torch is imported only once the folder looks like a model
-    from ..models.discriminator import load_discriminator
+    from ..discriminators.loading import load_discriminator
 
     try:
         load_discriminator(str(folder))

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..synthesis.recipe_file import RECIPE
+from ..core.recipe_file import RECIPE
 from ..dataset.manifest import MANIFEST, Manifest
 from .folder_check import CARD, PREVIEW, listed_shards
 
@@ -62,7 +62,7 @@ def public_recipe(text: str, card_build: dict | None = None) -> str:
     import tomllib
 
     from .. import __version__
-    from ..synthesis.recipe_file import recipe_text
+    from ..core.recipe_file import recipe_text
 
     values = public_manifest({"config": tomllib.loads(text)}, card_build)["config"]
     return recipe_text(values, __version__)

@@ -16,7 +16,7 @@ from typing import Any
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub.errors import EntryNotFoundError
 
-from .client import check_repo_id, hub_errors, make_api, resolve_token
+from ..core.hub_client import check_repo_id, hub_errors, make_api, resolve_token
 
 logger = logging.getLogger(__name__)
 

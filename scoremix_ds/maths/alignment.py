@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .topk import knn_indices, row_dots, sample_pair_indices
 
 _HINT = "every class needs a finite, non-zero vector; restrict with --classes"

@@ -30,7 +30,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .topk import unit_rows
 
 _BLOCK_NUMBERS = 1 << 25  # float32 similarities per screening block (128 MiB)

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 CONVEX_TOLERANCE = 1e-6
 

@@ -39,8 +39,8 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..validate import positive_count
+from ..core.errors import ConfigError
+from ..core.validate import positive_count
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ def select_extreme_pairs(
     for the classes that run out; float32 screening on ``device``, ``auto``: the accelerator when present, exact
     float64 keys). Pairs = classes at 20K x 512-d takes seconds on 2 CPU cores: figures in ``docs/performance.md``.
     """
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
     from .extreme_greedy import greedy_extreme_pairs
 
     classes = np.unique(np.asarray(classes, dtype=np.int64))

@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .pair_strategies import Strategy, check_selection, get_strategy, select_extreme_pairs, select_pairs
 from .topk import pair_distance_sample, row_dots, unit_rows
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..validate import positive_count
+from ..core.errors import ConfigError
+from ..core.validate import positive_count
 
 _BLOCK_NUMBERS = 1 << 23
 

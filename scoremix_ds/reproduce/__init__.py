@@ -10,7 +10,7 @@
 """
 
 from .config import ARM_BUILDS, ARMS, EvalSettings, ReproduceConfig, config_from_mapping, load_reproduce_config
-from .pipeline import ReproduceResult, run_reproduce
+from .experiment import ReproduceResult, run_reproduce
 
 __all__ = ["ARMS", "ARM_BUILDS", "EvalSettings", "ReproduceConfig", "ReproduceResult", "config_from_mapping",
            "load_reproduce_config", "run_reproduce"]

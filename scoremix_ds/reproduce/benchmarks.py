@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 KINDS = ("heldout", "pairs", "ijbb", "ijbc", "tinyface", "openset")
 _HINT = "[eval] benchmarks take heldout:NAME:PAIRS, openset:NAME, PATH.bin, pairs:NAME, ijbb:DIR, ijbc:DIR or tinyface:DIR"

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipes import json_ready
+from ..core.recipes import json_ready
 
 logger = logging.getLogger(__name__)
 

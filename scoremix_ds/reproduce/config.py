@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..synthesis.config import BuildConfig
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..maths.pair_strategies import get_strategy
-from ..models import BACKBONES
-from ..recipes import check_mapping, load_recipe, resolve_recipe
+from ..discriminators import BACKBONES
+from ..core.recipes import check_mapping, load_recipe, resolve_recipe
 from ..training.generator_config import GeneratorTrainConfig
 from ..training.recognition_config import RecognitionTrainConfig
 from .benchmarks import expected_name

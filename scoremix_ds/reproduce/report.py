@@ -73,7 +73,7 @@ def markdown(table: Mapping[str, Any], title: str, context: Sequence[str]) -> st
 
 
 def plot(table: Mapping[str, Any], path: Path, title: str) -> Path:
-    from ..analysis.plots import agg_figure, save_png
+    from ..core.plots import agg_figure, save_png
 
     arms = list(table["arms"])
     stats = [table["arms"][a]["avg"] for a in arms]
@@ -108,7 +108,7 @@ def _plain(value: Any) -> Any:
 def write_report(out: Path, table: Mapping[str, Any], title: str, context: Sequence[str], extra: dict[str, Any]
                  ) -> dict[str, Path]:
     """Write ``report.md``, ``report.json`` and ``report.png`` into ``out``; return their paths."""
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     out.mkdir(parents=True, exist_ok=True)  # claimed by run_reproduce before any stage ran
     files = {"markdown": out / "report.md", "json": out / "report.json", "plot": out / "report.png"}

@@ -24,9 +24,9 @@ from typing import Any
 
 from ..synthesis.config import BuildConfig
 from ..synthesis.planning.choose import PLAN_FIELDS
-from ..errors import DataError
+from ..core.errors import DataError
 from ..evaluation.metrics import DEFAULT_FARS
-from ..recipes import to_dict
+from ..core.recipes import to_dict
 from ..training.recognition_config import RUN_FIELDS, RecognitionTrainConfig
 from .cache import Stage, run_stage
 from .config import ARM_BUILDS, ReproduceConfig
@@ -110,7 +110,7 @@ def plan(config: ReproduceConfig, root: Path, strategy: str, gen: Ref, disc: Ref
             "generator": gen.id, "discriminator": disc.id}
 
     def body(folder: Path) -> dict:
-        from ..synthesis.planning.report import make_plan_file
+        from ..synthesis.planning.make_plan import make_plan_file
 
         s = make_plan_file(bc, folder / "plan.parquet")
         return {"plan": "plan.parquet", "identities": s.identities, "images": s.images, "space": s.space,
@@ -171,7 +171,7 @@ def evaluate(config: ReproduceConfig, root: Path, arm: str, seed: int, model: Re
     def body(folder: Path) -> dict:
         from ..evaluation import evaluate as run_eval
         from ..evaluation.report import to_dict as eval_dict
-        from ..models.discriminator import load_discriminator
+        from ..discriminators.loading import load_discriminator
 
         net = load_discriminator(model.path)
         fars = tuple(sorted(set(DEFAULT_FARS) | {config.eval.far, config.eval.ijb_far, config.eval.openset_far}))

@@ -32,9 +32,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..realdata.transforms import to_uint8
+from ..sources.transforms import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
-from ..models.generator import ClassConditionalGenerator
+from ..generators.loading import ClassConditionalGenerator
 from .schedulers import make_scheduler
 from .scoremix import scoremix_sample
 
@@ -150,7 +150,7 @@ class ScoreMixPipeline(DiffusionPipeline):
         Example (the embedded default generator, MNIST digits)::
 
             >>> from scoremix_ds import ScoreMixPipeline
-            >>> from scoremix_ds.resources import default_model_dir
+            >>> from scoremix_ds.core.resources import default_model_dir
             >>> pipe = ScoreMixPipeline.from_pretrained(default_model_dir("generator"))
             >>> out = pipe(classes=[(3, 7)], seeds=[0], num_inference_steps=2, output_type="np")
             >>> out.images.shape
@@ -216,7 +216,7 @@ def class_table(names: dict[str, str] | Sequence[str] | None, num_classes: int) 
 
 def write_model_index(folder: str | Path, meta: dict[str, Any] | None = None) -> Path:
     """Write ``folder/model_index.json`` (see :func:`model_index`)."""
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     path = Path(folder) / MODEL_INDEX
     atomic_write(path, json.dumps(model_index(folder, meta), indent=2, sort_keys=True) + "\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 # name -> (diffusers class name, extra config)
 SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {

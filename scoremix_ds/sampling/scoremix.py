@@ -13,9 +13,9 @@ from typing import Iterator, Sequence
 
 import torch
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from ..maths.mixing import WeightSchedule, guide, mix
-from ..models.generator import ClassConditionalGenerator
+from ..generators.loading import ClassConditionalGenerator
 from .condition_mix import mixed_class_embeddings
 
 MIXING_MODES = ("score", "condition")

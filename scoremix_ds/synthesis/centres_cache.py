@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..realdata.readers import RealData
+from ..sources.readers import RealData
 from ..maths.centres import class_centres
-from ..models.discriminator import embed_images
+from ..discriminators.loading import embed_images
 
 logger = logging.getLogger(__name__)
 

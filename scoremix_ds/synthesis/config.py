@@ -7,13 +7,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
 from ..maths.pair_strategies import check_selection, get_strategy
-from ..recipes import to_dict, without_added_fields
+from ..core.recipes import to_dict, without_added_fields
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
-from ..validate import device_name, in_range, positive_count
+from ..core.validate import device_name, in_range, positive_count
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, float32 elsewhere
 
@@ -60,7 +60,7 @@ class BuildConfig:
     seed: int = 0
     repro: bool = True  # also sample each parent alone from the same seeds (the "repro" config)
     dtype: str = "auto"  # bfloat16 on CUDA (tensor cores), float32 elsewhere; or float32 / bfloat16 / float16
-    device: str = "auto"  # the accelerator when present (scoremix_ds.devices.resolve_device)
+    device: str = "auto"  # the accelerator when present (scoremix_ds.core.devices.resolve_device)
     compile: bool = False  # torch.compile the denoiser (a speed choice like --device: not in the fingerprint)
     batch_size: int = 64
     shard_size: int = 16  # identities per work unit = per parquet shard; the unit of resume and distribution

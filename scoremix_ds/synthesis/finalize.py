@@ -23,7 +23,7 @@ from ..dataset.schema import features_for
 from ..dataset.writer import arrow_bytes, decode_png
 from ..maths.pair_strategies import get_strategy
 from .planning.mix_plan import unique_names
-from .recipe_file import write_recipe
+from ..core.recipe_file import write_recipe
 from .units import STATE_DIR
 
 PREVIEW_ROWS = 8

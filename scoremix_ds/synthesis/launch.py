@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..ranks import RELAUNCHED
-from ..recipes import to_dict
+from ..core.processes import RELAUNCHED
+from ..core.recipes import to_dict
 from .config import BuildConfig
 
 

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
-from ..errors import DataError
+from ..core.errors import DataError
 from .finalize import finalize
 
 

@@ -9,8 +9,8 @@ from typing import Any
 from .. import __version__
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import MANIFEST, Manifest
-from ..errors import ConfigError, DataError
-from ..outputs import TMP_SUFFIX, OutputLock, foreign_entries
+from ..core.errors import ConfigError, DataError
+from ..core.outputs import TMP_SUFFIX, OutputLock, foreign_entries
 from .config import BuildConfig
 from .units import unit_of, write_marker
 

@@ -18,11 +18,11 @@ from tqdm.auto import tqdm
 
 from ..dataset.manifest import Manifest
 from ..dataset.writer import datasets_bars_off
-from ..devices import resolve_device, resolve_dtype
-from ..errors import ModelError
-from ..models.generator import load_generator
-from ..outputs import OutputLock
-from ..validate import device_name
+from ..core.devices import resolve_device, resolve_dtype
+from ..core.errors import ModelError
+from ..generators.loading import load_generator
+from ..core.outputs import OutputLock
+from ..core.validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
 from .layout import Layout, ProcessGroup
@@ -31,8 +31,8 @@ from .planning.mix_plan import MixPlan
 from .centres_cache import BUILD_CACHE, save_centres
 from .planning.choose import plan_and_spaces, plan_build
 from .resolve import ResolvedBuild, resolve_build
-from .pipeline import run_units
-from .rows import sample_images
+from .rows import run_units
+from ..sampling.batches import sample_images
 from .units import done_units
 
 logger = logging.getLogger(__name__)
@@ -176,7 +176,7 @@ def resample_preview(recorded: dict) -> list:
     """The preview of a build from its recorded config (``manifest.json``'s ``config``): load its models, plan it
     again (the same seeds give the same identities) and sample :func:`sample_preview`. What ``merge`` uses when the
     parts have no ``repro`` config to read the preview from."""
-    from ..recipes import from_mapping
+    from ..core.recipes import from_mapping
 
     config = from_mapping(BuildConfig, recorded, "manifest")
     gen, weak = load_models(config, config.device)

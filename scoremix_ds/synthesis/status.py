@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
-from ..errors import DataError
+from ..core.errors import DataError
 from .layout import Layout
 from .units import done_units
 

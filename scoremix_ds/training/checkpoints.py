@@ -26,8 +26,8 @@ from typing import Any
 
 import torch
 
-from ..errors import DataError
-from ..outputs import read_json_object
+from ..core.errors import DataError
+from ..core.outputs import read_json_object
 
 logger = logging.getLogger(__name__)
 

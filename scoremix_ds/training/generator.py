@@ -47,13 +47,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..realdata.sources import Source, SourceSpec
-from ..realdata.openers import open_source
-from ..realdata.transforms import to_model_tensor
-from ..errors import ConfigError, DataError
-from ..recipes import to_dict
+from ..sources.source import Source, SourceSpec
+from ..sources.openers import open_source
+from ..sources.transforms import to_model_tensor
+from ..core.errors import ConfigError, DataError
+from ..core.recipes import to_dict
 from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
-from .generator_arch import FOLDERS, count_parameters, denoise, get_architecture
+from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .generator_config import GeneratorTrainConfig
 from .lr_schedule import lr_factor
 
@@ -141,7 +141,7 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     (gloo on CPUs, NCCL on GPUs). With ``stop_after`` the run ends early with a checkpoint and no model; running
     the same config again continues it. A finished output of the same config is returned as it is.
     """
-    from ..outputs import OutputLock, claim_folder
+    from ..core.outputs import OutputLock, claim_folder
 
     if os.environ.get("RANK", "0") != "0":
         return _train_generator(config, progress)

@@ -15,7 +15,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..dataset.card import PAPER_ARXIV, PAPER_URL, hub_licence
-from ..resources import resource_dir
+from ..core.resources import resource_dir
 
 TEMPLATE = "generator_card.md"
 CARD = "README.md"
@@ -44,7 +44,7 @@ def generator_card(meta: dict[str, Any], denoiser_class: str, load_path: str, re
 
 
 def write_generator_card(out: Path, meta: dict[str, Any], denoiser_class: str, load_path: str | None = None) -> Path:
-    from ..outputs import atomic_write
+    from ..core.outputs import atomic_write
 
     path = Path(out) / CARD
     atomic_write(path, str(generator_card(meta, denoiser_class, load_path or str(out))))

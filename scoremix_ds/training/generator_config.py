@@ -13,10 +13,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ConfigError
-from ..recipes import json_ready, to_dict, without_added_fields
-from ..validate import in_range, positive_count
-from .generator_arch import DIT_FIELDS, UNET_FIELDS, get_architecture
+from ..core.errors import ConfigError
+from ..core.recipes import json_ready, to_dict, without_added_fields
+from ..core.validate import in_range, positive_count
+from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, get_architecture
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
 # Fields that change how a run is carried out but not the weights it produces: left out of the fingerprint, so a

@@ -15,7 +15,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..evaluation.model_index import eval_results
 from ..evaluation.report import headline
-from ..resources import resource_dir
+from ..core.resources import resource_dir
 
 TEMPLATE = "model_card.md"
 

@@ -52,7 +52,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from ..maths.margins import IGNORE, MarginHead, build_head
 
 _SEED_STRIDE = 1_000_003  # mixes (seed, step, rank) into one 63-bit seed

@@ -1,6 +1,6 @@
 """``scoremix-ds train``: fine-tune or train a recognition network on real + synthetic identities, on accelerate.
 
-Data: :mod:`scoremix_ds.realdata.mixture` (separate label namespaces) and :mod:`scoremix_ds.realdata.batching` (an exact
+Data: :mod:`scoremix_ds.training.mixture` (separate label namespaces) and :mod:`scoremix_ds.training.batching` (an exact
 synthetic:real ratio, a sampler that is a pure function of ``(seed, step)``). Loss: a margin head
 (:mod:`scoremix_ds.maths.margins`) through Partial FC (:mod:`scoremix_ds.training.partial_fc`), whose class matrix
 is sharded over processes and whose sampled classes are a function of ``(seed, step, rank)``. Every source of
@@ -27,10 +27,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..errors import ConfigError, DataError, ModelError
-from ..outputs import read_json_object
-from ..recipes import to_dict
-from ..validate import device_name
+from ..core.errors import ConfigError, DataError, ModelError
+from ..core.outputs import read_json_object
+from ..core.recipes import to_dict
+from ..core.validate import device_name
 from . import resume
 from .lr_schedule import lr_factor
 from .partial_fc import PartialFC
@@ -52,9 +52,9 @@ class TrainResult:
 
 def source_spec(text: str, config: RecognitionTrainConfig):
     """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`."""
-    from ..realdata.sources import SourceSpec
+    from ..sources.source import SourceSpec
 
-    from ..realdata.refs import split_revision
+    from ..core.refs import split_revision
 
     location, _, sub = text.partition("::")
     location, revision = split_revision(location, "--real / --synthetic")  # the one NAME@REV grammar
@@ -64,7 +64,7 @@ def source_spec(text: str, config: RecognitionTrainConfig):
 
 def _backbone(config: RecognitionTrainConfig):
     """A fresh backbone, or the ``init`` model (whose architecture then replaces the config's)."""
-    from ..models.discriminator import EmbeddingNet, build_backbone, load_discriminator
+    from ..discriminators.loading import EmbeddingNet, build_backbone, load_discriminator
 
     if config.init is None:
         return build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
@@ -129,7 +129,7 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     Process 0 claims ``config.out`` (a new folder, or one this command wrote; never a folder of other files) and
     holds its lock for the whole run, so a second training into the same folder is refused in one line.
     """
-    from ..outputs import OutputLock, claim_folder
+    from ..core.outputs import OutputLock, claim_folder
 
     device_name("device", config.device, available=True)
     if os.environ.get("RANK", "0") != "0":
@@ -149,8 +149,8 @@ def default_workers(cuda: bool, world: int) -> int:
 def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     from accelerate import Accelerator
 
-    from ..realdata.mixture import make_loader, open_mixture
-    from ..realdata.preprocess import PreprocessConfig, normalise
+    from .mixture import make_loader, open_mixture
+    from ..sources.preprocess import PreprocessConfig, normalise
 
     started = time.perf_counter()
     out = Path(config.out)

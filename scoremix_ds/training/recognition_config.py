@@ -6,10 +6,10 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from ..maths.margins import HEADS
-from ..recipes import to_dict
-from ..validate import device_name, in_range, positive_count
+from ..core.recipes import to_dict
+from ..core.validate import device_name, in_range, positive_count
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
@@ -35,7 +35,7 @@ class RecognitionTrainConfig:
     skip_corrupt: bool = False  # drop (and count) rows that do not decode instead of failing on them
     init: str | None = None  # fine-tune: "default", a saved model folder or a Hub id; its architecture wins
     init_revision: str | None = None
-    backbone: str = "iresnet50"  # a key of scoremix_ds.models.BACKBONES
+    backbone: str = "iresnet50"  # a key of scoremix_ds.discriminators.BACKBONES
     embedding_dim: int = 512
     image_size: int = 112
     channels: int = 3

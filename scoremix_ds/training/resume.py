@@ -21,8 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_model, save_model
 
-from ..errors import ConfigError
-from ..outputs import read_json_object
+from ..core.errors import ConfigError
+from ..core.outputs import read_json_object
 from . import checkpoints
 
 CHECKPOINTS = "checkpoints"

@@ -15,17 +15,17 @@ from typing import Any
 
 import numpy as np
 
-from ...realdata.readers import RealData
-from ...realdata.openers import read_real_data
+from ...sources.readers import RealData
+from ...sources.openers import read_real_data
 from ...dataset.manifest import file_sha256
-from ...errors import ConfigError, DataError
+from ...core.errors import ConfigError, DataError
 from ...maths.mixing import validate_weights
 from ...maths.pair_strategies import get_strategy
 from ...maths.selection import mean_pairwise_distance, select_tuples
-from ...models.digest import model_digest
-from ...models.discriminator import load_discriminator
-from ...models.onnx_embedder import is_onnx_reference
-from ...models.generator import ClassConditionalGenerator
+from ...core.digest import model_digest
+from ...discriminators.loading import load_discriminator
+from ...discriminators.onnx_embedder import is_onnx_reference
+from ...generators.loading import ClassConditionalGenerator
 from ..config import BuildConfig
 from ..finalize import public_ref
 from .mix_plan import MixPlan, label_names, make_plan
@@ -103,7 +103,7 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
     these models and data, else are embedded once (main process of ``group``, on ``device``, default
     ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded, and without real
     data (``random`` and the condition strategies) there are none."""
-    from ...devices import resolve_device
+    from ...core.devices import resolve_device
     from ..centres_cache import cache_key, data_digest, shared_centres
 
     conditions = gen.condition_table().numpy().astype(np.float64)
@@ -148,7 +148,7 @@ def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spa
 def recorded_training(ref: str | None) -> dict[str, Any]:
     """What a local model folder (or the embedded default) records of its training data in ``scoremix.json``:
     ``{"real_data", "licence"}`` or {} when it records nothing (a Hub model is not fetched for this)."""
-    from ...resources import default_model_dir
+    from ...core.resources import default_model_dir
 
     if ref is not None and is_onnx_reference(ref):
         return {}

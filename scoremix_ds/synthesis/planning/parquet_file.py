@@ -12,7 +12,7 @@ One row per synthetic identity::
     seeds               list<int64>    one seed per image
 
 The schema metadata (key ``scoremix``) holds JSON: the format version, strategy, its settings, and the generator and
-discriminator with their content digests (:mod:`scoremix_ds.models.digest`). ``build --plan`` refuses a plan made
+discriminator with their content digests (:mod:`scoremix_ds.core.digest`). ``build --plan`` refuses a plan made
 with other models. Any parquet reader opens the file (``datasets.load_dataset("parquet", data_files=...)``).
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ...errors import ConfigError, DataError
+from ...core.errors import ConfigError, DataError
 from .mix_plan import Identity, MixPlan
 
 FORMAT = "scoremix-plan/1"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..recipes import to_dict
+from ..core.recipes import to_dict
 from . import stages
 from .cache import Stage
 from .config import ARM_BUILDS, ReproduceConfig
@@ -57,7 +57,7 @@ def run_reproduce(config: ReproduceConfig, progress: bool = True, title: str = "
                   ) -> ReproduceResult:
     """Run (or continue) every stage of ``config`` and write the report into ``config.out``."""
     started = time.perf_counter()
-    from ..outputs import OutputLock, claim_folder
+    from ..core.outputs import OutputLock, claim_folder
 
     root = claim_folder(config.out, "reproduce", signature=_written_by_reproduce)
     with OutputLock(root):

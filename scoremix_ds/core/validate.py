@@ -49,7 +49,7 @@ def positive_count(field: str, value: int | None, *, optional: bool = False) -> 
 
 def device_name(field: str, value: str | None, *, available: bool = False) -> str | None:
     """A torch device string (``cpu``, ``cuda``, ``cuda:1``, ``mps``) or ``auto`` (the accelerator when present,
-    :func:`scoremix_ds.devices.resolve_device`); with ``available`` it must exist here."""
+    :func:`scoremix_ds.core.devices.resolve_device`); with ``available`` it must exist here."""
     if value is None or value == "auto":
         return value
     import torch

@@ -33,11 +33,11 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 from .readers import READERS, RealData, public_ref_text
 from .recordio import InsightFaceRecords
-from .refs import with_revision
-from .sources import (
+from ..core.refs import with_revision
+from .source import (
     FLAG_IMAGE,
     FLAG_LABEL,
     FLAG_SOURCE,
@@ -277,8 +277,8 @@ def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
 
 
 def open_builtin(spec: SourceSpec) -> Source:
-    """A built-in reader (:data:`scoremix_ds.realdata.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
-    or any reader returning a :class:`~scoremix_ds.realdata.readers.RealData`), in memory, converted as ``spec`` asks;
+    """A built-in reader (:data:`scoremix_ds.sources.readers.READERS`: ``mnist-5k`` and its parts, ``glyphs-han-*``,
+    or any reader returning a :class:`~scoremix_ds.sources.readers.RealData`), in memory, converted as ``spec`` asks;
     its mode and size come from its images."""
     import importlib.metadata
 
@@ -307,7 +307,7 @@ def open_hub(spec: SourceSpec, progress: bool) -> Source:
     """A Hub dataset at the commit its revision points to (see :func:`resolve_hub_commit`)."""
     import datasets
 
-    from ..hub.client import offline_unless_reachable
+    from ..core.hub_client import offline_unless_reachable
 
     with offline_unless_reachable() as offline:
         commit = resolve_hub_commit(spec.location, spec.revision)
@@ -331,7 +331,7 @@ def resolve_hub_commit(repo_id: str, revision: str | None) -> str | None:
     """The commit sha ``revision`` (default ``main``) points to; None when the Hub cannot be reached (offline)."""
     from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
 
-    from ..hub.client import is_hub_failure, make_api, map_error, resolve_token
+    from ..core.hub_client import is_hub_failure, make_api, map_error, resolve_token
 
     token = resolve_token(None, required=False)
     try:

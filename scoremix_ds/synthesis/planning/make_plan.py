@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ...analysis.plots import save_histograms
+from ...core.plots import save_histograms
 from ...maths.pair_strategies import get_strategy
 from ...maths.topk import pair_distance_sample
-from ...models.generator import load_generator
+from ...generators.loading import load_generator
 from ..config import BuildConfig
-from ...outputs import claim_file
+from ...core.outputs import claim_file
 from ..centres_cache import plan_cache, save_centres
 from .parquet_file import is_plan_file, write_plan
 from .choose import candidate_classes, choose_plan, class_spaces, plan_meta

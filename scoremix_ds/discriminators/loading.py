@@ -1,7 +1,7 @@
 """The "discriminator": a recognition network that maps images to L2-normalised identity embeddings.
 
 ScoreMix picks which classes to mix by their distance in this embedding space. This file builds a backbone by its
-name in :data:`scoremix_ds.models.BACKBONES`, loads one from the embedded default, a local folder, a Hub id
+name in :data:`scoremix_ds.discriminators.BACKBONES`, loads one from the embedded default, a local folder, a Hub id
 (safetensors only: a pickle is never unpickled) or an ONNX model (:mod:`.onnx_embedder`), and embeds uint8 images.
 The backbones themselves live in :mod:`.embedding_net` (the base and ``small-cnn``), :mod:`.iresnet` and
 :mod:`.hf_backbone`.
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..realdata.transforms import to_model_tensor
-from ..errors import DataError, ModelError
-from ..resources import default_model_dir
+from ..sources.transforms import to_model_tensor
+from ..core.errors import DataError, ModelError
+from ..core.resources import default_model_dir
 from . import BACKBONES
 from .embedding_net import CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN
 from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
@@ -48,20 +48,20 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
     Args:
         name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
             Hub model id (``org/name``). The folder must hold ``config.json`` and ``model.safetensors``. A ``.onnx``
-            file or a name in :data:`~scoremix_ds.models.onnx_embedder.PRETRAINED` (``"sface"``) loads an
-            :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder`.
+            file or a name in :data:`~scoremix_ds.discriminators.onnx_embedder.PRETRAINED` (``"sface"``) loads an
+            :class:`~scoremix_ds.discriminators.onnx_embedder.OnnxEmbedder`.
         revision: branch, tag or commit of a Hub model (ignored for local folders and ONNX embedders).
 
     Returns:
         The backbone (a subclass of :class:`EmbeddingNet`, e.g. :class:`SmallCNN`) on CPU, in eval mode, or an
-        :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder`; :func:`embed_images` takes either.
+        :class:`~scoremix_ds.discriminators.onnx_embedder.OnnxEmbedder`; :func:`embed_images` takes either.
 
     Raises:
         ModelError: the folder or repository is missing, or it only holds pickle weights, or its weights do not
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
     if name_or_path not in (None, "default") and not is_onnx_reference(name_or_path):
-        from ..realdata.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
+        from ..core.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
 
         name_or_path, revision = with_revision(name_or_path, revision, flag)
     return _load(name_or_path, revision, flag)
@@ -182,7 +182,7 @@ def embed_images(
 
     Images are converted with :func:`to_model_tensor` at the model's ``image_size`` / ``in_channels`` (MNIST 28 is
     centre-padded to 32). The model is moved to ``device`` and run in eval mode; its train/eval state is restored.
-    An :class:`~scoremix_ds.models.onnx_embedder.OnnxEmbedder` embeds with its own face preprocessing, on CPU.
+    An :class:`~scoremix_ds.discriminators.onnx_embedder.OnnxEmbedder` embeds with its own face preprocessing, on CPU.
     """
     images = np.asarray(images_uint8_nhwc)
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -195,7 +195,7 @@ def embed_images(
         return model.embed(images, batch_size=batch_size)
     from tqdm.auto import tqdm
 
-    from ..ranks import is_main_process
+    from ..core.processes import is_main_process
 
     was_training = model.training
     model.to(device).eval()

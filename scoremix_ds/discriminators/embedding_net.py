@@ -1,6 +1,6 @@
 """The base of every recognition backbone (:class:`EmbeddingNet`: forward, safetensors save and load) and the
 smallest one, :class:`SmallCNN`. The other backbones subclass it in their own modules (:mod:`.iresnet`,
-:mod:`.hf_backbone`); :data:`scoremix_ds.models.BACKBONES` names them all.
+:mod:`.hf_backbone`); :data:`scoremix_ds.discriminators.BACKBONES` names them all.
 
 A saved backbone is a folder with ``config.json`` (the constructor kwargs plus ``"backbone"``, its name in
 ``BACKBONES``) and ``model.safetensors``, written by ``save_pretrained`` of ``huggingface_hub``'s
@@ -17,7 +17,7 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -26,8 +26,8 @@ CONFIG_NAME = "config.json"
 class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", tags=["face-recognition", "scoremix"]):
     """Base of every backbone: ``forward(x)`` maps float NCHW in [-1, 1] to ``(N, embedding_dim)`` features.
 
-    Subclasses set ``backbone_name`` (their key in :data:`scoremix_ds.models.BACKBONES`) and the attributes ``in_channels``,
-    ``image_size`` and ``embedding_dim`` that :func:`~scoremix_ds.models.discriminator.embed_images` uses to prepare inputs.
+    Subclasses set ``backbone_name`` (their key in :data:`scoremix_ds.discriminators.BACKBONES`) and the attributes ``in_channels``,
+    ``image_size`` and ``embedding_dim`` that :func:`~scoremix_ds.discriminators.loading.embed_images` uses to prepare inputs.
     """
 
     backbone_name: str = ""
@@ -38,14 +38,14 @@ class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load a saved recognition model: ``EmbeddingNet.from_pretrained("org/name", revision="v1")`` (or a local
-        folder) picks the backbone its ``config.json`` names, as :func:`~scoremix_ds.models.discriminator.load_discriminator` does (safetensors only,
+        folder) picks the backbone its ``config.json`` names, as :func:`~scoremix_ds.discriminators.loading.load_discriminator` does (safetensors only,
         eval mode). On a backbone class (``SmallCNN.from_pretrained``) it is ``huggingface_hub``'s mixin loader."""
         if cls is not EmbeddingNet:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         revision = kwargs.pop("revision", None)
         if args or kwargs:
             raise TypeError(f"EmbeddingNet.from_pretrained takes a folder or Hub id and revision=, not {sorted(kwargs) or args}")
-        from .discriminator import load_discriminator  # the loader dispatches on BACKBONES, which holds subclasses
+        from .loading import load_discriminator  # the loader dispatches on BACKBONES, which holds subclasses
 
         return load_discriminator(str(pretrained_model_name_or_path), revision)
 

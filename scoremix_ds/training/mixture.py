@@ -26,11 +26,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..errors import ConfigError
-from .preprocess import PreprocessConfig, as_uint8_tensor, augment, normalise, resize_uint8
+from ..core.errors import ConfigError
+from ..sources.preprocess import PreprocessConfig, as_uint8_tensor, augment, normalise, resize_uint8
 from .batching import MixtureBatchSampler
-from .sources import Source, SourceInfo, SourceSpec
-from .openers import open_source
+from ..sources.source import Source, SourceInfo, SourceSpec
+from ..sources.openers import open_source
 
 logger = logging.getLogger(__name__)
 

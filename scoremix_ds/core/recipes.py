@@ -101,7 +101,7 @@ def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[st
     """Read a recipe's key/values (optionally one ``[section]`` of it) without validating them yet."""
     path = resolve_recipe(name_or_path)
     if path.suffix == ".json" and section is None:  # a build's manifest.json: its config is a build recipe
-        from .synthesis.recipe_file import manifest_recipe
+        from .recipe_file import manifest_recipe
 
         return manifest_recipe(path)
     try:

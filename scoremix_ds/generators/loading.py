@@ -11,7 +11,7 @@ Supported folders (local, or a Hub id fetched with ``snapshot_download`` — saf
 A bare model folder (``config.json`` + safetensors at the top) is accepted too. Models without a discrete class
 table, weights only in pickle form, or a missing null class when guidance is requested are refused.
 
-A reference is ``PATH``, ``ORG/NAME`` or ``ORG/NAME@REVISION`` (:mod:`scoremix_ds.realdata.refs`; ``--generator-revision``
+A reference is ``PATH``, ``ORG/NAME`` or ``ORG/NAME@REVISION`` (:mod:`scoremix_ds.core.refs`; ``--generator-revision``
 is an alias). The null class (the unconditional row used by classifier-free guidance) is, first found: the
 ``null_class`` argument (``--null-class``), then a ``null_class`` key in ``scoremix.json``, the denoiser's
 ``config.json``, ``scheduler_config.json`` or ``model_index.json``, then for a DiT the extra row its label table
@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelError
-from ..resources import default_model_dir
+from ..core.errors import ModelError
+from ..core.resources import default_model_dir
 
 logger = logging.getLogger(__name__)
 
@@ -217,11 +217,11 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
     the null class is found; ``null_class`` overrides what the folder declares). ``flag``: the option that named
     it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
     if name_or_path not in (None, "", "default"):
-        from ..realdata.refs import with_revision
+        from ..core.refs import with_revision
 
         name_or_path, revision = with_revision(name_or_path, revision, flag)
         if revision is not None and Path(name_or_path).expanduser().exists():
-            from ..errors import ConfigError
+            from ..core.errors import ConfigError
 
             raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
                               hint=f"drop the @{revision} of {flag} (or its {flag}-revision alias)")

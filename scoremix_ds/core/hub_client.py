@@ -22,7 +22,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .. import __version__
-from ..errors import ConfigError, ScoreMixError
+from .errors import ConfigError, ScoreMixError
 
 LOGIN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # scoremix_ds/ (this file is scoremix_ds/core/resources.py)
 
 
 def resource_dir(name: str) -> Path:

@@ -21,7 +21,7 @@ def agg_figure(figsize: tuple[float, float], dpi: int = 100):
 
 def save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` as PNG, atomically."""
-    from ..outputs import atomic_path
+    from .outputs import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp:

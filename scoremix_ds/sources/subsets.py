@@ -11,7 +11,7 @@ import re
 
 import numpy as np
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 _SUBSET = re.compile(r"^(?P<base>.+)\[(?P<classes>[0-9][0-9,\- ]*)\]$")
 

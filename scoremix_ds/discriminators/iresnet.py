@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .embedding_net import EmbeddingNet
 
 STAGE_WIDTHS = (64, 128, 256, 512)

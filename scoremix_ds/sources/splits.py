@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 
 # The embedded default discriminator held out 50 images per class with seed 0 (builders/default-discriminator.toml):
 # `mnist-5k-heldout` is exactly those images, `mnist-5k-train` the other 4,500.

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..core.errors import DataError
 from .readers import RealData
 
 SPLITS = ("train", "verify")
@@ -30,7 +30,7 @@ SPLITS = ("train", "verify")
 
 def glyphs_dir() -> Path:
     """The folder of the shipped dataset (README card, ``glyphs.json``, ``data/{train,verify}-*.parquet``)."""
-    from ..resources import default_model_dir
+    from ..core.resources import default_model_dir
 
     return default_model_dir("glyphs-han")
 

@@ -1,13 +1,13 @@
 """ONE training source (real or synthetic) as a frozen description plus a random-access view.
 
-EVERY command reads its real or synthetic data through :func:`scoremix_ds.realdata.openers.open_source` (``build``,
-``plan``, ``align``, ``audit`` and ``eval`` through :func:`scoremix_ds.realdata.openers.read_real_data`, which loads the
+EVERY command reads its real or synthetic data through :func:`scoremix_ds.sources.openers.open_source` (``build``,
+``plan``, ``align``, ``audit`` and ``eval`` through :func:`scoremix_ds.sources.openers.read_real_data`, which loads the
 view into memory). A source is a string plus an optional revision, looked up in this order:
 
-- a built-in name, a key of :data:`scoremix_ds.realdata.readers.READERS` (``mnist-5k`` and its ``mnist-5k-train`` /
+- a built-in name, a key of :data:`scoremix_ds.sources.readers.READERS` (``mnist-5k`` and its ``mnist-5k-train`` /
   ``mnist-5k-heldout`` parts, ...), held in memory;
 - a local folder (or file), by what it holds: ``recordio``, ``saved``, ``build-output``, ``parquet`` or
-  ``imagefolder`` (:data:`scoremix_ds.realdata.openers.OPENERS`, whose module says what each kind means);
+  ``imagefolder`` (:data:`scoremix_ds.sources.openers.OPENERS`, whose module says what each kind means);
 - a Hub dataset id: the revision (branch, tag or commit; default ``main``) is resolved to its commit first and the
   data loaded at that commit with ``datasets.load_dataset``, so the provenance names exactly what was read;
 - any of these followed by ``[classes]`` (``NAME[0-6]``): only those classes, relabelled ``0..k-1``; a Hub id
@@ -38,7 +38,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, DataError
+from ..core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ Three ways to build the body, exactly one per call:
   folder has a ``preprocessor_config.json`` and no ``pixel_mean`` / ``pixel_std`` are given, its ``image_mean`` /
   ``image_std`` are used, so an ImageNet-pretrained body sees the inputs it was trained on.
 * ``hf_config``: the full ``config.to_dict()`` of a body — what ``save_pretrained`` writes, so
-  :func:`~scoremix_ds.models.discriminator.load_discriminator` rebuilds the architecture offline and then reads
+  :func:`~scoremix_ds.discriminators.loading.load_discriminator` rebuilds the architecture offline and then reads
   the weights from ``model.safetensors``. A saved folder is data, not code: loading one refuses a config.json that
   asks for ``pretrained`` / ``model_type`` / ``trust_remote_code`` instead of ``hf_config`` (a config file from the
   Hub must not be able to make ``load_discriminator`` fetch and run remote code).
@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ModelError
+from ..core.errors import ModelError
 from .embedding_net import EmbeddingNet
 
 logger = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 """Class-conditional denoiser architectures for ``train-generator``, looked up by name in :data:`ARCHITECTURES`.
 
 An architecture is a diffusers family (``UNet2DModel`` saved under ``unet/``, or ``DiTTransformer2DModel`` saved
-under ``transformer/``, the two folders ``models.generator.load_generator`` reads) plus a preset of its
+under ``transformer/``, the two folders ``generators.loading.load_generator`` reads) plus a preset of its
 hyper-parameters; a config field that is not ``None`` overrides the preset. Both families get a class table of
 ``num_classes + 1`` rows: the last row is the null class that label dropout trains for classifier-free guidance.
 Image size and channels come from the training config, not the preset.
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 UNET_FIELDS = ("block_out_channels", "layers_per_block", "norm_num_groups", "attention_levels", "attention_head_dim")
 DIT_FIELDS = ("patch_size", "num_layers", "num_attention_heads", "attention_head_dim")

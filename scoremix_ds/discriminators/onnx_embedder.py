@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError, ModelError
+from ..core.errors import DataError, ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +222,8 @@ def _clean_model(path: str, stamp: tuple[int, int], sha256: str | None, flag: st
 class OnnxEmbedder:
     """A frozen ONNX face embedder with the discriminator interface.
 
-    :func:`scoremix_ds.models.discriminator.embed_images` hands uint8 images to :meth:`embed`, which owns the face
-    preprocessing. For callers written against :class:`~scoremix_ds.models.discriminator.EmbeddingNet` it also has
+    :func:`scoremix_ds.discriminators.loading.embed_images` hands uint8 images to :meth:`embed`, which owns the face
+    preprocessing. For callers written against :class:`~scoremix_ds.discriminators.loading.EmbeddingNet` it also has
     ``in_channels``, ``image_size``, ``embedding_dim``, ``training`` (always False), ``eval()``, ``to(device)``
     (no-ops: onnxruntime runs on CPU) and a call on float NCHW in [-1, 1] that returns raw (unnormalised) features.
     It cannot be trained: ``train(True)`` raises :class:`ModelError`.

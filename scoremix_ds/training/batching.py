@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 from torch.utils.data import Sampler
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 # Seed-stream ids: the real pool, the synthetic pool, per-step order and flips, per-step translations.
 _REAL, _SYNTHETIC, _BATCH, _SHIFT = 0, 1, 2, 3

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 
 def split_revision(text: str, flag: str = "the reference") -> tuple[str, str | None]:

@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 RECIPE = "build.toml"
 HEADER = ("# The recipe of this dataset: `scoremix-ds build --recipe build.toml --out COPY` rebuilds the same rows.\n"
