@@ -8,20 +8,26 @@ so the arms differ only in the synthetic data they add (``real`` fine-tunes on r
 
 from __future__ import annotations
 
+import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.outputs import OutputLock, atomic_write, claim_folder
 from ..core.recipes import to_dict
 from . import stages
-from .cache import Stage
+from .cache import DONE, STAGES, Stage
 from .config import ARM_BUILDS, ReproduceConfig
 from .report import write_report
 from .summary import arm_table
 
 logger = logging.getLogger(__name__)
+
+MARKER = ".scoremix-reproduce"  # written into OUT when reproduce claims it: the folder is this tool's from then on
+_STAGE_ID = re.compile(r"[a-z0-9-]+-[0-9a-f]{12}")  # a cached stage's folder: name-fingerprint
 
 
 @dataclass(frozen=True)
@@ -57,16 +63,21 @@ def run_reproduce(config: ReproduceConfig, progress: bool = True, title: str = "
                   ) -> ReproduceResult:
     """Run (or continue) every stage of ``config`` and write the report into ``config.out``."""
     started = time.perf_counter()
-    from ..core.outputs import OutputLock, claim_folder
-
     root = claim_folder(config.out, "reproduce", signature=_written_by_reproduce)
     with OutputLock(root):
+        if not (root / MARKER).is_file():
+            atomic_write(root / MARKER, json.dumps({"written_by": "scoremix-ds reproduce"}) + "\n")
         return _run(config, root, progress, title, started)
 
 
 def _written_by_reproduce(out: Path) -> bool:
-    """A folder `reproduce` wrote before folders were marked: its stage cache or its report."""
-    return (out / "stages").is_dir() or (out / "report.json").is_file() and (out / "report.md").is_file()
+    """A folder `reproduce` wrote: its marker, or (folders from before the marker) a stage cache holding at least
+    one stage this tool finished. A report.md and a report.json alone are NOT a signature: any tool writes those."""
+    if (out / MARKER).is_file():
+        return True
+    stages_dir = out / STAGES
+    return stages_dir.is_dir() and any(_STAGE_ID.fullmatch(p.name) and (p / DONE).is_file()
+                                       for p in stages_dir.iterdir())
 
 
 def _run(config: ReproduceConfig, root: Path, progress: bool, title: str, started: float) -> ReproduceResult:
