@@ -45,6 +45,7 @@ def tiny_args(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, tm
         (["--weights", "a,b"], "not a comma-separated list", "--weights"),
         (["--classes", "1"], "at least 2 classes", "--classes"),
         (["--classes", "0,7"], "--classes has id 7", "--classes"),
+        (["--classes", "0,3,3"], "listed twice", "--classes"),
         (["--pairs", "7"], "only 6 distinct pairs", "--pairs 6"),
         (["--pairs", "0"], "--pairs must be a positive count", "--pairs"),
         (["--per-identity", "-1"], "--per-identity must be a positive count", "--per-identity"),

@@ -212,7 +212,10 @@ def test_class_subsets_relabel_and_keep_names():
     from scoremix_ds.sources.openers import read_real_data
     from scoremix_ds.sources.subsets import parse_classes
 
-    assert parse_classes("0-2, 5,2") == (0, 1, 2, 5)
+    assert parse_classes("0-2, 5") == (0, 1, 2, 5)
+    for typo in ("0-2, 5,2", "3,3", "0-5,4-6"):  # a class written twice is refused, not silently merged
+        with pytest.raises(ConfigError, match="listed twice"):
+            parse_classes(typo)
     full = read_real_data("mnist-5k-train")
     sub = read_real_data("mnist-5k-train[7-9]")
     assert sub.class_names == ("7", "8", "9") and sorted(set(sub.labels.tolist())) == [0, 1, 2]

@@ -27,6 +27,9 @@ def parse_classes(text: str) -> tuple[int, ...]:
             raise ConfigError(f"class range '{part}' is not N or N-M", hint="write subsets as NAME[0-6] or NAME[0,3,5]") from None
         if b < a:
             raise ConfigError(f"class range '{part}' is empty", hint="write ranges low-high, e.g. NAME[0-6]")
+        repeated = sorted(out.intersection(range(a, b + 1)))
+        if repeated:  # a typo (0,3,3 or 0-5,4) is refused at once, not merged into a smaller set than was written
+            raise ConfigError(f"class {repeated[0]} is listed twice in '{text}'", hint="list each class once")
         out.update(range(a, b + 1))
     if not out:
         raise ConfigError(f"no classes in '[{text}]'", hint="write subsets as NAME[0-6] or NAME[0,3,5]")
