@@ -1,4 +1,4 @@
-"""Verification metrics on similarity scores (pure numpy, no IO): ROC, AUC, EER, TAR@FAR and the 10-fold protocol.
+"""Verification metrics on similarity scores (numpy and scikit-learn, no IO): ROC, AUC, EER, TAR@FAR and the 10-fold protocol.
 
 Conventions: ``scores`` are similarities (higher = more alike, e.g. the cosine of two unit embeddings) and
 ``issame`` says which pairs are genuine (same identity). A ROC point at threshold ``t`` accepts ``score >= t``::
@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.metrics import auc as sklearn_auc
+from sklearn.metrics import roc_curve as sklearn_roc_curve
 
 from ..core.errors import DataError
 
@@ -72,7 +74,7 @@ def _check(scores: np.ndarray, issame: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def roc_curve(scores: np.ndarray, issame: np.ndarray) -> Roc:
-    """All ROC points, one per distinct score (what ``sklearn.metrics.roc_curve(drop_intermediate=False)`` gives).
+    """All ROC points, one per distinct score: ``sklearn.metrics.roc_curve(drop_intermediate=False)``.
 
     Raises:
         DataError: no genuine or no impostor pairs (the ROC is undefined), mismatched lengths, NaN scores.
@@ -85,23 +87,13 @@ def roc_curve(scores: np.ndarray, issame: np.ndarray) -> Roc:
             f"ROC needs genuine and impostor pairs; got {num_genuine} genuine, {num_impostor} impostor",
             hint="check the benchmark labels",
         )
-    order = np.argsort(-scores, kind="mergesort")
-    s, y = scores[order], issame[order]
-    last_of_run = np.r_[np.flatnonzero(np.diff(s)), len(s) - 1]  # the last index of each run of equal scores
-    tps = np.cumsum(y)[last_of_run]
-    fps = last_of_run + 1 - tps
-    return Roc(
-        fpr=np.r_[0.0, fps / num_impostor],
-        tpr=np.r_[0.0, tps / num_genuine],
-        thresholds=np.r_[np.inf, s[last_of_run]],
-        num_genuine=num_genuine,
-        num_impostor=num_impostor,
-    )
+    fpr, tpr, thresholds = sklearn_roc_curve(issame, scores, drop_intermediate=False)
+    return Roc(fpr=fpr, tpr=tpr, thresholds=thresholds, num_genuine=num_genuine, num_impostor=num_impostor)
 
 
 def roc_auc(roc: Roc) -> float:
     """Area under the ROC by the trapezoid rule: ``sum_i (fpr_i+1 - fpr_i) * (tpr_i+1 + tpr_i) / 2``."""
-    return float(np.sum(np.diff(roc.fpr) * (roc.tpr[1:] + roc.tpr[:-1]) / 2.0))
+    return float(sklearn_auc(roc.fpr, roc.tpr))
 
 
 def eer(roc: Roc) -> float:
