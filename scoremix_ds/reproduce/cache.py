@@ -17,7 +17,6 @@ of the stages it reads (never absolute paths, so a report folder can be moved). 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.fingerprints import config_fingerprint
 from ..core.recipes import json_ready
 
 logger = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ STAGES = "stages"
 
 def fingerprint(spec: dict[str, Any]) -> str:
     """``sha256`` of the canonical JSON of ``spec`` (sorted keys, no spaces), first 12 hex digits."""
-    blob = json.dumps(json_ready(spec), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return config_fingerprint(spec, digits=12, compact=True)
 
 
 @dataclass(frozen=True)

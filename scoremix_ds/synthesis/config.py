@@ -11,6 +11,7 @@ from ..core.errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
 from ..maths.pair_strategies import check_selection, get_strategy
 from ..core.recipes import to_dict, without_added_fields
+from ..sampling.batches import SamplingSettings
 from ..sampling.scoremix import MIXING_MODES
 from ..sampling.schedulers import PREDICTION_TYPES, check_scheduler_name
 from ..core.validate import device_name, in_range, positive_count
@@ -119,6 +120,13 @@ class BuildConfig:
     @property
     def schedule(self) -> WeightSchedule:
         return WeightSchedule(self.weight_schedule, self.window_start, self.window_end)
+
+    @property
+    def sampling(self) -> SamplingSettings:
+        """How this build samples its rows and preview (the settings :mod:`scoremix_ds.sampling.batches` takes)."""
+        return SamplingSettings(steps=self.steps, guidance=self.guidance, scheduler=self.scheduler,
+                                prediction_type=self.prediction_type, schedule=self.schedule, mixing=self.mixing,
+                                batch_size=self.batch_size)
 
     def content_config(self) -> dict:
         """The fields that determine the rows (layout fields dropped)."""

@@ -8,12 +8,11 @@ truncated to 16 hex digits. The trainer (:mod:`.generator`) refuses to resume a 
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import ConfigError
+from ..core.fingerprints import config_fingerprint
 from ..core.recipes import json_ready, to_dict, without_added_fields
 from ..core.validate import in_range, positive_count
 from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, get_architecture
@@ -120,5 +119,5 @@ class GeneratorTrainConfig:
         return without_added_fields(values, ADDED_FIELDS)
 
     def fingerprint(self) -> str:
-        text = json.dumps(self.fingerprint_payload(), sort_keys=True)
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+        """:func:`~scoremix_ds.core.fingerprints.config_fingerprint` of :meth:`fingerprint_payload` (16 digits)."""
+        return config_fingerprint(self.fingerprint_payload())

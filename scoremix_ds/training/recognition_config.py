@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 
 from ..core.errors import ConfigError
+from ..core.fingerprints import config_fingerprint
 from ..maths.margins import HEADS
-from ..core.recipes import to_dict
+from ..core.recipes import to_dict, without_added_fields
 from ..core.validate import device_name, in_range, positive_count
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -18,6 +17,9 @@ PRECISIONS = ("no", "bf16", "fp16")
 # Fields that change where, how fast or how often things are reported, never the trained weights.
 RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "keep_checkpoints", "eval_every", "val",
                         "log_every"})
+# Fields added after configs were fingerprinted, with the value older configs behaved as (none yet): a config that
+# leaves them there keeps its fingerprint (:func:`~scoremix_ds.core.recipes.without_added_fields`).
+ADDED_FIELDS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,12 @@ class RecognitionTrainConfig:
             raise ConfigError("checkpoint_every, eval_every and num_workers must be >= 0", hint="set them to 0 or more",
                               fields=("checkpoint_every", "eval_every", "num_workers"))
 
+    def fingerprint_payload(self) -> dict:
+        """What determines the trained weights: every field but :data:`RUN_FIELDS` (and :data:`ADDED_FIELDS` at
+        their old value)."""
+        values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS}
+        return without_added_fields(values, ADDED_FIELDS)
+
     def fingerprint(self) -> str:
         """Hash of the fields that determine the weights: a checkpoint resumes only under the same fingerprint."""
-        content = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS}
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+        return config_fingerprint(self.fingerprint_payload())
