@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import scoremix_ds.sampling.batches as sampling_batches
 import scoremix_ds.synthesis.rows as pipeline
 import scoremix_ds.synthesis.runner as runner
 from scoremix_ds.synthesis.config import BuildConfig
@@ -129,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     stub_s = args.stub_ms / 1000
     torch.set_num_threads(args.threads)
-    pipeline.scoremix_sample = stub_sampler(stub_s, args.size)
+    sampling_batches.scoremix_sample = stub_sampler(stub_s, args.size)  # the sampler every batch calls
     with tempfile.TemporaryDirectory() as tmp:
         gen, disc, real = make_models(Path(tmp), args.size)
         base = dict(generator=str(gen), discriminator=str(disc), real_data=str(real), pairs=args.pairs,

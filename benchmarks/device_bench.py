@@ -124,13 +124,14 @@ def build_busy(args, device: str) -> list[str]:
     """A real build (pipeline, real encode + parquet) with the benchmark's generator: sampler share of wall time."""
     import bench_overlap
 
+    import scoremix_ds.sampling.batches as sampling_batches
     import scoremix_ds.synthesis.rows as pipeline
     import scoremix_ds.synthesis.runner as runner
     from scoremix_ds.synthesis.config import BuildConfig
 
     size = 16 if args.tiny else 112
     captured = {}
-    real, real_sample = pipeline.run_units, pipeline.scoremix_sample
+    real, real_sample = pipeline.run_units, sampling_batches.scoremix_sample
     cuda = torch.device(device).type == "cuda"
     spans = []  # CUDA: (start, end) events around each batch's work on the stream, read after the build
 
@@ -159,11 +160,11 @@ def build_busy(args, device: str) -> list[str]:
                              out=f"{tmp}/out")
         runner.run_units = spy
         if cuda:
-            pipeline.scoremix_sample = timed_sample
+            sampling_batches.scoremix_sample = timed_sample
         try:
             runner.run_build(config, progress=False)
         finally:
-            runner.run_units, pipeline.scoremix_sample = real, real_sample
+            runner.run_units, sampling_batches.scoremix_sample = real, real_sample
     s = captured["stats"]
     sync(device)
     busy_s = sum(a.elapsed_time(b) for a, b in spans) / 1000 if cuda else s.sample_seconds

@@ -13,16 +13,14 @@ from conftest import save_generator
 
 from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.sampling.condition_mix import class_tables, mix_rows
-from scoremix_ds.sampling.schedulers import make_scheduler
-from scoremix_ds.sampling.scoremix import scoremix_sample
+from scoremix_ds.sampling.batches import SamplingSettings, sample_batch
 
 A, B = 0, 1
 
 
 def _sample(gen, classes, weights, seeds, mixing, steps=3, guidance=1.0, scheduler="ddim"):
-    sched = make_scheduler(scheduler, gen.scheduler_config)
-    return scoremix_sample(gen, sched, torch.tensor(classes), torch.tensor(weights, dtype=torch.float32), seeds,
-                           num_steps=steps, guidance=guidance, return_latents=True, mixing=mixing)
+    settings = SamplingSettings(steps=steps, guidance=guidance, scheduler=scheduler, mixing=mixing)
+    return sample_batch(gen, settings, classes, weights, seeds, return_latents=True)
 
 
 def test_mix_rows_by_hand():

@@ -10,8 +10,8 @@ from conftest import NUM_CLASSES, save_generator, tiny_unet
 
 from scoremix_ds.core.errors import ConfigError, ModelError
 from scoremix_ds.generators.loading import load_generator
+from scoremix_ds.sampling.batches import SamplingSettings, sample_batch
 from scoremix_ds.sampling.schedulers import make_scheduler
-from scoremix_ds.sampling.scoremix import scoremix_sample
 
 from hints import as_build_prints
 
@@ -19,10 +19,8 @@ from hints import as_build_prints
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 
 
-def _sample(gen, classes, weights, seeds, steps=3, **kw):
-    sched = make_scheduler("ddim", gen.scheduler_config)
-    return scoremix_sample(gen, sched, torch.tensor(classes), torch.tensor(weights, dtype=torch.float32), seeds,
-                           num_steps=steps, **kw)
+def _sample(gen, classes, weights, seeds, steps=3, guidance=1.0, **kw):
+    return sample_batch(gen, SamplingSettings(steps=steps, guidance=guidance), classes, weights, seeds, **kw)
 
 
 def tiny_dit(seed: int = 0):

@@ -275,7 +275,7 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
                            torch.tensor(weights), seeds, 3, 2.0)
     assert torch.equal(got, want)
     # ... and its uint8 images are the build's rows for the same mix and seeds (batch size makes no difference)
-    rows = sample_images(gen, None, BuildConfig(steps=3, guidance=2.0, batch_size=1), np.array([[0, 3], [1, 2]]),
+    rows = sample_images(gen, BuildConfig(steps=3, guidance=2.0, batch_size=1).sampling, np.array([[0, 3], [1, 2]]),
                          np.array(weights), seeds)
     np.testing.assert_array_equal(pipe(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3,
                                        guidance_scale=2.0, output_type="np", batch_size=2).images, np.stack(rows))

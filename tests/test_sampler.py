@@ -14,8 +14,9 @@ from conftest import NUM_CLASSES, save_generator, tiny_unet
 from scoremix_ds.core.errors import ModelError
 from scoremix_ds.maths.mixing import WeightSchedule
 from scoremix_ds.generators.loading import load_generator
+from scoremix_ds.sampling.batches import SamplingSettings, sample_batch
 from scoremix_ds.sampling.schedulers import SCHEDULERS, make_scheduler
-from scoremix_ds.sampling.scoremix import initial_noise, scoremix_sample
+from scoremix_ds.sampling.scoremix import initial_noise
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and fair on a shared machine
 
@@ -24,10 +25,12 @@ STEPS = 4
 ALL_SCHEDULERS = list(SCHEDULERS)
 
 
-def _sample(gen, scheduler, classes, weights, seeds, steps=STEPS, scheduler_config=None, **kw):
-    sched = make_scheduler(scheduler, scheduler_config if scheduler_config is not None else gen.scheduler_config)
-    return scoremix_sample(gen, sched, torch.tensor(classes, dtype=torch.long), torch.tensor(weights, dtype=torch.float32),
-                           seeds, num_steps=steps, **kw)
+def _sample(gen, scheduler, classes, weights, seeds, steps=STEPS, scheduler_config=None, guidance=1.0,
+            schedule=WeightSchedule(), **kw):
+    settings = SamplingSettings(steps=steps, guidance=guidance, scheduler=scheduler, schedule=schedule)
+    if scheduler_config is not None:  # a noise schedule other than the generator's
+        kw["scheduler"] = settings.new_scheduler(scheduler_config)
+    return sample_batch(gen, settings, classes, weights, seeds, **kw)
 
 
 def _maxdiff(x, y) -> float:

@@ -14,7 +14,7 @@ A folder written by ``scoremix-ds train-generator`` (and the embedded default) h
 the null class (for classifier-free guidance) and the class names (``id2label``: ``{"0": name, ...}``). diffusers resolves a pipeline class name in its
 own namespace only (a name it does not ship needs ``custom_pipeline`` + ``trust_remote_code``, i.e. code executed
 from the model folder); importing this module registers the class there instead, so no code is ever loaded from a
-folder or a Hub repository. The pipeline calls the library's sampler (:func:`.scoremix.scoremix_sample`), so for the
+folder or a Hub repository. The pipeline samples through the library's batches (:mod:`.batches`), so for the
 same classes, weights, seeds and settings it returns exactly what ``scoremix-ds build`` writes.
 """
 
@@ -35,8 +35,7 @@ from diffusers.utils import BaseOutput
 from ..sources.transforms import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
 from ..generators.loading import ClassConditionalGenerator
-from .schedulers import make_scheduler
-from .scoremix import scoremix_sample
+from .batches import SamplingSettings, sample_batches
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "transformer", "vae", "scheduler")
@@ -168,13 +167,13 @@ class ScoreMixPipeline(DiffusionPipeline):
             raise ValueError(f"seeds must give one seed per image ({b}), got {len(seeds)}")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        gen = self.as_generator()
+        settings = SamplingSettings(steps=num_inference_steps, guidance=guidance_scale, scheduler=sampler,
+                                    schedule=weight_schedule, mixing=mixing, batch_size=batch_size)
         chunks = []
-        for start in self.progress_bar(range(0, b, batch_size)):
-            sl = slice(start, start + batch_size)
-            scheduler = make_scheduler(sampler, gen.scheduler_config)
-            chunks.append(scoremix_sample(gen, scheduler, ids[sl], w[sl], seeds[sl], num_inference_steps,
-                                          guidance_scale, None, weight_schedule, mixing=mixing).cpu())
+        with self.progress_bar(total=-(-b // batch_size)) as bar:
+            for x in sample_batches(self.as_generator(), settings, ids, w, seeds):
+                chunks.append(x.cpu())
+                bar.update()
         x = torch.cat(chunks)
         if output_type == "pt":
             images: Any = x

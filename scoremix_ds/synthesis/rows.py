@@ -43,8 +43,8 @@ from ..sources.transforms import to_uint8
 from ..dataset.schema import COLUMNS
 from ..dataset.writer import encode_png, shard_path, write_shard
 from ..generators.loading import ClassConditionalGenerator
-from ..sampling.schedulers import make_scheduler
-from ..sampling.scoremix import initial_noise, scoremix_sample
+from ..sampling.batches import SamplingSettings, sample_batch
+from ..sampling.scoremix import initial_noise
 from .config import BuildConfig
 from .planning.mix_plan import MixPlan
 from .units import write_marker
@@ -211,14 +211,14 @@ def prepare(gen: ClassConditionalGenerator, template, rows: list[Row]) -> Prepar
     return Prepared(copy.deepcopy(template), *_class_weight_tensors(rows), seeds, (noise, gens))
 
 
-def sample_batch(gen: ClassConditionalGenerator, weak, config: BuildConfig, rows: list[Row],
-                 prepared: Prepared | None = None) -> torch.Tensor:
-    """Sample one batch (images in [-1, 1], on the generator's device)."""
+def sample_rows(gen: ClassConditionalGenerator, weak, settings: SamplingSettings, rows: list[Row],
+                prepared: Prepared | None = None) -> torch.Tensor:
+    """Sample one batch of rows (images in [-1, 1], on the generator's device), with what :func:`prepare` made for
+    it, or (the serial path) making it here."""
     if prepared is None:
-        prepared = Prepared(make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type),
-                            *_class_weight_tensors(rows), [r.seed for r in rows], None)
-    return scoremix_sample(gen, prepared.scheduler, prepared.classes, prepared.weights, prepared.seeds, config.steps,
-                           config.guidance, weak, config.schedule, mixing=config.mixing, noise=prepared.noise)
+        return sample_batch(gen, settings, *_class_weight_tensors(rows), [r.seed for r in rows], weak=weak)
+    return sample_batch(gen, settings, prepared.classes, prepared.weights, prepared.seeds, weak=weak,
+                        scheduler=prepared.scheduler, noise=prepared.noise)
 
 
 def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassConditionalGenerator, weak,
@@ -240,11 +240,11 @@ def run_units(plan: MixPlan, units: list[range], mine: list[int], gen: ClassCond
 
     stream = batches((per_unit[u] for u in mine), config.batch_size)
     if encode_workers <= 0:
-        assembled = _Units(expected, write_unit)
+        assembled, settings = _Units(expected, write_unit), config.sampling
         for rows in stream:
             t = time.perf_counter()
             stats.head_seconds = stats.head_seconds or t - started
-            images = to_uint8(sample_batch(gen, weak, config, rows))
+            images = to_uint8(sample_rows(gen, weak, settings, rows))
             last = time.perf_counter()
             stats.sample_seconds += last - t
             _count(stats, rows, config, on_batch)
@@ -287,7 +287,8 @@ def _threaded(stream, expected, write_unit, gen, weak, config, on_batch, encode_
 
         it = iter(stream)
         current = next(it, None)
-        template = make_scheduler(config.scheduler, gen.scheduler_config, config.prediction_type)
+        settings = config.sampling
+        template = settings.new_scheduler(gen.scheduler_config)
         ahead = preparer.submit(prepare, gen, template, current) if current else None
         while current is not None:
             nxt = next(it, None)
@@ -295,7 +296,7 @@ def _threaded(stream, expected, write_unit, gen, weak, config, on_batch, encode_
             ahead = preparer.submit(prepare, gen, template, nxt) if nxt else None
             t = time.perf_counter()
             stats.head_seconds = stats.head_seconds or t - started
-            images = sample_batch(gen, weak, config, current, prepared)
+            images = sample_rows(gen, weak, settings, current, prepared)
             last = time.perf_counter()
             stats.sample_seconds += last - t
             _count(stats, current, config, on_batch)
@@ -323,4 +324,4 @@ def _count(stats: PipelineStats, rows: list[Row], config: BuildConfig, on_batch)
         on_batch(len(rows))
 
 
-__all__ = ["PipelineStats", "Row", "batches", "run_units", "sample_batch", "unit_rows"]
+__all__ = ["PipelineStats", "Row", "batches", "run_units", "sample_rows", "unit_rows"]

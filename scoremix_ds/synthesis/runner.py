@@ -63,7 +63,7 @@ def load_models(config: BuildConfig, device: str | None = None):
     gen = accelerate_kernels(gen.to(device, dtype), config.compile)
     weak = None
     if config.weak_generator:
-        weak = load_generator(config.weak_generator, null_class=config.null_class, flag="--weak-generator")
+        weak = load_generator(config.weak_generator, null_class=config.null_class, flag="weak_generator")
         weak = accelerate_kernels(weak.to(device, dtype), config.compile)
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
@@ -166,9 +166,12 @@ def sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
     """Parent A alone | mix | parent B alone [...] from each identity's first seed (when there is no repro config)."""
     ids = plan.identities[:PREVIEW_ROWS]
     seeds = [i.seeds[0] for i in ids]
-    mixes = sample_images(gen, weak, config, np.array([i.parents for i in ids]), np.array([i.weights for i in ids]), seeds)
+    settings = config.sampling
+    mixes = sample_images(gen, settings, np.array([i.parents for i in ids]), np.array([i.weights for i in ids]), seeds,
+                          weak=weak)
     flat = [(p, s) for i, s in zip(ids, seeds) for p in i.parents]
-    singles = iter(sample_images(gen, weak, config, np.array([[p] for p, _ in flat]), np.ones((len(flat), 1)), [s for _, s in flat]))
+    singles = iter(sample_images(gen, settings, np.array([[p] for p, _ in flat]), np.ones((len(flat), 1)),
+                                 [s for _, s in flat], weak=weak))
     return [preview_row([next(singles) for _ in i.parents], m) for i, m in zip(ids, mixes)]
 
 
