@@ -14,7 +14,7 @@ import typer
 
 from ..core.errors import ScoreMixError
 from ..core.processes import set_argv
-from . import analysis_cmd, boundary, build_cmd, eval_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
+from . import analysis_cmd, boundary, build_cmd, eval_cmd, export_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
 from .logsetup import setup_logging
 
 app = typer.Typer(
@@ -32,6 +32,7 @@ app.command("train-generator")(train_cmd.train_generator)
 app.command("train-discriminator")(train_cmd.train_discriminator)
 app.command("status")(folder_cmd.status)
 app.command("merge")(folder_cmd.merge)
+app.command("export")(export_cmd.export)
 app.command("push")(hub_cmd.push)
 app.command("versions")(hub_cmd.versions)
 app.command("align")(analysis_cmd.align)
@@ -81,15 +82,14 @@ def main(argv: list[str] | None = None) -> int:
         if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
-        error = boundary.as_user_error(exc)
+        error = boundary.as_user_error(exc, argv)
         if os.environ.get("SCOREMIX_DEBUG") or error is None:
             typer.echo(boundary.format_traceback(exc, argv).rstrip(), err=True)  # tokens redacted
             if error is None:
                 typer.echo("error: unexpected failure (a bug in scoremix-ds, please report it with the traceback above)",
                            err=True)
                 return 1
-        error = boundary.with_flags(error, argv)
-        typer.echo(f"error: {error.message}" + (f" — {error.hint}" if error.hint else ""), err=True)
+        typer.echo(boundary.error_line(error, argv), err=True)  # fields named by this command's flags
         return error.exit_code
     if code == 130:
         typer.echo(interrupted_line(argv), err=True)
