@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -17,54 +17,18 @@ from ..core.errors import ConfigError
 from ..core.processes import check_num_processes, is_main_process, owns_side_effects
 from ..core.recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
-from .options import (
-    AllowNonconvexOpt,
-    BandOpt,
-    BatchOpt,
-    ClassesOpt,
-    DeviceOpt,
-    DiscriminatorOpt,
-    DiscriminatorRevisionOpt,
-    GeneratorOpt,
-    GeneratorRevisionOpt,
-    NullClassOpt,
-    MaxUsesOpt,
-    OutOpt,
-    PairsOpt,
-    PerIdentityOpt,
-    ProgressOpt,
-    RealDataOpt,
-    RealDataRevisionOpt,
-    RecipeOpt,
-    SeedOpt,
-    StepsOpt,
-    StrategyOpt,
-    WeightsOpt,
-)
-from .parsing import parse_band, parse_class_ids, parse_floats
+from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RecipeOpt, StepsOpt
+from .planning_options import with_planning_options
 
 logger = logging.getLogger(__name__)
 
 
+@with_planning_options
 def build(
-    strategy: StrategyOpt = None,
-    generator: GeneratorOpt = None,
-    generator_revision: GeneratorRevisionOpt = None,
-    null_class: NullClassOpt = None,
-    discriminator: DiscriminatorOpt = None,
-    discriminator_revision: DiscriminatorRevisionOpt = None,
+    planning: dict[str, Any],
     weak_generator: Annotated[Optional[str], typer.Option(help="Weaker checkpoint for autoguidance.")] = None,
-    real_data: RealDataOpt = None,
-    real_data_revision: RealDataRevisionOpt = None,
-    classes: ClassesOpt = None,
-    pairs: PairsOpt = None,
-    band: BandOpt = None,
-    max_uses: MaxUsesOpt = None,
     plan: Annotated[Optional[str], typer.Option("--plan", help="Build this plan file (from `scoremix-ds plan`) as it is.")] = None,
-    per_identity: PerIdentityOpt = None,
-    weights: WeightsOpt = None,
     mixing: Annotated[Optional[str], typer.Option(help="score (ScoreMix, default) or condition (mix the class-condition vectors: the AugGen baseline).")] = None,
-    allow_nonconvex: AllowNonconvexOpt = None,
     weight_schedule: Annotated[Optional[str], typer.Option(help="constant, or window (mix only inside --window-start/--window-end).")] = None,
     window_start: Annotated[Optional[float], typer.Option(help="Window start, fraction of the trajectory (0 = noise).")] = None,
     window_end: Annotated[Optional[float], typer.Option(help="Window end, fraction of the trajectory.")] = None,
@@ -72,7 +36,6 @@ def build(
     prediction_type: Annotated[Optional[str], typer.Option(help="Override the model's epsilon / v_prediction / sample.")] = None,
     steps: StepsOpt = None,
     guidance: Annotated[Optional[float], typer.Option(help="Guidance weight g (1 = none).")] = None,
-    seed: SeedOpt = None,
     repro: Annotated[Optional[bool], typer.Option("--repro/--no-repro", help="Also sample each parent alone from the same seeds.")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16.")] = None,
     compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="torch.compile the denoiser.")] = None,
@@ -93,15 +56,10 @@ def build(
     """Sample a ScoreMix synthetic-identity dataset (parquet + card) into --out."""
 
     overrides = dict(
-        strategy=strategy, generator=generator, generator_revision=generator_revision, null_class=null_class,
-        discriminator=discriminator,
-        discriminator_revision=discriminator_revision, weak_generator=weak_generator, real_data=real_data,
-        real_data_revision=real_data_revision, classes=parse_class_ids(classes), pairs=pairs,
-        band=parse_band(band), max_uses=max_uses, plan=plan,
-        per_identity=per_identity, weights=parse_floats(weights, "--weights"), allow_nonconvex=allow_nonconvex,
-        mixing=mixing, weight_schedule=weight_schedule, window_start=window_start, window_end=window_end, scheduler=scheduler,
-        prediction_type=prediction_type, steps=steps, guidance=guidance, seed=seed, repro=repro, dtype=dtype,
-        compile=compile, device=device, batch_size=batch_size, shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
+        planning, weak_generator=weak_generator, plan=plan, mixing=mixing, weight_schedule=weight_schedule,
+        window_start=window_start, window_end=window_end, scheduler=scheduler, prediction_type=prediction_type,
+        steps=steps, guidance=guidance, repro=repro, dtype=dtype, compile=compile, device=device, batch_size=batch_size,
+        shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     resolved = resolve_build(config_from(BuildConfig, recipe, overrides))  # once, before any model is loaded
     config = resolved.config
