@@ -1,0 +1,207 @@
+"""EDM2 foundations (issue 22): MP primitives against hand-computed values, the preconditioner's formulas, the Heun
+sampler against a straightforward re-implementation on Gaussian data (whose ideal denoiser and ODE solution are
+known in closed form), mixing/guidance linearity, and the code-free snapshot reader on EDM2-format pickles made
+here in code (no NVlabs code involved)."""
+
+from __future__ import annotations
+
+import collections
+import copyreg
+import io
+import math
+import pickle
+import sys
+import types
+
+import pytest
+import torch
+
+from scoremix_ds.core.errors import ConfigError, DataError, ModelError
+from scoremix_ds.generators.edm2 import (
+    EDM2Denoiser, heun_sample, karras_sigmas, mixed_denoiser, precond_coefficients, preset, read_edm2_snapshot)
+from scoremix_ds.generators.edm2.snapshot import _load_legacy_storage
+from scoremix_ds.generators.edm2.unet import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
+
+TINY = dict(img_resolution=16, img_channels=1, label_dim=3, model_channels=16, channel_mult=[1, 2],
+            num_blocks=1, attn_resolutions=[8], channels_per_head=16, logvar_channels=8)
+
+
+def tiny_net(seed: int = 0, **over) -> EDM2Denoiser:
+    torch.manual_seed(seed)
+    net = EDM2Denoiser(**{**TINY, **over}).eval()
+    with torch.no_grad():  # non-zero gains, so every branch reaches the output
+        for name, p in net.named_parameters():
+            if p.ndim == 0:
+                p.fill_(0.3 + 0.1 * (hash(name) % 5))
+    return net
+
+
+# ---- MP primitives --------------------------------------------------------------------------------------------
+
+def test_mp_sum_cat_silu_by_hand():
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    assert torch.allclose(mp_sum(a, b, 0.3), torch.tensor([0.7, 0.3]) / math.sqrt(0.49 + 0.09))
+    ca, cb = torch.ones(1, 2), torch.ones(1, 3)
+    out = mp_cat(ca, cb, dim=1, t=0.5)  # C = sqrt(5 / 0.5); a scaled by C*0.5/sqrt(2), b by C*0.5/sqrt(3)
+    want = [math.sqrt(10) * 0.5 / math.sqrt(2)] * 2 + [math.sqrt(10) * 0.5 / math.sqrt(3)] * 3
+    assert torch.allclose(out, torch.tensor([want]))
+    assert out.square().mean().item() == pytest.approx(1.0)  # unit-RMS parts stay unit RMS
+    assert mp_silu(torch.tensor(1.0)).item() == pytest.approx((1 / (1 + math.exp(-1))) / 0.596)
+
+
+def test_weight_normalisation_by_hand_and_forced_only_in_training():
+    conv = MPConv(2, 2, [])
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 0.5]]))
+    # row norms 5 and 0.5, fan_in 2: w / (1e-4 + |w| / sqrt(2)), then * gain / sqrt(2)
+    n0, n1 = torch.tensor([3.0, 4.0]) / (1e-4 + 5 / math.sqrt(2)), torch.tensor([0.0, 0.5]) / (1e-4 + 0.5 / math.sqrt(2))
+    assert torch.allclose(normalize(conv.weight.detach()), torch.stack([n0, n1]))
+    x = torch.tensor([[1.0, 2.0]])
+    want = torch.stack([n0 @ x[0], n1 @ x[0]]) * (0.7 / math.sqrt(2))
+    conv.eval()
+    assert torch.allclose(conv(x, gain=0.7)[0], want, atol=1e-6)
+    assert torch.equal(conv.weight.detach(), torch.tensor([[3.0, 4.0], [0.0, 0.5]]))  # eval: stored weight kept
+    conv.train()
+    conv(x)
+    assert torch.allclose(conv.weight.detach(), torch.stack([n0, n1]))  # train: overwritten with normalised value
+    assert conv.weight.requires_grad
+
+
+def test_resample_is_average_pool_down_and_nearest_up():
+    x = torch.arange(16.0).reshape(1, 1, 4, 4)
+    down = resample(x, "down")
+    assert torch.equal(down, torch.tensor([[[[(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4],
+                                             [(8 + 9 + 12 + 13) / 4, (10 + 11 + 14 + 15) / 4]]]]))
+    up = resample(torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]]), "up")
+    assert torch.equal(up, torch.tensor([[[[1.0, 1, 2, 2], [1, 1, 2, 2], [3, 3, 4, 4], [3, 3, 4, 4]]]]))
+    assert resample(x, "keep") is x
+
+
+def test_magnitude_preserved_at_init():
+    torch.manual_seed(0)
+    conv, linear = MPConv(64, 64, [3, 3]).eval(), MPConv(256, 128, []).eval()
+    y = conv(torch.randn(16, 64, 12, 12))[:, :, 1:-1, 1:-1]  # interior: no zero padding in the receptive field
+    assert y.std().item() == pytest.approx(1.0, abs=0.05)
+    assert linear(torch.randn(4096, 256)).std().item() == pytest.approx(1.0, abs=0.05)
+    fourier = MPFourier(512)(torch.randn(64))
+    assert fourier.square().mean().item() == pytest.approx(1.0, abs=0.1)
+    assert sorted(n for n, _ in MPFourier(4).named_buffers()) == ["freqs", "phases"]
+
+
+# ---- preconditioning -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("sigma", [0.002, 0.5, 80.0])
+def test_precond_coefficients_are_the_formulas(sigma):
+    c_skip, c_out, c_in, c_noise = precond_coefficients(torch.tensor([sigma], dtype=torch.float64))
+    sd = 0.5
+    assert c_skip.item() == pytest.approx(sd * sd / (sigma * sigma + sd * sd), rel=1e-12)
+    assert c_out.item() == pytest.approx(sigma * sd / math.sqrt(sigma * sigma + sd * sd), rel=1e-12)
+    assert c_in.item() == pytest.approx(1 / math.sqrt(sd * sd + sigma * sigma), rel=1e-12)
+    assert c_noise.item() == pytest.approx(math.log(sigma) / 4, rel=1e-12)
+    if sigma == 0.5:  # written out: 0.25/0.5, 0.25/sqrt(0.5), 1/sqrt(0.5), ln(0.5)/4
+        assert [v.item() for v in (c_skip, c_out, c_in, c_noise)] == pytest.approx(
+            [0.5, 0.35355339059, 1.41421356237, -0.17328679514])
+
+
+def test_denoiser_with_zero_out_gain_is_c_skip_x_and_logvar_head():
+    net = EDM2Denoiser(**TINY).eval()  # out_gain starts at 0: F contributes nothing
+    x = torch.randn(2, 1, 16, 16)
+    d, logvar = net(x, torch.tensor([0.5, 2.0]), torch.eye(3)[:2], return_logvar=True)
+    assert torch.allclose(d, x * torch.tensor([0.5, 0.25 / 4.25]).reshape(-1, 1, 1, 1))
+    assert logvar.shape == (2, 1, 1, 1) and torch.isfinite(logvar).all()
+    assert {"unet.emb_fourier.freqs", "unet.enc.16x16_conv.weight", "unet.enc.16x16_block0.conv_res0.weight",
+            "unet.enc.8x8_down.emb_gain", "unet.enc.8x8_block0.conv_skip.weight", "unet.enc.8x8_block0.attn_qkv.weight",
+            "unet.dec.8x8_in0.attn_proj.weight", "unet.dec.16x16_up.emb_linear.weight", "unet.out_conv.weight",
+            "unet.out_gain", "unet.emb_label.weight", "logvar_fourier.phases", "logvar_linear.weight"} <= set(
+                net.state_dict())
+
+
+def test_presets_and_save_pretrained_round_trip(tmp_path):
+    assert preset("edm2-s").guide == "edm2-xs" and preset("edm2-s").attn_resolutions == (28, 14)
+    assert preset("edm2-s").img_resolution == 112 and preset("edm2-xs").model_channels == 128
+    with pytest.raises(ConfigError, match="unknown EDM2 preset"):
+        preset("edm2-xl")
+    net = EDM2Denoiser(**preset("edm2-cpu").denoiser_kwargs(label_dim=5)).eval()
+    net.save_pretrained(tmp_path / "g")
+    again = EDM2Denoiser.from_pretrained(tmp_path / "g").eval()
+    assert (tmp_path / "g" / "diffusion_pytorch_model.safetensors").is_file()
+    x, s, y = torch.randn(2, 1, 32, 32), torch.tensor([1.0, 3.0]), torch.eye(5)[:2]
+    assert torch.equal(net(x, s, y), again(x, s, y))
+
+
+# ---- sampler -----------------------------------------------------------------------------------------------------
+
+def _reference_heun(denoise, noise, n, smin=0.002, smax=80.0, rho=7.0):
+    """Karras et al. 2022 Algorithm 1 (S_churn = 0), written out with Python floats for the step sizes."""
+    ts = [(smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho for i in range(n)]
+    ts.append(0.0)
+    x = noise.double() * ts[0]
+    for i in range(n):
+        d = (x - denoise(x, ts[i])) / ts[i]
+        x_new = x + (ts[i + 1] - ts[i]) * d
+        if ts[i + 1] != 0:
+            d2 = (x_new - denoise(x_new, ts[i + 1])) / ts[i + 1]
+            x_new = x + (ts[i + 1] - ts[i]) * (d + d2) / 2
+        x = x_new
+    return x
+
+
+def test_heun_matches_reference_and_gaussian_ode_solution():
+    s = 0.5  # data N(0, s^2): D(x; sigma) = x s^2 / (s^2 + sigma^2); the ODE maps x(80) to x(80) s / sqrt(s^2 + 80^2)
+    calls = []
+
+    def gaussian(x, sigma):
+        calls.append(float(sigma))
+        return x * s * s / (s * s + float(sigma) ** 2)
+
+    noise = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    sigmas = karras_sigmas(32)
+    assert len(sigmas) == 33 and sigmas[0] == 80.0 and sigmas[-2].item() == pytest.approx(0.002) and sigmas[-1] == 0
+    out = heun_sample(gaussian, noise, sigmas)
+    assert len(calls) == 2 * 32 - 1
+    assert torch.allclose(out, _reference_heun(gaussian, noise, 32), rtol=1e-12, atol=1e-14)
+    exact = noise.double() * 80 * s / math.sqrt(s * s + 80 * 80)
+    err32 = ((out - exact).abs() / exact.abs()).max().item()
+    err64 = ((heun_sample(gaussian, noise, karras_sigmas(64)) - exact).abs() / exact.abs()).max().item()
+    assert err32 < 0.02 and 3.5 < err32 / err64 < 4.5  # second order: twice the steps, a quarter of the error
+    assert torch.equal(out, heun_sample(gaussian, noise, sigmas))  # deterministic
+    with pytest.raises(ConfigError):
+        karras_sigmas(1)
+
+
+def _toy(scale):
+    """A network linear in its label: D(x; sigma, y) = scale * x / (1 + sigma) + y . (1, 2, 3)."""
+    def net(x, sigma, labels, calls=[]):
+        net.calls.append(x.shape[0])
+        return scale * x / (1 + sigma.reshape(-1, 1, 1, 1)) + (labels @ torch.tensor([1.0, 2.0, 3.0])).reshape(-1, 1, 1, 1)
+    net.calls = []
+    return net
+
+
+def test_mix_then_guide_equals_guide_then_mix_in_one_forward_per_network():
+    main, guide = _toy(1.0), _toy(0.4)
+    labels = torch.eye(3)[torch.tensor([[0, 1], [2, 0]])]  # (B=2, K=2, 3)
+    weights = torch.tensor([0.3, 0.7])
+    x, sigma = torch.randn(2, 1, 2, 2), torch.tensor(1.5)
+    d = mixed_denoiser(main, labels, weights, guide=guide, guidance=1.7)(x, sigma)
+    assert main.calls == [4] and guide.calls == [4]
+    per_class = []
+    for k in range(2):
+        rows, sig = x, sigma.expand(2)
+        dm, dg = main(rows, sig, labels[:, k]), guide(rows, sig, labels[:, k])
+        per_class.append(dg + 1.7 * (dm - dg))
+    assert torch.allclose(d, 0.3 * per_class[0] + 0.7 * per_class[1])
+    plain = mixed_denoiser(main, labels[:, :1], torch.tensor([1.0]))(x, sigma)
+    assert torch.allclose(plain, main(x, sigma.expand(2), labels[:, 0]))
+    main.calls.clear()
+    cfg = mixed_denoiser(main, labels, weights, guide=main, guidance=2.0, guide_labels=torch.zeros_like(labels))
+    assert torch.isfinite(cfg(x, sigma)).all() and main.calls == [8]  # main and null rows in one forward
+
+
+def test_heun_with_mixed_edm2_denoiser_is_finite():
+    net = tiny_net()
+    network = lambda x, s, y: net(x, s, y)  # noqa: E731
+    labels = torch.stack([torch.eye(3)[[0, 1]], torch.eye(3)[[2, 2]]])
+    out = heun_sample(mixed_denoiser(network, labels, torch.tensor([0.5, 0.5])), torch.randn(2, 1, 16, 16),
+                      karras_sigmas(3))
+    assert out.shape == (2, 1, 16, 16) and out.dtype == torch.float64 and torch.isfinite(out).all()
