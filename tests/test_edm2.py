@@ -205,3 +205,212 @@ def test_heun_with_mixed_edm2_denoiser_is_finite():
     out = heun_sample(mixed_denoiser(network, labels, torch.tensor([0.5, 0.5])), torch.randn(2, 1, 16, 16),
                       karras_sigmas(3))
     assert out.shape == (2, 1, 16, 16) and out.dtype == torch.float64 and torch.isfinite(out).all()
+
+
+# ---- snapshot import: EDM2-format pickles made here, in code -------------------------------------------------
+
+class _Global:
+    """A stand-in for a global the test process cannot (and must not) import: pickled by its name only."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle wants reduce callables to be callable; this one is only ever named
+        raise AssertionError(f"{self.module}.{self.name} is a stand-in")
+
+
+RECONSTRUCT = _Global("torch_utils.persistence", "_reconstruct_persistent_obj")
+MODULE_DICT = _Global("torch.nn.modules.container", "ModuleDict")
+EASY_DICT = _Global("dnnlib.util", "EasyDict")
+
+
+class _Persistent:
+    def __init__(self, meta: dict) -> None:
+        self.meta = meta
+
+
+class _NewObj:
+    """Pickles as ``cls.__new__(cls)`` then BUILD(state) (what a ModuleDict or an EasyDict pickles as)."""
+
+    def __init__(self, cls: _Global, state=None, items=None) -> None:
+        self.cls, self.state, self.items = cls, state, items
+
+
+class _SnapshotPickler(pickle._Pickler):  # the pure-Python pickler: its opcodes are written one by one here
+    def reducer_override(self, obj):
+        if isinstance(obj, _Persistent):
+            return (RECONSTRUCT, (obj.meta,))
+        return NotImplemented
+
+    def save(self, obj, save_persistent_id=True):
+        if isinstance(obj, _Global):  # GLOBAL opcode, no import
+            self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
+        elif isinstance(obj, _NewObj):  # what protocol 4 writes for cls.__reduce_ex__: NEWOBJ, SETITEMS, BUILD
+            self.save(obj.cls)
+            self.save(())
+            self.write(pickle.NEWOBJ)
+            self.memoize(obj)
+            if obj.items:
+                self._batch_setitems(iter(obj.items.items()))
+            if obj.state is not None:
+                self.save(obj.state)
+                self.write(pickle.BUILD)
+        else:
+            super().save(obj, save_persistent_id)
+
+
+def _dumps(obj) -> bytes:
+    f = io.BytesIO()
+    _SnapshotPickler(f, protocol=4).dump(obj)
+    return f.getvalue()
+
+
+EDM2_NAMES = {"EDM2Denoiser": "Precond", "EDM2UNet": "UNet"}
+
+
+def _as_persistent(module: torch.nn.Module, source: str, init_kwargs=None):
+    """``module`` as EDM2's persistence would pickle it: meta with the class state; tensors (fp16, as in a
+    snapshot's ``ema``) pickled by torch itself (``_rebuild_tensor_v2`` over ``_load_from_bytes``)."""
+    children = collections.OrderedDict()
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.ModuleDict):
+            inner = collections.OrderedDict((k, _as_persistent(v, source)) for k, v in child.items())
+            children[name] = _NewObj(MODULE_DICT, {"training": False, "_parameters": collections.OrderedDict(),
+                                                   "_buffers": collections.OrderedDict(), "_modules": inner})
+        else:
+            children[name] = _as_persistent(child, source)
+    for name in ("conv_skip", "attn_qkv", "attn_proj", "emb_label"):
+        if name in getattr(module, "_modules", {}) and module._modules[name] is None:
+            children[name] = None
+    state = {
+        "training": False,
+        "_parameters": collections.OrderedDict((k, torch.nn.Parameter(v.detach().half()))
+                                               for k, v in module._parameters.items()),
+        "_buffers": collections.OrderedDict((k, v.half()) for k, v in module._buffers.items()),
+        "_non_persistent_buffers_set": set(),
+        "_modules": children,
+        "_forward_hooks": collections.OrderedDict(),
+        "_init_args": (),
+        "_init_kwargs": _NewObj(EASY_DICT, items=init_kwargs) if init_kwargs else {},
+    }
+    name = EDM2_NAMES.get(type(module).__name__, type(module).__name__)
+    return _Persistent({"type": "class", "version": 6, "module_src": source,
+                        "class_name": f"training.networks_edm2.{name}", "state": state})
+
+
+def _snapshot_bytes(net, source="", encoder="StandardRGBEncoder", extra=None) -> bytes:
+    kwargs = {k: v for k, v in TINY.items()}
+    enc = _Persistent({"type": "class", "version": 6, "module_src": source,
+                       "class_name": f"training.encoders.{encoder}", "state": {"_init_kwargs": {}}})
+    data = {"dataset_kwargs": _NewObj(EASY_DICT, items={"path": "faces.zip", "use_labels": True}),
+            "loss_fn": _Persistent({"type": "class", "version": 6, "module_src": source,
+                                    "class_name": "training.training_loop.EDM2Loss",
+                                    "state": {"P_mean": -0.8, "P_std": 1.6, "sigma_data": 0.5}}),
+            "encoder": enc, "ema": _as_persistent(net, source, init_kwargs=kwargs)}
+    data.update(extra or {})
+    return _dumps(data)
+
+
+def test_snapshot_round_trips_tensors_and_loads_strictly(tmp_path):
+    import hashlib
+
+    net = tiny_net(seed=3)
+    source = "# training/networks_edm2.py stand-in\nclass Precond: pass\n"
+    path = tmp_path / "network-snapshot-0001000-0.100.pkl"
+    path.write_bytes(_snapshot_bytes(net, source))
+    snap = read_edm2_snapshot(path)
+    assert snap.class_name == "training.networks_edm2.Precond" and snap.encoder == "pixel"
+    assert snap.init_kwargs == TINY and snap.extra["dataset_kwargs"]["path"] == "faces.zip"
+    assert snap.file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert snap.source_sha256 == hashlib.sha256(source.encode()).hexdigest()
+    want = net.state_dict()
+    assert set(snap.state_dict) == set(want)
+    for key, value in want.items():
+        assert snap.state_dict[key].dtype == torch.float16 and torch.equal(snap.state_dict[key], value.half()), key
+    rebuilt = EDM2Denoiser(**snap.init_kwargs).eval()
+    rebuilt.load_state_dict(snap.state_dict, strict=True)
+    source_net = tiny_net(seed=3)  # the source network with its fp16-rounded weights: the same D(x; sigma, y)
+    source_net.load_state_dict({k: v.half().float() for k, v in source_net.state_dict().items()})
+    x, sigma, y = torch.randn(2, 1, 16, 16), torch.tensor([0.3, 7.0]), torch.tensor([[0, 1.0, 0], [0.5, 0, 0.5]])
+    out = rebuilt(x, sigma, y)
+    assert torch.isfinite(out).all() and torch.equal(out, source_net(x, sigma, y))
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules and "dnnlib.util" not in sys.modules
+
+
+def test_snapshot_source_is_never_executed(tmp_path):
+    marker = tmp_path / "executed.txt"
+    source = f"open({str(marker)!r}, 'w').write('the embedded source ran')\n"
+    path = tmp_path / "network-snapshot.pkl"
+    path.write_bytes(_snapshot_bytes(tiny_net(), source))
+    snap = read_edm2_snapshot(path)
+    assert not marker.exists() and snap.state_dict
+    assert "torch_utils" not in sys.modules and "dnnlib" not in sys.modules
+
+
+class _Boom:
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+        return (os.system, (self.command,))
+
+
+def test_snapshot_refuses_other_globals_in_one_line(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "network-snapshot.pkl"
+    path.write_bytes(_snapshot_bytes(tiny_net(), extra={"augment_pipe": _Boom(f"touch {marker}")}))
+    with pytest.raises(DataError) as err:
+        read_edm2_snapshot(path)
+    message = str(err.value)
+    assert "\n" not in message and "refused global posix.system" in message and not marker.exists()
+    # the same inside the legacy storage bytes: a global where torch writes torch.HalfStorage
+    legacy = b"".join(pickle.dumps(v, protocol=2) for v in (0x1950A86A20F9469CFC6C, 1001, {"little_endian": True}))
+    legacy += b"\x80\x02(X\x07\x00\x00\x00storagecbuiltins\neval\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x01Ntq\x00Q."
+    with pytest.raises(DataError, match="refused global builtins.eval"):
+        _load_legacy_storage(legacy)
+
+
+def test_legacy_storage_bytes_parsed_without_torch_load():
+    storage = torch.tensor([1.5, -2.0, 3.25], dtype=torch.float16).untyped_storage()
+    typed = torch.storage.TypedStorage(wrap_storage=storage, dtype=torch.float16, _internal=True)
+    data = typed.__reduce__()[1][0]  # torch's own legacy bytes for this storage
+    assert torch.equal(_load_legacy_storage(data), torch.tensor([1.5, -2.0, 3.25], dtype=torch.float16))
+    with pytest.raises(DataError, match="truncated"):
+        _load_legacy_storage(data[:-3])
+
+
+def test_bad_snapshots_are_one_line_errors(tmp_path):
+    good = _snapshot_bytes(tiny_net())
+    truncated = tmp_path / "network-snapshot-truncated.pkl"
+    truncated.write_bytes(good[: len(good) // 2])
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        read_edm2_snapshot(truncated)
+    other = tmp_path / "other.pkl"
+    other.write_bytes(pickle.dumps({"weights": [1, 2, 3]}))
+    with pytest.raises(DataError, match="no 'ema' network"):
+        read_edm2_snapshot(other)
+    latent = tmp_path / "network-snapshot-latent.pkl"
+    latent.write_bytes(_snapshot_bytes(tiny_net(), encoder="StabilityVAEEncoder"))
+    with pytest.raises(ModelError, match="latent-space") as err:
+        read_edm2_snapshot(latent)
+    assert err.value.field == "vae"
+    assert read_edm2_snapshot(latent, vae_available=True).encoder == "latent"
+
+
+def test_training_state_loads_weights_only_with_easydict_as_dict(tmp_path):
+    net = tiny_net()
+    data = {"state": _NewObj(EASY_DICT, items={"cur_nimg": 1000}), "net": net.state_dict(),
+            "optimizer": {"state": {}, "param_groups": []}}
+    path = tmp_path / "training-state-0000001.pt"
+    writer = types.ModuleType("edm2_test_pickle")
+    writer.Pickler = _SnapshotPickler
+    torch.save(data, path, pickle_module=writer)
+    snap = read_edm2_snapshot(path)
+    assert snap.init_kwargs is None and snap.extra["state"] == {"cur_nimg": 1000}
+    EDM2Denoiser(**TINY).load_state_dict(snap.state_dict, strict=True)
+    bad = tmp_path / "training-state-bad.pt"
+    torch.save({"net": net.state_dict(), "x": _Boom("true")}, bad)
+    with pytest.raises(DataError, match="refused global posix.system") as err:
+        read_edm2_snapshot(bad)
+    assert "\n" not in str(err.value)

@@ -21,13 +21,13 @@ import torch
 from hubfixtures import REPO_ROOT, client_env
 
 from scoremix_ds.core.errors import ConfigError, ModelError
+from scoremix_ds.core.refs import public_text
 from scoremix_ds.hub.push_model import (
     ModelPushConfig,
     push_model,
-    reduce_local_paths,
     staged_model,
 )
-from scoremix_ds.discriminators.loading import SmallCNN, embed_images
+from scoremix_ds.discriminators.loading import SmallCNN, embed_images, load_discriminator
 from fixtures.hub_server import LoopbackHub
 
 SECRET = "hf_model_token_that_must_never_be_printed_0123456789"
@@ -255,7 +255,7 @@ def test_unusable_model_folders_are_refused_before_any_token_or_network(tmp_path
     damage(folder)
     # conftest: no token and HF_HUB_OFFLINE; a check done after resolving the token would raise "no token" instead.
     with pytest.raises(ModelError) as info:
-        push_model(ModelPushConfig(folder, REPO, tag="v1"))
+        push_model(ModelPushConfig(folder, REPO, tag="v1"), load=load_discriminator)
     assert needle in info.value.message and "\n" not in str(info.value)
     assert "--out folder of `scoremix-ds train`" in info.value.hint or "save_pretrained" in info.value.hint
 
@@ -291,7 +291,7 @@ def test_a_folder_without_card_or_metadata_stages_only_the_weights_and_config(tm
     ("org/net real/synthetic image/png 1/2 mnist-5k@v1", "org/net real/synthetic image/png 1/2 mnist-5k@v1"),
 ])
 def test_local_paths_are_reduced_to_their_last_part(text, expected):
-    assert reduce_local_paths(text) == expected
+    assert public_text(text) == expected
 
 
 def test_model_push_config_names_the_train_flag_and_hides_the_token():

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from ..dataset.manifest import Manifest, atomic_write_text
+from ..core.outputs import atomic_write
+from ..dataset.manifest import Manifest
 from ..dataset.writer import decode_png
 from ..core.errors import ConfigError, DataError
 from .audit import audit_identities, real_reference, summarise
@@ -107,7 +108,7 @@ def run_audit(config: AuditConfig) -> AuditResult:
     summary.update(discriminator=public_ref(disc_name), real_data=public_ref(real.source))
 
     json_path = folder / "audit.json"
-    atomic_write_text(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
+    atomic_write(json_path, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     plot_path = folder / "audit.png"
     save_histograms(plot_path, [("synthetic identities: leak score", np.array([a.leak_score for a in audits])),
                           ("synthetic identities: consistency", np.array([a.consistency for a in audits if np.isfinite(a.consistency)])),

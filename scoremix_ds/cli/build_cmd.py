@@ -10,7 +10,7 @@ import typer
 
 from ..synthesis.config import BuildConfig
 from ..synthesis.launch import relaunch
-from ..synthesis.layout import launched_distributed
+from ..core.processes import launched_distributed
 from ..synthesis.resolve import ResolvedBuild, resolve_build
 from ..synthesis.status import build_status
 from ..core.errors import ConfigError

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from ..synthesis.layout import launched_distributed
 from ..core.errors import ConfigError
-from ..core.processes import check_num_processes, is_main_process, owns_side_effects, relaunch_command
+from ..core.processes import (check_num_processes, is_main_process, launched_distributed, owns_side_effects,
+                              relaunch_command)
 from ..core.recipes import config_from
 from .hub_cmd import TagOpt, TokenOpt
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
@@ -53,12 +53,13 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
         if not relaunched:
             path = train_generator(config, progress=progress)
         if push is not None and owns_side_effects():  # one push for the whole launch
+            from ..generators.loading import load_generator
             from ..hub.push_generator import push_generator
 
             if not (Path(config.out) / "model_index.json").is_file():  # stopped early (--stop-after): no model yet
                 raise ConfigError(f"{config.out} holds no finished generator to push (training stopped early)",
                                   hint="run the same command without --stop-after to finish it, then push")
-            pushed = push_generator(push)
+            pushed = push_generator(push, load=load_generator)
             typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}"
                        + (f", tag {pushed.tag}" if pushed.tag else ""))
         if relaunched:
@@ -204,7 +205,8 @@ def train(
             typer.echo("\n".join(lines))
     # The push: once, from the process that owns the run (rank 0 of the user's launch, or --num-processes' parent).
     if push is not None and owns_side_effects():
+        from ..discriminators.loading import load_discriminator
         from ..hub.push_model import push_model
 
-        pushed = push_model(push)
+        pushed = push_model(push, load=load_discriminator)
         typer.echo(f"pushed {config.out} to {pushed.url} at commit {pushed.commit_sha[:8]}" + (f", tag {pushed.tag}" if pushed.tag else ""))

@@ -14,15 +14,18 @@ from typing import Iterator
 
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.errors import (
+    EntryNotFoundError,
     HfHubHTTPError,
     HFValidationError,
+    LocalEntryNotFoundError,
+    RemoteEntryNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
 from huggingface_hub.utils import validate_repo_id
 
 from .. import __version__
-from .errors import ConfigError, ScoreMixError
+from .errors import ConfigError, ModelError, ScoreMixError
 
 LOGIN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -131,32 +134,46 @@ def describe(exc: BaseException, token: str | None) -> tuple[int | None, str]:
 
 
 def map_error(exc: BaseException, repo_id: str, action: str, token: str | None, attempts: int = 1,
-              write: bool = True) -> HubError:
-    """One-line :class:`HubError` for an exception raised while ``action`` (e.g. "uploading to org/x")."""
+              write: bool = True, needs: str | None = None) -> HubError:
+    """THE mapping of a client exception to one line: a :class:`HubError` for an exception raised while ``action``
+    (e.g. "uploading to org/x"; ``""`` when the caller's message already says what was done). ``needs``: the files a
+    download asked for, named when the repository lacks one."""
     status, detail = describe(exc, token)
     cause = root_cause(exc)
     endpoint = constants.ENDPOINT
+    during = f" while {action}" if action else ""
+    if isinstance(exc, HFValidationError):
+        return HubError(f"{repo_id!r} is neither a local folder nor a Hub id{during}",
+                        hint="give a folder that exists, or a Hub id ORG/NAME (ORG/NAME@REVISION)")
+    if isinstance(exc, LocalEntryNotFoundError):
+        return HubError(f"{repo_id} is not in the local cache and the Hub at {endpoint} cannot be reached{during}",
+                        hint="check the network, HF_ENDPOINT and HF_HUB_OFFLINE, or give a local folder")
+    if isinstance(cause, RemoteEntryNotFoundError):
+        return HubError(f"{repo_id} lacks {needs or 'a file it was asked for'}{during} ({detail})",
+                        hint="check the repository id and its revision", status=status)
     if isinstance(cause, RepositoryNotFoundError):
-        return HubError(f"repository {repo_id} not found on {endpoint} (or the token cannot see it) while {action}",
+        return HubError(f"repository {repo_id} not found on {endpoint} (or the token cannot see it){during}",
                         hint=f"check the repository id; for a private repository {LOGIN_HINT}", status=status)
     if isinstance(cause, RevisionNotFoundError):
-        return HubError(f"revision not found in {repo_id} while {action} ({detail})",
+        return HubError(f"revision not found in {repo_id}{during} ({detail})",
                         hint="check --revision / --tag, or list the tags with `scoremix-ds versions`", status=status)
     needed = "a valid token with write access" if write else "a valid token"
     if status == 401:
-        return HubError(f"the Hub rejected the token (401 Unauthorized: invalid or expired token) while {action}",
+        return HubError(f"the Hub rejected the token (401 Unauthorized: invalid or expired token){during}",
                         hint=f"use {needed}: {LOGIN_HINT}", status=status)
     if status == 403:
         what = f"the token has no write access to {repo_id}" if write else f"the token may not read {repo_id}"
-        return HubError(f"{what} (403 Forbidden) while {action}",
+        return HubError(f"{what} (403 Forbidden){during}",
                         hint=f"use a token with {'write' if write else 'read'} access to it: {LOGIN_HINT}", status=status)
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     rerun = "re-run the same command" + (": finished files are not uploaded again and nothing was tagged"
                                          if action.startswith("uploading") else "")
+    if status is None and not isinstance(cause, _transport_errors()):  # a local failure (disk, permissions)
+        return HubError(f"{detail}{during}", hint="check the Hugging Face cache folder (HF_HOME) and free disk space")
     if status is None:
-        return HubError(f"could not reach the Hub at {endpoint} while {action}{tries} ({detail})",
+        return HubError(f"could not reach the Hub at {endpoint}{during}{tries} ({detail})",
                         hint=f"check the network and HF_ENDPOINT, then {rerun}", status=None)
-    return HubError(f"the Hub answered {detail} while {action}{tries}",
+    return HubError(f"the Hub answered {detail}{during}{tries}",
                     hint=f"{rerun} (SCOREMIX_DEBUG=1 shows the traceback)", status=status)
 
 
@@ -215,3 +232,25 @@ def hub_errors(repo_id: str, action: str, token: str | None, write: bool = True)
         if is_hub_failure(exc):
             raise map_error(exc, repo_id, action, token, write=write) from exc
         raise
+
+
+# Everything a download can raise that is the Hub's or the cache's doing (not a bug): mapped by :func:`map_error`.
+DOWNLOAD_FAILURES = (HfHubHTTPError, HFValidationError, EntryNotFoundError, OSError)
+
+
+@contextmanager
+def download_errors(what: str, repo_id: str, revision: str | None, field: str, needs: str | None = None
+                    ) -> Iterator[None]:
+    """Run a model download (``hf_hub_download`` / ``snapshot_download``); a failure leaves as ONE
+    :class:`~scoremix_ds.core.errors.ModelError` ``"cannot fetch WHAT 'ORG/NAME' (revision R): <why>"``, the why
+    from :func:`map_error`. ``field``: the config field that named the model; ``needs``: the files asked for."""
+    try:
+        yield
+    except ScoreMixError:
+        raise
+    except Exception as exc:
+        if not (isinstance(exc, DOWNLOAD_FAILURES) or is_hub_failure(exc)):
+            raise
+        error = map_error(exc, repo_id, "", None, write=False, needs=needs)
+        raise ModelError(f"cannot fetch {what} '{repo_id}' (revision {revision or 'main'}): {error.message}",
+                         hint=error.hint, field=field) from exc

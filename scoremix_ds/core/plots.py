@@ -8,6 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .outputs import atomic_path
+
 
 def agg_figure(figsize: tuple[float, float], dpi: int = 100):
     """A ``matplotlib.figure.Figure`` drawn by its own Agg canvas (no pyplot: no global backend, no figure registry)."""
@@ -21,8 +23,6 @@ def agg_figure(figsize: tuple[float, float], dpi: int = 100):
 
 def save_png(fig, path: str | Path) -> Path:
     """Write ``fig`` to ``path`` as PNG, atomically."""
-    from .outputs import atomic_path
-
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

@@ -22,6 +22,8 @@ import sys
 
 import torch
 
+from .errors import ConfigError
+
 RELAUNCHED = "SCOREMIX_RELAUNCHED"  # set in the children of the CLI's own relaunch
 _ARGV: list[str] = []  # the command line of this CLI call (set by scoremix_ds.cli.main), for relaunching it
 
@@ -66,26 +68,37 @@ class MainProcessFilter(logging.Filter):
         return True
 
 
-def check_num_processes(num_processes: int) -> None:
-    from .errors import ConfigError
+def launched_distributed() -> bool:
+    """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
+    return world_size() > 1
 
+
+def check_num_processes(num_processes: int) -> None:
     if num_processes < 1:
         raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
 
 
-def relaunch_command(num_processes: int, argv: list[str] | None = None) -> int:
-    """Run ``scoremix-ds ARGV`` (``--num-processes`` and ``--push-to`` left out: the caller does the push) in
-    ``num_processes`` processes under accelerate's launcher; returns its exit code. On a CPU-only machine
-    ``--multi_gpu`` is what makes accelerate start N processes in one gloo group."""
-    argv = current_argv() if argv is None else argv
-    args = strip_options(argv, {"--num-processes": 1, "--push-to": 1, "--tag": 1, "--token": 1, "--force-tag": 0})
+# What the parent of a relaunch does itself, after its children: they never see these options.
+PARENT_OPTIONS = {"--num-processes": 1, "--push-to": 1, "--tag": 1, "--token": 1, "--force-tag": 0}
+
+
+def relaunch(num_processes: int, args: list[str]) -> int:
+    """THE relaunch: run ``scoremix-ds ARGS`` in ``num_processes`` processes under accelerate's launcher and wait;
+    returns its exit code. The children are marked :data:`RELAUNCHED` (rank-0 output, but no push or summary: the
+    waiting parent does those). On a CPU-only machine ``--multi_gpu`` is what makes accelerate start N processes in
+    one gloo group (``--cpu`` alone starts one), each on one thread so they share the cores."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", *args]
     env = dict(os.environ, **{RELAUNCHED: "1"})
     if not torch.cuda.is_available():
-        env.setdefault("OMP_NUM_THREADS", "1")  # one thread per process: N processes share the cores
+        env.setdefault("OMP_NUM_THREADS", "1")
         env.setdefault("ACCELERATE_USE_CPU", "true")
     return subprocess.call(cmd, env=env)
+
+
+def relaunch_command(num_processes: int, argv: list[str] | None = None) -> int:
+    """:func:`relaunch` of this CLI call's own command line (``argv``), less :data:`PARENT_OPTIONS`."""
+    return relaunch(num_processes, strip_options(current_argv() if argv is None else argv, PARENT_OPTIONS))
 
 
 def strip_options(argv: list[str], options: dict[str, int]) -> list[str]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .outputs import atomic_write
 
 RECIPE = "build.toml"
 HEADER = ("# The recipe of this dataset: `scoremix-ds build --recipe build.toml --out COPY` rebuilds the same rows.\n"
@@ -43,10 +44,8 @@ def recipe_text(values: dict[str, Any], version: str) -> str:
 
 def write_recipe(out: Path, config: dict[str, Any], plan: str | None, version: str) -> Path:
     """Write ``out/build.toml`` from a manifest's content config (and the plan path, a layout field)."""
-    from ..dataset.manifest import atomic_write_text
-
     path = Path(out) / RECIPE
-    atomic_write_text(path, recipe_text({**config, "plan": plan}, version))
+    atomic_write(path, recipe_text({**config, "plan": plan}, version))
     return path
 
 

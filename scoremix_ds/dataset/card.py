@@ -8,6 +8,7 @@ from typing import Any
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from ..core.outputs import atomic_write
 from ..core.resources import resource_dir
 from .schema import COLUMN_DOCS, CONFIGS, FEATURES
 
@@ -112,6 +113,4 @@ def render_card(
 
 
 def write_card(folder: Path, card: DatasetCard) -> None:
-    from ..core.outputs import atomic_write
-
     atomic_write(folder / "README.md", str(card))

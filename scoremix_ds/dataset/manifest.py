@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import DataError
+from ..core.outputs import atomic_write
+
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -25,12 +28,6 @@ def file_sha256(path: str | Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    from ..core.outputs import atomic_write
-
-    atomic_write(path, text)
 
 
 @dataclass
@@ -57,14 +54,10 @@ class Manifest:
             manifest = cls(**data)
             manifest._check_types()
         except (ValueError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors; unknown keys TypeErrors
-            from ..core.errors import DataError
-
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise DataError(f"{path} is not a readable scoremix-ds manifest ({detail})",
                             hint="restore the folder's manifest.json, or use a new --out") from None
         if manifest.format != FORMAT_VERSION:
-            from ..core.errors import DataError
-
             raise DataError(f"{path} has manifest format {manifest.format}; this scoremix-ds reads format {FORMAT_VERSION}",
                             hint=f"use the scoremix-ds version that wrote it ({manifest.package_version})")
         return manifest
@@ -88,7 +81,7 @@ class Manifest:
                     raise TypeError(f"shard entry {rel!r} should be a relative path with {{rows, sha256}}")
 
     def write(self, folder: Path) -> None:
-        atomic_write_text(folder / MANIFEST, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
+        atomic_write(folder / MANIFEST, json.dumps(self.__dict__, indent=2, sort_keys=True) + "\n")
 
     def rows(self) -> dict[str, int]:
         """Rows per config, summed over the shards listed so far."""

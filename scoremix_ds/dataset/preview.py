@@ -7,6 +7,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..core.outputs import atomic_path
+
 
 def preview_grid(rows: list[tuple[np.ndarray, ...]], scale: int = 3, gap: int = 2) -> Image.Image:
     """Assemble rows of uint8 HxWxC images into one image, upscaled ``scale`` times (nearest) for visibility."""
@@ -24,7 +26,5 @@ def preview_grid(rows: list[tuple[np.ndarray, ...]], scale: int = 3, gap: int = 
 
 
 def save_preview(path: Path, rows: list[tuple[np.ndarray, ...]]) -> None:
-    from ..core.outputs import atomic_path
-
     with atomic_path(path) as tmp:  # a full disk never leaves a truncated preview.png
         preview_grid(rows).save(tmp, format="PNG")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from ..sources.transforms import to_model_tensor
 from ..core.errors import DataError, ModelError
+from ..core.hub_client import download_errors
 from ..core.resources import default_model_dir
 from . import BACKBONES
 from .embedding_net import CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN
@@ -132,40 +133,11 @@ def _check_folder(folder: Path, flag: str) -> None:
 
 def _download(repo_id: str, revision: str | None, flag: str) -> Path:
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (
-        HfHubHTTPError,
-        HFValidationError,
-        LocalEntryNotFoundError,
-        RemoteEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
 
-    where = f"{repo_id}@{revision}" if revision else repo_id
-    try:
+    with download_errors("discriminator", repo_id, revision, flag,
+                         needs=f"{CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)"):
         config = hf_hub_download(repo_id, CONFIG_NAME, revision=revision)
         hf_hub_download(repo_id, WEIGHTS_NAME, revision=revision)
-    except HFValidationError as exc:
-        raise ModelError(f"discriminator '{repo_id}' is neither a local folder nor a Hub id", hint=f"check {flag}") from exc
-    except RepositoryNotFoundError as exc:  # also gated/private repos without a token
-        raise ModelError(
-            f"discriminator repository {repo_id} not found (or not accessible)", hint=f"check {flag} / HF_TOKEN"
-        ) from exc
-    except RevisionNotFoundError as exc:
-        raise ModelError(
-            f"discriminator {repo_id} has no revision '{revision}'", hint=f"check the revision given with {flag}"
-        ) from exc
-    except RemoteEntryNotFoundError as exc:
-        raise ModelError(
-            f"discriminator {where} lacks {CONFIG_NAME} or {WEIGHTS_NAME} (pickle weights are refused)", hint=f"check {flag}"
-        ) from exc
-    except LocalEntryNotFoundError as exc:
-        raise ModelError(
-            f"discriminator {where} is not in the local cache and the Hub cannot be reached", hint=f"check {flag}"
-        ) from exc
-    except (HfHubHTTPError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"cannot fetch discriminator {where}: {first}", hint=f"check {flag}") from exc
     return Path(config).parent
 
 

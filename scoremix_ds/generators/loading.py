@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from ..core.errors import ModelError
+from ..core.hub_client import download_errors
 from ..core.resources import default_model_dir
 
 logger = logging.getLogger(__name__)
@@ -117,13 +118,9 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
         raise ModelError(f"generator folder '{name_or_path}' does not exist", hint=f"check {flag}")
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, HFValidationError, LocalEntryNotFoundError
 
-    try:
+    with download_errors("generator", name_or_path, revision, flag):
         return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=SAFETENSORS_PATTERNS))
-    except (HfHubHTTPError, HFValidationError, LocalEntryNotFoundError, OSError) as exc:
-        raise ModelError(f"cannot fetch generator '{name_or_path}' (revision {revision or 'main'}): {type(exc).__name__}",
-                         hint=f"check {flag} (ORG/NAME or ORG/NAME@REVISION)") from exc
 
 
 def _denoiser_folder(root: Path, flag: str) -> Path:

@@ -3,10 +3,12 @@
 The same publication path as models and datasets (:func:`~scoremix_ds.hub.push.publish`); this file owns what is
 generator-specific:
 
-- :func:`verify_generator`: the folder loads with :func:`~scoremix_ds.generators.loading.load_generator` (safetensors
-  only) and holds ``model_index.json`` and ``scoremix.json``; checked before the network is touched.
+- :func:`verify_generator`: the folder holds ``model_index.json``, ``scoremix.json`` and a denoiser (``unet/`` or
+  ``transformer/``) with safetensors weights, and, with the caller's ``load`` (the CLI passes
+  :func:`~scoremix_ds.generators.loading.load_generator`), it loads; checked before the network is touched.
+  Publishing knows folders and files, never a model class or a trainer.
 - :func:`staged_generator`: exactly the pipeline's files: ``model_index.json``, ``scoremix.json`` (local paths
-  reduced to ``local:<name>``), ``README.md`` (the card re-rendered to load ``ORG/NAME``), and each component's
+  reduced to ``local:<name>``), ``README.md`` (the folder's card, its snippets pointed at ``ORG/NAME``), and each component's
   JSON config and ``*.safetensors`` (``unet/`` or ``transformer/``, ``vae/``, ``scheduler/``); never
   ``checkpoints/`` or anything else the training folder holds.
 
@@ -17,47 +19,54 @@ What is pushed loads with ``DiffusionPipeline.from_pretrained("ORG/NAME", revisi
 from __future__ import annotations
 
 import json
+import logging
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from ..dataset.manifest import file_sha256
 from ..core.errors import ModelError
+from ..core.refs import public_text
 from .push import Publication, PushResult, publish
-from .push_model import ModelPushConfig, _public_meta, reduce_local_paths
+from .push_model import ModelPushConfig, _public_meta, check_loads
 from .stage import _link_or_copy
+
+logger = logging.getLogger(__name__)
+
+# The card's load snippet, as cards/generator_card.md renders it for a local folder (no revision).
+_LOAD_CALL = re.compile(r'from_pretrained\("([^"\n]*)"\)')
 
 INDEX = "model_index.json"
 META = "scoremix.json"
 CARD = "README.md"
-COMPONENT_FOLDERS = ("unet", "transformer", "vae", "scheduler")
+DENOISERS = ("unet", "transformer")
+COMPONENT_FOLDERS = (*DENOISERS, "vae", "scheduler")
 STALE = (INDEX, META, CARD, *(f"{c}/*" for c in COMPONENT_FOLDERS))
 FIX = "push the --out folder of `scoremix-ds train-generator`"
 
 
-def verify_generator(folder: str | Path) -> dict:
-    """The folder's ``scoremix.json``, once the folder is known to be a loadable generator pipeline."""
+def verify_generator(folder: str | Path, load: Callable[[str], Any] | None = None) -> dict:
+    """The folder's ``scoremix.json``, once the folder is known to be a generator pipeline (that ``load`` loads)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"generator folder {folder} does not exist", hint=FIX)
     for name in (INDEX, META):
         if not (folder / name).is_file():
             raise ModelError(f"{folder} has no {name}: it is not a finished generator", hint=FIX)
-    from ..generators.loading import load_generator
-
-    try:
-        load_generator(str(folder))
-    except ModelError as exc:
-        raise ModelError(f"{exc.message} (refusing to publish it)", hint=FIX) from exc
+    denoisers = [folder / c for c in DENOISERS if (folder / c / "config.json").is_file()]
+    if not denoisers or not any(denoisers[0].glob("*.safetensors")):
+        raise ModelError(f"{folder} has no unet/ or transformer/ with safetensors weights: it is not a finished "
+                         "generator", hint=FIX)
+    check_loads(folder, load, FIX)
     return json.loads((folder / META).read_text(encoding="utf-8"))
 
 
 @contextmanager
 def staged_generator(folder: str | Path, repo_id: str, revision: str | None) -> Iterator[Path]:
     """A temporary folder holding exactly what is pushed for the generator in ``folder``; removed on exit."""
-    from ..training.generator_card import generator_card
-
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="scoremix-push-generator-") as tmp:
         stage = Path(tmp) / "generator"
@@ -69,20 +78,38 @@ def staged_generator(folder: str | Path, repo_id: str, revision: str | None) -> 
             for file in sorted((folder / component).glob("*")) if (folder / component).is_dir() else ():
                 if file.is_file() and file.suffix in (".json", ".safetensors"):
                     _link_or_copy(file, stage / component / file.name)
-        index = json.loads((folder / INDEX).read_text(encoding="utf-8"))
-        denoiser = next(v[1] for k, v in index.items() if k in ("unet", "transformer") and isinstance(v, list) and v[0])
-        card = generator_card(_public_meta(meta), denoiser, repo_id, revision)
-        (stage / CARD).write_text(reduce_local_paths(str(card)), encoding="utf-8")
+        if (folder / CARD).is_file():
+            card = (folder / CARD).read_text(encoding="utf-8")
+            (stage / CARD).write_text(public_generator_card(card, repo_id, revision), encoding="utf-8")
         yield stage
 
 
-def push_generator(config: ModelPushConfig) -> PushResult:
+def public_generator_card(text: str, repo_id: str, revision: str | None) -> str:
+    """The card as published: its load snippets point at ``repo_id`` (and ``revision``), local paths are reduced.
+
+    ``from_pretrained("runs/gen")`` -> ``from_pretrained("org/gen", revision="v1")``;
+    ``scoremix-ds build --generator runs/gen`` -> ``scoremix-ds build --generator org/gen --generator-revision v1``.
+    """
+    pinned = f', revision="{revision}"' if revision else ""
+    flag = f" --generator-revision {revision}" if revision else ""
+    for local in sorted({m.group(1) for m in _LOAD_CALL.finditer(text)}, key=len, reverse=True):
+        text = re.sub(r"scoremix-ds build --generator " + re.escape(local) + r"(?=[\s`]|$)",
+                      lambda _: f"scoremix-ds build --generator {repo_id}{flag}", text)
+    text = _LOAD_CALL.sub(lambda _: f'from_pretrained("{repo_id}"{pinned})', text)
+    return public_text(text)
+
+
+def push_generator(config: ModelPushConfig, load: Callable[[str], Any] | None = None) -> PushResult:
     """Publish the generator in ``config.folder`` to the model repository ``config.repo_id``; tag that commit.
+    ``load``: the loader that must accept the folder first (``load_generator``); without it, only its files are
+    checked. A folder without ``README.md`` is published without a card (with a warning).
 
     >>> push_generator(ModelPushConfig("generator", "my-org/faces-dit", tag="v1"))  # doctest: +SKIP
     """
     folder = Path(config.folder)
-    meta = verify_generator(folder)
+    meta = verify_generator(folder, load)
+    if not (folder / CARD).is_file():
+        logger.warning("%s has no %s: the generator is published without a model card", folder, CARD)
     weights = sorted(folder.glob("*/diffusion_pytorch_model*.safetensors"))
     digest = file_sha256(weights[0])[:16] if weights else "?"
     message = f"scoremix-ds: {meta.get('architecture', 'generator')} generator {digest}" + (f" ({config.tag})" if config.tag else "")

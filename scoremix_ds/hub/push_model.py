@@ -4,9 +4,10 @@ Same code path as datasets (:func:`~scoremix_ds.hub.push.publish`: create the re
 before uploading, identical content makes no commit, bounded retries, tag the commit that was pushed); this file
 owns only what is model-specific:
 
-- :func:`verify_model`: the folder holds ``config.json`` + ``model.safetensors`` that load with
-  :func:`~scoremix_ds.discriminators.loading.load_discriminator` (strict, safetensors only; a pickle-only folder is
-  refused) and, when present, a ``scoremix.json`` that is a JSON object. Checked before the network is touched.
+- :func:`verify_model`: the folder holds ``config.json`` + ``model.safetensors`` (a pickle-only folder is refused)
+  and, when present, a ``scoremix.json`` that is a JSON object; with the caller's ``load`` (the CLI passes
+  :func:`~scoremix_ds.discriminators.loading.load_discriminator`), the folder also loads. Checked before the network
+  is touched. Publishing knows folders and files, never a model class.
 - :func:`staged_model`: the files pushed, exactly :data:`MODEL_FILES` — ``config.json``, ``model.safetensors``,
   ``README.md`` (the model card) and ``scoremix.json``; never ``checkpoints/``, ``train_log.jsonl`` or anything
   else the training folder holds. In the card, the ``load_discriminator("<local folder>")`` snippet (and the
@@ -23,7 +24,7 @@ import json
 import logging
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 from ..dataset.manifest import file_sha256
 from ..core.errors import ModelError
+from ..core.refs import public_text
 from .push import Publication, PushResult, RepoPushConfig, publish
 from .stage import _link_or_copy
 
@@ -46,9 +48,6 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 FIX = "push the --out folder of `scoremix-ds train` (config.json + model.safetensors, written by save_pretrained)"
 
 _LOAD_CALL = re.compile(r'load_discriminator\("([^"\n]*)"\)')  # as cards/model_card.md renders it
-# A local path inside text (``lfw:/data/lfw.bin`` too): absolute (not part of a URL, a word or a relative path),
-# ~/..., ./... or ../...; it ends at whitespace, a quote or a bracket.
-_LOCAL_PATH = re.compile(r"(?<![\w/.~-])(?:/(?!/)|~/|\.\.?/)[^\s\"'`,;()\[\]{}<>|]+")
 
 
 @dataclass(frozen=True)
@@ -57,8 +56,9 @@ class ModelPushConfig(RepoPushConfig):
 
 
 
-def verify_model(folder: str | Path) -> dict[str, Any]:
-    """The folder's ``config.json``, once the folder is known to be a loadable model; else a one-line ModelError."""
+def verify_model(folder: str | Path, load: Callable[[str], Any] | None = None) -> dict[str, Any]:
+    """The folder's ``config.json``, once the folder is known to be a saved model (and, with ``load``, one that
+    ``load(folder)`` loads); else a one-line ModelError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ModelError(f"model folder {folder} does not exist", hint=FIX)
@@ -71,16 +71,21 @@ def verify_model(folder: str | Path) -> dict[str, Any]:
     config = _json_object(folder / CONFIG)
     if (folder / META).exists():
         _json_object(folder / META)
-    # torch is imported only once the folder looks like a model
-    from ..discriminators.loading import load_discriminator
-
-    try:
-        load_discriminator(str(folder))
-    except ModelError as exc:
-        raise ModelError(f"{exc.message} (refusing to publish it)", hint=FIX) from exc
+    check_loads(folder, load, FIX)
     if not (folder / CARD).is_file():
         logger.warning("%s has no %s: the model is published without a model card", folder, CARD)
     return config
+
+
+def check_loads(folder: Path, load: Callable[[str], Any] | None, fix: str) -> None:
+    """``load(folder)`` (the caller's loader: publishing knows no model class) accepts the folder, or a one-line
+    ModelError that says the folder is not published."""
+    if load is None:
+        return
+    try:
+        load(str(folder))
+    except ModelError as exc:
+        raise ModelError(f"{exc.message} (refusing to publish it)", hint=fix) from exc
 
 
 def _json_object(path: Path) -> dict[str, Any]:
@@ -95,11 +100,6 @@ def _json_object(path: Path) -> dict[str, Any]:
     return value
 
 
-def reduce_local_paths(text: str) -> str:
-    """``text`` with every local path (``/abs/x``, ``~/x``, ``./x``, ``../x``) replaced by ``local:<last part>``."""
-    return _LOCAL_PATH.sub(lambda m: f"local:{Path(m.group(0).rstrip('/')).name or m.group(0)}", text)
-
-
 def public_model_card(text: str, repo_id: str, revision: str | None) -> str:
     """The card as published: load snippets point at ``repo_id`` (and ``revision``), local paths are reduced.
 
@@ -112,7 +112,7 @@ def public_model_card(text: str, repo_id: str, revision: str | None) -> str:
         text = re.sub(r"scoremix-ds eval " + re.escape(local) + r"(?=[\s`]|$)",
                       lambda _: f"scoremix-ds eval {repo_id}{flag}", text)
     text = _LOAD_CALL.sub(lambda _: f'load_discriminator("{repo_id}"{pinned})', text)
-    return reduce_local_paths(text)
+    return public_text(text)
 
 
 def _public_meta(value: Any) -> Any:
@@ -121,7 +121,7 @@ def _public_meta(value: Any) -> Any:
         return {k: _public_meta(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_public_meta(v) for v in value]
-    return reduce_local_paths(value) if isinstance(value, str) else value
+    return public_text(value) if isinstance(value, str) else value
 
 
 @contextmanager
@@ -156,15 +156,17 @@ def _default_message(folder: Path, config: dict[str, Any], tag: str | None) -> s
     return f"scoremix-ds: {backbone} model {file_sha256(folder / WEIGHTS)[:16]}" + (f" ({tag})" if tag else "")
 
 
-def push_model(config: ModelPushConfig) -> PushResult:
+def push_model(config: ModelPushConfig, load: Callable[[str], Any] | None = None) -> PushResult:
     """Publish the trained model in ``config.folder`` to the model repository ``config.repo_id``; tag that commit.
+    ``load``: the loader that must accept the folder first (``load_discriminator``); without it, only its files are
+    checked.
 
     >>> push_model(ModelPushConfig("recognition-model", "my-org/face-net", tag="v1"))  # doctest: +SKIP
     PushResult(repo_id='my-org/face-net', commit_sha='9b2e...', tag='v1', url='https://huggingface.co/my-org/face-net', ...)
     >>> load_discriminator("my-org/face-net", revision="v1")  # doctest: +SKIP
     """
     folder = Path(config.folder)
-    model_config = verify_model(folder)
+    model_config = verify_model(folder, load)
     return publish(config, Publication(
         repo_type=REPO_TYPE, noun="model",
         stage=lambda revision: staged_model(folder, config.repo_id, revision),

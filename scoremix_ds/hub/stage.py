@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..core.recipe_file import RECIPE
+from ..core.refs import public_ref
 from ..dataset.manifest import MANIFEST, Manifest
 from .folder_check import CARD, PREVIEW, listed_shards
 
@@ -31,10 +32,6 @@ def public_card(text: str, repo_id: str, revision: str | None) -> str:
     pinned = f', revision="{revision}"' if revision else ""
     text = _LOAD_CALL.sub(lambda m: f'load_dataset("{repo_id}"{m.group(1)}{pinned})', text)
     return text.replace(PLACEHOLDER, repo_id)
-
-
-def _looks_local(value: str) -> bool:
-    return os.path.isabs(value) or value.startswith(("./", "../", "~", ".\\", "..\\")) or "\\" in value
 
 
 AUDIT_FILES = ("audit.json", "audit.png")
@@ -51,8 +48,8 @@ def public_manifest(manifest: dict, card_build: dict | None = None) -> dict:
     for key, value in manifest.get("config", {}).items():
         if isinstance(value, str) and isinstance(card_build.get(key), str):
             value = card_build[key]
-        if isinstance(value, str) and _looks_local(value):
-            value = f"local:{Path(value).name}"
+        if isinstance(value, str):
+            value = public_ref(value)
         config[key] = value
     return {**manifest, "config": config}
 

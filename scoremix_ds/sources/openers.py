@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ConfigError, DataError
-from .readers import READERS, RealData, public_ref_text
+from .readers import READERS, RealData
 from .recordio import InsightFaceRecords
-from ..core.refs import with_revision
+from ..core.refs import public_ref, with_revision
 from .source import (
     FLAG_IMAGE,
     FLAG_LABEL,
@@ -420,7 +420,7 @@ def read_real_data(name: str, revision: str | None = None, flag: str = "--real-d
     given = name if revision is None or "@" in name else f"{name}@{revision}"
     return RealData(images=images, labels=labels, class_names=info.class_names,
                     source=info.provenance if info.kind == "builtin" else given, licence=info.licence,
-                    attribution=info.attribution or public_ref_text(given), provenance=info.provenance,
+                    attribution=info.attribution or public_ref(given), provenance=info.provenance,
                     commit=info.commit)
 
 

@@ -95,8 +95,3 @@ READERS: dict[str, Callable[..., RealData]] = {
     "glyphs-han-verify": _glyphs_split("verify"),
 }
 
-
-def public_ref_text(ref: str) -> str:
-    """A reference without local absolute paths (a folder is named by its last part)."""
-    path = Path(ref)
-    return f"local:{path.name}" if path.is_absolute() or ref.startswith((".", "~")) or path.exists() else ref

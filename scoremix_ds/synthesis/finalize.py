@@ -24,19 +24,12 @@ from ..dataset.writer import arrow_bytes, decode_png
 from ..maths.pair_strategies import get_strategy
 from .planning.mix_plan import unique_names
 from ..core.recipe_file import write_recipe
+from ..core.refs import public_ref
 from .units import STATE_DIR
 
 PREVIEW_ROWS = 8
 
 Triplet = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-def public_ref(ref: str | None) -> str | None:
-    """A model/data reference fit for a card: local paths are reduced to their folder name."""
-    if ref is None:
-        return None
-    path = Path(ref)
-    return f"local:{path.name}" if (path.is_absolute() or ref.startswith(".") or path.exists()) and "/" in ref else ref
 
 
 def collect_units(manifest: Manifest, markers: dict[int, dict]) -> None:

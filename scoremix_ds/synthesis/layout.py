@@ -7,12 +7,12 @@ and the identity/image index only, so this assignment changes who makes a row, n
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
 
 from ..core.errors import ConfigError
+from ..core.processes import launched_distributed
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,6 @@ class Layout:
             if rank == self.rank:
                 mine.append(units[i])
         return sorted(mine)
-
-
-def launched_distributed() -> bool:
-    """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 class ProcessGroup:

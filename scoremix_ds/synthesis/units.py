@@ -13,7 +13,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ..dataset.manifest import atomic_write_text, file_sha256
+from ..core.outputs import atomic_write
+from ..dataset.manifest import file_sha256
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ def write_marker(out: Path, unit: int, shards: dict[str, dict[str, Any]]) -> Non
     """``shards``: config -> {relpath, rows, sha256}."""
     path = marker_path(out, unit)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"unit": unit, "shards": shards}, sort_keys=True))
+    atomic_write(path, json.dumps({"unit": unit, "shards": shards}, sort_keys=True))
 
 
 def read_marker(out: Path, unit: int, verify: bool = True) -> dict[str, dict[str, Any]] | None:

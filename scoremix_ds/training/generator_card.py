@@ -15,6 +15,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..dataset.card import PAPER_ARXIV, PAPER_URL, hub_licence
+from ..core.refs import is_local_path
 from ..core.resources import resource_dir
 
 TEMPLATE = "generator_card.md"
@@ -25,7 +26,8 @@ def generator_card(meta: dict[str, Any], denoiser_class: str, load_path: str, re
     """The card of a generator whose ``scoremix.json`` is ``meta``; ``load_path`` (at ``revision``) is what the
     snippets load."""
     config = meta["trained_with"]["config"]
-    hub_data = config.get("real_data") if meta.get("real_data_commit") and "/" in config.get("real_data", "") else None
+    real = config.get("real_data") or ""
+    hub_data = real if meta.get("real_data_commit") and "/" in real and not is_local_path(real) else None
     names = [str(n) for n in meta.get("class_names") or range(meta["num_classes"])]
     data = ModelCardData(
         library_name="diffusers",

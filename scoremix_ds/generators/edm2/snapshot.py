@@ -27,6 +27,7 @@ import collections
 import hashlib
 import io
 import pickle
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -251,17 +252,19 @@ def _read_pickle(path: Path, vae_available: bool) -> EDM2Snapshot:
 
 def _read_training_state(path: Path) -> EDM2Snapshot:
     try:
-        with torch.serialization.safe_globals([(PlainDict, "dnnlib.util.EasyDict")]):
+        with torch.serialization.safe_globals([(dict, "dnnlib.util.EasyDict")]):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()
-        raise _refused(f"content ({first[0] if first else 'unreadable'})") from None
+        named = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        detail = [line for line in str(exc).splitlines()[1:] if line.strip()][:1]
+        raise _refused(f"global {named.group(1)}" if named else f"content ({' '.join(detail) or 'unreadable'})") \
+            from None
     except (EOFError, RuntimeError, ValueError) as exc:
         raise DataError(f"{path.name} is not a readable EDM2 training state ({exc})", field="snapshot") from None
     net = data.get("net") if isinstance(data, dict) else None
     if not isinstance(net, dict) or not all(isinstance(v, torch.Tensor) for v in net.values()):
         raise DataError(f"{path.name} is not an EDM2 training state (no 'net' state dict)", field="snapshot")
-    return EDM2Snapshot(dict(net), None, "training-state", "pixel", _sha256_file(path), None,
+    return EDM2Snapshot(dict(net), None, "training-state", "unknown", _sha256_file(path), None,
                         extra={"state": dict(data.get("state") or {})})
 
 

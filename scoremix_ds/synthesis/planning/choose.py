@@ -27,7 +27,7 @@ from ...discriminators.loading import load_discriminator
 from ...discriminators.onnx_embedder import is_onnx_reference
 from ...generators.loading import ClassConditionalGenerator
 from ..config import BuildConfig
-from ..finalize import public_ref
+from ...core.refs import public_ref
 from .mix_plan import MixPlan, label_names, make_plan
 from .parquet_file import FORMAT, PlanFile, read_plan
 
