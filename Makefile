@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[test]"
 	touch $@
 
-.PHONY: install demo test test-fast bench glyph-fonts glyphs
+.PHONY: install demo test test-fast bench glyph-fonts glyphs device-wheels
 install: $(BIN)/.installed
 
 demo: $(BIN)/.installed
@@ -39,3 +39,14 @@ glyph-fonts: $(BIN)/.installed
 
 glyphs: $(BIN)/.installed
 	$(BIN)/python tools/render_glyphs.py --out scoremix_ds/default/glyphs-han
+
+# The wheels the lent GPU machine lacks (python 3.12, manylinux x86_64, no network there): the versions installed here
+# of the dependencies that machine does not have (the package itself travels as the working tree);
+# benchmarks/device.sh installs them there with --no-index.
+DEVICE_WHEELS := diffusers datasets huggingface_hub dill multiprocess importlib_metadata mlxtend typer fsspec
+device-wheels: $(BIN)/.installed
+	rm -rf .whl && mkdir -p .whl
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+		$$($(BIN)/python -m pip freeze | grep -iE "^($$(echo $(DEVICE_WHEELS) | tr ' ' '|' | sed 's/_/[-_]/g'))==")
+	ls -la .whl
