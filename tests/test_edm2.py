@@ -6,7 +6,6 @@ here in code (no NVlabs code involved)."""
 from __future__ import annotations
 
 import collections
-import copyreg
 import io
 import math
 import pickle
@@ -20,7 +19,7 @@ from scoremix_ds.core.errors import ConfigError, DataError, ModelError
 from scoremix_ds.generators.edm2 import (
     EDM2Denoiser, heun_sample, karras_sigmas, mixed_denoiser, precond_coefficients, preset, read_edm2_snapshot)
 from scoremix_ds.generators.edm2.snapshot import _load_legacy_storage
-from scoremix_ds.generators.edm2.unet import MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
+from scoremix_ds.generators.edm2.unet import Block, MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
 
 TINY = dict(img_resolution=16, img_channels=1, label_dim=3, model_channels=16, channel_mult=[1, 2],
             num_blocks=1, attn_resolutions=[8], channels_per_head=16, logvar_channels=8)
@@ -54,7 +53,8 @@ def test_weight_normalisation_by_hand_and_forced_only_in_training():
     with torch.no_grad():
         conv.weight.copy_(torch.tensor([[3.0, 4.0], [0.0, 0.5]]))
     # row norms 5 and 0.5, fan_in 2: w / (1e-4 + |w| / sqrt(2)), then * gain / sqrt(2)
-    n0, n1 = torch.tensor([3.0, 4.0]) / (1e-4 + 5 / math.sqrt(2)), torch.tensor([0.0, 0.5]) / (1e-4 + 0.5 / math.sqrt(2))
+    n0 = torch.tensor([3.0, 4.0]) / (1e-4 + 5 / math.sqrt(2))
+    n1 = torch.tensor([0.0, 0.5]) / (1e-4 + 0.5 / math.sqrt(2))
     assert torch.allclose(normalize(conv.weight.detach()), torch.stack([n0, n1]))
     x = torch.tensor([[1.0, 2.0]])
     want = torch.stack([n0 @ x[0], n1 @ x[0]]) * (0.7 / math.sqrt(2))
@@ -86,6 +86,57 @@ def test_magnitude_preserved_at_init():
     fourier = MPFourier(512)(torch.randn(64))
     assert fourier.square().mean().item() == pytest.approx(1.0, abs=0.1)
     assert sorted(n for n, _ in MPFourier(4).named_buffers()) == ["freqs", "phases"]
+
+
+def test_attention_layout_and_qkv_pixel_norm_written_out():
+    torch.manual_seed(0)
+    blk = Block(4, 4, 3, flavor="dec", attention=True, channels_per_head=2).eval()  # 2 heads of 2 channels
+    x = torch.randn(1, 4, 1, 3)
+    qkv = blk.attn_qkv(x)[0].reshape(12, 3)  # (channel, pixel); channel = head*6 + c*3 + (0 q | 1 k | 2 v)
+    heads = []
+    for h in range(2):
+        def part(s):
+            m = torch.stack([qkv[h * 6 + c * 3 + s] for c in range(2)])
+            return m / (1e-4 + m.norm(dim=0, keepdim=True) / math.sqrt(2))  # pixel norm over the head's channels
+        q, k, v = part(0), part(1), part(2)
+        weights = torch.softmax(q.T @ k / math.sqrt(2), dim=1)  # (query pixel, key pixel)
+        heads.append(v @ weights.T)
+    want = blk.attn_proj(torch.cat(heads).reshape(1, 4, 1, 3))
+    assert torch.allclose(blk._attention(x), want, atol=1e-6)
+
+
+def test_block_order_written_out():
+    torch.manual_seed(0)
+    emb, x = torch.randn(2, 8), torch.randn(2, 4, 4, 4)
+    balance = lambda a, b: (0.7 * a + 0.3 * b) / math.sqrt(0.49 + 0.09)  # noqa: E731
+    enc = Block(4, 6, 8, flavor="enc", resample_mode="down").eval()
+    dec = Block(4, 6, 8, flavor="dec", resample_mode="up").eval()
+    for blk in (enc, dec):
+        with torch.no_grad():
+            blk.emb_gain.fill_(0.5)
+    main = enc.conv_skip(resample(x, "down"))  # encoder: resample, skip conv, pixel norm, then the residual
+    main = main / (1e-4 + main.norm(dim=1, keepdim=True) / math.sqrt(6))
+    res = enc.conv_res0(mp_silu(main)) * (enc.emb_linear(emb, gain=0.5) + 1)[:, :, None, None]
+    assert torch.allclose(enc(x, emb), balance(main, enc.conv_res1(mp_silu(res))), atol=1e-5)
+    up = resample(x, "up")  # decoder: the residual branch reads the unskipped input; skip conv after it
+    res = dec.conv_res0(mp_silu(up)) * (dec.emb_linear(emb, gain=0.5) + 1)[:, :, None, None]
+    assert torch.allclose(dec(x, emb), balance(dec.conv_skip(up), dec.conv_res1(mp_silu(res))), atol=1e-5)
+    wide = Block(4, 4, 8, flavor="dec").eval()
+    assert wide(1000 * x, emb).abs().max().item() == 256  # clip_act
+
+
+def test_unet_layout_is_edm2s():
+    unet = EDM2Denoiser(**{**TINY, "num_blocks": 2}).unet
+    assert list(unet.enc) == ["16x16_conv", "16x16_block0", "16x16_block1", "8x8_down", "8x8_block0", "8x8_block1"]
+    assert list(unet.dec) == ["8x8_in0", "8x8_in1", "8x8_block0", "8x8_block1", "8x8_block2", "16x16_up",
+                              "16x16_block0", "16x16_block1", "16x16_block2"]
+    assert unet.enc["16x16_conv"].weight.shape == (16, 2, 3, 3)  # image + the constant-ones channel
+    assert unet.dec["8x8_block0"].conv_skip.weight.shape == (32, 64, 1, 1)  # mp_cat(main 32, skip 32)
+    assert unet.dec["16x16_block0"].conv_res0.weight.shape == (16, 32 + 16, 3, 3)  # the 8x8_down skip went to 8x8
+    assert unet.dec["16x16_block2"].conv_skip.weight.shape == (16, 16 + 16, 1, 1)
+    assert [n for n, b in unet.dec.items() if b.num_heads] == ["8x8_in0", "8x8_block0", "8x8_block1", "8x8_block2"]
+    assert [n for n, b in unet.enc.items() if getattr(b, "num_heads", 0)] == ["8x8_block0", "8x8_block1"]
+    assert unet.emb_noise.weight.shape == (32, 16) and unet.emb_label.weight.shape == (32, 3)  # noise 16, emb max 32
 
 
 # ---- preconditioning -------------------------------------------------------------------------------------------
@@ -171,9 +222,10 @@ def test_heun_matches_reference_and_gaussian_ode_solution():
 
 def _toy(scale):
     """A network linear in its label: D(x; sigma, y) = scale * x / (1 + sigma) + y . (1, 2, 3)."""
-    def net(x, sigma, labels, calls=[]):
+    def net(x, sigma, labels):
         net.calls.append(x.shape[0])
-        return scale * x / (1 + sigma.reshape(-1, 1, 1, 1)) + (labels @ torch.tensor([1.0, 2.0, 3.0])).reshape(-1, 1, 1, 1)
+        shift = (labels @ torch.tensor([1.0, 2.0, 3.0])).reshape(-1, 1, 1, 1)
+        return scale * x / (1 + sigma.reshape(-1, 1, 1, 1)) + shift
     net.calls = []
     return net
 

@@ -35,7 +35,8 @@ class AlignConfig:
         if self.real_data is None:
             if self.generator not in ("default", "", None) and self.other_discriminator is None:
                 raise ConfigError("align compares the generator's conditions with class centres of real images of "
-                                  "its classes, and none were given", hint="give --real-data (the generator's training data)")
+                                  "its classes, and none were given", hint="give `real_data` (the generator's training data)",
+                                  field="real_data")
             object.__setattr__(self, "real_data", "mnist-5k")
 
 
@@ -64,7 +65,7 @@ def default_k(n: int) -> int:
     return int(min(10, max(2, n // 4)))
 
 
-def _centres(name: str, revision: str | None, real, flag: str = "--discriminator", progress: bool = False) -> np.ndarray:
+def _centres(name: str, revision: str | None, real, flag: str = "discriminator", progress: bool = False) -> np.ndarray:
     from ..maths.centres import class_centres
     from ..discriminators.loading import embed_images, load_discriminator
 
@@ -80,7 +81,7 @@ def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)
     if config.other_discriminator:
-        first = _centres(config.other_discriminator, None, real, flag="--other-discriminator", progress=progress)
+        first = _centres(config.other_discriminator, None, real, flag="other_discriminator", progress=progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
         from ..generators.loading import load_generator
@@ -91,18 +92,20 @@ def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
             both = min(real.num_classes, gen.num_classes)
             if not config.classes:
                 raise ConfigError(
-                    f"--real-data has {real.num_classes} classes but the generator has {gen.num_classes}",
-                    hint=f"compare only classes both have with --classes (e.g. --classes 0-{both - 1}), or give the "
-                         f"generator's own training data as --real-data")
+                    f"real_data has {real.num_classes} classes but the generator has {gen.num_classes}",
+                    hint=f"compare only classes both have (`classes` 0-{both - 1}), or give the generator's own "
+                         f"training data as `real_data`", fields=("real_data", "classes"))
             if max(config.classes) >= both:
-                raise ConfigError(f"--classes has id {max(config.classes)}; the real data has {real.num_classes} "
-                                  f"classes and the generator {gen.num_classes}", hint=f"use ids in 0..{both - 1}")
+                raise ConfigError(f"classes has id {max(config.classes)}; the real data has {real.num_classes} "
+                                  f"classes and the generator {gen.num_classes}", hint=f"use ids in 0..{both - 1}",
+                                  field="classes")
         first_name, second_name = f"generator '{config.generator}' conditions", f"discriminator '{config.discriminator}' centres"
     classes = np.asarray(config.classes or range(len(first)), dtype=np.int64)
     if classes.min() < 0 or classes.max() >= len(first):
-        raise ConfigError(f"--classes must lie in 0..{len(first) - 1}", hint="check --classes")
+        raise ConfigError(f"classes must lie in 0..{len(first) - 1}", hint="check `classes`", field="classes")
     if len(np.unique(classes)) < 4:
-        raise ConfigError(f"alignment needs at least 4 classes, got {len(np.unique(classes))}", hint="give --classes at least four ids")
+        raise ConfigError(f"alignment needs at least 4 classes, got {len(np.unique(classes))}", hint="give `classes` at least four ids",
+                          field="classes")
     classes = np.unique(classes)
     x, y = first[classes], second[classes]
     k = config.k if config.k is not None else default_k(len(classes))

@@ -83,14 +83,15 @@ def run_audit(config: AuditConfig) -> AuditResult:
     manifest = Manifest.read(folder)
     if manifest is None or not manifest.complete:
         raise DataError(f"{folder} is not a finished scoremix-ds build (no complete manifest.json)",
-                        hint="give `audit` the --out folder of a finished build")
+                        hint="give `audit` the output folder of a finished build", field="folder")
     disc_name = config.discriminator or manifest.config["discriminator"]
     disc_rev = config.discriminator_revision if config.discriminator else manifest.config.get("discriminator_revision")
     real_name = config.real_data or manifest.config["real_data"]
     real_rev = config.real_data_revision if config.real_data else manifest.config.get("real_data_revision")
     if real_name is None:
         raise ConfigError(f"{folder} was built without real data, and the audit compares identities with real class "
-                          f"centres", hint="give --real-data (the generator's training data)")
+                          f"centres", hint="give `real_data` (the generator's training data)",
+                          field="real_data")
     disc = load_discriminator(disc_name, disc_rev)
     real = read_real_data(real_name, real_rev, progress=config.progress)
     images, identity, parents = read_mix(folder, manifest)

@@ -26,9 +26,10 @@ def resolve_device(name: str | None = "auto") -> str:
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError):
-        raise ConfigError(f"unknown device '{name}'", hint="use --device auto, cpu, cuda or cuda:N") from None
+        raise ConfigError(f"unknown device '{name}'", hint="set `device` to auto, cpu, cuda or cuda:N", field="device") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name} asked for CUDA but torch sees no CUDA device", hint="use --device auto or cpu")
+        raise ConfigError(f"device {name} asked for CUDA but torch sees no CUDA device", hint="use `device` auto or cpu",
+                          field="device")
     return str(dev)
 
 
@@ -39,7 +40,8 @@ def resolve_dtype(name: str | None, device: str) -> torch.dtype:
     try:
         return DTYPES[name]
     except KeyError:
-        raise ConfigError(f"unknown precision '{name}'", hint=f"--dtype takes auto or one of {', '.join(DTYPES)}") from None
+        raise ConfigError(f"unknown precision '{name}'", hint=f"`dtype` takes auto or one of {', '.join(DTYPES)}",
+                          field="dtype") from None
 
 
 __all__ = ["DTYPES", "resolve_device", "resolve_dtype"]

@@ -27,15 +27,16 @@ from huggingface_hub.utils import validate_repo_id
 from .. import __version__
 from .errors import ConfigError, ModelError, ScoreMixError
 
-LOGIN_HINT = "pass --token, set HF_TOKEN, or run `hf auth login`"
+LOGIN_HINT = "give a token, set HF_TOKEN, or run `hf auth login`"  # errors using it name the field `token`
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class HubError(ScoreMixError):
     """The Hub refused or failed a request (auth, permissions, missing repo, server or network errors)."""
 
-    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
-        super().__init__(message, hint)
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None, field: str | None = None,
+                 fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message, hint, field=field, fields=fields)
         self.status = status
 
 
@@ -60,7 +61,7 @@ def check_ref_name(name: str, flag: str) -> str:
     """A tag or branch name git and the Hub accept (no spaces, '..', '~^:?*[\\', leading '-' or '.lock' end)."""
     if not _REF_RE.fullmatch(name) or ".." in name or name.endswith((".lock", ".")) or name.startswith("refs/"):
         raise ConfigError(f"{flag} {name!r} is not a valid git ref name",
-                          hint=f"use {flag} with letters, digits, '.', '-', '_', e.g. {flag} v1.0.0")
+                          hint="name it with letters, digits, '.', '-', '_', e.g. v1.0.0", field=flag)
     return name
 
 
@@ -68,7 +69,8 @@ def resolve_token(explicit: str | None, required: bool = True) -> str | None:
     """``--token`` > ``HF_TOKEN`` > the cached login (``hf auth login``). None only when not ``required``."""
     token = explicit or get_token()
     if token is None and required:
-        raise ConfigError("no Hugging Face token found (pushing needs a token with write access)", hint=LOGIN_HINT)
+        raise ConfigError("no Hugging Face token found (pushing needs a token with write access)", hint=LOGIN_HINT,
+                          field="token")
     return token
 
 
@@ -153,18 +155,21 @@ def map_error(exc: BaseException, repo_id: str, action: str, token: str | None, 
                         hint="check the repository id and its revision", status=status)
     if isinstance(cause, RepositoryNotFoundError):
         return HubError(f"repository {repo_id} not found on {endpoint} (or the token cannot see it){during}",
-                        hint=f"check the repository id; for a private repository {LOGIN_HINT}", status=status)
+                        hint=f"check the repository id; for a private repository {LOGIN_HINT}", status=status,
+                        fields=("repo_id", "token"))
     if isinstance(cause, RevisionNotFoundError):
         return HubError(f"revision not found in {repo_id}{during} ({detail})",
-                        hint="check --revision / --tag, or list the tags with `scoremix-ds versions`", status=status)
+                        hint="check the `revision` / `tag`, or list the tags with `scoremix-ds versions`", status=status,
+                        fields=("revision", "tag"))
     needed = "a valid token with write access" if write else "a valid token"
     if status == 401:
         return HubError(f"the Hub rejected the token (401 Unauthorized: invalid or expired token){during}",
-                        hint=f"use {needed}: {LOGIN_HINT}", status=status)
+                        hint=f"use {needed}: {LOGIN_HINT}", status=status, field="token")
     if status == 403:
         what = f"the token has no write access to {repo_id}" if write else f"the token may not read {repo_id}"
         return HubError(f"{what} (403 Forbidden){during}",
-                        hint=f"use a token with {'write' if write else 'read'} access to it: {LOGIN_HINT}", status=status)
+                        hint=f"use a token with {'write' if write else 'read'} access to it: {LOGIN_HINT}", status=status,
+                        field="token")
     tries = f" after {attempts} attempts" if attempts > 1 else ""
     rerun = "re-run the same command" + (": finished files are not uploaded again and nothing was tagged"
                                          if action.startswith("uploading") else "")

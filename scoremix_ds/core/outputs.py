@@ -36,7 +36,7 @@ def foreign_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir() if p.name not in BOOKKEEPING and not p.name.endswith(TMP_SUFFIX))
 
 
-def claim_folder(out: str | Path, command: str, flag: str = "--out",
+def claim_folder(out: str | Path, command: str, flag: str = "out",
                  signature: Callable[[Path], bool] | None = None) -> Path:
     """Create ``out`` for ``command`` or reopen it as that command's own; refuse a file or foreign content.
 
@@ -45,13 +45,13 @@ def claim_folder(out: str | Path, command: str, flag: str = "--out",
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise DataError(f"{flag} {out} is a file, not a folder", hint=f"give {flag} a new or empty folder")
+        raise DataError(f"{out} is a file, not a folder", hint="give a new or empty folder", field=flag)
     if out.is_dir():
         foreign = foreign_entries(out)
         if foreign and not (signature and signature(out)):
             more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
-            raise DataError(f"{flag} {out} holds files `scoremix-ds {command}` did not write ({foreign[0]}{more}); "
-                            "refusing to write into it", hint=f"choose a new or empty {flag}")
+            raise DataError(f"{out} holds files `scoremix-ds {command}` did not write ({foreign[0]}{more}); "
+                            "refusing to write into it", hint="choose a new or empty folder", field=flag)
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -60,10 +60,10 @@ def claim_file(path: str | Path, flag: str, owned: Callable[[Path], bool]) -> Pa
     """An output FILE: a new one, or an existing one ``owned`` says this command wrote; never a user's file."""
     path = Path(path)
     if path.is_dir():
-        raise DataError(f"{flag} {path} is a folder, not a file", hint=f"give {flag} a file name")
+        raise DataError(f"{path} is a folder, not a file", hint="give a file name", field=flag)
     if path.exists() and not owned(path):
-        raise DataError(f"{flag} {path} exists and was not written by scoremix-ds; refusing to replace it",
-                        hint=f"choose a new {flag} file name, or remove that file")
+        raise DataError(f"{path} exists and was not written by scoremix-ds; refusing to replace it",
+                        hint="choose a new file name, or remove that file", field=flag)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -121,7 +121,7 @@ class OutputLock:
     process asking for a held lock gets ONE line naming the holder. The file is removed on release.
     """
 
-    def __init__(self, folder: str | Path, flag: str = "--out") -> None:
+    def __init__(self, folder: str | Path, flag: str = "out") -> None:
         self.folder, self.flag = Path(folder), flag
         self.path = self.folder / LOCK
         self._fd: int | None = None
@@ -142,8 +142,9 @@ class OutputLock:
                 os.close(fd)
                 alive = holder.isdigit() and _pid_alive(int(holder))
                 who = f"process {holder}" if alive else "another process"
-                raise DataError(f"{self.flag} {self.folder} is in use by {who} of scoremix-ds writing into it",
-                                hint=f"wait for it to finish (then re-run: finished work is kept), or choose another {self.flag}") from None
+                raise DataError(f"{self.folder} is in use by {who} of scoremix-ds writing into it",
+                                hint="wait for it to finish (then re-run: finished work is kept), or choose another "
+                                     "folder", field=self.flag) from None
             try:  # the holder may have removed the file between our open and our lock: lock the current one
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:

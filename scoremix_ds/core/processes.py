@@ -75,7 +75,8 @@ def launched_distributed() -> bool:
 
 def check_num_processes(num_processes: int) -> None:
     if num_processes < 1:
-        raise ConfigError(f"--num-processes must be >= 1, got {num_processes}", hint="use --num-processes 1 or more")
+        raise ConfigError(f"num_processes must be >= 1, got {num_processes}", hint="use `num_processes` 1 or more",
+                          field="num_processes")
 
 
 # What the parent of a relaunch does itself, after its children: they never see these options.

@@ -54,8 +54,9 @@ def manifest_recipe(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"recipe {path.name} is not valid JSON: {exc}", hint="give --recipe a TOML recipe or a build's manifest.json")
+        raise ConfigError(f"recipe {path.name} is not valid JSON: {exc}", hint="give a TOML recipe or a build's manifest.json",
+                          field="recipe")
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict) or "fingerprint" not in data:
         raise ConfigError(f"{path} is not a scoremix-ds manifest (no config / fingerprint)",
-                          hint="give --recipe a TOML recipe or a build's manifest.json")
+                          hint="give a TOML recipe or a build's manifest.json", field="recipe")
     return {k: v for k, v in data["config"].items() if v is not None}

@@ -107,10 +107,10 @@ def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[st
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"recipe {path.name} is not valid TOML: {exc}", hint="fix the file given to --recipe")
+        raise ConfigError(f"recipe {path.name} is not valid TOML: {exc}", hint="fix that recipe file", field="recipe")
     if section is not None:
         if section not in data:
-            raise ConfigError(f"recipe {path.name} has no [{section}] section", hint="check the file given to --recipe")
+            raise ConfigError(f"recipe {path.name} has no [{section}] section", hint="check that recipe file", field="recipe")
         data = data[section]
     return dict(data)
 

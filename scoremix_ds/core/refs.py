@@ -9,7 +9,7 @@ A local path that exists as written is never split at an ``@`` (folders may cont
 ('org/faces', 'v1')
 >>> split_revision("mnist-5k")
 ('mnist-5k', None)
->>> with_revision("org/faces", "v2", "--real-data")
+>>> with_revision("org/faces", "v2", "real_data")
 ('org/faces', 'v2')
 """
 
@@ -27,7 +27,7 @@ def split_revision(text: str, flag: str = "the reference") -> tuple[str, str | N
     name, _, revision = text.rpartition("@")
     if not name or not revision:
         raise ConfigError(f"{flag} '{text}': write NAME@REVISION with a name and a branch, tag or commit",
-                          hint=f"e.g. {flag} org/name@v1")
+                          hint="e.g. org/name@v1", field=flag if flag.isidentifier() else None)
     return name, revision
 
 
@@ -35,6 +35,7 @@ def with_revision(text: str, revision: str | None, flag: str) -> tuple[str, str 
     """``text`` split at its ``@``, merged with the revision of ``flag``'s ``--x-revision`` alias (which must agree)."""
     name, own = split_revision(text, flag)
     if own is not None and revision is not None and own != revision:
-        raise ConfigError(f"{flag} '{text}' names revision {own} but {flag}-revision says {revision}",
-                          hint=f"give the revision once: {flag} {name}@REVISION")
+        raise ConfigError(f"{flag} '{text}' names revision {own} but {flag}_revision says {revision}",
+                          hint=f"give the revision once: {name}@REVISION",
+                          fields=(flag, f"{flag}_revision") if flag.isidentifier() else ())
     return name, own if own is not None else revision

@@ -36,7 +36,7 @@ def in_range(field: str, value: float | None, lo: float | None = None, hi: float
         span = "a finite number"
     raise ConfigError(f"{field} must be a finite number {span}, got {value!r}" if span != "a finite number"
                       else f"{field} must be a finite number, got {value!r}",
-                      hint=f"set {field} to e.g. {example}" if example else f"set {field} to a value {span}", field=field)
+                      hint=f"set `{field}` to e.g. {example}" if example else f"set `{field}` to a value {span}", field=field)
 
 
 def positive_count(field: str, value: int | None, *, optional: bool = False) -> None:
@@ -44,7 +44,7 @@ def positive_count(field: str, value: int | None, *, optional: bool = False) -> 
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ConfigError(f"{field} must be a positive count, got {value!r}", hint=f"set {field} to 1 or more", field=field)
+        raise ConfigError(f"{field} must be a positive count, got {value!r}", hint=f"set `{field}` to 1 or more", field=field)
 
 
 def device_name(field: str, value: str | None, *, available: bool = False) -> str | None:
@@ -57,19 +57,19 @@ def device_name(field: str, value: str | None, *, available: bool = False) -> st
     try:
         device = torch.device(value)
     except (RuntimeError, TypeError, ValueError):
-        raise ConfigError(f"{field} '{value}' is not a device", hint=f"set {field} to cpu, cuda or cuda:N",
+        raise ConfigError(f"{field} '{value}' is not a device", hint=f"set `{field}` to cpu, cuda or cuda:N",
                           field=field) from None
     if available:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"{field} '{value}' asks for CUDA, but no CUDA GPU is usable here",
-                              hint=f"set {field} to cpu, or run on a machine with a GPU", field=field)
+                              hint=f"set `{field}` to cpu, or run on a machine with a GPU", field=field)
         if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"{field} '{value}': this machine has {torch.cuda.device_count()} CUDA device(s)",
-                              hint=f"set {field} to cuda:0 .. cuda:{torch.cuda.device_count() - 1}", field=field)
+                              hint=f"set `{field}` to cuda:0 .. cuda:{torch.cuda.device_count() - 1}", field=field)
         if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ConfigError(f"{field} '{value}' asks for MPS, which is not available here",
-                              hint=f"set {field} to cpu", field=field)
+                              hint=f"set `{field}` to cpu", field=field)
         if device.type not in ("cpu", "cuda", "mps"):
-            raise ConfigError(f"{field} '{value}' is not a device scoremix-ds runs on", hint=f"set {field} to cpu or cuda",
+            raise ConfigError(f"{field} '{value}' is not a device scoremix-ds runs on", hint=f"set `{field}` to cpu or cuda",
                               field=field)
     return value

@@ -85,7 +85,7 @@ class ExportResult:
 def _verified_manifest(build: Path) -> Manifest:
     """The build's manifest, once it is complete and every shard is the file it wrote (never trusted unchecked)."""
     if not build.is_dir():
-        raise DataError(f"build folder {build} does not exist", hint="give the --out folder of a build", field="build")
+        raise DataError(f"build folder {build} does not exist", hint="give the output folder of a build", field="build")
     manifest = Manifest.read(build)
     if manifest is None:
         raise DataError(f"{build} holds no manifest.json: it is not a scoremix-ds build", hint="give a build folder",

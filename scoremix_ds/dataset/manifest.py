@@ -56,7 +56,7 @@ class Manifest:
         except (ValueError, TypeError, AttributeError) as exc:  # JSON errors are ValueErrors; unknown keys TypeErrors
             detail = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
             raise DataError(f"{path} is not a readable scoremix-ds manifest ({detail})",
-                            hint="restore the folder's manifest.json, or use a new --out") from None
+                            hint="restore the folder's manifest.json, or write to a new output folder", field="out") from None
         if manifest.format != FORMAT_VERSION:
             raise DataError(f"{path} has manifest format {manifest.format}; this scoremix-ds reads format {FORMAT_VERSION}",
                             hint=f"use the scoremix-ds version that wrote it ({manifest.package_version})")

@@ -105,7 +105,7 @@ class SmallCNN(EmbeddingNet):
     def __init__(self, in_channels: int = 1, image_size: int = 32, embedding_dim: int = 64) -> None:
         super().__init__()
         if image_size % 8 or image_size < 8:
-            raise ModelError(f"SmallCNN needs an image size divisible by 8, got {image_size}", hint="check --image-size")
+            raise ModelError(f"SmallCNN needs an image size divisible by 8, got {image_size}", hint="check `image_size`", field="image_size")
         self.in_channels = in_channels
         self.image_size = image_size
         self.embedding_dim = embedding_dim

@@ -92,12 +92,12 @@ class IResNet(EmbeddingNet):
     ) -> None:
         super().__init__()
         if type(self) is IResNet:
-            raise ModelError("IResNet is abstract: build IResNet18/34/50/100", hint="--backbone iresnet50")
+            raise ModelError("IResNet is abstract: build IResNet18/34/50/100", hint="e.g. `backbone` iresnet50", field="backbone")
         if image_size < 1 or in_channels < 1 or embedding_dim < 1:
             raise ModelError(
                 f"IResNet needs positive sizes, got image_size={image_size}, in_channels={in_channels}, "
                 f"embedding_dim={embedding_dim}",
-                hint="check --image-size / --channels / --embedding-dim",
+                hint="check `image_size` / `channels` / `embedding_dim`", fields=("image_size", "channels", "embedding_dim"),
             )
         if not 0.0 <= dropout < 1.0:
             raise ModelError(f"dropout must be in [0, 1), got {dropout}", hint="set dropout in [0, 1) (in the model folder's config.json, or the constructor call)")

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..sources.transforms import to_model_tensor
+from ..maths.image_tensors import to_model_tensor
 from ..core.errors import DataError, ModelError
 from ..core.hub_client import download_errors
 from ..core.resources import default_model_dir
@@ -37,14 +37,15 @@ _PICKLE_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
 def build_backbone(name: str, **kwargs) -> EmbeddingNet:
     """A fresh backbone by its name in :data:`BACKBONES`."""
     if name not in BACKBONES:
-        raise ModelError(f"unknown backbone '{name}'", hint=f"--backbone takes one of {', '.join(BACKBONES)}")
+        raise ModelError(f"unknown backbone '{name}'", hint=f"`backbone` takes one of {', '.join(BACKBONES)}",
+                         field="backbone")
     return BACKBONES[name](**kwargs)
 
 
 def load_discriminator(name_or_path: str | None = None, revision: str | None = None,
-                       flag: str = "--discriminator") -> EmbeddingNet | OnnxEmbedder:
-    """Load a saved backbone in eval mode, or a frozen ONNX face embedder. ``flag``: the option that named it, for
-    the hints of errors (``--init``, ``--other-discriminator``).
+                       flag: str = "discriminator") -> EmbeddingNet | OnnxEmbedder:
+    """Load a saved backbone in eval mode, or a frozen ONNX face embedder. ``flag``: the config field that named it, for
+    the errors (``init``, ``other_discriminator``; the CLI names it by its flag).
 
     Args:
         name_or_path: ``None`` or ``"default"`` for the embedded default trained on mnist-5k; a local folder; or a
@@ -75,7 +76,7 @@ def _load(name_or_path: str | None, revision: str | None, flag: str) -> Embeddin
     try:
         config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=f"check {flag}") from exc
+        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=f"check `{flag}`", field=flag) from exc
     name = config.get("backbone", SmallCNN.backbone_name)
     if name not in BACKBONES:
         raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
@@ -85,7 +86,7 @@ def _load(name_or_path: str | None, revision: str | None, flag: str) -> Embeddin
         raise
     except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=f"check {flag}") from exc
+        raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=f"check `{flag}`", field=flag) from exc
     logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
     return model.eval()
 
@@ -97,7 +98,7 @@ def _resolve(name_or_path: str | None, revision: str | None, flag: str) -> Path:
         if not (folder / WEIGHTS_NAME).is_file():
             raise ModelError(
                 f"the embedded default discriminator is missing from {folder}",
-                hint=f"reinstall scoremix-ds or pass {flag}",
+                hint=f"reinstall scoremix-ds or give another `{flag}`", field=flag,
             )
         return folder
     path = Path(name_or_path).expanduser()
@@ -107,10 +108,10 @@ def _resolve(name_or_path: str | None, revision: str | None, flag: str) -> Path:
     if path.exists():
         raise ModelError(
             f"discriminator '{name_or_path}' is a file, not a model folder",
-            hint=f"check {flag}; ONNX files must end in .onnx",
+            hint=f"check `{flag}`; ONNX files must end in .onnx", field=flag,
         )
     if _looks_local(name_or_path):
-        raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=f"check {flag}")
+        raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=f"check `{flag}`", field=flag)
     return _download(name_or_path, revision, flag)
 
 
@@ -124,11 +125,11 @@ def _check_folder(folder: Path, flag: str) -> None:
         if pickles:
             raise ModelError(
                 f"discriminator {folder} has only pickle weights ({pickles[0]}); scoremix-ds loads {WEIGHTS_NAME} only",
-                hint=f"check {flag} (convert it with save_pretrained)",
+                hint=f"check `{flag}` (convert it with save_pretrained)", field=flag,
             )
-        raise ModelError(f"discriminator {folder} has no {WEIGHTS_NAME}", hint=f"check {flag}")
+        raise ModelError(f"discriminator {folder} has no {WEIGHTS_NAME}", hint=f"check `{flag}`", field=flag)
     if not (folder / CONFIG_NAME).is_file():
-        raise ModelError(f"discriminator {folder} has no {CONFIG_NAME}", hint=f"check {flag}")
+        raise ModelError(f"discriminator {folder} has no {CONFIG_NAME}", hint=f"check `{flag}`", field=flag)
 
 
 def _download(repo_id: str, revision: str | None, flag: str) -> Path:
@@ -159,10 +160,10 @@ def embed_images(
     images = np.asarray(images_uint8_nhwc)
     if images.ndim != 4 or images.dtype != np.uint8:
         raise DataError(
-            f"embed_images takes uint8 NHWC images, got {images.dtype} {images.shape}", hint="check --real-data"
+            f"embed_images takes uint8 NHWC images, got {images.dtype} {images.shape}", hint="check `real_data`", field="real_data"
         )
     if batch_size <= 0:
-        raise DataError("batch size must be positive", hint="check --batch-size")
+        raise DataError("batch size must be positive", hint="check `batch_size`", field="batch_size")
     if isinstance(model, OnnxEmbedder):
         return model.embed(images, batch_size=batch_size)
     from tqdm.auto import tqdm

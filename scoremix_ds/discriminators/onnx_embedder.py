@@ -121,7 +121,8 @@ def prepare_pixels(images_uint8_nhwc: np.ndarray, spec: OnnxPreprocess, size: in
     """
     x = torch.from_numpy(np.ascontiguousarray(images_uint8_nhwc)).permute(0, 3, 1, 2).float()
     if x.shape[1] not in (1, 3):
-        raise DataError(f"ONNX embedders take grey or RGB images, got {x.shape[1]} channels", hint="check --real-data")
+        raise DataError(f"ONNX embedders take grey or RGB images, got {x.shape[1]} channels", hint="check `real_data`",
+                            field="real_data")
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return _normalise(x, spec, channels).numpy()
@@ -207,9 +208,9 @@ def _clean_model(path: str, stamp: tuple[int, int], sha256: str | None, flag: st
     try:
         model = onnx.load_model_from_string(raw)
     except (DecodeError, ValueError) as exc:
-        raise ModelError(f"{path} is not an ONNX model ({_first_line(exc)})", hint=f"check {flag}") from exc
+        raise ModelError(f"{path} is not an ONNX model ({_first_line(exc)})", hint=f"check `{flag}`", field=flag) from exc
     if model.ir_version == 0 or not model.graph.node:
-        raise ModelError(f"{path} is not an ONNX model (no graph)", hint=f"check {flag}")
+        raise ModelError(f"{path} is not an ONNX model (no graph)", hint=f"check `{flag}`", field=flag)
     removed = clean_graph(model)
     real = [v.name for v in model.graph.input]
     inside = len(real) == 1 and _normalises_inside(model, real[0])
@@ -232,16 +233,16 @@ class OnnxEmbedder:
     training = False
 
     def __init__(self, path: str | os.PathLike, preprocess: OnnxPreprocess | None = None, *, name: str | None = None,
-                 sha256: str | None = None, num_threads: int = 0, flag: str = "--discriminator") -> None:
+                 sha256: str | None = None, num_threads: int = 0, flag: str = "discriminator") -> None:
         """Load ``path`` into an onnxruntime CPU session (``num_threads`` 0: onnxruntime's default). ``flag``: the
         option or argument that named it, for the hints of errors."""
-        self._hint = f"check {flag}"
+        self._hint, self._field = f"check {flag}", flag
         ort = _import_onnxruntime()
         path = Path(path).expanduser()
         self.name = name or str(path)
         if not path.is_file():
             what = "is a folder, not a .onnx file" if path.is_dir() else "does not exist"
-            raise ModelError(f"ONNX discriminator {path} {what}", hint=self._hint)
+            raise ModelError(f"ONNX discriminator {path} {what}", hint=self._hint, field=self._field)
         st = path.stat()
         clean = _clean_model(str(path.resolve()), (st.st_mtime_ns, st.st_size), sha256, flag)
         options = ort.SessionOptions()
@@ -250,14 +251,14 @@ class OnnxEmbedder:
         try:
             self._session = ort.InferenceSession(clean.data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime's pybind errors share no public base class
-            raise ModelError(f"onnxruntime cannot load {path}: {_first_line(exc)}", hint=self._hint) from exc
+            raise ModelError(f"onnxruntime cannot load {path}: {_first_line(exc)}", hint=self._hint, field=self._field) from exc
         self._input, self.in_channels, declared = self._image_input(path)
         self.preprocess = preprocess or (RAW_PIXELS if clean.normalises_inside else OnnxPreprocess())
         size = self.preprocess.size
         if size is not None and declared is not None and size != declared:
-            raise ModelError(f"ONNX discriminator {path} takes {declared}x{declared}, not {size}", hint=self._hint)
+            raise ModelError(f"ONNX discriminator {path} takes {declared}x{declared}, not {size}", hint=self._hint, field=self._field)
         if max(len(self.preprocess.mean), len(self.preprocess.std)) > self.in_channels:
-            raise ModelError(f"ONNX discriminator {path} has 1 input channel: give one mean and one std", hint=self._hint)
+            raise ModelError(f"ONNX discriminator {path} has 1 input channel: give one mean and one std", hint=self._hint, field=self._field)
         self.image_size = int(self.preprocess.size or declared or DEFAULT_SIZE)
         self._output = self._session.get_outputs()[0].name
         self._max_batch, self.embedding_dim = self._probe(path)
@@ -275,11 +276,11 @@ class OnnxEmbedder:
         if len(inputs) != 1 or len(shape) != 4 or inputs[0].type != "tensor(float)" or shape[1] not in (1, 3):
             raise ModelError(
                 f"ONNX discriminator {path} needs one float NCHW image input with 1 or 3 channels; it has {described}",
-                hint=self._hint,
+                hint=self._hint, field=self._field,
             )
         h, w = (d if isinstance(d, int) and d > 0 else None for d in shape[2:])
         if h != w:
-            raise ModelError(f"ONNX discriminator {path} takes a non-square or half-dynamic input {shape}", hint=self._hint)
+            raise ModelError(f"ONNX discriminator {path} takes a non-square or half-dynamic input {shape}", hint=self._hint, field=self._field)
         return inputs[0].name, int(shape[1]), h
 
     def _probe(self, path: Path) -> tuple[int | None, int]:
@@ -293,7 +294,7 @@ class OnnxEmbedder:
             return 1, self._run(zeros[:1]).shape[1]
         except Exception as exc:
             message = f"ONNX discriminator {path} does not run on a zero image: {_first_line(exc)}"
-            raise ModelError(message, hint=self._hint) from exc
+            raise ModelError(message, hint=self._hint, field=self._field) from exc
 
     def _run(self, x: np.ndarray) -> np.ndarray:
         out = self._session.run([self._output], {self._input: x})[0]
@@ -304,9 +305,9 @@ class OnnxEmbedder:
         images = np.asarray(images_uint8_nhwc)
         if images.ndim != 4 or images.dtype != np.uint8:
             message = f"embed takes uint8 NHWC images, got {images.dtype} {images.shape}"
-            raise DataError(message, hint="check --real-data")
+            raise DataError(message, hint="check `real_data`", field="real_data")
         if batch_size <= 0:
-            raise DataError("batch size must be positive", hint="check --batch-size")
+            raise DataError("batch size must be positive", hint="check `batch_size`", field="batch_size")
         step = min(batch_size, self._max_batch or batch_size)
         chunks = [np.zeros((0, self.embedding_dim), dtype=np.float32)]
         for start in range(0, len(images), step):
@@ -324,7 +325,7 @@ class OnnxEmbedder:
         """Raw features of float NCHW in [-1, 1] (RGB or grey) at ``image_size``, as an EmbeddingNet's forward."""
         if x.ndim != 4 or tuple(x.shape[-2:]) != (self.image_size, self.image_size):
             raise DataError(f"{self.name} takes NCHW at {self.image_size}x{self.image_size}, got {tuple(x.shape)}",
-                            hint="check --image-size")
+                            hint="check `image_size`", field="image_size")
         pixels = (x.detach().float().cpu() + 1.0) * 127.5
         feats = self._features(_normalise(pixels, self.preprocess, self.in_channels).numpy())
         return torch.from_numpy(feats).to(x.device)
@@ -334,7 +335,7 @@ class OnnxEmbedder:
 
     def train(self, mode: bool = True) -> OnnxEmbedder:
         if mode:
-            raise ModelError(f"{self.name} is a frozen ONNX embedder and cannot be trained", hint="check --init")
+            raise ModelError(f"{self.name} is a frozen ONNX embedder and cannot be trained", hint="check `init`", field="init")
         return self
 
     def to(self, *args, **kwargs) -> OnnxEmbedder:
@@ -346,7 +347,7 @@ class OnnxEmbedder:
 
 
 def load_onnx_embedder(name_or_path: str | os.PathLike, preprocess: OnnxPreprocess | None = None,
-                       flag: str = "--discriminator") -> OnnxEmbedder:
+                       flag: str = "discriminator") -> OnnxEmbedder:
     """A named embedder from :data:`PRETRAINED` (e.g. ``"sface"``) or a ``.onnx`` file.
 
     Args:

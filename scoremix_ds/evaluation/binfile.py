@@ -31,7 +31,7 @@ import numpy as np
 
 from ..core.errors import DataError
 
-_HINT = "check --benchmark (an insightface verification .bin)"
+_HINT = "check the benchmark (an insightface verification .bin)"  # errors using it name the field benchmark
 _NP = ("numpy.core.multiarray", "numpy._core.multiarray")
 _GLOBALS = {("_codecs", "encode"): "encode", ("numpy", "dtype"): "dtype", ("numpy", "ndarray"): "ndarray",
             **{(m, "_reconstruct"): "reconstruct" for m in _NP}, **{(m, "scalar"): "scalar" for m in _NP},
@@ -62,7 +62,7 @@ class _Token:  # a recognised global, or a dtype / array under construction: ine
 
 
 def _fail(path, why: str):
-    raise DataError(f"{path} is not an insightface verification .bin: {why}", hint=_HINT)
+    raise DataError(f"{path} is not an insightface verification .bin: {why}", hint=_HINT, field="benchmark")
 
 
 def _text(x) -> str | None:
@@ -194,7 +194,7 @@ def read_bin(path: str | Path) -> BinFile:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}", hint=_HINT) from exc
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}", hint=_HINT, field="benchmark") from exc
     try:
         top = _interpret(data, path)
     except (ValueError, IndexError, KeyError, TypeError) as exc:  # truncated or malformed opcodes, stack underflow

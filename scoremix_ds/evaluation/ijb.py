@@ -23,7 +23,7 @@ import numpy as np
 from ..core.errors import DataError
 from .metrics import DEFAULT_FARS, Roc, TarAtFar, roc_auc, roc_curve, tar_at_far
 
-_HINT = "check --benchmark (an IJB release folder)"
+_HINT = "check the benchmark (an IJB release folder)"  # errors using it name the field benchmark
 # insightface's ``arcface_dst``: the five landmark positions (eyes, nose, mouth corners) of an aligned 112x112 face.
 ARCFACE_LANDMARKS = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]]
@@ -60,7 +60,7 @@ def _meta_file(root: Path, name: str, suffix: str, required: bool = True) -> Pat
         if path.is_file():
             return path
     if required:
-        raise DataError(f"{root} has no meta/{name}_{suffix}", hint=_HINT)
+        raise DataError(f"{root} has no meta/{name}_{suffix}", hint=_HINT, field="benchmark")
     return None
 
 
@@ -73,15 +73,15 @@ def read_ijb_meta(root: str | Path, name: str = "ijbc") -> IJBMeta:
         extra = _meta_file(root, name, "name_5pts_score.txt", required=False)
         points = np.loadtxt(extra, dtype=str, ndmin=2) if extra else None
     except ValueError as exc:
-        raise DataError(f"{root}: unreadable IJB metadata ({str(exc).splitlines()[0]})", hint=_HINT) from exc
+        raise DataError(f"{root}: unreadable IJB metadata ({str(exc).splitlines()[0]})", hint=_HINT, field="benchmark") from exc
     if faces.shape[1] != 3 or pairs.shape[1] != 3 or (points is not None and points.shape[1] != 12):
-        raise DataError(f"{root}: IJB metadata files have unexpected columns", hint=_HINT)
+        raise DataError(f"{root}: IJB metadata files have unexpected columns", hint=_HINT, field="benchmark")
     if not np.isin(pairs[:, 2], (0, 1)).all():
-        raise DataError(f"{root}: template pair labels must be 0 or 1", hint=_HINT)
+        raise DataError(f"{root}: template pair labels must be 0 or 1", hint=_HINT, field="benchmark")
     scores = landmarks = None
     if points is not None:
         if len(points) != len(faces) or (points[:, 0] != faces[:, 0]).any():
-            raise DataError(f"{root}: {extra.name} does not list the faces of face_tid_mid in order", hint=_HINT)
+            raise DataError(f"{root}: {extra.name} does not list the faces of face_tid_mid in order", hint=_HINT, field="benchmark")
         landmarks = points[:, 1:11].astype(np.float64).reshape(-1, 5, 2)
         scores = points[:, 11].astype(np.float64)
     return IJBMeta(name=name, image_names=faces[:, 0], templates=faces[:, 1].astype(np.int64),
@@ -96,7 +96,7 @@ def template_features(
     f = np.asarray(embeddings, dtype=np.float64)
     templates, medias = np.asarray(templates).ravel(), np.asarray(medias).ravel()
     if not (len(f) == len(templates) == len(medias)):
-        raise DataError(f"{len(f)} embeddings for {len(templates)} faces", hint=_HINT)
+        raise DataError(f"{len(f)} embeddings for {len(templates)} faces", hint=_HINT, field="benchmark")
     f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
     if face_scores is not None:
         f = f * np.asarray(face_scores, dtype=np.float64)[:, None]
@@ -120,7 +120,7 @@ def template_pair_scores(
     for t in (t1, t2):
         r = np.clip(np.searchsorted(unique_templates, t), 0, len(unique_templates) - 1)
         if (unique_templates[r] != t).any():
-            raise DataError(f"template {int(t[np.argmax(unique_templates[r] != t)])} has no faces", hint=_HINT)
+            raise DataError(f"template {int(t[np.argmax(unique_templates[r] != t)])} has no faces", hint=_HINT, field="benchmark")
         rows.append(r)
     scores = np.empty(len(t1), dtype=np.float64)
     for s in range(0, len(t1), chunk):
@@ -135,7 +135,7 @@ def ijb_verification(
 ) -> IJBResult:
     """1:1 template verification of ``meta`` from one embedding per face (in ``meta``'s face order)."""
     if use_face_scores and meta.face_scores is None:
-        raise DataError(f"{meta.name}: no {meta.name}_name_5pts_score.txt for face scores", hint=_HINT)
+        raise DataError(f"{meta.name}: no {meta.name}_name_5pts_score.txt for face scores", hint=_HINT, field="benchmark")
     scores = meta.face_scores if use_face_scores else None
     unique, feats = template_features(embeddings, meta.templates, meta.medias, scores)
     roc = roc_curve(template_pair_scores(unique, feats, meta.pair_t1, meta.pair_t2), meta.pair_labels)
@@ -175,7 +175,7 @@ def load_ijb_faces(root: str | Path, meta: IJBMeta, indices: np.ndarray, size: i
     from PIL import Image
 
     if meta.landmarks is None:
-        raise DataError(f"{meta.name}: aligning the loose crops needs {meta.name}_name_5pts_score.txt", hint=_HINT)
+        raise DataError(f"{meta.name}: aligning the loose crops needs {meta.name}_name_5pts_score.txt", hint=_HINT, field="benchmark")
     out = np.empty((len(indices), size, size, 3), dtype=np.uint8)
     for k, i in enumerate(indices):
         path = Path(root) / "loose_crop" / str(meta.image_names[i])
@@ -183,5 +183,5 @@ def load_ijb_faces(root: str | Path, meta: IJBMeta, indices: np.ndarray, size: i
             with Image.open(path) as img:
                 out[k] = align_face(np.asarray(img.convert("RGB")), meta.landmarks[i], size)
         except OSError as exc:
-            raise DataError(f"{meta.name}: cannot read face {path}: {exc}", hint=_HINT) from exc
+            raise DataError(f"{meta.name}: cannot read face {path}: {exc}", hint=_HINT, field="benchmark") from exc
     return out

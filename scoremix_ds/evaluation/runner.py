@@ -153,7 +153,7 @@ def _to_pairs(spec: Any) -> VerificationPairs | None:
     if isinstance(spec, VerificationPairs):
         return spec
     if isinstance(spec, (str, Path)):
-        raise DataError(f"benchmark '{spec}' is not a .bin file", hint="check --benchmark")
+        raise DataError(f"benchmark '{spec}' is not a .bin file", hint="check the benchmark", field="benchmark")
     if isinstance(spec, datasets.Dataset):
         return pairs_from_dataset(spec, spec.info.dataset_name or "pairs")
     if isinstance(spec, HeldOutSet):
@@ -267,7 +267,7 @@ def evaluate(
             (default :func:`~.loading.default_load_workers`; 0: in this process, between forwards).
     """
     if not benchmarks:
-        raise DataError("no benchmark given", hint="pass --benchmark")
+        raise DataError("no benchmark given", hint="give a benchmark", field="benchmark")
     from ..core.devices import resolve_device
 
     import torch

@@ -40,7 +40,7 @@ DEFAULT_PAIRS = 3000  # held-out pairs when PAIRS is not given: half genuine, ha
 DEFAULT_SPLIT = "test"
 FORMS = ("PATH.bin, heldout:NAME[:PAIRS], mnist-5k-heldout, NAME[7-9], pairs:NAME[:SPLIT], a pair dataset folder, "
          "ORG/NAME[@REV], ijbb:ROOT, ijbc:ROOT or openset:NAME")
-_HINT = f"--benchmark takes {FORMS}"
+_HINT = f"benchmark takes {FORMS}"
 _PREFIX = re.compile(r"^(?P<kind>[A-Za-z][A-Za-z0-9_-]*):(?P<rest>.*)$")
 _TRAILING = re.compile(r"^(?P<head>.+):(?P<tail>[^:/\]]+)$")  # NAME:PAIRS / NAME:SPLIT, never inside a path or [..]
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -67,17 +67,17 @@ class BenchmarkSpec:
 
     def __post_init__(self) -> None:
         if self.kind not in ("bin", "heldout", "pairs", "ijb", "openset"):
-            raise ConfigError(f"--benchmark '{self.text}': unknown kind '{self.kind}'", hint=_HINT)
+            raise ConfigError(f"benchmark '{self.text}': unknown kind '{self.kind}'", hint=_HINT, field="benchmark")
         if self.kind == "heldout" and self.num_pairs < 2:
-            raise ConfigError(f"--benchmark '{self.text}': PAIRS must be at least 2, got {self.num_pairs}",
-                              hint="e.g. --benchmark heldout:mnist-5k-heldout:3000")
+            raise ConfigError(f"benchmark '{self.text}': PAIRS must be at least 2, got {self.num_pairs}",
+                              hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
     """``NAME@REV`` -> ``(NAME, REV)`` unless ``text`` is an existing path: the one grammar of :mod:`..core.refs`."""
     from ..core.refs import split_revision
 
-    return split_revision(text, "--benchmark")
+    return split_revision(text, "benchmark")
 
 
 def _is_data_name(name: str) -> bool:
@@ -90,13 +90,13 @@ def _is_data_name(name: str) -> bool:
 
 def _heldout(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"--benchmark '{text}' names no data", hint="e.g. --benchmark heldout:mnist-5k-heldout:3000")
+        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
     num_pairs = DEFAULT_PAIRS
     m = _TRAILING.match(rest)
     if m is not None and not Path(rest).expanduser().exists():
         if not m.group("tail").isdigit():
-            raise ConfigError(f"--benchmark '{text}': PAIRS '{m.group('tail')}' is not a whole number",
-                              hint="e.g. --benchmark heldout:mnist-5k-heldout:3000")
+            raise ConfigError(f"benchmark '{text}': PAIRS '{m.group('tail')}' is not a whole number",
+                              hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
         rest, num_pairs = m.group("head"), int(m.group("tail"))
     name, revision = _split_revision(rest)
     return BenchmarkSpec("heldout", name, text, revision=revision, num_pairs=num_pairs)
@@ -104,14 +104,14 @@ def _heldout(rest: str, text: str) -> BenchmarkSpec:
 
 def _openset(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"--benchmark '{text}' names no data", hint="e.g. --benchmark openset:glyphs-han-verify")
+        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. openset:glyphs-han-verify", field="benchmark")
     name, revision = _split_revision(rest)
     return BenchmarkSpec("openset", name, text, name=f"openset:{rest}", revision=revision)
 
 
 def _pairs(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"--benchmark '{text}' names no dataset", hint="e.g. --benchmark pairs:ORG/NAME@main:test")
+        raise ConfigError(f"benchmark '{text}' names no dataset", hint="e.g. pairs:ORG/NAME@main:test", field="benchmark")
     split = DEFAULT_SPLIT
     m = _TRAILING.match(rest)
     if m is not None and not Path(rest).expanduser().exists():
@@ -123,8 +123,8 @@ def _pairs(rest: str, text: str) -> BenchmarkSpec:
 def _ijb(kind: str):
     def parse(rest: str, text: str) -> BenchmarkSpec:
         if not Path(rest).expanduser().is_dir():
-            raise ConfigError(f"--benchmark '{text}': '{rest}' is not a folder",
-                              hint=f"--benchmark {kind}:ROOT takes the IJB release folder (meta/, loose_crop/)")
+            raise ConfigError(f"benchmark '{text}': '{rest}' is not a folder",
+                              hint=f"{kind}:ROOT takes the IJB release folder (meta/, loose_crop/)", field="benchmark")
         return BenchmarkSpec("ijb", str(Path(rest).expanduser()), text, name=kind)
 
     return parse
@@ -132,9 +132,9 @@ def _ijb(kind: str):
 
 def _tinyface(rest: str, text: str) -> BenchmarkSpec:
     raise ConfigError(
-        f"--benchmark '{text}': TinyFace is not supported by the CLI (its 153,428 gallery distractors do not fit the "
+        f"benchmark '{text}': TinyFace is not supported by the CLI (its 153,428 gallery distractors do not fit the "
         "in-memory identification set)",
-        hint="run scoremix_ds.evaluation.evaluate with an IdentificationSet, or pass another --benchmark",
+        hint="run scoremix_ds.evaluation.evaluate with an IdentificationSet, or give another benchmark", field="benchmark",
     )
 
 
@@ -152,34 +152,34 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
     """
     text = text.strip()
     if not text:
-        raise ConfigError("--benchmark is empty", hint=_HINT)
+        raise ConfigError("benchmark is empty", hint=_HINT, field="benchmark")
     m = _PREFIX.match(text)
     if m is not None and m.group("kind").lower() in _KINDS:
         return _KINDS[m.group("kind").lower()](m.group("rest"), text)
     path = Path(text).expanduser()
     if text.lower().endswith(".bin"):
         if not path.is_file():
-            raise ConfigError(f"--benchmark '{text}': no such .bin file", hint="check the path of --benchmark")
+            raise ConfigError(f"benchmark '{text}': no such .bin file", hint="check the path of the benchmark", field="benchmark")
         return BenchmarkSpec("bin", str(path), text, name=path.stem)
     name, _ = _split_revision(text)
     trailing = _TRAILING.match(name)
     if _is_data_name(name) or (trailing is not None and _is_data_name(trailing.group("head"))):  # NAME or NAME:PAIRS
         if path.exists():
-            raise ConfigError(f"--benchmark '{text}' is both a data name and a path here",
-                              hint=f"write --benchmark heldout:{text} or --benchmark ./{text}")
+            raise ConfigError(f"benchmark '{text}' is both a data name and a path here",
+                              hint=f"write heldout:{text} or ./{text}", field="benchmark")
         return _heldout(text, text)
     if path.is_dir():
         return _pairs(text, text)
     if path.exists():
-        raise ConfigError(f"--benchmark '{text}' is a file but not a .bin", hint=_HINT)
+        raise ConfigError(f"benchmark '{text}' is a file but not a .bin", hint=_HINT, field="benchmark")
     if m is not None:
-        raise ConfigError(f"--benchmark '{text}': unknown kind '{m.group('kind')}'",
-                          hint=f"known kinds: {', '.join(k + ':' for k in _KINDS)}")
+        raise ConfigError(f"benchmark '{text}': unknown kind '{m.group('kind')}'",
+                          hint=f"known kinds: {', '.join(k + ':' for k in _KINDS)}", field="benchmark")
     if _HUB_ID.match(name):
         return _pairs(text, text)
     if name.endswith("]") and _HUB_ID.match(name.rpartition("[")[0]):
         return _heldout(text, text)  # a class subset marks labelled data: ORG/NAME[0-9] is never a pair list
-    raise ConfigError(f"unknown --benchmark '{text}' (not a file, folder, data name or Hub id)", hint=_HINT)
+    raise ConfigError(f"unknown benchmark '{text}' (not a file, folder, data name or Hub id)", hint=_HINT, field="benchmark")
 
 
 def max_balanced_pairs(labels: np.ndarray) -> int:
@@ -217,11 +217,11 @@ def _labelled(spec: BenchmarkSpec):
     hint = f"{spec.kind}:NAME takes mnist-5k-heldout, glyphs-han-verify, NAME[7-9], a labelled dataset folder or a Hub id"
     try:
         data = read_real_data(spec.target, spec.revision)
-    except ScoreMixError as exc:  # the reader's hint names --real-data; here the flag is --benchmark
-        raise type(exc)(f"--benchmark '{spec.text}': {exc.message}", hint=hint) from exc
+    except ScoreMixError as exc:  # the reader's hint names real_data; here it is the benchmark
+        raise type(exc)(f"benchmark '{spec.text}': {exc.message}", hint=hint, field="benchmark") from exc
     except _unloadable() as exc:
-        raise DataError(f"--benchmark '{spec.text}': cannot load '{spec.target}': {_first_line(exc)}",
-                        hint=hint) from exc
+        raise DataError(f"benchmark '{spec.text}': cannot load '{spec.target}': {_first_line(exc)}",
+                        hint=hint, field="benchmark") from exc
     return data
 
 
@@ -229,9 +229,9 @@ def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
     data = _labelled(spec)
     most = max_balanced_pairs(data.labels)
     if spec.num_pairs > most:
-        raise ConfigError(f"--benchmark '{spec.text}': {len(data.labels)} images in {data.num_classes} classes offer "
+        raise ConfigError(f"benchmark '{spec.text}': {len(data.labels)} images in {data.num_classes} classes offer "
                           f"at most {most} distinct balanced pairs, {spec.num_pairs} asked",
-                          hint=f"--benchmark heldout:{spec.target}:{most}")
+                          hint=f"use heldout:{spec.target}:{most}", field="benchmark")
     name = spec.target if spec.revision is None else f"{spec.target}@{spec.revision}"
     return HeldOutSet(data.images, data.labels, name=name, num_pairs=spec.num_pairs, seed=seed)
 
@@ -242,10 +242,10 @@ def _load_pairs(spec: BenchmarkSpec) -> VerificationPairs:
     try:
         return load_pair_dataset(spec.target, spec.revision, spec.split)
     except DataError as exc:
-        raise DataError(f"--benchmark '{spec.text}': {exc.message}", hint=hint) from exc
+        raise DataError(f"benchmark '{spec.text}': {exc.message}", hint=hint, field="benchmark") from exc
     except _unloadable() as exc:
-        raise DataError(f"--benchmark '{spec.text}': cannot load '{spec.target}': {_first_line(exc)}",
-                        hint=hint) from exc
+        raise DataError(f"benchmark '{spec.text}': cannot load '{spec.target}': {_first_line(exc)}",
+                        hint=hint, field="benchmark") from exc
 
 
 def load_benchmark(spec: BenchmarkSpec, seed: int = 0) -> str | HeldOutSet | VerificationPairs | IJBSet | OpenSetSet:
@@ -272,5 +272,5 @@ def benchmarks_from(texts: list[str], seed: int = 0) -> list:
     """Parse every string first (so a typo fails before any data loads), then load each."""
     specs = [parse_benchmark(t) for t in texts]
     if not specs:
-        raise ConfigError("no --benchmark given", hint=f"e.g. --benchmark mnist-5k-heldout; {_HINT}")
+        raise ConfigError("no benchmark given", hint=f"e.g. mnist-5k-heldout; {_HINT}", field="benchmark")
     return [load_benchmark(s, seed) for s in specs]

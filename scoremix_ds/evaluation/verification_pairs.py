@@ -16,7 +16,7 @@ import numpy as np
 from ..core.errors import DataError
 from .binfile import read_bin
 
-_HINT = "check --benchmark"
+_HINT = "check the benchmark"  # errors using it name the field benchmark
 _IMAGE_COLUMNS = (("image_a", "image_b"), ("image1", "image2"), ("img1", "img2"), ("image_1", "image_2"))
 _INDEX_COLUMNS = (("index_a", "index_b"), ("idx_a", "idx_b"), ("index1", "index2"))
 _LABEL_COLUMNS = ("is_same", "issame", "same", "label")
@@ -34,11 +34,11 @@ class VerificationPairs:
     def __post_init__(self) -> None:
         n = (len(self.images_a), len(self.images_b), len(self.issame))
         if len(set(n)) != 1:
-            raise DataError(f"{self.name}: mismatched pair counts (a={n[0]}, b={n[1]}, labels={n[2]})", hint=_HINT)
+            raise DataError(f"{self.name}: mismatched pair counts (a={n[0]}, b={n[1]}, labels={n[2]})", hint=_HINT, field="benchmark")
         for images in (self.images_a, self.images_b):
             if images.dtype != np.uint8 or images.ndim != 4:
                 raise DataError(f"{self.name}: pair images must be uint8 NHWC, got {images.dtype} {images.shape}",
-                                hint=_HINT)
+                                hint=_HINT, field="benchmark")
 
     @property
     def num_pairs(self) -> int:
@@ -56,7 +56,7 @@ def decode_blobs(blobs, name: str = "benchmark", first: int = 0) -> tuple[list[n
             with Image.open(io.BytesIO(blob)) as img:
                 arrays.append(np.asarray(img.convert("RGB")))
         except (UnidentifiedImageError, OSError, ValueError) as exc:
-            return arrays, DataError(f"{name}: image {i} does not decode ({exc})", hint=_HINT)
+            return arrays, DataError(f"{name}: image {i} does not decode ({exc})", hint=_HINT, field="benchmark")
     return arrays, None
 
 
@@ -66,7 +66,7 @@ def stack_decoded(arrays: list[np.ndarray], name: str, first: int = 0, shape: tu
     shape = shape if shape is not None else (arrays[0].shape if arrays else None)
     for i, arr in enumerate(arrays, start=first):
         if arr.shape != shape:
-            raise DataError(f"{name}: image {i} is {arr.shape[:2]}, image 0 is {shape[:2]}", hint=_HINT)
+            raise DataError(f"{name}: image {i} is {arr.shape[:2]}, image 0 is {shape[:2]}", hint=_HINT, field="benchmark")
     return np.stack(arrays) if arrays else np.zeros((0, 1, 1, 3), dtype=np.uint8)
 
 
@@ -103,7 +103,7 @@ def pil_to_array(images, name: str) -> np.ndarray:
 def _labels(values, name: str) -> np.ndarray:
     flags = np.asarray(values)
     if flags.dtype != bool and not np.isin(flags, (0, 1)).all():
-        raise DataError(f"{name}: the pair label column must hold booleans or 0/1", hint=_HINT)
+        raise DataError(f"{name}: the pair label column must hold booleans or 0/1", hint=_HINT, field="benchmark")
     return flags.astype(bool)
 
 
@@ -119,7 +119,7 @@ def pairs_from_dataset(ds, name: str, images=None) -> VerificationPairs:
     if label is None or (image_cols is None and (index_cols is None or images is None)):
         raise DataError(
             f"{name}: a pair dataset needs image_a/image_b (or index_a/index_b and an image set) and is_same; "
-            f"it has {columns}", hint=_HINT)
+            f"it has {columns}", hint=_HINT, field="benchmark")
     issame = _labels(ds[label], name)
     if image_cols is not None:
         a, b = (pil_to_array(list(ds[c]), f"{name}:{c}") for c in image_cols)
@@ -127,12 +127,12 @@ def pairs_from_dataset(ds, name: str, images=None) -> VerificationPairs:
     if isinstance(images, datasets.Dataset):
         col = next((c for c, f in images.features.items() if isinstance(f, datasets.Image)), None)
         if col is None:
-            raise DataError(f"{name}: the image set has no Image column ({images.column_names})", hint=_HINT)
+            raise DataError(f"{name}: the image set has no Image column ({images.column_names})", hint=_HINT, field="benchmark")
         images = pil_to_array(list(images[col]), f"{name}:{col}")
     idx_a, idx_b = (np.asarray(ds[c], dtype=np.int64) for c in index_cols)
     bad = (idx_a < 0) | (idx_a >= len(images)) | (idx_b < 0) | (idx_b >= len(images))
     if bad.any():
-        raise DataError(f"{name}: pair {int(np.argmax(bad))} indexes outside the {len(images)} images", hint=_HINT)
+        raise DataError(f"{name}: pair {int(np.argmax(bad))} indexes outside the {len(images)} images", hint=_HINT, field="benchmark")
     return VerificationPairs(images[idx_a], images[idx_b], issame, name)
 
 
@@ -143,7 +143,7 @@ def load_pair_dataset(name_or_path: str, revision: str | None = None, split: str
     try:
         ds = datasets.load_dataset(name_or_path, revision=revision, split=split)
     except (FileNotFoundError, ValueError, ConnectionError, datasets.exceptions.DatasetsError) as exc:
-        raise DataError(f"cannot load pair dataset '{name_or_path}': {str(exc).splitlines()[0]}", hint=_HINT) from exc
+        raise DataError(f"cannot load pair dataset '{name_or_path}': {str(exc).splitlines()[0]}", hint=_HINT, field="benchmark") from exc
     return pairs_from_dataset(ds, Path(name_or_path).name or name_or_path)
 
 

@@ -104,11 +104,11 @@ class ClassConditionalGenerator:
         if bad.numel():
             raise ModelError(
                 f"class id {int(bad[0])} is out of range for this generator (0..{self.num_classes - 1})",
-                hint="check --classes",
+                hint="check `classes`", field="classes",
             )
 
 
-def resolve_generator_path(name_or_path: str | None, revision: str | None = None, flag: str = "--generator") -> Path:
+def resolve_generator_path(name_or_path: str | None, revision: str | None = None, flag: str = "generator") -> Path:
     """A local folder as is; ``None``/``default`` the embedded default; else a Hub id fetched (safetensors only)."""
     if name_or_path in (None, "", "default"):
         return default_model_dir("generator")
@@ -116,7 +116,7 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
     if path.exists():
         return path
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
-        raise ModelError(f"generator folder '{name_or_path}' does not exist", hint=f"check {flag}")
+        raise ModelError(f"generator folder '{name_or_path}' does not exist", hint=f"check `{flag}`", field=flag)
     from huggingface_hub import snapshot_download
 
     with download_errors("generator", name_or_path, revision, flag):
@@ -129,7 +129,7 @@ def _denoiser_folder(root: Path, flag: str) -> Path:
             return root / name
     if (root / "config.json").is_file():
         return root
-    raise ModelError(f"'{root}' holds no diffusers denoiser (no unet/, transformer/ or config.json)", hint=f"check {flag}")
+    raise ModelError(f"'{root}' holds no diffusers denoiser (no unet/, transformer/ or config.json)", hint=f"check `{flag}`", field=flag)
 
 
 def _require_safetensors(folder: Path, what: str, flag: str) -> None:
@@ -138,9 +138,9 @@ def _require_safetensors(folder: Path, what: str, flag: str) -> None:
     if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.ckpt")):
         raise ModelError(
             f"{what} in '{folder}' has weights only in pickle form (.bin/.pt); scoremix-ds loads safetensors only",
-            hint=f"convert it with save_pretrained(..., safe_serialization=True) and pass that folder to {flag}",
+            hint=f"convert it with save_pretrained(..., safe_serialization=True) and give that folder as `{flag}`", field=flag,
         )
-    raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint=f"check {flag}")
+    raise ModelError(f"{what} in '{folder}' has no .safetensors weights", hint=f"check `{flag}`", field=flag)
 
 
 def _json_object(path: Path, flag: str) -> dict:
@@ -149,9 +149,9 @@ def _json_object(path: Path, flag: str) -> dict:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelError(f"{path} is not valid JSON ({str(exc).splitlines()[0][:80]})",
-                         hint=f"restore that file, or check {flag}") from None
+                         hint=f"restore that file, or check `{flag}`", field=flag) from None
     if not isinstance(value, dict):
-        raise ModelError(f"{path} is not a JSON object", hint=f"restore that file, or check {flag}")
+        raise ModelError(f"{path} is not a JSON object", hint=f"restore that file, or check `{flag}`", field=flag)
     return value
 
 
@@ -181,7 +181,7 @@ def _from_pretrained(cls, folder: Path, flag: str):
         weights = sorted(p.name for p in folder.glob("*.safetensors"))
         where = folder / weights[0] if weights else folder
         raise ModelError(f"{where} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
-                         hint=f"re-download or re-save that model, or check {flag}") from None
+                         hint=f"re-download or re-save that model, or check `{flag}`", field=flag) from None
 
 
 def _read_json(path: Path, flag: str) -> dict[str, Any]:
@@ -209,10 +209,10 @@ def declared_class_names(meta: dict[str, Any], model: dict[str, Any], index: dic
 
 
 def load_generator(name_or_path: str | None = None, revision: str | None = None, null_class: int | None = None,
-                   flag: str = "--generator") -> ClassConditionalGenerator:
+                   flag: str = "generator") -> ClassConditionalGenerator:
     """Load a class-conditional generator (see the module docstring for the accepted layouts, references and how
     the null class is found; ``null_class`` overrides what the folder declares). ``flag``: the option that named
-    it, for the hints of errors (``--weak-generator`` for the autoguidance model)."""
+    it (a config field), for the errors (``weak_generator`` for the autoguidance model)."""
     if name_or_path not in (None, "", "default"):
         from ..core.refs import with_revision
 
@@ -221,7 +221,8 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
             from ..core.errors import ConfigError
 
             raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
-                              hint=f"drop the @{revision} of {flag} (or its {flag}-revision alias)")
+                              hint=f"drop the @{revision} of `{flag}` (or its `{flag}_revision` alias)",
+                              fields=(flag, f"{flag}_revision"))
     return _load_generator(name_or_path, revision, null_class, flag)
 
 
@@ -244,20 +245,20 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
         if config.get("num_class_embeds") is None or config.get("class_embed_type") is not None:
             raise ModelError(
                 f"generator '{root}' is not class-conditional (UNet2DModel without a num_class_embeds table)",
-                hint=f"{flag} needs a model trained with class labels (scoremix-ds train-generator)",
+                hint=f"`{flag}` needs a model trained with class labels (scoremix-ds train-generator)", field=flag,
             )
         denoiser = _from_pretrained(UNet2DModel, folder, flag)
         kind, table = "unet", int(config["num_class_embeds"])
     elif class_name == "DiTTransformer2DModel":
         if not config.get("num_embeds_ada_norm"):
-            raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint=f"check {flag}")
+            raise ModelError(f"generator '{root}' is not class-conditional (DiT without num_embeds_ada_norm)", hint=f"check `{flag}`", field=flag)
         denoiser = _from_pretrained(DiTTransformer2DModel, folder, flag)
         kind = "dit"
         table = denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.num_embeddings
     else:
         raise ModelError(
             f"generator '{root}' is a {class_name or 'unknown model'}; supported: UNet2DModel with class embeddings, DiTTransformer2DModel",
-            hint=f"check {flag}",
+            hint=f"check `{flag}`", field=flag,
         )
     denoiser.eval().requires_grad_(False)
 
@@ -266,10 +267,10 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
         meta["null_class"] if "null_class" in meta else declared_null_class(config, scheduler_config or {}, index))
     if declared is not None and not isinstance(declared, int):
         raise ModelError(f"generator '{root}': null_class {declared!r} is not a class id",
-                         hint="check null_class in scoremix.json / the model or scheduler config")
+                         hint="check `null_class` in scoremix.json / the model or scheduler config")
     if declared is not None and not 0 <= declared < table:
         raise ModelError(f"generator '{root}': null class {declared} is outside its label table 0..{table - 1}",
-                         hint="check --null-class (or null_class in scoremix.json / the model config)")
+                         hint="check `null_class` (given, or in scoremix.json / the model config)", field="null_class")
     if kind == "dit":
         num_classes = int(meta.get("num_classes", config["num_embeds_ada_norm"]))
         null_class = declared if declared is not None or explicit else (num_classes if table > num_classes else None)
@@ -281,7 +282,7 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
         raise ModelError(f"generator '{root}': scoremix.json class counts do not fit the model's table of {table}", hint="fix scoremix.json")
     if null_class is not None and null_class < num_classes:
         raise ModelError(f"generator '{root}': null class {null_class} is one of its {num_classes} real classes",
-                         hint="check --null-class: the null row comes after the real classes")
+                         hint="check `null_class`: the null row comes after the real classes", field="null_class")
 
     vae = None
     channels, size = int(config.get("in_channels", 3)), int(config.get("sample_size", 32))

@@ -30,7 +30,8 @@ def verify_dataset(folder: str | Path) -> Manifest:
     """Return the folder's manifest, or raise a :class:`DataError` naming the problem and the fix."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder", hint="give the --out folder of a finished `scoremix-ds build`")
+        raise DataError(f"{folder} is not a folder", hint="give the output folder of a finished `scoremix-ds build`",
+                        field="folder")
     try:
         manifest = Manifest.read(folder)
     except (ValueError, TypeError) as exc:  # JSONDecodeError is a ValueError; unknown keys a TypeError
@@ -38,12 +39,12 @@ def verify_dataset(folder: str | Path) -> Manifest:
                         hint=RESAMPLE) from exc
     if manifest is None:
         raise DataError(f"{folder} holds no {MANIFEST}: it is not a scoremix-ds dataset",
-                        hint="push the --out folder of `scoremix-ds build`")
+                        hint="push the output folder of `scoremix-ds build`", field="folder")
     shards = listed_shards(manifest)
     part = getattr(manifest, "part", None)
     if part:
         raise DataError(f"{folder} is part {part.get('index')} of {part.get('count')} of a job-array build "
-                        "(--shard/--num-shards), not a whole dataset",
+                        "(shard / num_shards), not a whole dataset",
                         hint="join all parts with `scoremix-ds merge PART... --out DIR`, then push DIR")
     if not manifest.complete:
         raise DataError(f"the build in {folder} is unfinished ({MANIFEST} says complete: false, {len(shards)} shard(s) "
@@ -64,7 +65,8 @@ def verify_dataset(folder: str | Path) -> Manifest:
     if unlisted:
         more = f" (and {len(unlisted) - 1} more)" if len(unlisted) > 1 else ""
         raise DataError(f"{folder} holds {unlisted[0]}{more}, which {MANIFEST} does not list; it would be loaded as rows",
-                        hint="remove the files this build did not write, or push a clean --out folder")
+                        hint="remove the files this build did not write, or push a clean output folder",
+                        field="folder")
     for config, shard_infos in manifest.shards.items():
         rows = sum(int(s["rows"]) for s in shard_infos.values())
         declared = manifest.counts.get(config, {}).get("rows")

@@ -70,18 +70,21 @@ class RepoPushConfig:
     def __post_init__(self) -> None:
         check_repo_id(self.repo_id)
         if self.tag is not None:
-            check_ref_name(self.tag, "--tag")
+            check_ref_name(self.tag, "tag")
         if self.revision is not None and not _is_pr_ref(self.revision):
-            check_ref_name(self.revision, "--revision")
+            check_ref_name(self.revision, "revision")
         if self.force_tag and not self.tag:
-            raise ConfigError("--force-tag needs --tag", hint="add --tag vX.Y.Z, or drop --force-tag")
+            raise ConfigError("force_tag needs a tag", hint="give a `tag` such as vX.Y.Z, or drop `force_tag`",
+                              fields=("force_tag", "tag"))
         if self.create_pr and self.revision not in (None, "main"):
-            raise ConfigError("--create-pr opens a pull request against main and cannot take --revision",
-                              hint="drop --revision, or push to the branch without --create-pr")
+            raise ConfigError("create_pr opens a pull request against main and cannot take a revision",
+                              hint="drop the `revision`, or push to the branch without `create_pr`",
+                              fields=("create_pr", "revision"))
         if self.create_pr and self.tag:
-            raise ConfigError("--tag cannot be combined with --create-pr: a version must point at a commit of a branch, "
+            raise ConfigError("tag cannot be combined with create_pr: a version must point at a commit of a branch, "
                               "not of an unmerged pull request",
-                              hint="merge the pull request, then run push --tag on main (it makes no new commit)")
+                              hint="merge the pull request, then push with the tag on main (it makes no new commit)",
+                              fields=("tag", "create_pr"))
         if self.attempts < 1 or self.backoff_s < 0:
             raise ConfigError("attempts must be >= 1 and backoff_s >= 0", hint="use the defaults")
 
@@ -153,7 +156,7 @@ def _refuse_token_in(stage: Path, token: str) -> None:
     for path in sorted(stage.rglob("*")):
         if path.is_file() and path.stat().st_size <= TOKEN_SCAN_BYTES and needle in path.read_bytes():
             raise ConfigError(f"{path.relative_to(stage).as_posix()} contains the Hub token; refusing to publish it",
-                              hint="remove the token from that file (pass it with --token or HF_TOKEN only)")
+                              hint="remove the token from that file (give it as token or HF_TOKEN only)", field="token")
 
 
 def _upload(api: HfApi, config: RepoPushConfig, stage: Path, what: Publication, message: str, token: str) -> CommitInfo:
@@ -194,7 +197,7 @@ def _tag(api: HfApi, config: RepoPushConfig, what: Publication, commit: str, old
     except HubError as exc:
         if exc.status == 409:
             raise HubError(f"tag {tag} was created in {repo} by someone else while pushing; it was not moved",
-                           hint=f"{what.versions_hint}; choose a new --tag") from exc
+                           hint=f"{what.versions_hint}; choose a new tag", field="tag") from exc
         raise HubError(f"pushed commit {commit[:8]} to {repo}, but tagging it {tag} failed: {exc.message}",
                        hint="re-run the same command: nothing is uploaded again and the tag goes on that commit") from exc
 
@@ -226,12 +229,14 @@ def publish(config: RepoPushConfig, what: Publication) -> PushResult:
                 logger.info("tag %s of %s already holds exactly this %s; nothing to push", config.tag, repo, what.noun)
                 return PushResult(repo, old, config.tag, url, None, created_commit=False)
             raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) with other content; "
-                              "tags are never moved", hint=f"choose a new --tag, or pass --force-tag to move {config.tag}")
+                              "tags are never moved", hint=f"choose a new `tag`, or set `force_tag` to move {config.tag}",
+                              fields=("tag", "force_tag"))
         target = "main" if config.create_pr else config.branch
         if target not in heads:
             if _is_pr_ref(target):
-                raise ConfigError(f"--revision {target} is not an open pull request of {repo}",
-                                  hint="use --create-pr to open one, or --revision BRANCH")
+                raise ConfigError(f"revision {target} is not an open pull request of {repo}",
+                                  hint="set `create_pr` to open one, or give a branch as the `revision`",
+                                  fields=("revision", "create_pr"))
             with hub_errors(repo, f"creating branch {target}", token):
                 api.create_branch(repo, branch=target, repo_type=what.repo_type, exist_ok=True)
             heads[target] = heads.get("main", "")

@@ -26,29 +26,30 @@ from scipy.stats import spearmanr
 from ..core.errors import ConfigError
 from .topk import knn_indices, row_dots, sample_pair_indices
 
-_HINT = "every class needs a finite, non-zero vector; restrict with --classes"
+_HINT = "every class needs a finite, non-zero vector; restrict the `classes`"  # errors using it name `classes`
 
 
 def _check(x: np.ndarray, y: np.ndarray, min_rows: int, nonzero: bool) -> tuple[np.ndarray, np.ndarray]:
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
     if x.ndim != 2 or y.ndim != 2:
-        raise ConfigError(f"alignment needs two 2-D arrays, got shapes {x.shape} and {y.shape}", hint=_HINT)
+        raise ConfigError(f"alignment needs two 2-D arrays, got shapes {x.shape} and {y.shape}", hint=_HINT, field="classes")
     if x.shape[0] != y.shape[0]:
         raise ConfigError(f"the two spaces describe {x.shape[0]} and {y.shape[0]} items; they must match row for row",
-                          hint="compare the same classes in both spaces (--classes)")
+                          hint="compare the same `classes` in both spaces",
+                          field="classes")
     if x.shape[0] < min_rows:
         raise ConfigError(f"this alignment measure needs at least {min_rows} items, got {x.shape[0]}",
-                          hint="use more classes (--classes)")
+                          hint="use more `classes`", field="classes")
     for name, a in (("first", x), ("second", y)):
         bad = ~np.isfinite(a).all(axis=1)
         if bad.any():
-            raise ConfigError(f"the {name} space has NaN or infinite rows (items {np.flatnonzero(bad)[:5].tolist()})", hint=_HINT)
+            raise ConfigError(f"the {name} space has NaN or infinite rows (items {np.flatnonzero(bad)[:5].tolist()})", hint=_HINT, field="classes")
         if nonzero:
             zero = ~(np.abs(a) > 0).any(axis=1)
             if zero.any():
                 raise ConfigError(f"the {name} space has all-zero rows, whose cosine is undefined "
-                                  f"(items {np.flatnonzero(zero)[:5].tolist()})", hint=_HINT)
+                                  f"(items {np.flatnonzero(zero)[:5].tolist()})", hint=_HINT, field="classes")
     return x, y
 
 
@@ -72,7 +73,7 @@ def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     num = np.linalg.norm(yc.T @ xc) ** 2
     den = np.linalg.norm(xc.T @ xc) * np.linalg.norm(yc.T @ yc)
     if den == 0:
-        raise ConfigError("linear CKA is undefined: one space is constant across items", hint=_HINT)
+        raise ConfigError("linear CKA is undefined: one space is constant across items", hint=_HINT, field="classes")
     return float(num / den)
 
 
@@ -104,7 +105,7 @@ def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
     y = y - y.mean(axis=0)
     kk, ll = _hsic_unbiased_linear(x, x), _hsic_unbiased_linear(y, y)
     if kk <= 0 or ll <= 0:
-        raise ConfigError("debiased CKA is undefined: a space has no (estimated) variance across items", hint=_HINT)
+        raise ConfigError("debiased CKA is undefined: a space has no (estimated) variance across items", hint=_HINT, field="classes")
     return _hsic_unbiased_linear(x, y) / float(np.sqrt(kk * ll))
 
 
@@ -113,7 +114,8 @@ def debiased_linear_cka(x: np.ndarray, y: np.ndarray) -> float:
 
 def _check_k(k: int, n: int, low: int) -> None:
     if not low <= k <= n - 1:
-        raise ConfigError(f"k must lie in [{low}, {n - 1}] for {n} items, got {k}", hint=f"use --k between {low} and {n - 1}")
+        raise ConfigError(f"k must lie in [{low}, {n - 1}] for {n} items, got {k}", hint=f"use `k` between {low} and {n - 1}",
+                          field="k")
 
 
 def mutual_knn(x: np.ndarray, y: np.ndarray, k: int = 10, block_rows: int | None = None) -> float:
@@ -183,7 +185,7 @@ def cknna(x: np.ndarray, y: np.ndarray, k: int = 10, block_rows: int | None = No
     cross = _masked_hsic(mr, mc, row_dots(xu, mr, mc), row_dots(yu, mr, mc), n)
     den = self_k * self_l
     if den <= 0:
-        raise ConfigError("CKNNA is undefined: a space's neighbour kernel has no (estimated) variance", hint="use a larger --k")
+        raise ConfigError("CKNNA is undefined: a space's neighbour kernel has no (estimated) variance", hint="use a larger `k`", field="k")
     return float(cross / np.sqrt(den))
 
 
@@ -203,7 +205,7 @@ def distance_spearman(x: np.ndarray, y: np.ndarray, max_pairs: int | None = 2_00
     dx = 1.0 - row_dots(xu, ii, jj)
     dy = 1.0 - row_dots(yu, ii, jj)
     if np.ptp(dx) == 0 or np.ptp(dy) == 0:
-        raise ConfigError("Spearman correlation is undefined: all pairwise distances are equal in one space", hint=_HINT)
+        raise ConfigError("Spearman correlation is undefined: all pairwise distances are equal in one space", hint=_HINT, field="classes")
     return float(spearmanr(dx, dy).statistic)  # Pearson correlation of the average ranks
 
 

@@ -129,7 +129,7 @@ def greedy_extreme_pairs(
     total = n * (n - 1) // 2
     if num > total:
         raise ConfigError(f"{num} pairs requested but only {total} distinct pairs exist among {n} classes",
-                          hint=f"use --pairs {total} or fewer")
+                          hint=f"use `pairs` {total} or fewer", field="pairs")
     k = min(n - 1, k or max(32, 8 * start_cap + 16))
     parts, keys, lengths = _screen(u64, k, descending, device, block_rows)
     u64_t = torch.from_numpy(u64)
@@ -214,7 +214,7 @@ def greedy_extreme_pairs(
                     raise ConfigError(
                         f"{num} pairs requested but the usage cap of {max_uses} per class admits only {len(chosen)} of "
                         f"the {total} candidates (greedy pick in strategy order)",
-                        hint=f"use --pairs {len(chosen)} or fewer, or raise --max-uses",
+                        hint=f"use `pairs` {len(chosen)} or fewer, or raise `max_uses`", fields=("pairs", "max_uses"),
                     )
                 cap += 1
                 counters["cap_growths"] += 1

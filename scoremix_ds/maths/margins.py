@@ -244,5 +244,5 @@ HEADS: dict[str, type[MarginHead]] = {"arcface": ArcFaceHead, "cosface": CosFace
 def build_head(name: str, num_classes: int, dim: int, **kwargs) -> MarginHead:
     """A fresh head by its name in :data:`HEADS` (``kwargs``: ``scale``, ``margin`` and the head's own extras)."""
     if name not in HEADS:
-        raise ConfigError(f"unknown head '{name}'", hint=f"--head takes one of {', '.join(HEADS)}")
+        raise ConfigError(f"unknown head '{name}'", hint=f"`head` takes one of {', '.join(HEADS)}", field="head")
     return HEADS[name](num_classes, dim, **kwargs)

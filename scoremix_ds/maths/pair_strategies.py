@@ -73,7 +73,7 @@ def get_strategy(name: str, table: dict[str, Strategy] = STRATEGIES) -> Strategy
     try:
         return table[name]
     except KeyError:
-        raise ConfigError(f"unknown strategy '{name}'", hint=f"set strategy to one of {', '.join(table)}",
+        raise ConfigError(f"unknown strategy '{name}'", hint=f"set `strategy` to one of {', '.join(table)}",
                           field="strategy") from None
 
 
@@ -93,7 +93,7 @@ def candidate_tuples(classes: np.ndarray, size: int) -> np.ndarray:
     if total > MAX_TUPLES:
         raise ConfigError(
             f"{len(classes)} classes give {total} candidate {size}-tuples; at most {MAX_TUPLES} are enumerated",
-            hint="restrict the candidate classes with --classes",
+            hint="restrict the candidate `classes`", field="classes",
         )
     flat = np.fromiter(chain.from_iterable(combinations(classes.tolist(), size)), dtype=np.int64, count=total * size)
     return flat.reshape(total, size)
@@ -140,12 +140,13 @@ def check_selection(strategy: Strategy, num_pairs: int, band: object = None, max
 def tuple_distances(pairs: np.ndarray, strategy: Strategy, distances: np.ndarray | None) -> np.ndarray:
     """Summed pairwise distance of every row of ``pairs`` in the strategy's space; refuses missing or NaN ones."""
     if distances is None:
-        raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} distances", hint="check --discriminator / --generator")
+        raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} distances", hint="check the `discriminator` / `generator`",
+                          fields=("discriminator", "generator"))
     d = summed_distances(pairs, distances)
     if np.isnan(d).any():
         raise ConfigError(
             f"strategy '{strategy.name}': some classes have no {strategy.space} vector (NaN distance)",
-            hint="every class needs real images; restrict with --classes",
+            hint="every class needs real images; restrict the `classes`", field="classes",
         )
     return d
 
@@ -174,7 +175,7 @@ def capped_greedy(
     if num_pairs > len(pairs):
         raise ConfigError(
             f"{num_pairs} {_word(size)} requested but only {len(pairs)} distinct {_word(size)} exist among {num_classes} classes",
-            hint=f"use --pairs {len(pairs)} or fewer",
+            hint=f"use `pairs` {len(pairs)} or fewer", field="pairs",
         )
     cap = max(1, math.ceil(size * num_pairs / max(num_classes, 1)))
     if max_uses is not None:  # >= 1: check_selection
@@ -198,7 +199,7 @@ def capped_greedy(
             raise ConfigError(
                 f"{num_pairs} {_word(size)} requested but the usage cap of {max_uses} per class admits only "
                 f"{len(chosen)} of the {len(pairs)} candidates (greedy pick in strategy order)",
-                hint=f"use --pairs {len(chosen)} or fewer, or raise --max-uses",
+                hint=f"use `pairs` {len(chosen)} or fewer, or raise `max_uses`", fields=("pairs", "max_uses"),
             )
         cap += 1
     return np.asarray(chosen, dtype=np.int64)
@@ -233,7 +234,8 @@ def select_pairs(
     s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < max(2, s.size):
-        raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check --classes / --real-data")
+        raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check `classes` / `real_data`",
+                          fields=("classes", "real_data"))
     band = check_selection(s, num_pairs, band, max_uses)
     pairs = candidate_tuples(classes, s.size)
     distances = {"embedding": embedding_distances, "condition": condition_distances}.get(s.space)
@@ -241,12 +243,12 @@ def select_pairs(
         lo, hi = band
         inside = band_mask(tuple_distances(pairs, s, distances), (lo, hi))
         if not inside.any():
-            raise ConfigError(f"--band {lo:g} {hi:g} selects no pair among {len(pairs)}", hint="widen --band")
+            raise ConfigError(f"band {lo:g} {hi:g} selects no pair among {len(pairs)}", hint="widen the `band`", field="band")
         pairs = pairs[inside]
         if num_pairs > len(pairs):
             raise ConfigError(
-                f"{num_pairs} pairs requested but only {len(pairs)} pairs lie in --band {lo:g} {hi:g}",
-                hint=f"use --pairs {len(pairs)} or fewer, or widen --band",
+                f"{num_pairs} pairs requested but only {len(pairs)} pairs lie in band {lo:g} {hi:g}",
+                hint=f"use `pairs` {len(pairs)} or fewer, or widen the `band`", fields=("pairs", "band"),
             )
     order = order_pairs(pairs, s, distances, seed)
     return pairs[capped_greedy(pairs, order, num_pairs, len(classes), max_uses)]
@@ -273,14 +275,15 @@ def select_extreme_pairs(
 
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < 2:
-        raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check --classes / --real-data")
+        raise ConfigError(f"mixing needs at least 2 classes, got {len(classes)}", hint="check `classes` / `real_data`",
+                          fields=("classes", "real_data"))
     positive_count("pairs", num_pairs)
     positive_count("max_uses", max_uses, optional=True)
     total = len(classes) * (len(classes) - 1) // 2
     if num_pairs > total:
         raise ConfigError(
             f"{num_pairs} pairs requested but only {total} distinct pairs exist among {len(classes)} classes",
-            hint=f"use --pairs {total} or fewer",
+            hint=f"use `pairs` {total} or fewer", field="pairs",
         )
     sub = np.asarray(vectors)[classes]  # sorted class ids keep the (distance, a, b) tie order
     start = max(1, math.ceil(2 * num_pairs / len(classes)))

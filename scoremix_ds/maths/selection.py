@@ -55,7 +55,8 @@ def mean_pairwise_distance(tuples: np.ndarray, vectors: np.ndarray | None) -> np
 def _space(strategy: Strategy, embedding: np.ndarray | None, condition: np.ndarray | None) -> np.ndarray | None:
     vectors = {"embedding": embedding, "condition": condition}.get(strategy.space)
     if strategy.space != "none" and vectors is None:
-        raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} vectors", hint="check --discriminator / --generator")
+        raise ConfigError(f"strategy '{strategy.name}' needs {strategy.space} vectors", hint="check the `discriminator` / `generator`",
+                          fields=("discriminator", "generator"))
     return vectors
 
 
@@ -93,7 +94,7 @@ def _random_order_greedy(n: int, num: int, accept, seed: int, max_uses: int | No
             if max_uses is not None and cap >= max_uses:
                 raise ConfigError(
                     f"{num} pairs requested but the usage cap of {max_uses} per class admitted only {len(chosen)}",
-                    hint=f"use --pairs {len(chosen)} or fewer, or raise --max-uses",
+                    hint=f"use `pairs` {len(chosen)} or fewer, or raise `max_uses`", fields=("pairs", "max_uses"),
                 )
             cap += 1
             stalled = 0
@@ -133,7 +134,7 @@ def select_tuples(
     total = len(classes) * (len(classes) - 1) // 2
     if num > total:
         raise ConfigError(f"{num} pairs requested but only {total} distinct pairs exist among {len(classes)} classes",
-                          hint=f"use --pairs {total} or fewer")
+                          hint=f"use `pairs` {total} or fewer", field="pairs")
     if s.space != "none" and not s.banded:
         return select_extreme_pairs(vectors, num, classes, s.descending, max_uses)
     if not s.banded:
@@ -145,8 +146,8 @@ def select_tuples(
     p_lo, p_hi = np.percentile(sample, [lo, hi])
     expected = int(np.mean((sample >= p_lo) & (sample <= p_hi)) * total)
     if num > expected:
-        raise ConfigError(f"{num} pairs requested but about {expected} pairs lie in --band {lo:g} {hi:g}",
-                          hint=f"use --pairs {expected} or fewer, or widen --band")
+        raise ConfigError(f"{num} pairs requested but about {expected} pairs lie in band {lo:g} {hi:g}",
+                          hint=f"use `pairs` {expected} or fewer, or widen the `band`", fields=("pairs", "band"))
 
     def inside(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         d = np.clip(1.0 - row_dots(u, a, b), 0.0, 2.0)

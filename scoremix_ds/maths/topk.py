@@ -30,16 +30,17 @@ def unit_rows(vectors: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     """L2-normalised rows; refuses NaN / infinite rows and all-zero rows (their cosine is undefined)."""
     v = np.asarray(vectors, dtype=dtype)
     if v.ndim != 2:
-        raise ConfigError(f"expected an (N, D) array of vectors, got shape {v.shape}", hint="check --discriminator / --generator")
+        raise ConfigError(f"expected an (N, D) array of vectors, got shape {v.shape}", hint="check the `discriminator` / `generator`",
+                          fields=("discriminator", "generator"))
     bad = ~np.isfinite(v).all(axis=1)
     if bad.any():
         raise ConfigError(f"{int(bad.sum())} classes have NaN or infinite vectors (e.g. {np.flatnonzero(bad)[:5].tolist()})",
-                          hint="every class needs real images; restrict with --classes")
+                          hint="every class needs real images; restrict the `classes`", field="classes")
     norms = np.linalg.norm(v, axis=1, keepdims=True)
     zero = norms[:, 0] == 0
     if zero.any():
         raise ConfigError(f"{int(zero.sum())} classes have all-zero vectors (e.g. {np.flatnonzero(zero)[:5].tolist()})",
-                          hint="every class needs a non-zero vector; restrict with --classes")
+                          hint="every class needs a non-zero vector; restrict the `classes`", field="classes")
     return v / norms
 
 

@@ -78,7 +78,7 @@ def scoremix_sample(
     if cfg and generator.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
-            hint="use --guidance 1, or a generator trained with label dropout (scoremix.json null_class)",
+            hint="use `guidance` 1, or a generator trained with label dropout (scoremix.json null_class)", field="guidance",
         )
     device = generator.device
     noise, gens = noise if noise is not None else initial_noise(seeds, generator.sample_shape)

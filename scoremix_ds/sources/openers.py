@@ -42,6 +42,7 @@ from .source import (
     FLAG_LABEL,
     FLAG_SOURCE,
     FLAG_STRICT,
+    source_fields,
     IMAGE_EXTENSIONS,
     LABEL_COLUMNS,
     ArraySource,
@@ -125,12 +126,12 @@ def _dataset_source(ds, spec: SourceSpec, kind: str, commit: str | None, provena
     image_col = spec.image_column or next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     if image_col not in ds.features:
         raise DataError(f"{where} has no image column{f' {image_col!r}' if image_col else ''}; its columns are "
-                        f"{columns}", hint=f"name the image column with {FLAG_IMAGE}")
+                        f"{columns}", hint=f"give the image column's name as {FLAG_IMAGE}", field=FLAG_IMAGE)
     label_col = spec.label_column or next((c for c in LABEL_COLUMNS if c in ds.features), None)
     if label_col not in ds.features:
         tried = f"'{label_col}'" if label_col else f"any of {', '.join(LABEL_COLUMNS)}"
         raise DataError(f"{where} has no label column ({tried}); its columns are {columns}",
-                        hint=f"name the identity column with {FLAG_LABEL}")
+                        hint=f"give the identity column's name as {FLAG_LABEL}", field=FLAG_LABEL)
     feature = ds.features[label_col]
     column = ds.select_columns([label_col]).with_format("arrow")[0:len(ds)].column(label_col)
     integral = pa.types.is_integer(column.type) and column.null_count == 0
@@ -139,7 +140,7 @@ def _dataset_source(ds, spec: SourceSpec, kind: str, commit: str | None, provena
         labels, names = np.asarray(values, dtype=np.int64), tuple(feature.names)
         if len(labels) and (labels.min() < 0 or labels.max() >= len(names)):
             raise DataError(f"{where}: label column '{label_col}' holds values outside its {len(names)} ClassLabel "
-                            f"names", hint=f"check {FLAG_LABEL}")
+                            f"names", hint=f"check {FLAG_LABEL}", field=FLAG_LABEL)
     else:
         labels, names = contiguous_labels(values, where, label_col)
         names = _identity_names(ds, label_col, labels, names)
@@ -262,7 +263,8 @@ def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
     if path.is_file():
         if path.suffix == ".rec":
             return "recordio"
-        raise DataError(f"{path} is a file; a data source is a folder (or an insightface .rec)", hint=f"check {flag}")
+        raise DataError(f"{path} is a file; a data source is a folder (or an insightface .rec)", hint=f"check {flag}",
+                        fields=source_fields(flag))
     if (path / "train.rec").is_file():
         return "recordio"
     if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
@@ -273,7 +275,8 @@ def local_kind(path: Path, flag: str = FLAG_SOURCE) -> str:
         return "parquet"  # load_dataset(folder) reads parquet and arrow files alike
     if any(p.suffix.lower() in IMAGE_EXTENSIONS for p in path.rglob("*") if p.is_file()):
         return "imagefolder"
-    raise DataError(f"{path} holds no train.rec, arrow/parquet files or images", hint=f"check {flag}")
+    raise DataError(f"{path} holds no train.rec, arrow/parquet files or images", hint=f"check {flag}",
+                    fields=source_fields(flag))
 
 
 def open_builtin(spec: SourceSpec) -> Source:
@@ -292,7 +295,7 @@ def open_builtin(spec: SourceSpec) -> Source:
     if spec.mode not in (None, mode) or spec.size not in (None, size):
         if spec.strict:
             raise DataError(f"{spec.location} is {mode} {size[0]}x{size[1]}, not {spec.mode} {spec.size}",
-                            hint=f"drop {FLAG_STRICT}")
+                            hint=f"drop {FLAG_STRICT}", field=FLAG_STRICT)
         mode, size = spec.mode or mode, spec.size or size
         images = np.stack([conform(Image.fromarray(im[..., 0] if im.shape[-1] == 1 else im), mode, size, False, "")
                            for im in data.images])
@@ -391,22 +394,24 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
     if spec.location in READERS:
         if spec.revision is not None:
             raise ConfigError(f"{spec.location} is built in: a revision only applies to Hub ids",
-                              hint=f"drop the @{spec.revision} of {spec.flag}")
+                              hint=f"drop the @{spec.revision} of {spec.flag}",
+                              fields=source_fields(spec.flag))
         return open_builtin(spec)
     path = Path(spec.location).expanduser()
     if path.exists():
         path = path.resolve()
         if spec.revision is not None:
             raise ConfigError(f"{spec.location} is a local folder: a revision only applies to Hub ids",
-                              hint=f"drop the @{spec.revision} of {spec.flag} (or its --revision alias)")
+                              hint=f"drop the @{spec.revision} of {spec.flag} (or its revision alias)",
+                              fields=source_fields(spec.flag))
         return OPENERS[local_kind(path, spec.flag)](spec, path, progress)
     if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
         return open_hub(spec, progress)
     raise DataError(f"'{spec.location}' is neither a built-in name ({', '.join(READERS)}), a local folder nor a Hub "
-                    f"dataset id (ORG/NAME)", hint=f"check {spec.flag}")
+                    f"dataset id (ORG/NAME)", hint=f"check {spec.flag}", fields=source_fields(spec.flag))
 
 
-def read_real_data(name: str, revision: str | None = None, flag: str = "--real-data",
+def read_real_data(name: str, revision: str | None = None, flag: str = "real_data",
                    progress: bool = False) -> RealData:
     """Real data in memory, read through THE data layer (:func:`open_source`), so
     ``build``, ``plan``, ``align``, ``audit`` and ``eval`` accept exactly what ``train`` and ``train-generator`` do:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..core.errors import ConfigError
-from .transforms import fit_size, to_channels
+from ..maths.image_tensors import fit_size, to_channels
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,12 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.size <= 0:
-            raise ConfigError(f"input size must be positive, got {self.size}", hint="check --image-size")
+            raise ConfigError(f"input size must be positive, got {self.size}", hint="check `image_size`", field="image_size")
         if not 0 <= self.shift_pixels < self.size:
             raise ConfigError(f"shift_pixels must be in [0, {self.size}), got {self.shift_pixels}",
                               hint="check shift_pixels in the recipe")
         if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check --channels")
+            raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check `channels`", field="channels")
 
 
 def as_uint8_tensor(x: np.ndarray) -> torch.Tensor:

@@ -33,7 +33,7 @@ _MAGIC_BYTES = struct.pack("<I", MAGIC)
 _LENGTH_MASK = (1 << 29) - 1
 IR_FORMAT = "<IfQQ"  # mxnet's "IfQQ" in native order; every platform mxnet ran on is little-endian
 IR_SIZE = struct.calcsize(IR_FORMAT)  # 24 bytes
-_HINT = "check the train.rec / train.idx pair given to --real / --synthetic"
+_HINT = "check the train.rec / train.idx pair given as the data"
 
 
 @dataclass(frozen=True)

@@ -42,12 +42,17 @@ from ..core.errors import ConfigError, DataError
 
 logger = logging.getLogger(__name__)
 
-# The trainer's flags that fix each problem, named in error hints.
-FLAG_LABEL = "--label-column"
-FLAG_IMAGE = "--image-column"
-FLAG_STRICT = "--strict-images"
-FLAG_SKIP = "--skip-corrupt"
-FLAG_SOURCE = "--real / --synthetic"
+# The config fields that fix each problem, named in errors (the CLI names them by the running command's flags).
+FLAG_LABEL = "label_column"
+FLAG_IMAGE = "image_column"
+FLAG_STRICT = "strict_images"
+FLAG_SKIP = "skip_corrupt"
+FLAG_SOURCE = "real / synthetic"
+
+
+def source_fields(flag: str) -> tuple[str, ...]:
+    """The config fields a source's ``flag`` names (``"real / synthetic"``: both)."""
+    return tuple(part.strip() for part in flag.split("/") if part.strip().isidentifier())
 
 LABEL_COLUMNS = ("label", "labels", "identity", "identity_id", "class", "class_id", "person", "person_id",
                  "subject", "subject_id")  # tried in this order when no label column is given
@@ -69,19 +74,20 @@ class SourceSpec:
     size: tuple[int, int] | None = None  # (height, width); None: the first row's
     strict: bool = False  # refuse (naming the row) instead of converting a row of another mode or size
     skip_corrupt: bool = False  # drop rows that do not decode (one decoding pass at open) instead of failing
-    flag: str = FLAG_SOURCE  # the command's flag that names this source, for error hints (e.g. "--real-data")
+    flag: str = FLAG_SOURCE  # the config field(s) that name this source, for errors (e.g. "real_data")
 
     def __post_init__(self) -> None:
         if not self.location:
-            raise ConfigError("a data source needs a name, folder or Hub id", hint=self.flag)
+            raise ConfigError("a data source needs a name, folder or Hub id", hint=f"give {self.flag}",
+                              fields=source_fields(self.flag))
         if self.mode not in (None, "RGB", "L"):
-            raise ConfigError(f"image mode must be 'RGB' or 'L', got {self.mode!r}", hint="check --channels")
+            raise ConfigError(f"image mode must be 'RGB' or 'L', got {self.mode!r}", hint="check `channels`", field="channels")
         if isinstance(self.size, int):
             object.__setattr__(self, "size", (self.size, self.size))
         if self.size is not None:
             size = tuple(int(v) for v in self.size)
             if len(size) != 2 or min(size) <= 0:
-                raise ConfigError(f"image size must be (height, width) > 0, got {self.size}", hint="check --image-size")
+                raise ConfigError(f"image size must be (height, width) > 0, got {self.size}", hint="check `image_size`", field="image_size")
             object.__setattr__(self, "size", size)
 
 
@@ -185,7 +191,7 @@ def conform(img: Image.Image, mode: str, size: tuple[int, int], strict: bool, ro
     if strict and (native_mode(img) != mode or (img.height, img.width) != size):
         raise DataError(
             f"{row_id} is {native_mode(img)} {img.height}x{img.width}, the source is {mode} {size[0]}x{size[1]}",
-            hint=f"drop {FLAG_STRICT} to convert such rows, or fix the data",
+            hint=f"drop {FLAG_STRICT} to convert such rows, or fix the data", field=FLAG_STRICT,
         )
     if img.mode != mode:
         img = img.convert(mode)
@@ -197,7 +203,8 @@ def conform(img: Image.Image, mode: str, size: tuple[int, int], strict: bool, ro
 
 def corrupt_error(row_id: str) -> DataError:
     return DataError(f"{row_id}: the image does not decode (corrupt or truncated)",
-                     hint=f"fix or remove the row, or pass {FLAG_SKIP} to drop and count such rows")
+                     hint=f"fix or remove the row, or set {FLAG_SKIP} to drop and count such rows",
+                     field=FLAG_SKIP)
 
 
 def contiguous_labels(values: Sequence[Any], where: str, column: str) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -207,7 +214,8 @@ def contiguous_labels(values: Sequence[Any], where: str, column: str) -> tuple[n
         return inverse.astype(np.int64).reshape(-1), tuple(str(u) for u in uniques)
     if any(v is None for v in values):
         row = next(i for i, v in enumerate(values) if v is None)
-        raise DataError(f"{where}: row {row} has no value in label column '{column}'", hint=f"check {FLAG_LABEL}")
+        raise DataError(f"{where}: row {row} has no value in label column '{column}'", hint=f"check {FLAG_LABEL}",
+                        field=FLAG_LABEL)
     kinds = {type(v) for v in values}
     if kinds <= {int, np.int64, np.int32, bool}:
         array = np.asarray(values, dtype=np.int64)
@@ -217,7 +225,7 @@ def contiguous_labels(values: Sequence[Any], where: str, column: str) -> tuple[n
         array = np.asarray(values, dtype=object)
     else:
         raise DataError(f"{where}: label column '{column}' holds {sorted(k.__name__ for k in kinds)}, not integer or "
-                        f"string identities", hint=f"choose another column with {FLAG_LABEL}")
+                        f"string identities", hint=f"choose another column as {FLAG_LABEL}", field=FLAG_LABEL)
     uniques, inverse = np.unique(array, return_inverse=True)
     return inverse.astype(np.int64).reshape(-1), tuple(str(u) for u in uniques)
 
@@ -248,7 +256,8 @@ class EncodedSource(Source):
             if first is None:
                 raise corrupt_error(row_id)
         if first is None:
-            raise DataError(f"{spec.location} has no readable image rows", hint=f"check {spec.flag}")
+            raise DataError(f"{spec.location} has no readable image rows", hint=f"check {spec.flag}",
+                            fields=source_fields(spec.flag))
         self.mode = spec.mode or native_mode(first)
         self.size = spec.size or (first.height, first.width)
         skipped = 0 if self.valid is None else len(rows) - len(self.valid)

@@ -24,7 +24,8 @@ class Layout:
 
     def __post_init__(self) -> None:
         if self.parts < 1 or not 0 <= self.part < self.parts:
-            raise ConfigError(f"--shard {self.part} is outside 0..{self.parts - 1}", hint="use 0 <= --shard < --num-shards")
+            raise ConfigError(f"shard {self.part} is outside 0..{self.parts - 1}", hint="use 0 <= `shard` < `num_shards`",
+                              fields=("shard", "num_shards"))
 
     @property
     def is_main(self) -> bool:

@@ -37,18 +37,20 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
     :func:`~scoremix_ds.synthesis.runner.resample_preview` of the parts' recorded config. ``progress``: a bar over
     the two long steps, re-hashing every part's shards and linking them into place."""
     if not parts:
-        raise DataError("merge needs at least one part folder", hint="give the --out folders of the job-array parts")
+        raise DataError("merge needs at least one part folder", hint="give the output folders of the job-array parts",
+                        field="parts")
     manifests = []
     for part in tqdm(parts, desc="merge: check parts", unit="part", disable=not progress):
         m = Manifest.read(part)
         if m is None:
-            raise DataError(f"{part} is not a scoremix-ds build folder (no manifest.json)", hint="give the parts' --out folders")
+            raise DataError(f"{part} is not a scoremix-ds build folder (no manifest.json)", hint="give the parts' output folders",
+                            field="parts")
         if not m.complete:
             raise DataError(f"{part} is an unfinished part", hint="re-run its build command to finish it, then merge")
         damage = damaged_shards(part, m)
         if damage:
             raise DataError(f"{damage_line(part, damage)}; refusing to merge a damaged part",
-                            hint=f"re-run that part's build command with --out {part} to re-sample it, then merge")
+                            hint=f"re-run that part's `scoremix-ds build` command into {part} to re-sample it, then merge")
         manifests.append(m)
     first = manifests[0]
     for part, m in zip(parts, manifests):
@@ -64,10 +66,11 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
         missing = sorted(set(range(count)) - set(indices))
         raise DataError(
             f"parts cover indices {indices} of {count}" + (f"; missing {missing}" if missing else "; some given twice"),
-            hint="give each --shard 0..n-1 folder exactly once",
+            hint="give the folder of each part 0..n-1 exactly once", field="parts",
         )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise DataError(f"--out {out} already exists and is not empty", hint="choose a new --out for the merged dataset")
+        raise DataError(f"{out} already exists and is not empty", hint="choose a new output folder for the merged dataset",
+                        field="out")
 
     out.parent.mkdir(parents=True, exist_ok=True)
     # A fresh, uniquely named folder beside --out (same filesystem, so the final rename is atomic); it can never be

@@ -26,17 +26,18 @@ def check_same_build(out: Path, existing: Manifest, config: BuildConfig, layout:
     if existing.fingerprint != config.fingerprint():
         changed = sorted(k for k, v in config.content_config().items() if existing.config.get(k) != v)
         raise ConfigError(
-            f"--out {out} holds a different build (settings differ: {', '.join(changed) or 'format'}); refusing to mix them",
-            hint="choose another --out, or rerun with the original settings to resume",
+            f"{out} holds a different build (settings differ: {', '.join(changed) or 'format'}); refusing to mix them",
+            hint="choose another output folder, or rerun with the original settings to resume", field="out",
         )
     if existing.layout and existing.layout.get("shard_size") != layout["shard_size"]:
         raise ConfigError(
-            f"--out {out} was built with --shard-size {existing.layout['shard_size']}, not {layout['shard_size']}",
-            hint=f"resume with --shard-size {existing.layout['shard_size']}",
+            f"{out} was built with shard_size {existing.layout['shard_size']}, not {layout['shard_size']}",
+            hint=f"resume with `shard_size` {existing.layout['shard_size']}", fields=("shard_size", "out"),
         )
     if existing.part != part_of(config):
-        raise ConfigError(f"--out {out} holds job-array part {existing.part}, not {part_of(config)}",
-                          hint="resume with the same --shard / --num-shards, or choose another --out")
+        raise ConfigError(f"{out} holds job-array part {existing.part}, not {part_of(config)}",
+                          hint="resume with the same shard / num_shards, or choose another output folder",
+                          fields=("shard", "num_shards", "out"))
 
 
 def completed_build(config: BuildConfig) -> Manifest | None:
@@ -69,13 +70,13 @@ def reopen_complete(out: Path, manifest: Manifest) -> None:
 
 def _check_foreign(out: Path) -> None:
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file, not a folder", hint="choose a folder for --out")
+        raise DataError(f"{out} is a file, not a folder", hint="choose a folder as the output", field="out")
     # Another run's lock and its atomic writes in flight (the manifest's temporary before its rename) are ours, not
     # foreign: a second build meeting them must be told the folder is in use, not that it holds someone's files.
     if out.is_dir() and not (out / MANIFEST).exists() and foreign_entries(out):
         raise DataError(
-            f"--out {out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
-            hint="choose a new or empty --out",
+            f"{out} is not empty and holds no scoremix-ds manifest; refusing to write into it",
+            hint="choose a new or empty output folder", field="out",
         )
 
 

@@ -68,7 +68,8 @@ def load_models(config: BuildConfig, device: str | None = None):
     if config.guidance != 1.0 and weak is None and gen.null_class is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
-            hint="use --guidance 1, give --weak-generator for autoguidance, or train with label dropout",
+            hint="use `guidance` 1, give a `weak_generator` for autoguidance, or train with label dropout",
+            fields=("guidance", "weak_generator"),
         )
     return gen, weak
 

@@ -36,14 +36,15 @@ class BuildStatus:
                 "re-run the same build command to resume")
 
 
-REPAIR = "re-run the same build command with this --out: it re-samples exactly the damaged units"
+REPAIR = "re-run the same `scoremix-ds build` command into this folder: it re-samples exactly the damaged units"
 
 
 def build_status(out: Path, verify: bool = False) -> BuildStatus:
     """The folder's state; with ``verify`` every finished shard is re-hashed (and a damaged one is a DataError)."""
     manifest = Manifest.read(out) if out.is_dir() else None
     if manifest is None:
-        raise DataError(f"{out} is not a scoremix-ds build folder (no manifest.json)", hint="give the build's --out folder")
+        raise DataError(f"{out} is not a scoremix-ds build folder (no manifest.json)", hint="give the build's output folder",
+                        field="out")
     if manifest.complete:
         damage = damaged_shards(out, manifest) if verify else []
         if damage:

@@ -28,9 +28,11 @@ _REAL, _SYNTHETIC, _BATCH, _SHIFT = 0, 1, 2, 3
 def synthetic_fraction(ratio: float, num_real: int, num_synthetic: int) -> Fraction:
     """``f = r / (1 + r)``: the share of synthetic draws (1 when there is no real data, 0 when no synthetic)."""
     if num_real + num_synthetic == 0:
-        raise ConfigError("the training mixture has no rows", hint="pass --real and/or --synthetic")
+        raise ConfigError("the training mixture has no rows", hint="give `real` and/or `synthetic` data",
+                          fields=("real", "synthetic"))
     if not (ratio >= 0):  # also refuses NaN
-        raise ConfigError(f"the synthetic:real ratio must be >= 0, got {ratio}", hint="check --synthetic-ratio")
+        raise ConfigError(f"the synthetic:real ratio must be >= 0, got {ratio}", hint="check `synthetic_ratio`",
+                          field="synthetic_ratio")
     if num_real == 0:
         return Fraction(1)
     if num_synthetic == 0:
@@ -62,7 +64,8 @@ class MixtureBatchSampler(Sampler):
                  rank: int = 0, world_size: int = 1) -> None:
         if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size or min(start_step, seed, shift_pixels) < 0:
             raise ConfigError("batch_size and world_size must be positive, 0 <= rank < world_size, start_step, seed"
-                              " and shift_pixels >= 0", hint="check --batch-size / --seed")
+                              " and shift_pixels >= 0", hint="check `batch_size` / `seed`",
+                              fields=("batch_size", "seed"))
         self.num_real, self.num_synthetic = num_real, num_synthetic
         self.batch_size, self.seed, self.flip, self.shift_pixels = batch_size, seed, flip, shift_pixels
         self.rank, self.world_size = rank, world_size

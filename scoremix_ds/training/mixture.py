@@ -217,6 +217,6 @@ def open_mixture(real: Sequence[SourceSpec], synthetic: Sequence[SourceSpec] = (
                  progress: bool = False) -> MixtureDataset:
     """Open every source and combine them (see :class:`MixtureDataset`)."""
     if not real and not synthetic:
-        raise ConfigError("no training data given", hint="pass --real and/or --synthetic")
+        raise ConfigError("no training data given", hint="give `real` and/or `synthetic` data", fields=("real", "synthetic"))
     return MixtureDataset([open_source(s, progress) for s in real], [open_source(s, progress) for s in synthetic],
                           preprocess_config, cache_bytes, progress)

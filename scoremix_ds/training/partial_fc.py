@@ -120,7 +120,8 @@ class PartialFC(nn.Module):
     ) -> None:
         super().__init__()
         if not 0.0 < sample_rate <= 1.0:
-            raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}", hint="check --sample-rate")
+            raise ConfigError(f"sample_rate must be in (0, 1], got {sample_rate}", hint="check `sample_rate`",
+                              field="sample_rate")
         if world_size < 1 or not 0 <= rank < world_size:
             raise ConfigError(f"rank {rank} is not in a world of {world_size}", hint="check the launcher")
         if num_classes < world_size:
@@ -158,7 +159,7 @@ class PartialFC(nn.Module):
             raise DataError(
                 f"PartialFC takes (B, {self.dim}) embeddings and (B,) labels, got {tuple(embeddings.shape)} and "
                 f"{tuple(labels.shape)}",
-                hint="check --embedding-dim",
+                hint="check `embedding_dim`", field="embedding_dim",
             )
         if labels.numel() and not bool(((labels >= 0) & (labels < self.num_classes)).all()):  # one device sync
             raise DataError(
