@@ -1,12 +1,13 @@
-"""Every error hint a command can print names flags that command really has.
+"""Every error line a command prints names only flags that command really has; the library names config fields.
 
-Two walks. (1) Statically, every ``--flag`` that library code writes into an error (message, hint, a ``*HINT`` /
-``*FLAG`` constant, a flag-valued table entry) exists on some command: a hint naming ``--folds`` or ``--block-rows``
-names a flag no user can pass. (2) Per command, every rule of every config that command builds is broken with bad
-values, and the error is rendered as the CLI prints it (:func:`scoremix_ds.cli.boundary.with_flags`): each
-``--flag`` in the line must be one of that command's options, and each config field the error names must appear
-either as the command's flag for it or as a recipe key. Flags inside backticks belong to another command line
-(``run `scoremix-ds build --out DIR```) and are not checked.
+Three walks. (1) Statically, library code writes no ``--flag`` into an error (message, hint, a ``*HINT`` / ``*FIX``
+/ ``*FLAG`` constant): it names config fields, recipe keys or files, and the CLI names the flag. (2) Per command,
+every rule of every config that command builds is broken with bad values, and the error is rendered as the CLI
+prints it (:func:`scoremix_ds.cli.boundary.error_line`): each ``--flag`` in the line must be one of that command's
+options, and each field the error declares must appear as the command's flag for it, as a recipe key, or (a field
+the command cannot set) by its name. (3) Each command is run in-process with broken inputs and every ``--flag`` its
+error line names must be one of its options. Flags inside backticks belong to another command line (``run
+`scoremix-ds build --out DIR```) and are not checked.
 """
 
 from __future__ import annotations
@@ -20,13 +21,18 @@ import pytest
 import typer
 
 import scoremix_ds
-from scoremix_ds.cli import app
-from scoremix_ds.cli.boundary import field_flags, with_flags
-from scoremix_ds.core.errors import ScoreMixError
+from scoremix_ds.cli import app, main
+from scoremix_ds.cli.boundary import error_line, field_flags, for_command
+from scoremix_ds.core.errors import ConfigError, ScoreMixError
 
 PACKAGE = Path(scoremix_ds.__file__).parent
 FLAG = re.compile(r"(?<![\w`])--[a-z][a-z0-9-]*")
 ERROR_NAMES = {"ScoreMixError", "ConfigError", "DataError", "ModelError", "HubError"}
+# Being rewritten onto the shared training loop (issue 21 section 1) by other work; their texts still name flags
+# and are held to the weaker rule (each flag exists on some command) until that lands.
+PENDING = {"scoremix_ds/training/generator.py", "scoremix_ds/training/recognition.py",
+           "scoremix_ds/training/checkpoints.py", "scoremix_ds/training/resume.py",
+           "scoremix_ds/training/lr_schedule.py"}
 
 
 def commands() -> dict:
@@ -68,19 +74,35 @@ def library_error_texts() -> list[tuple[str, str]]:
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 names = [t.id if isinstance(t, ast.Name) else getattr(t, "attr", "") for t in targets]
-                if any(re.search(r"HINT|FIX|FLAG", n) for n in names) and node.value is not None:
+                if any(re.search(r"HINT|FIX|FLAG|REPAIR", n) for n in names) and node.value is not None:
                     found += [(where, s) for s in _strings(node.value)]
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"--[a-z][a-z0-9-]*", node.value):
-                found.append((where, node.value))  # a flag-valued table entry: ("--steps", self.steps), ...
     return found
 
 
-def test_every_flag_a_library_error_names_exists_on_some_command():
+def test_library_errors_name_fields_not_flags():
     texts = library_error_texts()
     assert len(texts) > 300  # the walk sees the library's errors (a broken walk would pass with nothing)
     every = set().union(*(options(c) for c in commands().values()))
-    unknown = sorted({(flag, where) for where, text in texts for flag in named_flags(text) if flag not in every})
-    assert not unknown, "\n".join(f"{where}: {flag} is a flag of no command" for flag, where in unknown)
+    flagged = sorted({(where, flag) for where, text in texts for flag in named_flags(text)})
+    pending = [(w, f) for w, f in flagged if w.split(":")[0] in PENDING]
+    assert not [f"{w}: {f}" for w, f in flagged if (w, f) not in pending], \
+        "library errors name config fields; the CLI names the flags"
+    assert not [f"{w}: {f} is a flag of no command" for w, f in pending if f not in every]
+
+
+def test_a_flag_valued_library_constant_is_a_flag_of_some_command():
+    """Argument lists the library builds (a relaunch, options it strips) spell flags that exist."""
+    every = set().union(*(options(c) for c in commands().values()))
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if "testing" in path.parts or "cli" in path.relative_to(PACKAGE).parts[:1]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and re.fullmatch(r"--[a-z][a-z0-9-]*", node.value):
+                found.append((f"{path.relative_to(PACKAGE.parent)}:{node.lineno}", node.value))
+    accelerate = {"--multi_gpu", "--num_processes", "--num_machines", "--mixed_precision", "--dynamo_backend"}
+    unknown = [f"{w}: {f}" for w, f in found if f not in every and f not in accelerate]
+    assert not unknown, unknown
 
 
 # ------------------------------------------------------------------ (2) each command's config rules, as printed
@@ -89,10 +111,10 @@ def test_every_flag_a_library_error_names_exists_on_some_command():
 def _configs():
     from scoremix_ds.analysis.align import AlignConfig
     from scoremix_ds.analysis.audit_run import AuditConfig
-    from scoremix_ds.synthesis.config import BuildConfig
     from scoremix_ds.hub.push import PushConfig
     from scoremix_ds.hub.push_model import ModelPushConfig
     from scoremix_ds.reproduce.config import EvalSettings, ReproduceConfig
+    from scoremix_ds.synthesis.config import BuildConfig
     from scoremix_ds.training.generator_config import GeneratorTrainConfig
     from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
@@ -142,12 +164,11 @@ def test_config_errors_name_the_commands_own_flags(name):
     for cls, base, *settable in _configs()[name]:
         for case, exc in config_errors(cls, base, *settable):
             seen += 1
-            shown = with_flags(exc, [name])
-            line = f"{shown.message} — {shown.hint or ''}"
+            line = error_line(exc, [name])
             foreign = named_flags(line) - own
             if foreign:
                 problems.append(f"{case}: {sorted(foreign)} not options of `{name}`: {line}")
-            for field in getattr(exc, "fields", ()):
+            for field in exc.fields:
                 if field_flags(name, command).get(field, field) not in line:
                     problems.append(f"{case}: names field {field} nowhere: {line}")
     assert seen >= 1, seen  # the bad values do reach the rules
@@ -160,10 +181,167 @@ def test_a_field_becomes_the_flag_of_the_command_that_has_it():
     with pytest.raises(ScoreMixError) as info:
         RecognitionTrainConfig(real=(), synthetic=())
     assert set(info.value.fields) == {"real", "synthetic"}
-    assert "--real and/or --synthetic" in with_flags(info.value, ["train"]).hint
-    alias = with_flags(info.value, ["train-discriminator"]).hint  # `real` is train-discriminator's --real-data
-    assert "--real-data" in alias and "--recipe" in alias and "--synthetic" not in alias
+    assert not named_flags(str(info.value))  # the library names fields...
+    shown = error_line(info.value, ["train"])  # ...train names them by its flags
+    assert "--real" in shown and "--synthetic" in shown
+    alias = error_line(info.value, ["train-discriminator"])  # `real` is train-discriminator's --real-data
+    assert "--real-data" in alias and "--synthetic" not in named_flags(alias)
     with pytest.raises(ScoreMixError) as info:
         RecognitionTrainConfig(real=("x",), keep_checkpoints=0)
-    shown = with_flags(info.value, ["train"])
+    shown = for_command(info.value, ["train"])  # no flag for it: a key of train's recipe
     assert shown.message.startswith("keep_checkpoints must be a positive count") and "--recipe" in shown.hint
+
+
+def test_the_subject_and_backticked_fields_become_flags_and_nothing_else_changes():
+    exc = ConfigError("pairs must be a positive count, got 0 (3 pairs exist)", hint="use `pairs` 3 or fewer",
+                      field="pairs")
+    assert error_line(exc, ["build"]) == "error: --pairs must be a positive count, got 0 (3 pairs exist) — use --pairs 3 or fewer"
+    assert str(exc) == "pairs must be a positive count, got 0 (3 pairs exist) (use `pairs` 3 or fewer)"
+    other = ConfigError("mixing needs at least 2 classes", hint="check the data", fields=("classes", "real_data"))
+    assert error_line(other, ["build"]) == "error: mixing needs at least 2 classes — check the data (--classes, --real-data)"
+    assert error_line(other, ["status", "x"]) == "error: mixing needs at least 2 classes — check the data"  # no way to set them
+    undeclared = ConfigError("steps must be a positive count", hint="set `steps` to 1")
+    assert error_line(undeclared, ["build"]) == "error: steps must be a positive count — set `steps` to 1"
+
+
+def test_disk_errors_offer_only_what_the_command_has(tmp_path):
+    import errno
+
+    from scoremix_ds.cli.boundary import as_user_error
+
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+    for name in ("build", "plan", "audit", "push", "train", "merge", "align", "eval"):
+        line = error_line(as_user_error(full, [name]), [name])
+        assert named_flags(line) <= options(commands()[name]), line
+    assert "TMPDIR" in error_line(as_user_error(full, ["push"]), ["push"])
+    assert "resumes" in error_line(as_user_error(full, ["build"]), ["build"])
+    assert "resumes" not in error_line(as_user_error(full, ["plan"]), ["plan"])
+    readonly = OSError(errno.EROFS, "Read-only file system", str(tmp_path / "y"))
+    assert "--out" not in error_line(as_user_error(readonly, ["audit"]), ["audit"])
+    assert "FOLDER" in error_line(as_user_error(readonly, ["audit"]), ["audit"])
+
+
+# --------------------------------------------------------------------- (3) each command, broken, run in-process
+
+
+def _write(path: Path, text: str) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return str(path)
+
+
+def broken_inputs(t: Path, gen: str, disc: str, real: str) -> dict[str, list[list[str]]]:
+    """A few broken command lines for each command (``t``: a scratch folder)."""
+    models = ["--generator", gen, "--discriminator", disc, "--real-data", real]
+    build = ["build", *models, "--pairs", "2", "--per-identity", "1", "--steps", "2", "--no-progress"]
+    plan = ["plan", *models, "--pairs", "2", "--per-identity", "1", "--no-progress"]
+    a_file = _write(t / "a-file", "x")
+    foreign = t / "foreign"
+    _write(foreign / "mine.txt", "the user's")
+    empty = t / "empty"
+    empty.mkdir(exist_ok=True)
+    train = ["train", "--real", real, "--backbone", "small-cnn", "--embedding-dim", "8", "--image-size", "8",
+             "--channels", "1", "--steps", "1", "--batch-size", "8", "--checkpoint-every", "0", "--no-progress"]
+    gen_train = ["train-generator", "--real-data", real, "--steps", "1", "--batch-size", "4", "--no-progress"]
+    align = ["align", *models]
+    return {
+        "build": [
+            [*build, "--pairs", "0", "--out", str(t / "b0")],
+            [*build, "--pairs", "7", "--out", str(t / "b1")],  # 4 classes: 6 pairs
+            [*build, "--classes", "0,9", "--out", str(t / "b2")],
+            [*build, "--weights", "0.4,0.4", "--out", str(t / "b3")],
+            [*build, "--shard", "3", "--num-shards", "2", "--out", str(t / "b4")],
+            [*build, "--out", a_file],
+            [*build, "--out", str(foreign)],
+            [*build, "--real-data", str(t / "nope"), "--out", str(t / "b5")],
+            [*build, "--real-data", str(empty), "--out", str(t / "b6")],
+            [*build, "--plan", a_file, "--out", str(t / "b7")],
+            [*build, "--generator", str(t / "nope"), "--out", str(t / "b8")],
+            [*build, "--band", "60,40", "--strategy", "band", "--out", str(t / "b9")],
+            [*build, "--recipe", a_file, "--out", str(t / "b10")],
+        ],
+        "plan": [
+            [*plan, "--pairs", "0", "--out", str(t / "p0.parquet")],
+            [*plan, "--strategy", "farthest", "--out", str(t / "p1.parquet")],
+            [*plan, "--out", a_file],
+            [*plan, "--real-data", str(empty), "--out", str(t / "p2.parquet")],
+            [*plan, "--classes", "0,9", "--out", str(t / "p3.parquet")],
+        ],
+        "train": [
+            [*train, "--steps", "0", "--out", str(t / "t0")],
+            [*train, "--learning-rate", "nan", "--out", str(t / "t1")],
+            [*train, "--real", str(t / "nope"), "--out", str(t / "t2")],
+            [*train, "--real", str(empty), "--out", str(t / "t3")],
+            [*train, "--backbone", "nope", "--out", str(t / "t4")],
+            [*train, "--synthetic-ratio", "-1", "--out", str(t / "t5")],
+            [*train, "--out", str(foreign)],
+        ],
+        "train-generator": [
+            [*gen_train, "--steps", "0", "--out", str(t / "g0")],
+            [*gen_train, "--learning-rate", "nan", "--out", str(t / "g1")],
+            [*gen_train, "--real-data", str(t / "nope"), "--out", str(t / "g2")],
+            [*gen_train, "--out", str(foreign)],
+        ],
+        "eval": [
+            ["eval", str(t / "nope"), "--benchmark", "heldout:mnist-5k-heldout:300", "--out", str(t / "e0")],
+            ["eval", disc, "--benchmark", "nonsense:x", "--out", str(t / "e1")],
+            ["eval", disc, "--benchmark", "heldout:mnist-5k-heldout:1", "--out", str(t / "e2")],
+            ["eval", disc, "--batch-size", "0", "--out", str(t / "e3")],
+        ],
+        "audit": [
+            ["audit", str(t / "nope")],
+            ["audit", str(empty)],
+            ["audit", a_file],
+        ],
+        "align": [
+            [*align, "--classes", "0,1"],
+            [*align, "--k", "0"],
+            [*align, "--real-data", str(t / "nope")],
+            [*align, "--other-discriminator", str(t / "nope")],
+            [*align, "--classes", "0,9"],
+        ],
+        "push": [
+            ["push", str(t / "nope"), "--repo", "org/data"],
+            ["push", str(empty), "--repo", "org/data"],
+            ["push", str(empty), "--repo", "not a repo"],
+            ["push", str(empty), "--repo", "org/data", "--force-tag"],
+            ["push", str(empty), "--repo", "org/data", "--tag", "bad tag"],
+        ],
+        "merge": [
+            ["merge", str(empty), "--out", str(t / "m0")],
+            ["merge", str(t / "nope"), "--out", str(t / "m1")],
+            ["merge", a_file, "--out", str(t / "m2")],
+        ],
+        "reproduce": [
+            ["reproduce", str(t / "nope.toml")],
+            ["reproduce", _write(t / "bad.toml", "this is = not [toml"), "--out", str(t / "r0")],
+            ["reproduce", _write(t / "odd.toml", 'name = "x"\nseeds = [0]\n[build]\nsteps = -1\n'), "--out", str(t / "r1")],
+            ["reproduce", _write(t / "unknown.toml", 'name = "x"\nnonsense = 1\n'), "--out", str(t / "r2")],
+        ],
+    }
+
+
+COMMANDS = ("build", "plan", "train", "train-generator", "eval", "audit", "align", "push", "merge", "reproduce")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_broken_inputs_name_only_the_commands_own_flags(name, tmp_path, capsys, monkeypatch, one_thread,
+                                                        tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # nothing here may reach a network
+    cases = broken_inputs(tmp_path / "t", str(tiny_generator_dir), str(tiny_discriminator_dir), str(tiny_real_data_dir))
+    own = options(commands()[name])
+    problems = []
+    for argv in cases[name]:
+        capsys.readouterr()
+        rc = main(argv)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.startswith("error:")]
+        if rc == 0 or len(lines) != 1:  # each case is refused in one line (a usage error is click's own)
+            if not (rc == 2 and "Usage:" in err):
+                problems.append(f"{argv[1:]}: rc {rc}, {err[-400:]!r}")
+            continue
+        foreign = named_flags(lines[0]) - own
+        if foreign:
+            problems.append(f"{sorted(foreign)} not options of `{name}`: {lines[0]}")
+    assert not problems, "\n".join(problems)

@@ -3,8 +3,11 @@
 :func:`as_user_error` maps what the libraries raise for a user's files, disks, devices and Hub ids (OSError with
 ENOSPC / EROFS / EACCES, invalid JSON, truncated safetensors, corrupt or decompression-bomb images, a pickle that
 ``torch.load(weights_only=True)`` refuses, an unusable device, an invalid Hub id, an unreachable Hub) to a
-:class:`ScoreMixError`; anything else is a bug and keeps its traceback. :func:`with_flags` names config fields
-by the running command's flags (:data:`FIELD_FLAGS`, the one field -> flag table). :func:`redact` scrubs tokens from the tracebacks ``SCOREMIX_DEBUG=1`` prints.
+:class:`ScoreMixError`; anything else is a bug and keeps its traceback. Library errors name config FIELDS (their
+``fields``), never flags; :func:`error_line` prints the error as it is and adds, in parentheses, how the command
+that ran sets each field (:func:`field_flags`: the command's own parameters, plus :data:`FIELD_FLAGS` where a
+command calls a field otherwise), so a line never names a flag the running command lacks. :func:`redact` scrubs
+tokens from the tracebacks ``SCOREMIX_DEBUG=1`` prints.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import functools
 import json
 import os
 import re
+import tempfile
 import traceback
 from pathlib import Path
 
@@ -22,7 +26,8 @@ from ..core.errors import ConfigError, DataError, ModelError, ScoreMixError
 _FILE_LOCALS = ("target", "path", "filename", "file", "fname", "config_file", "json_file", "resolved_archive_file",
                 "checkpoint_file", "weights_file", "model_file", "pretrained_model_name_or_path", "tmp", "fp")
 _TMP_NAME = re.compile(r"^\.(?P<name>.+)\.[^.]+\.scoremix-tmp$")  # outputs.atomic_path's temporaries
-_OUT_FIX = "free space or choose another --out; a re-run resumes where this one stopped"
+# The commands whose re-run picks up where a failed run stopped (finished shards, stages or checkpoints are kept).
+RESUMING = frozenset({"build", "reproduce", "train", "train-generator", "train-discriminator"})
 
 
 def _chain(exc: BaseException):
@@ -54,16 +59,27 @@ _PATH_ERRNOS = frozenset({errno.EISDIR, errno.ENOTDIR, errno.ENAMETOOLONG, errno
                           errno.EBUSY, errno.EXDEV})
 
 
-def _os_error(exc: OSError) -> ScoreMixError | None:
+def _full_disk_fix(command: str | None) -> str:
+    """What frees a run that filled its disk: push stages its upload in the temporary folder; the others write to
+    their output folder, and some of them resume."""
+    if command == "push":
+        return (f"free space in {tempfile.gettempdir()}, where push stages the upload, or set TMPDIR to stage it "
+                "elsewhere")
+    resumes = "; a re-run resumes where this one stopped" if command in RESUMING else ""
+    return f"free space, or write to another output folder{resumes}"
+
+
+def _os_error(exc: OSError, command: str | None = None) -> ScoreMixError | None:
     where = exc.filename or file_in_traceback(exc) or "a file"
     if exc.errno == errno.ENOSPC:
-        return DataError(f"no space left on the device while writing {where}", hint=_OUT_FIX)
+        return DataError(f"no space left on the device while writing {where}", hint=_full_disk_fix(command), field="out")
     if exc.errno == errno.EDQUOT:
-        return DataError(f"disk quota exceeded while writing {where}", hint=_OUT_FIX)
+        return DataError(f"disk quota exceeded while writing {where}", hint=_full_disk_fix(command), field="out")
     if exc.errno == errno.EROFS:
-        return DataError(f"{where} is on a read-only file system", hint="choose a writable --out")
+        return DataError(f"{where} is on a read-only file system", hint="write to a folder on a writable disk", field="out")
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return DataError(f"permission denied: {where}", hint="choose a folder you can write to (--out), or fix its permissions")
+        return DataError(f"permission denied: {where}", hint="write to a folder you can write to, or fix its permissions",
+                         field="out")
     if exc.errno == errno.ENOENT and exc.filename:
         return DataError(f"{exc.filename} does not exist", hint="check the path given on the command line")
     if exc.errno in _PATH_ERRNOS and exc.filename:  # a path the user gave that cannot be that file or folder
@@ -71,33 +87,39 @@ def _os_error(exc: OSError) -> ScoreMixError | None:
     return None
 
 
-def as_user_error(exc: BaseException) -> ScoreMixError | None:
-    """The one-line error for a failure the user can fix, or None for a bug (which keeps its traceback)."""
+def as_user_error(exc: BaseException, argv: list[str] | None = None) -> ScoreMixError | None:
+    """The one-line error for a failure the user can fix, or None for a bug (which keeps its traceback). ``argv``:
+    the command line that ran, so a hint offers only what that command can do."""
     if isinstance(exc, ScoreMixError):
         return exc
+    found = _command(argv or [])
+    command = found[0] if found else None
+    can_skip = found is not None and "--skip-corrupt" in command_options(found[1])
+    skip = ", or set skip_corrupt to drop and count such rows" if can_skip else ""
     name = type(exc).__name__
     module = type(exc).__module__ or ""
     if module.startswith("PIL") or name in ("DecompressionBombError", "UnidentifiedImageError"):
         where = file_in_traceback(exc) or "an image"
         if name == "DecompressionBombError":
             return DataError(f"{where} holds an image too large to decode safely (a decompression bomb?)",
-                             hint="remove that image, or pass --skip-corrupt to drop and count such rows")
+                             hint=f"remove that image{skip}", field="skip_corrupt" if skip else None)
         return DataError(f"{where} holds an image that does not decode ({name})",
-                         hint="remove or replace that image, or pass --skip-corrupt to drop and count such rows")
+                         hint=f"remove or replace that image{skip}", field="skip_corrupt" if skip else None)
     if name == "SafetensorError" or "safetensors" in module:
         where = file_in_traceback(exc) or "a .safetensors file"
         return ModelError(f"{where} is not a readable safetensors file (truncated or corrupt: {str(exc)[:80]})",
-                          hint="re-download or re-save that model (save_pretrained), or point the flag at another folder")
+                          hint="re-download or re-save that model (save_pretrained), or give another folder")
     if name == "UnpicklingError" or "Weights only load failed" in str(exc):
         where = file_in_traceback(exc) or "a checkpoint"
         return DataError(f"refused to load {where}: it holds pickled objects other than tensors, which scoremix-ds never "
-                         "unpickles", hint="delete that file (or its checkpoint folder) and re-run, or use a new --out")
+                         "unpickles", hint="delete that file (or its checkpoint folder) and re-run, or write to a new output "
+                         "folder", field="out")
     if isinstance(exc, json.JSONDecodeError) or isinstance(exc, UnicodeDecodeError):
         where = file_in_traceback(exc) or "a JSON file"
         return DataError(f"{where} is not valid JSON ({exc})".replace("\n", " "), hint="fix or restore that file")
     if name == "HFValidationError":
         return ConfigError(f"invalid Hub repository id or revision: {str(exc).splitlines()[0][:160]}",
-                           hint="give a local folder, or a Hub id ORG/NAME with the revision in its own --*-revision flag")
+                           hint="give a local folder, or a Hub id ORG/NAME with the revision after an @ (ORG/NAME@REV)")
     if name in ("OfflineModeIsEnabled", "LocalEntryNotFoundError"):
         return DataError(f"not found locally and the Hub is not reachable (offline): {str(exc).splitlines()[0][:160]}",
                          hint="check the id, unset HF_HUB_OFFLINE, or give a local folder")
@@ -106,9 +128,9 @@ def as_user_error(exc: BaseException) -> ScoreMixError | None:
             "Torch not compiled with CUDA" in text or "Found no NVIDIA driver" in text
             or "Expected one of cpu" in text or "Invalid device string" in text or "CUDA error" in text):
         return ConfigError(f"the device cannot be used: {text.splitlines()[0][:160]}",
-                           hint="use --device cpu, or run on a machine with that device")
+                           hint="set device to cpu, or run on a machine with that device", field="device")
     if isinstance(exc, OSError) and not isinstance(exc, ConnectionError):
-        mapped = _os_error(exc)
+        mapped = _os_error(exc, command)
         if mapped is not None:
             return mapped
     from ..core.hub_client import is_hub_failure
@@ -140,75 +162,117 @@ def _command(argv: list[str]):
 
 
 def command_options(command) -> set[str]:
-    """The ``--flags`` of a click command."""
-    return {opt for p in command.params for opt in getattr(p, "opts", []) if opt.startswith("--")}
+    """The ``--flags`` of a click command (with the ``--no-x`` of each ``--x/--no-x`` switch)."""
+    return {opt for p in command.params for opt in [*getattr(p, "opts", []), *getattr(p, "secondary_opts", [])]
+            if opt.startswith("--")}
 
 
-# The one field -> flag table: a config field is named by the command's flag of the same name (``learning_rate``
-# -> ``--learning-rate``), except where a command calls it otherwise (here), and by a recipe key where it has none.
+# The one field -> flag table. A command names a config field by its own parameter of that name: the Typer option
+# ``real_data`` is ``--real-data``, the argument ``folder`` is ``FOLDER``. Only where a command calls a field
+# otherwise is it listed here; a field a command has no parameter for is a key of its recipe (RECIPE_KEYS), or is
+# not named at all (the command cannot set it, so no flag is suggested).
 FIELD_FLAGS: dict[str, dict[str, str]] = {
-    "train-discriminator": {"real": "--real-data"},  # the alias command names `train`'s --real by build's flag
+    "train-discriminator": {"real": "--real-data"},  # the alias command names train's --real by build's flag
     "push": {"repo_id": "--repo"},
     **{name: {"repo_id": "--push-to"} for name in ("build", "train", "train-generator")},  # their push after the run
-    "reproduce": {"recipe": "RECIPE"},  # the recipe is reproduce's argument
+    "eval": {"discriminator": "MODEL"},  # eval's MODEL argument is loaded as a discriminator
+    "audit": {"out": "FOLDER"},  # audit writes its results into the build FOLDER it reads
+    "status": {"out": "FOLDER"},  # the build folder it reads
 }
-# Where a command's recipe keys are set, for fields it has no flag for.
-RECIPE_KEYS = {"reproduce": "in the RECIPE file"}
+# Where a command's recipe keys are set, for fields it has no flag for, and the configs its recipe holds.
+RECIPE_KEYS = {"reproduce": "a key of the RECIPE file"}
+_BUILD = "scoremix_ds.synthesis.config:BuildConfig"
+_TRAIN = "scoremix_ds.training.recognition_config:RecognitionTrainConfig"
+_GENERATOR = "scoremix_ds.training.generator_config:GeneratorTrainConfig"
+RECIPE_CONFIGS = {
+    "build": (_BUILD,), "plan": (_BUILD,), "train": (_TRAIN,), "train-discriminator": (_TRAIN,),
+    "train-generator": (_GENERATOR,),
+    "reproduce": ("scoremix_ds.reproduce.config:ReproduceConfig", "scoremix_ds.reproduce.config:EvalSettings",
+                  _BUILD, _TRAIN, _GENERATOR),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def recipe_fields(name: str) -> frozenset[str]:
+    """The config fields a recipe of command ``name`` may set (none for a command without a recipe)."""
+    import dataclasses
+    import importlib
+
+    found = set()
+    for spec in RECIPE_CONFIGS.get(name, ()):
+        module, _, cls = spec.partition(":")
+        found |= {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), cls)) if f.init}
+    return frozenset(found)
 
 
 def field_flags(name: str, command) -> dict[str, str]:
-    """Config field -> how command ``name`` names it (its flag, or an argument such as RECIPE)."""
-    flags = {opt[2:].replace("-", "_"): opt for opt in command_options(command)}
-    return {**flags, **FIELD_FLAGS.get(name, {})}
+    """Config field -> how command ``name`` names it: its option (``--real-data``) or argument (``FOLDER``)."""
+    table: dict[str, str] = {}
+    for param in command.params:
+        longs = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+        if longs:
+            table.setdefault(param.name, longs[0])
+            for opt in longs:
+                table.setdefault(opt[2:].replace("-", "_"), opt)
+        elif getattr(param, "param_type_name", "") == "argument":
+            table.setdefault(param.name, param.name.upper())
+    return {**table, **FIELD_FLAGS.get(name, {})}
 
 
-_FLAG = re.compile(r"(?<![\w`])--[a-z][a-z0-9-]*")
-_VERB = r"(?:^|(?<=set )|(?<=pass )|(?<=use )|(?<=check )|(?<=give )|(?<=drop )|(?<=lower )|(?<=raise )|(?<=and/or )|(?<= or )|(?<=/ )|(?<=below ))"
+def _recipe_key(name: str, command, field: str) -> str | None:
+    """Where ``field`` is set in command ``name``'s recipe, or None when that recipe has no such key."""
+    if field not in recipe_fields(name):
+        return None
+    return RECIPE_KEYS.get(name, "a key of the --recipe file" if "--recipe" in command_options(command) else None)
 
 
-def _own_flags_only(hint: str, options: set[str]) -> str:
-    """``hint`` without its alternatives that name a flag this command does not have (``or pass --skip-corrupt``
-    on a command without it); flags inside backticks belong to another command line and stay."""
-    parts = re.split(r",? or (?=pass |use |give |add |set )", hint)
-    kept = [p for p in parts if all(f in options for f in _FLAG.findall(re.sub(r"`[^`]*`", "", p)))]
-    return ", or ".join(kept) if kept else hint
-
-
-def with_flags(exc: ScoreMixError, argv: list[str]) -> ScoreMixError:
-    """``exc`` as command ``argv[0]`` words it: the config fields it names become that command's flags
-    (:data:`FIELD_FLAGS`), a field the command has no flag for is a recipe key and the hint says so, and a hint's
-    alternative that names a flag the command lacks is dropped."""
+def for_command(exc: ScoreMixError, argv: list[str]) -> ScoreMixError:
+    """``exc`` as command ``argv[0]`` prints it. Only the fields the error declares (``exc.fields``) are named by
+    the command's flags, at the two places a library text names a field: its subject (the message's first word,
+    ``pairs must be ...``) and a field in backticks (``use `pairs` 6 or fewer``). A declared field the text does
+    not show that way is added after the hint (or the message) in parentheses: ``(real: --real-data)``,
+    ``(ema_decay: a key of the --recipe file)``. A field the command cannot set keeps its name and gets nothing."""
     found = _command(argv)
-    if found is None:
+    fields = tuple(dict.fromkeys(getattr(exc, "fields", ()) or ()))
+    if found is None or not fields:
         return exc
     name, command = found
-    options = command_options(command)
     flags = field_flags(name, command)
-    message, hint = exc.message, _own_flags_only(exc.hint or "", options)
-    named = getattr(exc, "fields", ())
-    for field in sorted(flags, key=len, reverse=True):
-        # snake_case names are identifiers wherever they appear; a one-word field the error names ("guidance")
-        # where it is the subject: first in the message, and after the verb of a hint (elsewhere it may be prose)
-        word = rf"(?<![\w\-/.']){re.escape(field)}(?![\w\-/'])"  # not inside a path or a quoted value
-        if "_" in field:
-            message, hint = re.sub(word, flags[field], message), re.sub(word, flags[field], hint)
-        elif field in named:
-            message = re.sub(rf"^{word}", flags[field], message)
-            hint = re.sub(_VERB + word, flags[field], hint)
-    missing = [f for f in named if f not in flags]
-    where = RECIPE_KEYS.get(name, "in the --recipe file" if "--recipe" in options else None)
-    if missing and where:
-        if len(missing) < len(named):
-            hint = f"{hint} ({', '.join(missing)} {where})"
+    message, hint, extra = exc.message, exc.hint or "", []
+    for field in fields:
+        flag = flags.get(field)
+        if flag is None:
+            recipe = _recipe_key(name, command, field)
+            if recipe is not None:
+                extra.append(f"{field}: {recipe}")
+            continue
+        subject = re.compile(rf"^{re.escape(field)}(?![\w-])")
+        quoted = f"`{field}`"
+        shown = bool(subject.match(message)) or quoted in message or quoted in hint
+        message = subject.sub(flag, message).replace(quoted, flag)
+        hint = hint.replace(quoted, flag)
+        if not shown:
+            extra.append(flag if flag == "--" + field.replace("_", "-") else f"{field}: {flag}")
+    if extra:
+        where = ", ".join(extra)
+        if hint:
+            hint = f"{hint} ({where})"
         else:
-            hint = f"{hint}, {where}" if hint else f"set {missing[0]} {where}"
-    if (message, hint or None) == (exc.message, exc.hint):
+            message = f"{message} ({where})"
+    hint = hint or None
+    if (message, hint) == (exc.message, exc.hint):
         return exc
-    renamed = type(exc).__new__(type(exc))
-    renamed.__dict__.update(exc.__dict__)
-    Exception.__init__(renamed, message)
-    renamed.message, renamed.hint = message, hint or None
-    return renamed
+    shown = type(exc).__new__(type(exc))
+    shown.__dict__.update(exc.__dict__)
+    Exception.__init__(shown, message)
+    shown.message, shown.hint = message, hint
+    return shown
+
+
+def error_line(exc: ScoreMixError, argv: list[str]) -> str:
+    """The ONE line the CLI prints for ``exc`` when ``argv`` ran."""
+    shown = for_command(exc, argv)
+    return f"error: {shown.message}" + (f" — {shown.hint}" if shown.hint else "")
 
 
 _SECRET = re.compile(r"(authorization\s*[:=]\s*['\"]?(?:bearer\s+|basic\s+|token\s+)?)([^\s'\",}]+)|(bearer\s+)([^\s'\",}]+)",
