@@ -26,7 +26,7 @@ from scoremix_ds.core.resources import default_model_dir
 from scoremix_ds.training import checkpoints as ck
 from scoremix_ds.training.generator import (LR_FLOOR, StepBatches, _loss, noise_schedule, process_share, snr_weights,
                                             train_generator)
-from scoremix_ds.training.lr_schedule import lr_factor
+from scoremix_ds.training.loop import lr_factors
 from scoremix_ds.generators.architectures import ARCHITECTURES, count_parameters
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
 
@@ -36,6 +36,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = "mnist-5k-heldout[0-3]"
 TINY = {"real_data": DATA, "image_size": 16, "block_out_channels": (8, 16), "norm_num_groups": 4, "steps": 6,
         "batch_size": 4, "warmup_steps": 2, "learning_rate": 1e-2}
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine", floor: float = 0.0) -> float:
+    return lr_factors(schedule, warmup, total, floor)(step)
 
 
 def weights(out: Path, folder: str = "unet") -> dict[str, torch.Tensor]:

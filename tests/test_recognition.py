@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 
 from scoremix_ds.cli import main
 from scoremix_ds.core.errors import ConfigError
-from scoremix_ds.training import resume
-from scoremix_ds.training.lr_schedule import lr_factor
+from scoremix_ds.training import checkpoints as ck
+from scoremix_ds.training.loop import lr_factors
 from scoremix_ds.training.recognition import train_recognition
 from scoremix_ds.training.recognition_config import RecognitionTrainConfig
 
@@ -25,13 +25,22 @@ TINY = dict(real=("mnist-5k-train[0-3]",), backbone="small-cnn", embedding_dim=1
             batch_size=16, steps=6, learning_rate=0.05, warmup_steps=1, scale=16.0, log_every=2, device="cpu")
 
 
+def lr_factor(step: int, warmup: int, total: int, schedule: str = "cosine") -> float:
+    return lr_factors(schedule, warmup, total)(step)
+
+
+def _latest(out) -> Path | None:
+    found = ck.latest_checkpoint(Path(out) / ck.CHECKPOINTS)
+    return found.path if found else None
+
+
 def _weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(str(out / "model.safetensors"))
 
 
 def _crash_then_resume(config: RecognitionTrainConfig, crash_step: int, monkeypatch):
     """Run ``config`` until checkpoint ``crash_step`` is sealed, crash there, then run it again (it resumes)."""
-    real_commit = resume.commit
+    real_commit = ck.commit
 
     def crash(out, step, *args, **kwargs):
         path = real_commit(out, step, *args, **kwargs)
@@ -39,11 +48,11 @@ def _crash_then_resume(config: RecognitionTrainConfig, crash_step: int, monkeypa
             raise KeyboardInterrupt
         return path
 
-    monkeypatch.setattr(resume, "commit", crash)
+    monkeypatch.setattr(ck, "commit", crash)
     with pytest.raises(KeyboardInterrupt):
         train_recognition(config, progress=False)
-    assert resume.latest_checkpoint(config.out).name == f"step-{crash_step:08d}"
-    monkeypatch.setattr(resume, "commit", real_commit)
+    assert _latest(config.out).name == f"step-{crash_step:08d}"
+    monkeypatch.setattr(ck, "commit", real_commit)
     return train_recognition(config, progress=False)
 
 
@@ -117,7 +126,7 @@ def test_cli_train_and_bad_input(tmp_path, capsys):
 # seals the checkpoint of step 2, leaving process 1 waiting; the launcher then ends the group with a failure.
 CRASHING_TRAIN = """
 import os, sys
-from scoremix_ds.training import resume
+from scoremix_ds.training import checkpoints as resume
 _commit = resume.commit
 def commit(out, step, *args, **kwargs):
     path = _commit(out, step, *args, **kwargs)
@@ -158,13 +167,13 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     out = tmp_path / "ddp"
     crashed = launch(out, str(crashing))
     assert crashed.returncode != 0, crashed.stderr[-3000:]
-    assert resume.latest_checkpoint(out) == resume.checkpoint_dir(out, 2) and not (out / "model.safetensors").exists()
+    assert _latest(out) == out / ck.CHECKPOINTS / ck.step_dir_name(2) and not (out / "model.safetensors").exists()
     first = launch(out, "-m", "scoremix_ds")  # the same command again: it resumes from step 2
     assert first.returncode == 0, first.stderr[-3000:]
     assert "from step 2" in first.stderr, first.stderr[-3000:]
     records = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert {r["global_batch"] for r in records if "global_batch" in r} == {16}  # --batch-size is global: 8 per process
-    ckpt = resume.latest_checkpoint(out)
+    ckpt = _latest(out)
     assert {p.name for p in ckpt.iterdir()} >= {"head-rank0.safetensors", "head-rank1.safetensors", "backbone.safetensors",
                                                  "state-rank0.pt", "state-rank1.pt", "state.json"}
     from scoremix_ds.discriminators.loading import load_discriminator
@@ -174,7 +183,7 @@ def test_two_process_run_with_sharded_head_and_resume(tmp_path):
     assert whole.returncode == 0, whole.stderr[-3000:]
     a, b = _weights(tmp_path / "whole"), _weights(out)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    heads = [load_file(str(d / "head-rank1.safetensors")) for d in (resume.latest_checkpoint(tmp_path / "whole"), ckpt)]
+    heads = [load_file(str(d / "head-rank1.safetensors")) for d in (_latest(tmp_path / "whole"), ckpt)]
     assert all(torch.equal(heads[0][k], heads[1][k]) for k in heads[0])  # process 1's shard resumed exactly too
 
 

@@ -1,7 +1,8 @@
 """Train a class-conditional diffusers denoiser (UNet or DiT) and save it in the layout ``build`` loads.
 
 The run is described by :class:`.generator_config.GeneratorTrainConfig` (its validation and fingerprint live there);
-this module owns the training loop, its checkpoints and the saved output.
+this module owns the generator's data, loss, checkpoint contents and saved output; the loop itself (accelerate,
+accumulation, mixed precision, LR schedule, checkpoint timing) is :mod:`.loop`'s.
 
 Layout written to ``out``::
 
@@ -44,18 +45,17 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..sources.source import Source, SourceSpec
 from ..sources.openers import open_source
-from ..sources.transforms import to_model_tensor
+from ..maths.image_tensors import to_model_tensor
 from ..core.errors import ConfigError, DataError
 from ..core.recipes import to_dict
-from .checkpoints import Checkpoint, latest_checkpoint, remove_partial, write_checkpoint
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
+from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
-from .lr_schedule import lr_factor
+from .loop import EMA, Callback, Precision, TrainingLoop, accelerator_for, lr_factors, micro_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -158,13 +158,9 @@ def _written_by_train_generator(out: Path) -> bool:
 def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
     arch = get_architecture(config.architecture)
-    accelerator = _accelerator(config)
+    accelerator = accelerator_for(cpu=not torch.cuda.is_available())
     rank, world = accelerator.process_index, accelerator.num_processes
-    if config.batch_size % (world * config.gradient_accumulation_steps):
-        raise ConfigError(f"batch_size {config.batch_size} is not divisible by {world} processes x "
-                          f"{config.gradient_accumulation_steps} accumulation steps",
-                          hint="set batch_size to a multiple of processes x gradient_accumulation_steps, or launch fewer "
-                          "processes", fields=("batch_size", "gradient_accumulation_steps"))
+    micro = micro_batch_size(config.batch_size, world, config.gradient_accumulation_steps, "gradient_accumulation_steps")
     source = open_source(SourceSpec(config.real_data, config.real_data_revision,
                                     mode="L" if config.channels == 1 else "RGB"))
     data_id = {"provenance": source.provenance, "commit": source.info.commit, "num_rows": len(source),
@@ -177,14 +173,8 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
         accelerator.wait_for_everyone()
         return out
 
-    ckpt_root = out / "checkpoints"
-    if accelerator.is_main_process:
-        remove_partial(ckpt_root)
-        if not config.resume and ckpt_root.exists():
-            logger.warning("--no-resume: discarding the checkpoints in %s", ckpt_root)
-            shutil.rmtree(ckpt_root)
-    accelerator.wait_for_everyone()
-    ckpt = latest_checkpoint(ckpt_root) if config.resume else None
+    ckpt_root = out / CHECKPOINTS
+    ckpt = prepare_checkpoints(ckpt_root, config.resume, accelerator)
     if ckpt is not None:
         _check_resumable(ckpt, config, fingerprint, data_id)
 
@@ -199,70 +189,79 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     loss_weights = None if config.snr_gamma is None else snr_weights(
         schedule, torch.arange(config.num_train_timesteps), config.prediction_type, config.snr_gamma).to(accelerator.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    model, optimizer = accelerator.prepare(model, optimizer)  # the LR is set from the step: no scheduler to prepare
     from diffusers.training_utils import EMAModel
 
-    ema = EMAModel(accelerator.unwrap_model(model).parameters(), decay=config.ema_decay, use_ema_warmup=True)
-    losses: dict[str, Any] = {"first": [], "running": None}
+    losses = LossRecord(accelerator)
+    loop = TrainingLoop(accelerator, model, optimizer, Precision(config.mixed_precision, accelerator.device),
+                        total=config.steps, accumulation=config.gradient_accumulation_steps,
+                        learning_rate=config.learning_rate,
+                        lr_factor=lr_factors("cosine", config.warmup_steps, config.steps, LR_FLOOR),
+                        max_grad_norm=config.max_grad_norm, checkpoint_every=config.checkpoint_every)
+    ema = EMAModel(loop.unwrapped.parameters(), decay=config.ema_decay, use_ema_warmup=True)
     start = 0
     if ckpt is not None:
-        start, losses = _restore(ckpt, accelerator, model, optimizer, ema)
+        start = _restore(ckpt, loop, ema, losses)
         logger.info("resuming from %s (step %d of %d)", ckpt.path, start, config.steps)
+    state = {"fingerprint": fingerprint, "config": config.fingerprint_payload(), "data": data_id,
+             "world_size": world, "package_version": __version__}
+    loop.callbacks = [EMA(ema), losses]
+    loop.save = lambda done: _save_checkpoint(ckpt_root, done, loop, ema, {**state, "loss": losses.record},
+                                              config.keep_checkpoints)
 
     stop = min(config.steps, config.stop_after or config.steps)
     share = process_share(config.batch_size, rank, world)
-    loader = torch.utils.data.DataLoader(StepBatches(source, config, share), batch_size=None,
-                                         sampler=range(start, stop), num_workers=config.num_workers,
-                                         pin_memory=torch.cuda.is_available())
-    micro = len(share) // config.gradient_accumulation_steps
-    running = None if losses["running"] is None else torch.tensor(losses["running"], device=accelerator.device)
-    state = {"fingerprint": fingerprint, "config": config.fingerprint_payload(), "data": data_id,
-             "world_size": world, "package_version": __version__}
-    model.train()
-    bar = tqdm(total=stop, initial=start, disable=not (progress and accelerator.is_main_process),
-               desc="train-generator")
-    for step, batch in zip(range(start, stop), loader):
-        for group in optimizer.param_groups:
-            group["lr"] = config.learning_rate * lr_factor(step, config.warmup_steps, config.steps, "cosine", LR_FLOOR)
-        step_loss = torch.zeros((), device=accelerator.device)
+    loader = iter(torch.utils.data.DataLoader(StepBatches(source, config, share), batch_size=None,
+                                              sampler=range(start, stop), num_workers=config.num_workers,
+                                              pin_memory=torch.cuda.is_available()))
+
+    def micro_batches(step: int):
+        batch = next(loader)  # the batch of `step`: the sampler runs over the same steps
         for m in range(config.gradient_accumulation_steps):
-            part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
-            with accelerator.accumulate(model):
-                loss = _loss(model, arch.family, schedule, config.prediction_type, part, loss_weights)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm is not None:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-            step_loss += loss.detach() / config.gradient_accumulation_steps
-        ema.step(accelerator.unwrap_model(model).parameters())
-        running = step_loss if running is None else 0.98 * running + 0.02 * step_loss
-        done = step + 1
-        bar.update(1)
-        stopping_early = done == stop and stop < config.steps
-        checkpoint = bool(config.checkpoint_every and done % config.checkpoint_every == 0) or stopping_early
-        if step < FIRST_LOSSES:  # every process takes part in the reductions at the same steps
-            losses["first"].append(accelerator.reduce(step_loss, reduction="mean").item())
-        if done % 25 == 0 or done == stop or checkpoint:
-            losses["running"] = accelerator.reduce(running, reduction="mean").item()
-            bar.set_postfix(loss=f"{losses['running']:.4f}")
-            if done % LOG_EVERY == 0:
-                logger.info("step %d loss %.4f lr %.2e", done, losses["running"], optimizer.param_groups[0]["lr"])
-        if checkpoint:
-            _save_checkpoint(ckpt_root, done, accelerator, model, optimizer, ema, {**state, "loss": losses},
-                             config.keep_checkpoints)
-    bar.close()
+            yield {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
+
+    loop.run(start, stop, micro_batches,
+             lambda part: _loss(loop.model, arch.family, schedule, config.prediction_type, part, loss_weights),
+             progress=progress, desc="train-generator")
 
     if stop < config.steps:
         logger.info("stopped after step %d of %d; run the same config again to continue", stop, config.steps)
         return out
     if accelerator.is_main_process:
-        _save_generator(out, arch.folder, accelerator.unwrap_model(model), ema, schedule, source, config,
-                        fingerprint, losses)
+        _save_generator(out, arch.folder, loop.unwrapped, ema, schedule, source, config, fingerprint, losses.record)
         if ckpt_root.exists():  # a longer run is another config: these can no longer be resumed into anything
             shutil.rmtree(ckpt_root)
     accelerator.wait_for_everyone()
     return out
+
+
+class LossRecord(Callback):
+    """The loss kept in ``scoremix.json`` and the checkpoints: the global loss of each of the first
+    :data:`FIRST_LOSSES` steps, and a running mean (0.98 decay) reduced over processes every 25 steps, at the last
+    step and at each checkpoint (every process takes part in the reductions at the same steps)."""
+
+    def __init__(self, accelerator) -> None:
+        self.accelerator = accelerator
+        self.record: dict[str, Any] = {"first": [], "running": None}
+        self.running: torch.Tensor | None = None
+
+    def restore(self, record: dict[str, Any]) -> None:
+        self.record = record
+        if record["running"] is not None:
+            self.running = torch.tensor(record["running"], device=self.accelerator.device)
+
+    def on_step_end(self, loop: TrainingLoop) -> None:
+        step_loss = torch.zeros((), device=self.accelerator.device)
+        for loss in loop.micro_losses:
+            step_loss += loss
+        self.running = step_loss if self.running is None else 0.98 * self.running + 0.02 * step_loss
+        done = loop.step
+        if done - 1 < FIRST_LOSSES:
+            self.record["first"].append(self.accelerator.reduce(step_loss, reduction="mean").item())
+        if done % 25 == 0 or done == loop.stop or loop.checkpoint_due():
+            self.record["running"] = self.accelerator.reduce(self.running, reduction="mean").item()
+            loop.bar.set_postfix(loss=f"{self.record['running']:.4f}")
+            if done % LOG_EVERY == 0:
+                logger.info("step %d loss %.4f lr %.2e", done, self.record["running"], loop.learning_rate(done - 1))
 
 
 def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor],
@@ -299,24 +298,6 @@ def snr_weights(schedule, timesteps: torch.Tensor, prediction_type: str, gamma: 
     return clipped.float()
 
 
-def _accelerator(config: GeneratorTrainConfig):
-    """accelerate's Accelerator for this config (gloo on CPUs: ``PartialState(cpu=True)``)."""
-    from accelerate import Accelerator
-    from accelerate.state import AcceleratorState
-
-    kwargs = {"cpu": not torch.cuda.is_available(), "mixed_precision": config.mixed_precision,
-              "gradient_accumulation_steps": config.gradient_accumulation_steps}
-    try:
-        return Accelerator(**kwargs)
-    except ValueError as exc:
-        if "already been initialized" not in str(exc):
-            raise ConfigError(f"accelerate refuses this setup: {exc}", hint="check mixed_precision") from exc
-        # An earlier trainer in this process fixed another precision, which accelerate keeps process-wide; reset
-        # that choice only (the process group in PartialState stays).
-        AcceleratorState._reset_state(reset_partial_state=False)
-        return Accelerator(**kwargs)
-
-
 def _already_trained(out: Path, fingerprint: str, data_id: dict[str, Any]) -> bool:
     meta_file = out / "scoremix.json"
     if not meta_file.is_file() or not any((out / f / "config.json").is_file() for f in FOLDERS.values()):
@@ -348,23 +329,26 @@ def _check_resumable(ckpt: Checkpoint, config: GeneratorTrainConfig, fingerprint
                         hint="pin real_data_revision to its data, choose another --out, or pass --no-resume")
 
 
-def _save_checkpoint(root: Path, done: int, accelerator, model, optimizer, ema, state: dict, keep: int) -> None:
-    if accelerator.is_main_process:
-        net = accelerator.unwrap_model(model)
+def _save_checkpoint(root: Path, done: int, loop: TrainingLoop, ema, state: dict, keep: int) -> None:
+    """Process 0 writes the model, the EMA weights and the optimizer (and fp16 grad-scaler) state; all wait."""
+    main = loop.accelerator.is_main_process
+    tensors, objects = {}, {}
+    if main:
+        net = loop.unwrapped
         ema_state = dict(ema.state_dict())
         shadow = ema_state.pop("shadow_params")
         names = [name for name, _ in net.named_parameters()]
-        scaler = accelerator.scaler.state_dict() if accelerator.scaler is not None else None
-        write_checkpoint(root, done, state={**state, "ema": ema_state},
-                         tensors={"model": net.state_dict(), "ema": dict(zip(names, shadow))},
-                         objects={"optimizer": {"optimizer": optimizer.state_dict(), "scaler": scaler}}, keep=keep)
+        state = {**state, "ema": ema_state}
+        tensors = {"model": net.state_dict(), "ema": dict(zip(names, shadow))}
+        objects = {"optimizer": {"optimizer": loop.raw_optimizer.state_dict(), "scaler": loop.precision.state_dict()}}
+    write_checkpoint(root, done, state, tensors, objects, keep, main=main, barrier=loop.accelerator.wait_for_everyone)
+    if main:
         logger.info("checkpoint %s", root / f"step-{done:08d}")
-    accelerator.wait_for_everyone()
 
 
-def _restore(ckpt: Checkpoint, accelerator, model, optimizer, ema) -> tuple[int, dict[str, Any]]:
-    """Load every piece of training state from ``ckpt``; returns the step to continue from and the loss record."""
-    net = accelerator.unwrap_model(model)
+def _restore(ckpt: Checkpoint, loop: TrainingLoop, ema, losses: LossRecord) -> int:
+    """Load every piece of training state from ``ckpt``; returns the step to continue from."""
+    net = loop.unwrapped
     net.load_state_dict(ckpt.tensors("model"))
     state = ckpt.state()
     shadow = ckpt.tensors("ema")
@@ -372,13 +356,13 @@ def _restore(ckpt: Checkpoint, accelerator, model, optimizer, ema) -> tuple[int,
     ema.load_state_dict({**state["ema"],
                          "shadow_params": [shadow[name].to(device) for name, _ in net.named_parameters()]})
     saved = ckpt.objects("optimizer")
-    optimizer.load_state_dict(saved["optimizer"])
-    if accelerator.scaler is not None and saved.get("scaler"):
-        accelerator.scaler.load_state_dict(saved["scaler"])
-    if state.get("world_size") != accelerator.num_processes:
+    loop.optimizer.load_state_dict(saved["optimizer"])
+    loop.precision.load_state_dict(saved.get("scaler"))
+    if state.get("world_size") != loop.accelerator.num_processes:
         logger.info("checkpoint written by %s processes, resumed by %d (same batches)", state.get("world_size"),
-                    accelerator.num_processes)
-    return int(state["step"]), dict(state.get("loss", {"first": [], "running": None}))
+                    loop.accelerator.num_processes)
+    losses.restore(dict(state.get("loss", {"first": [], "running": None})))
+    return int(state["step"])
 
 
 def _save_generator(out: Path, folder: str, net, ema, schedule, source: Source, config: GeneratorTrainConfig,

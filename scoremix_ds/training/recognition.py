@@ -4,8 +4,10 @@ Data: :mod:`scoremix_ds.training.mixture` (separate label namespaces) and :mod:`
 synthetic:real ratio, a sampler that is a pure function of ``(seed, step)``). Loss: a margin head
 (:mod:`scoremix_ds.maths.margins`) through Partial FC (:mod:`scoremix_ds.training.partial_fc`), whose class matrix
 is sharded over processes and whose sampled classes are a function of ``(seed, step, rank)``. Every source of
-randomness is a function of the step, so a run resumed from a checkpoint (:mod:`scoremix_ds.training.resume`) gives
-the same weights as one that never stopped.
+randomness is a function of the step, so a run resumed from a checkpoint (:mod:`scoremix_ds.training.checkpoints`)
+gives the same weights as one that never stopped. The loop (accelerate, accumulation, LR schedule, log, checkpoint
+timing, evaluation while the other processes wait) is :mod:`scoremix_ds.training.loop`'s; this module keeps the
+recognition data, model, loss and output.
 
 Written to ``out``: ``config.json`` + ``model.safetensors`` (``save_pretrained``, loadable by ``load_discriminator``
 and ``scoremix-ds eval``), ``README.md`` (model card: data with exact revisions, label spaces, results),
@@ -18,27 +20,25 @@ import json
 import logging
 import os
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..core.errors import ConfigError, DataError, ModelError
 from ..core.outputs import read_json_object
 from ..core.recipes import to_dict
 from ..core.validate import device_name
-from . import resume
-from .lr_schedule import lr_factor
+from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
+from .loop import Evaluate, JsonlLog, Precision, TrainingLoop, accelerator_for, lr_factors, micro_batch_size
 from .partial_fc import PartialFC
 from .recognition_config import RecognitionTrainConfig
 
 logger = logging.getLogger(__name__)
 
-LOG = "train_log.jsonl"
+LOG = JsonlLog.NAME
 
 
 @dataclass(frozen=True)
@@ -96,31 +96,9 @@ def _evaluate(model, benchmarks: list, device) -> dict[str, Any]:
     return result
 
 
-def _record_step(path: Path, line: str) -> int:
-    """The step of one line of the JSONL log; a line that is not a record is a DataError naming the log."""
-    try:
-        record = json.loads(line)
-    except ValueError:
-        record = None
-    if not isinstance(record, dict):
-        raise DataError(f"{path} has a line that is not a JSON record: {line[:60]!r}",
-                        hint="restore that file, or delete it (a resumed run starts a new log)")
-    return record.get("step", 0)
-
-
-def _open_log(out: Path, resume_step: int):
-    """The JSONL log, truncated to the records up to ``resume_step`` so a resumed run never duplicates lines."""
-    path = out / LOG
-    kept = []
-    if resume_step and path.is_file():
-        kept = [line for line in path.read_text().splitlines() if line and _record_step(path, line) <= resume_step]
-    path.write_text("".join(line + "\n" for line in kept))
-    return path.open("a", encoding="utf-8")
-
-
 def _written_by_train(out: Path) -> bool:
     """A folder `scoremix-ds train` wrote before folders were marked: it has the run's log or checkpoints."""
-    return (out / LOG).is_file() or (out / resume.CHECKPOINTS).is_dir()
+    return (out / LOG).is_file() or (out / CHECKPOINTS).is_dir()
 
 
 def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> TrainResult:
@@ -147,23 +125,18 @@ def default_workers(cuda: bool, world: int) -> int:
 
 
 def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
-    from accelerate import Accelerator
-
     from .mixture import make_loader, open_mixture
     from ..sources.preprocess import PreprocessConfig, normalise
 
     started = time.perf_counter()
     out = Path(config.out)
     if out.exists() and not out.is_dir():
-        raise DataError(f"--out {out} is a file", hint="give --out a folder")
+        raise DataError(f"out {out} is a file", hint="give out a folder", field="out")
     cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
-    accelerator = Accelerator(cpu=cpu, mixed_precision=config.mixed_precision if not cpu else "no")
+    accelerator = accelerator_for(cpu)
+    precision = Precision(config.mixed_precision if not cpu else "no", accelerator.device)
     rank, world = accelerator.process_index, accelerator.num_processes
-    # --batch-size is the GLOBAL batch of one optimizer step: split over the processes and the accumulation steps
-    if config.batch_size % (world * config.grad_accum):
-        raise ConfigError(f"--batch-size {config.batch_size} does not split over {world} processes x {config.grad_accum} "
-                          "accumulation steps", hint=f"use a multiple of {world * config.grad_accum} for --batch-size")
-    micro = config.batch_size // (world * config.grad_accum)
+    micro = micro_batch_size(config.batch_size, world, config.grad_accum, "grad_accum")
     cuda = accelerator.device.type == "cuda"
     workers = config.num_workers if config.num_workers is not None else default_workers(cuda, world)
 
@@ -181,92 +154,88 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
         optimizer = torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: lr_factor(s, config.warmup_steps, config.steps, config.lr_schedule))
 
+    root = out / CHECKPOINTS
     start = 0
-    ckpt = resume.latest_checkpoint(out)
+    ckpt = prepare_checkpoints(root, config.resume, accelerator)
     if ckpt is not None:  # the backbone is restored BEFORE DDP wraps it; the head stays unwrapped (sharded by rank)
-        start = resume.load_checkpoint(ckpt, {"backbone": model, f"head-rank{rank}": head},
-                                       {"optimizer": optimizer, "schedule": schedule}, fingerprint, f"rank{rank}")["step"]
+        start = _restore(ckpt, model, head, optimizer, fingerprint, rank)
         logger.info("resuming %s from step %d", out, start)
     if start >= config.steps and (out / "model.safetensors").is_file():
         logger.info("%s already finished %d steps", out, config.steps)
         return TrainResult(out, start, time.perf_counter() - started, _last_eval(out), start)
-    model, optimizer = accelerator.prepare(model, optimizer)
+
+    log = JsonlLog(out, config.log_every, images=lambda batch: len(batch[1]))
+    metrics: dict[str, Any] = {}
+    callbacks: list = [log]
+    if config.val:
+        benchmarks = _val_benchmarks(config) if accelerator.is_main_process else []
+
+        def record(step: int, result: dict[str, Any]) -> None:
+            nonlocal metrics
+            metrics = result
+            log.write({"step": step, "eval": _summary(result)})
+
+        callbacks.append(Evaluate(config.eval_every, lambda net: _evaluate(net, benchmarks, accelerator.device), record))
+    loop = TrainingLoop(accelerator, model, optimizer, precision, total=config.steps, accumulation=config.grad_accum,
+                        learning_rate=config.learning_rate,
+                        lr_factor=lr_factors(config.lr_schedule, config.warmup_steps, config.steps),
+                        callbacks=callbacks, checkpoint_every=config.checkpoint_every, final_checkpoint=True)
+    loop.save = lambda done: _checkpoint(loop, root, done, head, fingerprint, config.keep_checkpoints)
     sampler = data.batch_sampler(micro, config.synthetic_ratio if config.synthetic and config.real else 1.0,
                                  config.seed, start_step=start * config.grad_accum,
                                  num_steps=(config.steps - start) * config.grad_accum, rank=rank, world_size=world)
     # uint8 NHWC batches from the workers (pinned on CUDA): a quarter of float32's bytes cross the bus, and the
     # float conversion runs on the device (on a CPU: the same bits as converting in the loader)
     batches = iter(make_loader(data, sampler, num_workers=workers, pin_memory=cuda, uint8=True))
-    benchmarks = _val_benchmarks(config) if accelerator.is_main_process else []
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    log = _open_log(out, start) if accelerator.is_main_process else None
-    metrics: dict[str, Any] = {}
-    if benchmarks and start == 0:  # the starting point (random init or --init), so the log shows what training changed
-        initial = _evaluate(accelerator.unwrap_model(model), benchmarks, accelerator.device)
-        log.write(json.dumps({"step": 0, "eval": _summary(initial)}) + "\n")
-        log.flush()
-    model.train()
-    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, desc="train",
-               disable=not (progress and accelerator.is_main_process))
-    window_loss, window_images, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
-    for step in bar:
-        for micro in range(config.grad_accum):
-            x, y = next(batches)
-            x = normalise(x.to(accelerator.device, non_blocking=True), arch.image_size, arch.channels)
-            y = y.to(accelerator.device, non_blocking=True)
-            sync = micro == config.grad_accum - 1
-            with (nullcontext() if sync else accelerator.no_sync(model)), accelerator.autocast():
-                loss = head(model(x).float(), y) / config.grad_accum
-            accelerator.backward(loss)
-            window_loss = window_loss + loss.detach()  # no host sync per step: read when the log is written
-            window_images += len(y) * world
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        done, window_steps = step + 1, window_steps + 1
-        if log is not None and (done % config.log_every == 0 or done == config.steps):
-            record = {"step": done, "loss": float(window_loss) / window_steps, "lr": schedule.get_last_lr()[0],
-                      "images_per_s": window_images / (time.perf_counter() - window_start),
-                      "global_batch": window_images // window_steps}
-            log.write(json.dumps(record) + "\n")
-            log.flush()
-            logger.info("step %d loss %.4f lr %.3g %.0f img/s", done, record["loss"], record["lr"], record["images_per_s"])
-            bar.set_postfix(loss=f"{record['loss']:.3f}")
-            window_loss, window_images, window_steps, window_start = 0.0, 0, 0, time.perf_counter()
-        if benchmarks and config.eval_every and done % config.eval_every == 0 and done != config.steps:
-            metrics = _evaluate(accelerator.unwrap_model(model), benchmarks, accelerator.device)
-            log.write(json.dumps({"step": done, "eval": _summary(metrics)}) + "\n")
-            log.flush()
-        if config.checkpoint_every and done % config.checkpoint_every == 0 or done == config.steps:
-            _checkpoint(accelerator, out, done, model, head, optimizer, schedule, fingerprint, config)
-    if log is not None:
-        if benchmarks:
-            metrics = _evaluate(accelerator.unwrap_model(model), benchmarks, accelerator.device)
-            log.write(json.dumps({"step": config.steps, "eval": _summary(metrics)}) + "\n")
-        log.close()
-        _save(accelerator.unwrap_model(model), out, config, arch, data, metrics, time.perf_counter() - started)
+
+    def loss(batch) -> torch.Tensor:
+        x, y = batch
+        x = normalise(x.to(accelerator.device, non_blocking=True), arch.image_size, arch.channels)
+        y = y.to(accelerator.device, non_blocking=True)
+        with precision.autocast():
+            return head(loop.model(x).float(), y)
+
+    loop.run(start, config.steps, lambda step: (next(batches) for _ in range(config.grad_accum)), loss,
+             progress=progress, desc="train")
+    log.close()
+    if accelerator.is_main_process:
+        _save(loop.unwrapped, out, config, arch, data, metrics, time.perf_counter() - started)
     accelerator.wait_for_everyone()
     return TrainResult(out, config.steps, time.perf_counter() - started, metrics, start)
 
 
-def _checkpoint(accelerator, out, step, model, head, optimizer, schedule, fingerprint, config) -> None:
+def _checkpoint(loop: TrainingLoop, root: Path, step: int, head, fingerprint: str, keep: int) -> None:
     """Every process writes its head shard (Partial FC) and its optimizer state (momentum of its shard); process 0
     also the backbone, then seals the checkpoint."""
-    rank = accelerator.process_index
-    if accelerator.is_main_process:
-        resume.begin(out, step)
-    accelerator.wait_for_everyone()
-    modules = {f"head-rank{rank}": head, **({"backbone": accelerator.unwrap_model(model)} if accelerator.is_main_process else {})}
-    resume.write_part(resume.staging_dir(out, step), modules, {"optimizer": optimizer, "schedule": schedule}, f"rank{rank}")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        resume.commit(out, step, fingerprint, config.keep_checkpoints, {"processes": accelerator.num_processes})
-    accelerator.wait_for_everyone()
+    rank, main = loop.accelerator.process_index, loop.accelerator.is_main_process
+    tensors = {f"head-rank{rank}": head, **({"backbone": loop.unwrapped} if main else {})}
+    write_checkpoint(root, step, {"fingerprint": fingerprint, "processes": loop.accelerator.num_processes}, tensors,
+                     {f"state-rank{rank}": {"optimizer": loop.raw_optimizer.state_dict()}}, keep, main=main,
+                     barrier=loop.accelerator.wait_for_everyone)
+
+
+def _restore(ckpt: Checkpoint, model, head, optimizer, fingerprint: str, rank: int) -> int:
+    """Restore the backbone, this process's head shard and its optimizer state; refuses another config's checkpoint.
+    (Checkpoints of earlier versions also hold the LR schedule's state: the rate is a function of the step.)"""
+    state = ckpt.state()
+    if state.get("fingerprint") != fingerprint:
+        raise ConfigError(
+            f"{ckpt.path.parent.parent} holds checkpoints of a different training config (fingerprint "
+            f"{state.get('fingerprint')}, this run {fingerprint})",
+            hint="resume with the original settings and process count, choose another out, or turn resume off",
+            fields=("out", "resume"))
+    missing = ckpt.missing(["backbone.safetensors", f"head-rank{rank}.safetensors", f"state-rank{rank}.pt"])
+    if missing:
+        raise ConfigError(f"checkpoint {ckpt.path} lacks {missing[0]} (saved with another number of processes?)",
+                          hint="resume with the original number of processes, or choose another out", field="out")
+    ckpt.load_module("backbone", model)
+    ckpt.load_module(f"head-rank{rank}", head)
+    optimizer.load_state_dict(ckpt.objects(f"state-rank{rank}")["optimizer"])  # weights_only: no pickle payloads
+    return int(state["step"])
 
 
 def _summary(metrics: dict[str, Any]) -> dict[str, Any]:

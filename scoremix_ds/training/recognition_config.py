@@ -16,7 +16,7 @@ PRECISIONS = ("no", "bf16", "fp16")
 
 # Fields that change where, how fast or how often things are reported, never the trained weights.
 RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "keep_checkpoints", "eval_every", "val",
-                        "log_every"})
+                        "log_every", "resume"})
 # Fields added after configs were fingerprinted, with the value older configs behaved as (none yet): a config that
 # leaves them there keeps its fingerprint (:func:`~scoremix_ds.core.recipes.without_added_fields`).
 ADDED_FIELDS: dict = {}
@@ -65,6 +65,7 @@ class RecognitionTrainConfig:
     log_every: int = 50
     num_workers: int | None = None  # DataLoader workers; None: 0 on CPU, min(8, cores per process) on CUDA
     device: str | None = None  # None: accelerate's choice (GPU when present)
+    resume: bool = True  # continue from out/checkpoints of the SAME config; False: discard them and start over
 
     def __post_init__(self) -> None:
         if not self.real and not self.synthetic:
