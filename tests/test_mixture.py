@@ -132,7 +132,7 @@ def test_resize_matches_pil_bilinear():
 
 
 def test_small_images_are_centre_padded_like_embed_images():
-    from scoremix_ds.sources.transforms import to_model_tensor
+    from scoremix_ds.maths.image_tensors import to_model_tensor
 
     img = np.random.default_rng(1).integers(0, 256, (2, 28, 28, 1), dtype=np.uint8)
     padded = resize_uint8(img, 32, 1)

@@ -1,26 +1,19 @@
-"""The models a build and a training run load, as adapters with one interface each.
+"""Recognition networks ("discriminators"): what embeds images for class centres, and what ``train`` trains.
 
-- :mod:`.generator`: a class-conditional diffusers generator (UNet or DiT, optional VAE) behind
-  ``ClassConditionalGenerator``, loaded from the embedded default, a local folder or a Hub id;
-- :mod:`.discriminator`: a recognition network ("discriminator") that embeds images for class centres; its
-  backbones are :mod:`.embedding_net` (the base class and ``small-cnn``), :mod:`.iresnet` (IResNet-18/34/50/100) and
-  :mod:`.hf_backbone` (a ``transformers`` vision body), named in :data:`BACKBONES`; :mod:`.onnx_embedder` runs a
-  pretrained ONNX face model instead;
-- :mod:`.digest`: content digests of loaded weights, which plan files record.
+- :mod:`.embedding_net`: the base class of every backbone (safetensors save and load, :data:`BACKBONES`) and
+  ``small-cnn``; :mod:`.iresnet` (IResNet-18/34/50/100) and :mod:`.hf_backbone` (a ``transformers`` vision body);
+- :mod:`.onnx_embedder`: a pretrained ONNX face model behind the same interface;
+- :mod:`.loading`: :func:`~.loading.load_discriminator` (embedded default, local folder, Hub id, ONNX) and
+  :func:`~.loading.embed_images`.
 
 :data:`BACKBONES` maps a ``--backbone`` name to its class, in the order ``--backbone`` lists them.
 """
 
 from __future__ import annotations
 
-from .embedding_net import EmbeddingNet, SmallCNN
-from .hf_backbone import HFBackbone
-from .iresnet import IRESNETS
-
-BACKBONES: dict[str, type[EmbeddingNet]] = {
-    SmallCNN.backbone_name: SmallCNN,
-    **IRESNETS,
-    HFBackbone.backbone_name: HFBackbone,
-}
+# Each backbone class adds itself to BACKBONES as its module is imported: this order is --backbone's.
+from .embedding_net import BACKBONES, EmbeddingNet, SmallCNN  # noqa: F401  small-cnn
+from . import iresnet  # noqa: F401,E402  iresnet18 .. iresnet100
+from . import hf_backbone  # noqa: F401,E402  hf
 
 __all__ = ["BACKBONES"]

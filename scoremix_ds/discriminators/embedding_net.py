@@ -1,6 +1,7 @@
 """The base of every recognition backbone (:class:`EmbeddingNet`: forward, safetensors save and load) and the
 smallest one, :class:`SmallCNN`. The other backbones subclass it in their own modules (:mod:`.iresnet`,
-:mod:`.hf_backbone`); :data:`scoremix_ds.discriminators.BACKBONES` names them all.
+:mod:`.hf_backbone`); each backbone class adds itself to :data:`BACKBONES` under its ``backbone_name`` as it is
+defined, so the base class loads any saved backbone without importing its subclasses' modules.
 
 A saved backbone is a folder with ``config.json`` (the constructor kwargs plus ``"backbone"``, its name in
 ``BACKBONES``) and ``model.safetensors``, written by ``save_pretrained`` of ``huggingface_hub``'s
@@ -21,6 +22,11 @@ from ..core.errors import ModelError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+DEFAULT_BACKBONE = "small-cnn"  # what a config.json without "backbone" (written before it named one) holds
+
+# Every backbone class by its ``backbone_name``, in the order they are defined: ``scoremix_ds.discriminators``
+# imports this module, then :mod:`.iresnet`, then :mod:`.hf_backbone`, the order ``--backbone`` lists them.
+BACKBONES: dict[str, type[EmbeddingNet]] = {}
 
 
 class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", tags=["face-recognition", "scoremix"]):
@@ -35,19 +41,31 @@ class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", 
     image_size: int
     embedding_dim: int
 
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("backbone_name"):  # a concrete backbone (not an intermediate base such as IResNet)
+            BACKBONES[cls.backbone_name] = cls
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         """Load a saved recognition model: ``EmbeddingNet.from_pretrained("org/name", revision="v1")`` (or a local
-        folder) picks the backbone its ``config.json`` names, as :func:`~scoremix_ds.discriminators.loading.load_discriminator` does (safetensors only,
-        eval mode). On a backbone class (``SmallCNN.from_pretrained``) it is ``huggingface_hub``'s mixin loader."""
+        folder) picks the backbone its ``config.json`` names in :data:`BACKBONES` (safetensors only, strict, eval
+        mode). On a backbone class (``SmallCNN.from_pretrained``) it is ``huggingface_hub``'s mixin loader.
+        :func:`~scoremix_ds.discriminators.loading.load_discriminator` is the same with the embedded default, ONNX
+        models and one-line errors."""
         if cls is not EmbeddingNet:
             return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         revision = kwargs.pop("revision", None)
         if args or kwargs:
             raise TypeError(f"EmbeddingNet.from_pretrained takes a folder or Hub id and revision=, not {sorted(kwargs) or args}")
-        from .loading import load_discriminator  # the loader dispatches on BACKBONES, which holds subclasses
+        source = str(pretrained_model_name_or_path)
+        if os.path.isdir(source):
+            config_file = os.path.join(source, CONFIG_NAME)
+        else:
+            from huggingface_hub import hf_hub_download
 
-        return load_discriminator(str(pretrained_model_name_or_path), revision)
+            config_file = hf_hub_download(source, CONFIG_NAME, revision=revision)
+        return backbone_class(Path(config_file)).from_pretrained(source, revision=revision).eval()
 
     def _save_pretrained(self, save_directory: Path) -> None:
         """Weights as safetensors, and a ``config.json`` that also names the backbone so loading can dispatch."""
@@ -91,6 +109,21 @@ class EmbeddingNet(nn.Module, PyTorchModelHubMixin, library_name="scoremix-ds", 
             )
         load_model(model, weights, strict=strict, device=map_location)
         return model.eval()
+
+
+def backbone_class(config_file: Path, field: str = "discriminator") -> type[EmbeddingNet]:
+    """The backbone class a saved model's ``config.json`` names (``"backbone"``; :data:`DEFAULT_BACKBONE` when it names
+    none); a one-line ModelError naming ``field`` when the file is not JSON or the name is unknown."""
+    folder = config_file.parent
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelError(f"discriminator {folder}/{config_file.name} is not valid JSON: {exc}", hint=f"check `{field}`",
+                         field=field) from exc
+    name = config.get("backbone", DEFAULT_BACKBONE) if isinstance(config, dict) else None
+    if name not in BACKBONES:
+        raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
 
 
 class SmallCNN(EmbeddingNet):

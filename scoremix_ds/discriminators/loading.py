@@ -13,7 +13,6 @@ The backbones themselves live in :mod:`.embedding_net` (the base and ``small-cnn
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -24,9 +23,10 @@ import torch.nn.functional as F
 from ..maths.image_tensors import to_model_tensor
 from ..core.errors import DataError, ModelError
 from ..core.hub_client import download_errors
+from ..core.processes import is_main_process
+from ..core.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
 from ..core.resources import default_model_dir
-from . import BACKBONES
-from .embedding_net import CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN
+from .embedding_net import BACKBONES, CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN, backbone_class
 from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
 
 logger = logging.getLogger(__name__)
@@ -63,8 +63,6 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
             match its config; or the ONNX file is missing, not ONNX, or has no single 4-D image input.
     """
     if name_or_path not in (None, "default") and not is_onnx_reference(name_or_path):
-        from ..core.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
-
         name_or_path, revision = with_revision(name_or_path, revision, flag)
     return _load(name_or_path, revision, flag)
 
@@ -73,21 +71,15 @@ def _load(name_or_path: str | None, revision: str | None, flag: str) -> Embeddin
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path, flag=flag)
     folder = _resolve(name_or_path, revision, flag)
+    backbone = backbone_class(folder / CONFIG_NAME, flag)
     try:
-        config = json.loads((folder / CONFIG_NAME).read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ModelError(f"discriminator {folder}/{CONFIG_NAME} is not valid JSON: {exc}", hint=f"check `{flag}`", field=flag) from exc
-    name = config.get("backbone", SmallCNN.backbone_name)
-    if name not in BACKBONES:
-        raise ModelError(f"discriminator {folder} has unknown backbone '{name}'", hint=f"known: {', '.join(BACKBONES)}")
-    try:
-        model = BACKBONES[name].from_pretrained(str(folder))
+        model = backbone.from_pretrained(str(folder))
     except ModelError:
         raise
     except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=f"check `{flag}`", field=flag) from exc
-    logger.info("loaded discriminator %s (%s, %d-d)", folder, name, model.embedding_dim)
+    logger.info("loaded discriminator %s (%s, %d-d)", folder, backbone.backbone_name, model.embedding_dim)
     return model.eval()
 
 
@@ -167,8 +159,6 @@ def embed_images(
     if isinstance(model, OnnxEmbedder):
         return model.embed(images, batch_size=batch_size)
     from tqdm.auto import tqdm
-
-    from ..core.processes import is_main_process
 
     was_training = model.training
     model.to(device).eval()

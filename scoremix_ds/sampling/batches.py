@@ -18,7 +18,7 @@ import torch
 
 from ..generators.loading import ClassConditionalGenerator
 from ..maths.mixing import WeightSchedule
-from ..sources.transforms import to_uint8
+from ..maths.image_tensors import to_uint8
 from .schedulers import make_scheduler
 from .scoremix import scoremix_sample
 

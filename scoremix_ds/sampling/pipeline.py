@@ -32,7 +32,7 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from ..sources.transforms import to_uint8
+from ..maths.image_tensors import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
 from ..generators.loading import ClassConditionalGenerator
 from .batches import SamplingSettings, sample_batches

@@ -23,15 +23,14 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import DataError
-from .readers import RealData
+from ..core.resources import default_model_dir
+from .real_data import RealData
 
 SPLITS = ("train", "verify")
 
 
 def glyphs_dir() -> Path:
     """The folder of the shipped dataset (README card, ``glyphs.json``, ``data/{train,verify}-*.parquet``)."""
-    from ..core.resources import default_model_dir
-
     return default_model_dir("glyphs-han")
 
 
@@ -56,7 +55,7 @@ def _decoded(split: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 def read_glyphs(split: str, revision: str | None = None) -> RealData:
-    """One split as :class:`~.readers.RealData` (decoded once per process; the arrays are read-only)."""
+    """One split as :class:`~.real_data.RealData` (decoded once per process; the arrays are read-only)."""
     if split not in SPLITS:
         raise DataError(f"glyphs-han has no split '{split}'", hint=f"use glyphs-han-{' or glyphs-han-'.join(SPLITS)}")
     images, labels, names = _decoded(split)

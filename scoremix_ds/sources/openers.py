@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ConfigError, DataError
-from .readers import READERS, RealData
+from .readers import READERS
+from .real_data import RealData
 from .recordio import InsightFaceRecords
 from ..core.refs import public_ref, with_revision
 from .source import (

@@ -12,33 +12,17 @@ from __future__ import annotations
 import gzip
 import importlib.resources
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import replace
 from typing import Callable
 
 import numpy as np
 
 from ..core.errors import DataError
+from .glyphs import read_glyphs
+from .real_data import RealData
+from .splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RealData:
-    """Labelled images held in memory: ``images`` is uint8 NHWC, ``labels`` int64 in ``[0, len(class_names))``."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    class_names: tuple[str, ...]
-    source: str  # the reference as given (built-ins: what they are), fit for a card once public_ref'd
-    licence: str
-    attribution: str
-    provenance: str = ""  # exactly what was read (resolved Hub commit, folder digest), as the data layer says
-    commit: str | None = None
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
 
 
 def read_mnist_5k(revision: str | None = None) -> RealData:
@@ -63,10 +47,6 @@ def read_mnist_5k(revision: str | None = None) -> RealData:
 
 def _mnist_part(part: str) -> Callable[..., RealData]:
     def read(revision: str | None = None) -> RealData:
-        from dataclasses import replace
-
-        from .splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
-
         data = read_mnist_5k(revision)
         train, held = split_holdout(data.labels, DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED)
         idx = train if part == "train" else held
@@ -78,15 +58,13 @@ def _mnist_part(part: str) -> Callable[..., RealData]:
 
 def _glyphs_split(split: str) -> Callable[..., RealData]:
     def read(revision: str | None = None) -> RealData:
-        from .glyphs import read_glyphs
-
         return read_glyphs(split, revision)
 
     return read
 
 
 # mnist-5k-heldout: the 500 digits the embedded discriminator never trained on (50 per class); -train: the rest.
-# glyphs-han-train / -verify: Han ideographs x typefaces, two disjoint identity sets (data/glyphs.py).
+# glyphs-han-train / -verify: Han ideographs x typefaces, two disjoint identity sets (sources/glyphs.py).
 READERS: dict[str, Callable[..., RealData]] = {
     "mnist-5k": read_mnist_5k,
     "mnist-5k-train": _mnist_part("train"),

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..sources.readers import RealData
+from ..sources.real_data import RealData
 from ..maths.centres import class_centres
 from ..discriminators.loading import embed_images
 

@@ -39,7 +39,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from ..sources.transforms import to_uint8
+from ..maths.image_tensors import to_uint8
 from ..dataset.schema import COLUMNS
 from ..dataset.writer import encode_png, shard_path, write_shard
 from ..generators.loading import ClassConditionalGenerator

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ...sources.readers import RealData
+from ...sources.real_data import RealData
 from ...sources.openers import read_real_data
 from ...dataset.manifest import file_sha256
 from ...core.errors import ConfigError, DataError

@@ -1,4 +1,5 @@
-"""Pure conversions between uint8 images and the float tensors models take."""
+"""Pure conversions between uint8 images and the float tensors models take (and back): what a reader, a trainer, a
+sampler and an embedder share, so none of them imports another for it."""
 
 from __future__ import annotations
 
