@@ -12,6 +12,7 @@ import pickle
 import sys
 import types
 
+import numpy as np
 import pytest
 import torch
 
@@ -350,17 +351,19 @@ def _as_persistent(module: torch.nn.Module, source: str, init_kwargs=None):
                         "class_name": f"training.networks_edm2.{name}", "state": state})
 
 
-def _snapshot_bytes(net, source="", encoder="StandardRGBEncoder", extra=None) -> bytes:
+def _snapshot_bytes(net, source="", encoder="StandardRGBEncoder", extra=None, encoder_state=None) -> bytes:
+    """EDM2 pickles an EasyDict: encoder, dataset_kwargs, loss_fn, then the fp16 ``ema`` network."""
     kwargs = {k: v for k, v in TINY.items()}
     enc = _Persistent({"type": "class", "version": 6, "module_src": source,
-                       "class_name": f"training.encoders.{encoder}", "state": {"_init_kwargs": {}}})
+                       "class_name": f"training.encoders.{encoder}",
+                       "state": {"_init_kwargs": {}, **(encoder_state or {})}})
     data = {"dataset_kwargs": _NewObj(EASY_DICT, items={"path": "faces.zip", "use_labels": True}),
             "loss_fn": _Persistent({"type": "class", "version": 6, "module_src": source,
                                     "class_name": "training.training_loop.EDM2Loss",
                                     "state": {"P_mean": -0.8, "P_std": 1.6, "sigma_data": 0.5}}),
             "encoder": enc, "ema": _as_persistent(net, source, init_kwargs=kwargs)}
     data.update(extra or {})
-    return _dumps(data)
+    return _dumps(_NewObj(EASY_DICT, items=data))
 
 
 def test_snapshot_round_trips_tensors_and_loads_strictly(tmp_path):
@@ -443,11 +446,21 @@ def test_bad_snapshots_are_one_line_errors(tmp_path):
     with pytest.raises(DataError, match="no 'ema' network"):
         read_edm2_snapshot(other)
     latent = tmp_path / "network-snapshot-latent.pkl"
-    latent.write_bytes(_snapshot_bytes(tiny_net(), encoder="StabilityVAEEncoder"))
+    scale = np.float32(0.5) / np.float32([4.17, 4.62, 3.71, 3.28])  # a latent encoder holds numpy values
+    state = {"vae_name": "stabilityai/sd-vae-ft-mse", "scale": scale, "bias": -scale, "gain": np.float32(2.0)}
+    latent.write_bytes(_snapshot_bytes(tiny_net(), encoder="StabilityVAEEncoder", encoder_state=state))
     with pytest.raises(ModelError, match="latent-space") as err:
         read_edm2_snapshot(latent)
     assert err.value.field == "vae"
-    assert read_edm2_snapshot(latent, vae_available=True).encoder == "latent"
+    snap = read_edm2_snapshot(latent, vae_available=True)
+    record = snap.extra["encoder"]
+    assert snap.encoder == "latent" and record["class_name"] == "training.encoders.StabilityVAEEncoder"
+    assert np.array_equal(record["state"]["scale"], scale) and record["state"]["scale"].dtype == np.float32
+    assert record["state"]["gain"] == np.float32(2.0) and record["state"]["vae_name"] == "stabilityai/sd-vae-ft-mse"
+    objects = tmp_path / "network-snapshot-objects.pkl"
+    objects.write_bytes(_snapshot_bytes(tiny_net(), encoder_state={"x": np.array([None, 1], dtype=object)}))
+    with pytest.raises(DataError, match="refused numpy dtype 'O8'"):
+        read_edm2_snapshot(objects)
 
 
 def test_training_state_loads_weights_only_with_easydict_as_dict(tmp_path):

@@ -8,7 +8,8 @@ Facts relied on (issue 22, and torch's own pickling as checked against torch 2.x
 of a dict with ``encoder``, ``dataset_kwargs``, ``loss_fn`` and ``ema``; each EDM2 module pickles as
 ``torch_utils.persistence._reconstruct_persistent_obj(meta)``, meta = {type, version, module_src, class_name,
 state}, state holding ``_parameters``/``_buffers``/``_modules``, attributes and ``_init_args``/``_init_kwargs``;
-``torch.nn.ModuleDict`` containers pickle as plain objects; ``dnnlib.util.EasyDict`` is a dict; tensors pickle as
+``torch.nn.ModuleDict`` containers pickle as plain objects; ``dnnlib.util.EasyDict`` is a dict (the top level is
+one); the latent encoder holds numpy arrays (read by :mod:`.pickled_numpy`); tensors pickle as
 ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks[, metadata])`` (parameters
 wrapped by ``_rebuild_parameter``) over ``torch.storage._load_from_bytes(b)`` where ``b`` is torch's legacy format:
 pickles of the magic number 0x1950a86a20f9469cfc6c, the protocol 1001 and a sys-info dict, then a pickle whose
@@ -35,6 +36,7 @@ from typing import Any, Optional
 import torch
 
 from ...core.errors import DataError, ModelError
+from .pickled_numpy import NUMPY_GLOBALS, plain
 
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
@@ -119,6 +121,7 @@ _ALLOWED = {
     ("torch.nn.modules.container", "ModuleDict"): ModuleData,
     ("dnnlib.util", "EasyDict"): PlainDict,
     ("builtins", "set"): set,
+    **NUMPY_GLOBALS,
 }
 
 
@@ -227,6 +230,12 @@ def _encoder_kind(encoder: Any, vae_available: bool) -> str:
     return kind
 
 
+def _encoder_record(encoder: Any) -> dict:
+    if not isinstance(encoder, PersistentObject):
+        return {}
+    return {"class_name": encoder.class_name, "state": plain(encoder.state)}
+
+
 def _read_pickle(path: Path, vae_available: bool) -> EDM2Snapshot:
     try:
         with open(path, "rb") as f:
@@ -247,7 +256,8 @@ def _read_pickle(path: Path, vae_available: bool) -> EDM2Snapshot:
     _collect(ema, "", state_dict)
     return EDM2Snapshot(state_dict, kwargs, ema.class_name, encoder, _sha256_file(path),
                         hashlib.sha256(ema.module_src.encode("utf-8")).hexdigest(),
-                        extra={"dataset_kwargs": dict(data.get("dataset_kwargs") or {})})
+                        extra={"dataset_kwargs": plain(dict(data.get("dataset_kwargs") or {})),
+                               "encoder": _encoder_record(data.get("encoder"))})
 
 
 def _read_training_state(path: Path) -> EDM2Snapshot:
