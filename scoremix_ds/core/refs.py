@@ -15,6 +15,8 @@ A local path that exists as written is never split at an ``@`` (folders may cont
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 from .errors import ConfigError
@@ -39,3 +41,42 @@ def with_revision(text: str, revision: str | None, flag: str) -> tuple[str, str 
                           hint=f"give the revision once: {name}@REVISION",
                           fields=(flag, f"{flag}_revision") if flag.isidentifier() else ())
     return name, own if own is not None else revision
+
+
+# ------------------------------------------------------------------------------ the public (card) form of a reference
+
+# A local path inside free text: ``/abs/x``, ``~/x``, ``./x``, ``../x``, not preceded by a word or path character
+# (so ``org/name`` and URLs are left alone; ``lfw:/data/lfw.bin`` has its path reduced).
+_LOCAL_PATH_IN_TEXT = re.compile(r"(?<![\w/.~-])(?:/(?!/)|~/|\.\.?/)[^\s\"'`,;()\[\]{}<>|]+")
+
+
+def is_local_path(ref: str) -> bool:
+    """``ref`` names a file or folder on this machine, not a Hub id or a built-in name: it is written as a path
+    (absolute, or starting with ``~`` or ``.``, or with a backslash: no Hub id or built-in name looks like that), or
+    it has a ``/`` and exists (``runs/gen``, which would otherwise read as the Hub id ``ORG/NAME``). A bare name is
+    never local here: it is a built-in name, or a folder name that reveals no path."""
+    return (os.path.isabs(ref) or ref.startswith((".", "~")) or "\\" in ref
+            or ("/" in ref and Path(ref).exists()))
+
+
+def public_ref(ref: str | None) -> str | None:
+    """A reference fit for a card, a manifest or a published file: a local path becomes ``local:<its last part>``
+    (the rest of it is only meaningful on the machine that wrote it, and may name a user); Hub ids, built-in names
+    and ``None`` are unchanged.
+
+    >>> public_ref("/home/alice/runs/gen/"), public_ref("~/faces"), public_ref("./a/b"), public_ref("org/faces@v1")
+    ('local:gen', 'local:faces', 'local:b', 'org/faces@v1')
+    """
+    if ref is None or not is_local_path(ref):
+        return ref
+    name = re.split(r"[/\\]", ref.rstrip("/\\"))[-1]
+    return f"local:{name}" if name else ref
+
+
+def public_text(text: str) -> str:
+    """``text`` (a card, a log line, a JSON dump) with every local path in it given its :func:`public_ref` form.
+
+    >>> public_text("imagefolder /abs/faces at 3f1c; lfw:/data/lfw.bin and ~/x")
+    'imagefolder local:faces at 3f1c; lfw:local:lfw.bin and local:x'
+    """
+    return _LOCAL_PATH_IN_TEXT.sub(lambda m: public_ref(m.group(0)) or m.group(0), text)
