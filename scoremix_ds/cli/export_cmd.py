@@ -25,3 +25,26 @@ def export(
     names = ("mix", "repro") if configs == "both" else tuple(c.strip() for c in configs.split(",") if c.strip())
     config = ExportConfig(build=str(build), out=str(out), format=format, configs=names, label_offset=label_offset)
     typer.echo(export_build(config, progress=progress).summary())
+
+
+def export_discriminator(
+    model: Annotated[str, typer.Argument(help="A trained discriminator: a folder, ORG/NAME[@REV] or 'default'.")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for backbone.pth and model.onnx.")],
+) -> None:
+    """Export a trained discriminator for insightface: backbone.pth (arcface_torch's get_model(...).load_state_dict)
+    and model.onnx (onnxruntime / insightface's model zoo; float NCHW input in [-1, 1])."""
+    from ..core.errors import ConfigError
+    from ..core.outputs import claim_folder
+    from ..discriminators.arcface_torch import export_arcface
+    from ..discriminators.embedding_net import EmbeddingNet
+    from ..discriminators.loading import load_discriminator
+
+    loaded = load_discriminator(model)
+    if not isinstance(loaded, EmbeddingNet):
+        raise ConfigError(f"{model} is already an ONNX embedder", hint="export a model trained by scoremix-ds train",
+                          field="discriminator")
+    folder = claim_folder(out, "export-discriminator",
+                          signature=lambda p: {e.name for e in p.iterdir()} <= {"backbone.pth", "model.onnx"})
+    files = export_arcface(loaded, folder)
+    typer.echo(f"wrote {files['state_dict']} and {files['onnx'].name} ({type(loaded).__name__}, "
+               f"{loaded.in_channels}x{loaded.image_size}x{loaded.image_size} -> {loaded.embedding_dim})")
