@@ -1,18 +1,34 @@
-"""Shared fixtures: sealed-off caches and tiny models built in code (seconds on a CPU).
+"""Shared fixtures: sealed-off caches and tokens, tiny models built in code (seconds on a CPU), a loopback Hub.
 
-Every test runs with the Hugging Face caches under ``tmp_path``, offline, with no token, so nothing reaches the
-network or the user's real cache.
+Every test runs with the Hugging Face caches and token file under a temporary folder, offline, with no token in
+its environment and no progress bars, so nothing reaches the network, the user's real cache or login
+(``~/.cache/huggingface/token``), or the test output. Helpers that are plain functions live in ``tests/fixtures/``
+(``fixtures.cli``: the in-process CLI runner and argument lists; ``fixtures.images``: random images and PNGs).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
-import pytest
-import torch
+# Progress bars off. tqdm reads TQDM_* once, when it is first imported, and torch imports it: so this is set before
+# the imports below, for this process and every process a test starts. A bar that passes ``disable=`` itself (the
+# CLI's --no-progress) still decides for itself.
+os.environ["TQDM_DISABLE"] = "1"
+
+import pytest  # noqa: E402  (after TQDM_DISABLE)
+import torch  # noqa: E402
 
 NUM_CLASSES = 4
+
+# Every variable a Hugging Face client reads a token from (huggingface_hub's get_token: OIDC first, then HF_TOKEN,
+# then HUGGING_FACE_HUB_TOKEN; scoremix-ds redacts the same two). The token FILE is sealed by HF_TOKEN_PATH below.
+TOKEN_VARIABLES = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HF_OIDC_ID_TOKEN")
+# huggingface_hub and datasets read theirs when first imported too, but then refuse enable_progress_bars() (which a
+# test of the build's progress-bar hygiene calls): in this process they are switched off by function in the fixture
+# below, and these variables are set for the processes a test starts only after both are imported here.
+HF_NO_PROGRESS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -36,16 +52,55 @@ def one_thread():
 
 @pytest.fixture(autouse=True)
 def _sealed_hf_env(tmp_path_factory, monkeypatch):
+    """No token, no real cache or login, no progress bars: in the environment (for the processes a test starts) and
+    in huggingface_hub's and datasets' settings, which they read from the environment once, when first imported."""
     home = tmp_path_factory.mktemp("hf_home")
+    for name in TOKEN_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_TOKEN_PATH", str(home / "token"))  # never written: a login here is an empty one
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("TQDM_DISABLE", "1")
     import datasets
+    import huggingface_hub
+    from huggingface_hub import constants
 
-    datasets.disable_progress_bars()
+    for name, value in HF_NO_PROGRESS.items():  # after the imports above: see HF_NO_PROGRESS
+        monkeypatch.setenv(name, value)
+
+    for name, path in (("HF_HOME", home), ("HF_HUB_CACHE", home / "hub"), ("HF_ASSETS_CACHE", home / "assets"),
+                       ("HF_XET_CACHE", home / "xet"), ("HF_TOKEN_PATH", home / "token"),
+                       ("HF_STORED_TOKENS_PATH", home / "stored_tokens")):
+        monkeypatch.setattr(constants, name, str(path))
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+    datasets.disable_progress_bars()
+    huggingface_hub.utils.disable_progress_bars()
+
+
+@pytest.fixture
+def models(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir) -> list[str]:
+    """The tiny generator, discriminator and real data below as ``--generator G --discriminator D --real-data R``."""
+    from fixtures.cli import model_args  # imports the CLI: not before the environment above is set
+
+    return model_args(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir)
+
+
+@pytest.fixture
+def hub_options() -> dict:
+    """Keyword arguments of the ``hub`` fixture's LoopbackHub; a test module overrides this fixture to change them
+    (``page_size``, ``tokens``)."""
+    return {}
+
+
+@pytest.fixture
+def hub(hub_options):
+    """A LoopbackHub (``fixtures/hub_server.py``) serving on a loopback port for the test, stopped after it."""
+    from fixtures.hub_server import LoopbackHub
+
+    with LoopbackHub(**hub_options) as server:
+        yield server
 
 
 def tiny_unet(num_classes: int = NUM_CLASSES, null: bool = True, size: int = 8, channels: int = 1, seed: int = 0):
