@@ -1,9 +1,17 @@
-"""``scoremix-ds train``, ``train-generator`` and ``train-discriminator`` (an alias of ``train`` with the old flags)."""
+"""``scoremix-ds train``, ``train-generator`` and ``train-discriminator`` (an alias of ``train`` with fewer flags).
+
+The three commands name the same things the same way (``--real-data``, ``--gradient-accumulation-steps``,
+``--resume/--no-resume``, ``--device``, ``--warmup-steps``, ...) and show each option's default, read from the config
+class it fills (a recipe may change it). Older spellings (``train --real``, ``--grad-accum``) still work, hidden from
+``--help``, with a deprecation warning.
+"""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import fields
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -11,13 +19,43 @@ from ..core.errors import ConfigError
 from ..core.processes import (check_num_processes, is_main_process, launched_distributed, owns_side_effects,
                               relaunch_command)
 from ..core.recipes import config_from
-from .hub_cmd import TagOpt, TokenOpt
-from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RealDataOpt, RecipeOpt, SeedOpt, StepsOpt
+from ..training.generator_config import GeneratorTrainConfig as G
+from ..training.recognition_config import RecognitionTrainConfig as R
+from .options import ProgressOpt, RealDataOpt
 
-LearningRateOpt = Annotated[Optional[float], typer.Option(help="Peak learning rate.")]
+logger = logging.getLogger(__name__)
+
+
+def shown(config: type, field: str) -> str:
+    """``field``'s default in ``config``, as ``--help`` shows it."""
+    value = next(f.default for f in fields(config) if f.name == field)
+    if value is None:
+        return "none"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value)) or "none"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def opt(config: type, field: str, *names: str, help: str, **kwargs: Any) -> Any:
+    """A train option whose ``--help`` shows the config's default for ``field``."""
+    return typer.Option(*names, help=help, show_default=shown(config, field), **kwargs)
+
+
+def deprecated(old: str, new: str, value: Any, replacement: Any) -> Any:
+    """The value of a hidden old spelling (with a warning), unless the new one is given too."""
+    if value is None:
+        return replacement
+    logger.warning("%s is deprecated: use %s (it will be removed)", old, new)
+    if replacement is not None:
+        raise ConfigError(f"{old} and {new} both given", hint=f"give {new} only")
+    return value
 
 
 NumProcessesOpt = Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device; gloo on CPU).")]
+RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="A TOML recipe (file, or a name in builders/); flags override it.", show_default="none")]
+PushToOpt = Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).", show_default="none")]
+TrainTagOpt = Annotated[Optional[str], typer.Option("--tag", help="Version tag put on the pushed commit, e.g. v1.0.0 (needs --push-to).", show_default="none")]
+TrainTokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hub token.", show_default="HF_TOKEN, then `hf auth login`")]
 
 
 def _relaunched(num_processes: int) -> bool:
@@ -36,9 +74,8 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
     """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
     if kind == "generator":
         from ..training.generator import train_generator
-        from ..training.generator_config import GeneratorTrainConfig
 
-        config = config_from(GeneratorTrainConfig, recipe, overrides)
+        config = config_from(G, recipe, overrides)
         push = None
         if push_to:  # checked before training, so a bad repo id or tag fails in a second
             from ..hub.push_model import ModelPushConfig
@@ -68,9 +105,8 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
         if _relaunched(num_processes):
             return
         from ..training.recognition import train_recognition
-        from ..training.recognition_config import RecognitionTrainConfig
 
-        result = train_recognition(config_from(RecognitionTrainConfig, recipe, overrides), progress=progress)
+        result = train_recognition(config_from(R, recipe, overrides), progress=progress)
         path = result.out
         scores = [f"{b['name']} accuracy {b['accuracy']['mean']:.4f}" for b in result.metrics.get("benchmarks", [])
                   if isinstance(b.get("accuracy"), dict)]
@@ -80,25 +116,30 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
         typer.echo(f"saved {kind} to {path}")
 
 
+REAL_DATA_HELP = RealDataOpt.__metadata__[0].help
+
+
 def train_generator(
     recipe: RecipeOpt = None,
-    real_data: RealDataOpt = None,
-    architecture: Annotated[Optional[str], typer.Option(help="unet-small (the demo's), unet-face (112x112 RGB), dit-face, dit-small.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Training resolution.")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="1 (grey) or 3 (RGB).")] = None,
-    steps: StepsOpt = None,
-    batch_size: BatchOpt = None,
-    gradient_accumulation_steps: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
-    learning_rate: LearningRateOpt = None,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="no, bf16 or fp16 (GPU).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps; a re-run resumes from the last.")] = None,
-    resume: Annotated[Optional[bool], typer.Option("--resume/--no-resume", help="Continue from the last checkpoint of the same config (default), or discard it.")] = None,
-    stop_after: Annotated[Optional[int], typer.Option(help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
-    seed: SeedOpt = None,
-    out: OutOpt = None,
-    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained generator to this Hub model repo (ORG/NAME).")] = None,
-    tag: TagOpt = None,
-    token: TokenOpt = None,
+    real_data: Annotated[Optional[str], opt(G, "real_data", "--real-data", help=REAL_DATA_HELP)] = None,
+    architecture: Annotated[Optional[str], opt(G, "architecture", help="unet-small (the demo's), unet-face (112x112 RGB), dit-face, dit-small.")] = None,
+    image_size: Annotated[Optional[int], opt(G, "image_size", help="Training resolution.")] = None,
+    channels: Annotated[Optional[int], opt(G, "channels", help="1 (grey) or 3 (RGB).")] = None,
+    steps: Annotated[Optional[int], opt(G, "steps", "--steps", help="Optimizer steps; the LR schedule spans all of them.")] = None,
+    batch_size: Annotated[Optional[int], opt(G, "batch_size", "--batch-size", help="Global batch of one optimizer step (all processes and micro-batches).")] = None,
+    gradient_accumulation_steps: Annotated[Optional[int], opt(G, "gradient_accumulation_steps", help="Micro-batches per optimizer step.")] = None,
+    learning_rate: Annotated[Optional[float], opt(G, "learning_rate", help="Peak learning rate.")] = None,
+    warmup_steps: Annotated[Optional[int], opt(G, "warmup_steps", help="Linear warm-up steps (then cosine to 5% of the peak).")] = None,
+    mixed_precision: Annotated[Optional[str], opt(G, "mixed_precision", help="no, bf16 or fp16 (GPU).")] = None,
+    checkpoint_every: Annotated[Optional[int], opt(G, "checkpoint_every", help="Checkpoint every N steps; a re-run resumes from the last.")] = None,
+    resume: Annotated[Optional[bool], opt(G, "resume", "--resume/--no-resume", help="Continue from the last checkpoint of the same config, or discard it.")] = None,
+    stop_after: Annotated[Optional[int], opt(G, "stop_after", help="Stop (with a checkpoint) after this many steps; the schedule still spans --steps.")] = None,
+    device: Annotated[Optional[str], opt(G, "device", "--device", help="cpu, or none for accelerate's choice (a GPU when there is one).")] = None,
+    seed: Annotated[Optional[int], opt(G, "seed", "--seed", help="Seed of the whole run.")] = None,
+    out: Annotated[Optional[str], opt(G, "out", "--out", help="Output folder.")] = None,
+    push_to: PushToOpt = None,
+    tag: TrainTagOpt = None,
+    token: TrainTokenOpt = None,
     num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
@@ -107,85 +148,94 @@ def train_generator(
     The folder is a diffusers pipeline (model_index.json, ScoreMixPipeline) with a model card."""
     _train("generator", recipe, progress, num_processes, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
-           learning_rate=learning_rate, mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume,
-           stop_after=stop_after, seed=seed, out=out)
+           learning_rate=learning_rate, warmup_steps=warmup_steps, mixed_precision=mixed_precision,
+           checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after, device=device, seed=seed, out=out)
 
 
 def train_discriminator(
     recipe: RecipeOpt = None,
-    real_data: RealDataOpt = None,
-    steps: StepsOpt = None,
-    batch_size: BatchOpt = None,
-    learning_rate: LearningRateOpt = None,
-    seed: SeedOpt = None,
-    out: OutOpt = None,
+    real_data: Annotated[Optional[str], opt(R, "real", "--real-data", help=REAL_DATA_HELP)] = None,
+    steps: Annotated[Optional[int], opt(R, "steps", "--steps", help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], opt(R, "batch_size", "--batch-size", help="Global batch of one optimizer step (all processes and micro-batches).")] = None,
+    gradient_accumulation_steps: Annotated[Optional[int], opt(R, "grad_accum", help="Micro-batches per optimizer step.")] = None,
+    learning_rate: Annotated[Optional[float], opt(R, "learning_rate", help="Peak learning rate.")] = None,
+    warmup_steps: Annotated[Optional[int], opt(R, "warmup_steps", help="Linear warm-up steps.")] = None,
+    resume: Annotated[Optional[bool], opt(R, "resume", "--resume/--no-resume", help="Continue from the last checkpoint of the same config, or discard it.")] = None,
+    device: Annotated[Optional[str], opt(R, "device", "--device", help="torch device, e.g. cpu, cuda (none: accelerate's choice).")] = None,
+    seed: Annotated[Optional[int], opt(R, "seed", "--seed", help="Seed of the whole run.")] = None,
+    out: Annotated[Optional[str], opt(R, "out", "--out", help="Output folder.")] = None,
     num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
-    """Alias of `scoremix-ds train` with fewer flags (`--real-data X` is `--real X`); the embedded default is
-    `--recipe default-discriminator`. Without a recipe: the defaults of `train`."""
+    """Alias of `scoremix-ds train` with fewer flags; the embedded default is `--recipe default-discriminator`.
+    Without a recipe: the defaults of `train`."""
     _train("discriminator", recipe, progress, num_processes, real=(real_data,) if real_data else None, steps=steps,
-           batch_size=batch_size, learning_rate=learning_rate, seed=seed, out=out)
+           batch_size=batch_size, grad_accum=gradient_accumulation_steps, learning_rate=learning_rate,
+           warmup_steps=warmup_steps, resume=resume, device=device, seed=seed, out=out)
 
 
 def train(
-    real: Annotated[Optional[list[str]], typer.Option("--real", help="Real data (repeatable): mnist-5k-train, a dataset/image folder, a train.rec folder, or ORG/NAME[@REV]; NAME[0-6] keeps some classes.")] = None,
-    synthetic: Annotated[Optional[list[str]], typer.Option("--synthetic", help="Synthetic data (repeatable): a scoremix-ds build folder (DIR::repro for its repro config), a folder or ORG/NAME[@REV].")] = None,
-    synthetic_ratio: Annotated[Optional[float], typer.Option(help="Synthetic images drawn per real image.")] = None,
-    init: Annotated[Optional[str], typer.Option("--init", help="Fine-tune this model ('default', a folder or a Hub id); its architecture wins.")] = None,
-    init_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --init.")] = None,
-    backbone: Annotated[Optional[str], typer.Option(help="iresnet18/34/50/100, small-cnn, or hf (a transformers vision backbone).")] = None,
-    embedding_dim: Annotated[Optional[int], typer.Option(help="Embedding width.")] = None,
-    image_size: Annotated[Optional[int], typer.Option(help="Input size (default 112).")] = None,
-    channels: Annotated[Optional[int], typer.Option(help="3 (RGB) or 1 (grey).")] = None,
-    flip: Annotated[Optional[bool], typer.Option("--flip/--no-flip", help="Random horizontal flips.")] = None,
-    shift_pixels: Annotated[Optional[int], typer.Option(help="Random translation by up to N pixels (seeded per sample).")] = None,
-    head: Annotated[Optional[str], typer.Option(help="arcface, cosface or adaface.")] = None,
-    margin: Annotated[Optional[float], typer.Option(help="Margin m (default: the head's own).")] = None,
-    scale: Annotated[Optional[float], typer.Option(help="Scale s of the logits.")] = None,
-    sample_rate: Annotated[Optional[float], typer.Option(help="Partial FC: fraction of class centres scored per step.")] = None,
-    steps: StepsOpt = None,
-    batch_size: BatchOpt = None,
-    grad_accum: Annotated[Optional[int], typer.Option(help="Micro-batches per optimizer step.")] = None,
-    learning_rate: LearningRateOpt = None,
-    warmup_steps: Annotated[Optional[int], typer.Option(help="Linear warm-up steps.")] = None,
-    lr_schedule: Annotated[Optional[str], typer.Option(help="cosine, poly or constant.")] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help="sgd or adamw.")] = None,
-    mixed_precision: Annotated[Optional[str], typer.Option(help="no, bf16 or fp16 (GPU).")] = None,
-    checkpoint_every: Annotated[Optional[int], typer.Option(help="Checkpoint every N steps (a re-run resumes from the last).")] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Run the --val benchmarks every N steps.")] = None,
-    val: Annotated[Optional[list[str]], typer.Option("--val", help="Benchmark during training (repeatable), as eval --benchmark.")] = None,
-    label_column: Annotated[Optional[str], typer.Option("--label-column", help="The label column when it is not found by name.")] = None,
-    image_column: Annotated[Optional[str], typer.Option("--image-column", help="The image column when there are several.")] = None,
-    strict_images: Annotated[Optional[bool], typer.Option("--strict-images", help="Refuse rows of another mode or size instead of converting them.")] = None,
-    skip_corrupt: Annotated[Optional[bool], typer.Option("--skip-corrupt", help="Skip (and count) rows that do not decode.")] = None,
-    num_workers: Annotated[Optional[int], typer.Option(help="DataLoader workers.")] = None,
-    device: DeviceOpt = None,
-    seed: SeedOpt = None,
+    real_data: Annotated[Optional[list[str]], opt(R, "real", "--real-data", help="Real data (repeatable): mnist-5k-train, a dataset/image folder, a train.rec folder, or ORG/NAME[@REV]; NAME[0-6] keeps some classes.")] = None,
+    real: Annotated[Optional[list[str]], typer.Option("--real", hidden=True, help="Deprecated spelling of --real-data.")] = None,
+    synthetic: Annotated[Optional[list[str]], opt(R, "synthetic", "--synthetic", help="Synthetic data (repeatable): a scoremix-ds build folder (DIR::repro for its repro config), a folder or ORG/NAME[@REV].")] = None,
+    synthetic_ratio: Annotated[Optional[float], opt(R, "synthetic_ratio", help="Synthetic images drawn per real image.")] = None,
+    init: Annotated[Optional[str], opt(R, "init", "--init", help="Fine-tune this model ('default', a folder or a Hub id); its architecture wins.")] = None,
+    init_revision: Annotated[Optional[str], opt(R, "init_revision", help="Hub revision of --init.")] = None,
+    backbone: Annotated[Optional[str], opt(R, "backbone", help="iresnet18/34/50/100, small-cnn, or hf (a transformers vision backbone).")] = None,
+    embedding_dim: Annotated[Optional[int], opt(R, "embedding_dim", help="Embedding width.")] = None,
+    image_size: Annotated[Optional[int], opt(R, "image_size", help="Input size.")] = None,
+    channels: Annotated[Optional[int], opt(R, "channels", help="3 (RGB) or 1 (grey).")] = None,
+    flip: Annotated[Optional[bool], opt(R, "flip", "--flip/--no-flip", help="Random horizontal flips.")] = None,
+    shift_pixels: Annotated[Optional[int], opt(R, "shift_pixels", help="Random translation by up to N pixels (seeded per sample).")] = None,
+    head: Annotated[Optional[str], opt(R, "head", help="arcface, cosface or adaface.")] = None,
+    margin: Annotated[Optional[float], opt(R, "margin", help="Margin m (none: the head's own).")] = None,
+    scale: Annotated[Optional[float], opt(R, "scale", help="Scale s of the logits.")] = None,
+    sample_rate: Annotated[Optional[float], opt(R, "sample_rate", help="Partial FC: fraction of class centres scored per step.")] = None,
+    steps: Annotated[Optional[int], opt(R, "steps", "--steps", help="Optimizer steps.")] = None,
+    batch_size: Annotated[Optional[int], opt(R, "batch_size", "--batch-size", help="Global batch of one optimizer step (all processes and micro-batches).")] = None,
+    gradient_accumulation_steps: Annotated[Optional[int], opt(R, "grad_accum", help="Micro-batches per optimizer step.")] = None,
+    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", hidden=True, help="Deprecated spelling of --gradient-accumulation-steps.")] = None,
+    learning_rate: Annotated[Optional[float], opt(R, "learning_rate", help="Peak learning rate.")] = None,
+    warmup_steps: Annotated[Optional[int], opt(R, "warmup_steps", help="Linear warm-up steps.")] = None,
+    lr_schedule: Annotated[Optional[str], opt(R, "lr_schedule", help="cosine, poly or constant.")] = None,
+    optimizer: Annotated[Optional[str], opt(R, "optimizer", help="sgd or adamw.")] = None,
+    mixed_precision: Annotated[Optional[str], opt(R, "mixed_precision", help="no, bf16 or fp16 (GPU).")] = None,
+    checkpoint_every: Annotated[Optional[int], opt(R, "checkpoint_every", help="Checkpoint every N steps (a re-run resumes from the last).")] = None,
+    resume: Annotated[Optional[bool], opt(R, "resume", "--resume/--no-resume", help="Continue from the last checkpoint of the same config, or discard it.")] = None,
+    eval_every: Annotated[Optional[int], opt(R, "eval_every", help="Run the --val benchmarks every N steps.")] = None,
+    val: Annotated[Optional[list[str]], opt(R, "val", "--val", help="Benchmark during training (repeatable), as eval --benchmark.")] = None,
+    label_column: Annotated[Optional[str], opt(R, "label_column", "--label-column", help="The label column when it is not found by name.")] = None,
+    image_column: Annotated[Optional[str], opt(R, "image_column", "--image-column", help="The image column when there are several.")] = None,
+    strict_images: Annotated[Optional[bool], opt(R, "strict_images", "--strict-images", help="Refuse rows of another mode or size instead of converting them.")] = None,
+    skip_corrupt: Annotated[Optional[bool], opt(R, "skip_corrupt", "--skip-corrupt", help="Skip (and count) rows that do not decode.")] = None,
+    num_workers: Annotated[Optional[int], opt(R, "num_workers", help="DataLoader workers (none: 0 on CPU, min(8, cores per process) on CUDA).")] = None,
+    device: Annotated[Optional[str], opt(R, "device", "--device", help="torch device, e.g. cpu, cuda (none: accelerate's choice).")] = None,
+    seed: Annotated[Optional[int], opt(R, "seed", "--seed", help="Seed of the whole run.")] = None,
     recipe: RecipeOpt = None,
-    out: OutOpt = None,
-    push_to: Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).")] = None,
-    tag: TagOpt = None,
-    token: TokenOpt = None,
+    out: Annotated[Optional[str], opt(R, "out", "--out", help="Output folder.")] = None,
+    push_to: PushToOpt = None,
+    tag: TrainTagOpt = None,
+    token: TrainTokenOpt = None,
     num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
     """Train or fine-tune a recognition network on real + synthetic identities (accelerate; resumes from checkpoints)."""
     from ..training.recognition import train_recognition
-    from ..training.recognition_config import RecognitionTrainConfig
 
+    real_data = deprecated("--real", "--real-data", real, real_data)
+    accumulation = deprecated("--grad-accum", "--gradient-accumulation-steps", grad_accum, gradient_accumulation_steps)
     overrides = dict(
-        real=tuple(real) if real else None, synthetic=tuple(synthetic) if synthetic else None,
+        real=tuple(real_data) if real_data else None, synthetic=tuple(synthetic) if synthetic else None,
         synthetic_ratio=synthetic_ratio, init=init, init_revision=init_revision, backbone=backbone,
         embedding_dim=embedding_dim, image_size=image_size, channels=channels, flip=flip, shift_pixels=shift_pixels,
         head=head, margin=margin,
-        scale=scale, sample_rate=sample_rate, steps=steps, batch_size=batch_size, grad_accum=grad_accum,
+        scale=scale, sample_rate=sample_rate, steps=steps, batch_size=batch_size, grad_accum=accumulation,
         learning_rate=learning_rate, warmup_steps=warmup_steps, lr_schedule=lr_schedule, optimizer=optimizer,
-        mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, eval_every=eval_every,
+        mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume, eval_every=eval_every,
         val=tuple(val) if val else None, label_column=label_column, image_column=image_column,
         strict_images=strict_images, skip_corrupt=skip_corrupt, num_workers=num_workers, device=device, seed=seed, out=out,
     )
-    config = config_from(RecognitionTrainConfig, recipe, overrides)
+    config = config_from(R, recipe, overrides)
     push = None
     if push_to:  # checked before training, so a bad repo id fails in a second
         from ..hub.push_model import ModelPushConfig

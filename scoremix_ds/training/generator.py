@@ -52,6 +52,7 @@ from ..sources.openers import open_source
 from ..maths.image_tensors import to_model_tensor
 from ..core.errors import ConfigError, DataError
 from ..core.recipes import to_dict
+from ..core.validate import device_name
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
@@ -143,6 +144,7 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     """
     from ..core.outputs import OutputLock, claim_folder
 
+    device_name("device", config.device, available=True)
     if os.environ.get("RANK", "0") != "0":
         return _train_generator(config, progress)
     out = claim_folder(config.out, "train-generator", signature=_written_by_train_generator)
@@ -158,7 +160,7 @@ def _written_by_train_generator(out: Path) -> bool:
 def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
     arch = get_architecture(config.architecture)
-    accelerator = accelerator_for(cpu=not torch.cuda.is_available())
+    accelerator = accelerator_for(cpu=config.device == "cpu" or (config.device is None and not torch.cuda.is_available()))
     rank, world = accelerator.process_index, accelerator.num_processes
     micro = micro_batch_size(config.batch_size, world, config.gradient_accumulation_steps, "gradient_accumulation_steps")
     source = open_source(SourceSpec(config.real_data, config.real_data_revision,

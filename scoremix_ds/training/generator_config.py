@@ -14,14 +14,14 @@ from typing import Any
 from ..core.errors import ConfigError
 from ..core.fingerprints import config_fingerprint
 from ..core.recipes import json_ready, to_dict, without_added_fields
-from ..core.validate import in_range, positive_count
+from ..core.validate import device_name, in_range, positive_count
 from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, get_architecture
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
 # Fields that change how a run is carried out but not the weights it produces: left out of the fingerprint, so a
 # run may be resumed with other values (another --out is another run, accumulation only splits the same batch).
 RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep_checkpoints", "num_workers",
-                        "gradient_accumulation_steps"})
+                        "gradient_accumulation_steps", "device"})
 # Fields added after generators were trained with this code, with the value that reproduces the older behaviour: at
 # that value they are left out of the fingerprint, so the embedded default and every cached generator keep theirs.
 ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None}
@@ -71,6 +71,7 @@ class GeneratorTrainConfig:
     resume: bool = True  # continue from out/checkpoints of the SAME config; False: discard them and start over
     stop_after: int | None = None  # stop after this many of `steps` (with a checkpoint): time-limited jobs
     num_workers: int = 0  # DataLoader processes that decode images (no effect on the result)
+    device: str | None = None  # "cpu", or None: accelerate's choice (a GPU when there is one), as `train`'s
 
     def __post_init__(self) -> None:
         positive_count("steps", self.steps)
@@ -104,6 +105,7 @@ class GeneratorTrainConfig:
                               hint="set checkpoint_every / num_workers to 0 or more, keep_checkpoints to 1 or more",
                               fields=("checkpoint_every", "num_workers", "keep_checkpoints"))
         positive_count("stop_after", self.stop_after, optional=True)
+        device_name("device", self.device)
         architecture = get_architecture(self.architecture)
         architecture.check(self.architecture, self.architecture_params(), self.image_size)
 
