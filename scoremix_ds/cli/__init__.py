@@ -14,31 +14,9 @@ import typer
 
 from ..core.errors import ScoreMixError
 from ..core.processes import set_argv
-from . import analysis_cmd, boundary, build_cmd, eval_cmd, export_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
+from . import boundary
+from .commands import app
 from .logsetup import setup_logging
-
-app = typer.Typer(
-    name="scoremix-ds",
-    help="Build, version and share ScoreMix synthetic-identity datasets.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("build")(build_cmd.build)
-app.command("plan")(plan_cmd.plan)
-app.command("train")(train_cmd.train)
-app.command("eval")(eval_cmd.eval_model)
-app.command("train-generator")(train_cmd.train_generator)
-app.command("train-discriminator")(train_cmd.train_discriminator)
-app.command("status")(folder_cmd.status)
-app.command("merge")(folder_cmd.merge)
-app.command("export")(export_cmd.export)
-app.command("export-discriminator")(export_cmd.export_discriminator)
-app.command("push")(hub_cmd.push)
-app.command("versions")(hub_cmd.versions)
-app.command("align")(analysis_cmd.align)
-app.command("audit")(analysis_cmd.audit)
-app.command("reproduce")(reproduce_cmd.reproduce)
 
 
 # What a Ctrl-C leaves behind, for the commands that keep partial work; any other command says only "interrupted".
@@ -52,15 +30,6 @@ def interrupted_line(argv: list[str]) -> str:
     """The Ctrl-C line for the command ``argv`` runs (its first word that is not an option)."""
     command = next((a for a in argv if not a.startswith("-")), "")
     return INTERRUPTED.get(command, "interrupted")
-
-
-@app.callback()
-def _options(
-    verbose: int = typer.Option(0, "--verbose", "-v", count=True, help="More log lines (-v: debug)."),
-    quiet: int = typer.Option(0, "--quiet", "-q", count=True, help="Fewer log lines (-q: warnings only, -qq: errors)."),
-) -> None:
-    """Build, version and share ScoreMix synthetic-identity datasets."""
-    setup_logging(verbose, quiet)
 
 
 def main(argv: list[str] | None = None) -> int:

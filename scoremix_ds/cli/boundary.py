@@ -21,7 +21,10 @@ import tempfile
 import traceback
 from pathlib import Path
 
+import typer
+
 from ..core.errors import ConfigError, DataError, ModelError, ScoreMixError
+from .commands import app
 
 _FILE_LOCALS = ("target", "path", "filename", "file", "fname", "config_file", "json_file", "resolved_archive_file",
                 "checkpoint_file", "weights_file", "model_file", "pretrained_model_name_or_path", "tmp", "fp")
@@ -145,10 +148,6 @@ def as_user_error(exc: BaseException, argv: list[str] | None = None) -> ScoreMix
 @functools.lru_cache(maxsize=1)
 def _commands() -> dict:
     """The click commands of the app, by name (built once: Typer rebuilds them on every call)."""
-    import typer
-
-    from . import app
-
     return dict(getattr(typer.main.get_command(app), "commands", {}))
 
 
