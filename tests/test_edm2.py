@@ -19,6 +19,7 @@ import torch
 from scoremix_ds.core.errors import ConfigError, DataError, ModelError
 from scoremix_ds.generators.edm2 import (
     EDM2Denoiser, heun_sample, karras_sigmas, mixed_denoiser, precond_coefficients, preset, read_edm2_snapshot)
+from scoremix_ds.generators.edm2.shapes import infer_denoiser_kwargs
 from scoremix_ds.generators.edm2.snapshot import _load_legacy_storage
 from scoremix_ds.generators.edm2.unet import Block, MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
 
@@ -461,6 +462,22 @@ def test_bad_snapshots_are_one_line_errors(tmp_path):
     objects.write_bytes(_snapshot_bytes(tiny_net(), encoder_state={"x": np.array([None, 1], dtype=object)}))
     with pytest.raises(DataError, match="refused numpy dtype 'O8'"):
         read_edm2_snapshot(objects)
+
+
+@pytest.mark.parametrize("kwargs", [
+    TINY, {**preset("edm2-cpu").denoiser_kwargs(label_dim=0), "channels_per_head": 64},
+    {**TINY, "channel_mult_noise": 2, "channel_mult_emb": 3, "num_blocks": 2}])
+def test_denoiser_kwargs_recovered_from_shapes(kwargs):
+    net = EDM2Denoiser(**kwargs)
+    inferred = infer_denoiser_kwargs(net.state_dict(), channels_per_head=kwargs["channels_per_head"])
+    rebuilt = EDM2Denoiser(**inferred)
+    rebuilt.load_state_dict(net.state_dict(), strict=True)
+    public = lambda cfg: {k: v for k, v in cfg.items() if not k.startswith("_")}  # noqa: E731
+    assert public(rebuilt.config) == public(net.config)
+    assert infer_denoiser_kwargs(net.unet.state_dict(), 16)["model_channels"] == kwargs["model_channels"]
+    if kwargs["model_channels"] < 64:
+        with pytest.raises(DataError, match="channels_per_head"):
+            infer_denoiser_kwargs(net.state_dict(), channels_per_head=128)
 
 
 def test_training_state_loads_weights_only_with_easydict_as_dict(tmp_path):

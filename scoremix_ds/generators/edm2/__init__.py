@@ -1,13 +1,15 @@
 """EDM2 (Karras et al., CVPR 2024) for ScoreMix, written from the paper and issue 22's facts: the
 magnitude-preserving UNet (:mod:`.unet`), EDM preconditioning (:mod:`.precond`), named presets (:mod:`.presets`),
-the deterministic Heun sampler with ScoreMix mixing and guidance (:mod:`.sampler`) and the code-free reader of
-NVlabs snapshots (:mod:`.snapshot`). NVlabs' EDM2 code is CC BY-NC-SA 4.0; none of it is copied here."""
+the deterministic Heun sampler with ScoreMix mixing and guidance (:mod:`.sampler`), the code-free reader of
+NVlabs snapshots (:mod:`.snapshot`, numpy values via :mod:`.pickled_numpy`) and constructor arguments recovered from
+a state dict's shapes (:mod:`.shapes`). NVlabs' EDM2 code is CC BY-NC-SA 4.0; none of it is copied here."""
 
 from .precond import EDM2Denoiser, precond_coefficients
 from .presets import PRESETS, EDM2Preset, preset
+from .shapes import infer_denoiser_kwargs
 from .sampler import heun_sample, karras_sigmas, mixed_denoiser
 from .snapshot import EDM2Snapshot, read_edm2_snapshot
 from .unet import EDM2UNet
 
-__all__ = ["EDM2Denoiser", "EDM2Preset", "EDM2Snapshot", "EDM2UNet", "PRESETS", "heun_sample", "karras_sigmas",
+__all__ = ["EDM2Denoiser", "EDM2Preset", "EDM2Snapshot", "EDM2UNet", "PRESETS", "heun_sample", "infer_denoiser_kwargs", "karras_sigmas",
            "mixed_denoiser", "precond_coefficients", "preset", "read_edm2_snapshot"]
