@@ -6,10 +6,10 @@ a state dict's shapes (:mod:`.shapes`). NVlabs' EDM2 code is CC BY-NC-SA 4.0; no
 
 from .precond import EDM2Denoiser, precond_coefficients
 from .presets import PRESETS, EDM2Preset, preset
-from .shapes import infer_denoiser_kwargs
 from .sampler import heun_sample, karras_sigmas, mixed_denoiser
+from .shapes import infer_denoiser_kwargs
 from .snapshot import EDM2Snapshot, read_edm2_snapshot
 from .unet import EDM2UNet
 
-__all__ = ["EDM2Denoiser", "EDM2Preset", "EDM2Snapshot", "EDM2UNet", "PRESETS", "heun_sample", "infer_denoiser_kwargs", "karras_sigmas",
-           "mixed_denoiser", "precond_coefficients", "preset", "read_edm2_snapshot"]
+__all__ = ["EDM2Denoiser", "EDM2Preset", "EDM2Snapshot", "EDM2UNet", "PRESETS", "heun_sample", "infer_denoiser_kwargs",
+           "karras_sigmas", "mixed_denoiser", "precond_coefficients", "preset", "read_edm2_snapshot"]
