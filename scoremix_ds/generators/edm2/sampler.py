@@ -81,8 +81,8 @@ def mixed_denoiser(network: Network, labels: torch.Tensor, weights: torch.Tensor
     if tuple(weights.shape) != (batch, k):
         raise ConfigError(f"weights must be (K,) or (batch, K) = ({batch}, {k}), got {tuple(weights.shape)}",
                           field="weights")
-    flat = labels.reshape(batch * k, -1)
-    flat_guide = flat if guide_labels is None else guide_labels.reshape(batch * k, -1)
+    flat = labels.reshape(batch * k, labels.shape[2])
+    flat_guide = flat if guide_labels is None else guide_labels.reshape(batch * k, labels.shape[2])
     guided = guide is not None and guidance != 1.0
 
     def denoise(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
