@@ -169,6 +169,14 @@ def test_denoiser_with_zero_out_gain_is_c_skip_x_and_logvar_head():
                 net.state_dict())
 
 
+@pytest.mark.parametrize("channels, published_millions", [(128, 125), (192, 280), (256, 498), (320, 777)])
+def test_parameter_counts_match_the_published_imagenet512_models(channels, published_millions):
+    """EDM2 paper, Table 2: XS/S/M/L at ImageNet-512 (64x64x4 latents, 1000 classes) have 125M/280M/498M/777M."""
+    with torch.device("meta"):
+        net = EDM2Denoiser(img_resolution=64, img_channels=4, label_dim=1000, model_channels=channels)
+    assert sum(p.numel() for p in net.parameters()) / 1e6 == pytest.approx(published_millions, abs=0.6)
+
+
 def test_presets_and_save_pretrained_round_trip(tmp_path):
     assert preset("edm2-s").guide == "edm2-xs" and preset("edm2-s").attn_resolutions == (28, 14)
     assert preset("edm2-s").img_resolution == 112 and preset("edm2-xs").model_channels == 128
