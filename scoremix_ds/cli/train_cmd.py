@@ -154,10 +154,10 @@ def train_generator(
 
 def train_discriminator(
     recipe: RecipeOpt = None,
-    real_data: Annotated[Optional[str], opt(R, "real", "--real-data", help=REAL_DATA_HELP)] = None,
+    real: Annotated[Optional[str], opt(R, "real", "--real-data", help=REAL_DATA_HELP)] = None,
     steps: Annotated[Optional[int], opt(R, "steps", "--steps", help="Optimizer steps.")] = None,
     batch_size: Annotated[Optional[int], opt(R, "batch_size", "--batch-size", help="Global batch of one optimizer step (all processes and micro-batches).")] = None,
-    gradient_accumulation_steps: Annotated[Optional[int], opt(R, "grad_accum", help="Micro-batches per optimizer step.")] = None,
+    grad_accum: Annotated[Optional[int], opt(R, "grad_accum", "--gradient-accumulation-steps", help="Micro-batches per optimizer step.")] = None,
     learning_rate: Annotated[Optional[float], opt(R, "learning_rate", help="Peak learning rate.")] = None,
     warmup_steps: Annotated[Optional[int], opt(R, "warmup_steps", help="Linear warm-up steps.")] = None,
     resume: Annotated[Optional[bool], opt(R, "resume", "--resume/--no-resume", help="Continue from the last checkpoint of the same config, or discard it.")] = None,
@@ -169,14 +169,14 @@ def train_discriminator(
 ) -> None:
     """Alias of `scoremix-ds train` with fewer flags; the embedded default is `--recipe default-discriminator`.
     Without a recipe: the defaults of `train`."""
-    _train("discriminator", recipe, progress, num_processes, real=(real_data,) if real_data else None, steps=steps,
-           batch_size=batch_size, grad_accum=gradient_accumulation_steps, learning_rate=learning_rate,
+    _train("discriminator", recipe, progress, num_processes, real=(real,) if real else None, steps=steps,
+           batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
            warmup_steps=warmup_steps, resume=resume, device=device, seed=seed, out=out)
 
 
 def train(
-    real_data: Annotated[Optional[list[str]], opt(R, "real", "--real-data", help="Real data (repeatable): mnist-5k-train, a dataset/image folder, a train.rec folder, or ORG/NAME[@REV]; NAME[0-6] keeps some classes.")] = None,
-    real: Annotated[Optional[list[str]], typer.Option("--real", hidden=True, help="Deprecated spelling of --real-data.")] = None,
+    real: Annotated[Optional[list[str]], opt(R, "real", "--real-data", help="Real data (repeatable): mnist-5k-train, a dataset/image folder, a train.rec folder, or ORG/NAME[@REV]; NAME[0-6] keeps some classes.")] = None,
+    real_old: Annotated[Optional[list[str]], typer.Option("--real", hidden=True, help="Deprecated spelling of --real-data.")] = None,
     synthetic: Annotated[Optional[list[str]], opt(R, "synthetic", "--synthetic", help="Synthetic data (repeatable): a scoremix-ds build folder (DIR::repro for its repro config), a folder or ORG/NAME[@REV].")] = None,
     synthetic_ratio: Annotated[Optional[float], opt(R, "synthetic_ratio", help="Synthetic images drawn per real image.")] = None,
     init: Annotated[Optional[str], opt(R, "init", "--init", help="Fine-tune this model ('default', a folder or a Hub id); its architecture wins.")] = None,
@@ -193,8 +193,8 @@ def train(
     sample_rate: Annotated[Optional[float], opt(R, "sample_rate", help="Partial FC: fraction of class centres scored per step.")] = None,
     steps: Annotated[Optional[int], opt(R, "steps", "--steps", help="Optimizer steps.")] = None,
     batch_size: Annotated[Optional[int], opt(R, "batch_size", "--batch-size", help="Global batch of one optimizer step (all processes and micro-batches).")] = None,
-    gradient_accumulation_steps: Annotated[Optional[int], opt(R, "grad_accum", help="Micro-batches per optimizer step.")] = None,
-    grad_accum: Annotated[Optional[int], typer.Option("--grad-accum", hidden=True, help="Deprecated spelling of --gradient-accumulation-steps.")] = None,
+    grad_accum: Annotated[Optional[int], opt(R, "grad_accum", "--gradient-accumulation-steps", help="Micro-batches per optimizer step.")] = None,
+    grad_accum_old: Annotated[Optional[int], typer.Option("--grad-accum", hidden=True, help="Deprecated spelling of --gradient-accumulation-steps.")] = None,
     learning_rate: Annotated[Optional[float], opt(R, "learning_rate", help="Peak learning rate.")] = None,
     warmup_steps: Annotated[Optional[int], opt(R, "warmup_steps", help="Linear warm-up steps.")] = None,
     lr_schedule: Annotated[Optional[str], opt(R, "lr_schedule", help="cosine, poly or constant.")] = None,
@@ -222,10 +222,11 @@ def train(
     """Train or fine-tune a recognition network on real + synthetic identities (accelerate; resumes from checkpoints)."""
     from ..training.recognition import train_recognition
 
-    real_data = deprecated("--real", "--real-data", real, real_data)
-    accumulation = deprecated("--grad-accum", "--gradient-accumulation-steps", grad_accum, gradient_accumulation_steps)
+    # the parameters are named after the config fields they set, so errors about a field name the new flag
+    real = deprecated("--real", "--real-data", real_old, real)
+    accumulation = deprecated("--grad-accum", "--gradient-accumulation-steps", grad_accum_old, grad_accum)
     overrides = dict(
-        real=tuple(real_data) if real_data else None, synthetic=tuple(synthetic) if synthetic else None,
+        real=tuple(real) if real else None, synthetic=tuple(synthetic) if synthetic else None,
         synthetic_ratio=synthetic_ratio, init=init, init_revision=init_revision, backbone=backbone,
         embedding_dim=embedding_dim, image_size=image_size, channels=channels, flip=flip, shift_pixels=shift_pixels,
         head=head, margin=margin,

@@ -55,10 +55,10 @@ def load_state(path: Path) -> Any:
     except pickle.UnpicklingError:
         raise DataError(f"refused to load {path}: it holds pickled objects other than tensors (torch.load with "
                         "weights_only=True rejects them; scoremix-ds never unpickles code)",
-                        hint="delete that checkpoint folder and re-run (or use a new --out)") from None
+                        hint="delete that checkpoint folder and re-run (or choose another `out`)", field="out") from None
     except (EOFError, RuntimeError, OSError) as exc:
         raise DataError(f"{path} is truncated or corrupt ({type(exc).__name__})",
-                        hint="delete that checkpoint folder and re-run (or use a new --out)") from None
+                        hint="delete that checkpoint folder and re-run (or choose another `out`)", field="out") from None
 
 
 @dataclass(frozen=True)

@@ -328,7 +328,8 @@ def _check_resumable(ckpt: Checkpoint, config: GeneratorTrainConfig, fingerprint
                if theirs.get(k) is not None and data_id[k] is not None and theirs.get(k) != data_id[k]]
     if changed:
         raise DataError(f"checkpoint {ckpt.path} was trained on other data ({', '.join(changed)} changed since)",
-                        hint="pin real_data_revision to its data, choose another --out, or pass --no-resume")
+                        hint="pin `real_data_revision` to its data, choose another `out`, or turn `resume` off",
+                        fields=("real_data_revision", "out", "resume"))
 
 
 def _save_checkpoint(root: Path, done: int, loop: TrainingLoop, ema, state: dict, keep: int) -> None:

@@ -71,7 +71,8 @@ def _backbone(config: RecognitionTrainConfig):
                               embedding_dim=config.embedding_dim), config
     model = load_discriminator(config.init, config.init_revision, flag="--init")
     if not isinstance(model, EmbeddingNet):
-        raise ModelError(f"--init {config.init} is a frozen embedder and cannot be fine-tuned", hint="--init takes a saved model folder or Hub id")
+        raise ModelError(f"init {config.init} is a frozen embedder and cannot be fine-tuned",
+                         hint="`init` takes a saved model folder or Hub id", field="init")
     arch = dict(backbone=model.backbone_name, channels=model.in_channels, image_size=model.image_size,
                 embedding_dim=model.embedding_dim)
     changed = {k: v for k, v in arch.items() if getattr(config, k) != v}
