@@ -15,7 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..discriminators.loading import embed_images, load_discriminator
+from ..generators.loading import load_generator
 from ..maths.alignment import alignment_report
+from ..maths.centres import class_centres
+from ..sources.openers import read_real_data
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,6 @@ def default_k(n: int) -> int:
 
 
 def _centres(name: str, revision: str | None, real, flag: str = "discriminator", progress: bool = False) -> np.ndarray:
-    from ..maths.centres import class_centres
-    from ..discriminators.loading import embed_images, load_discriminator
-
     disc = load_discriminator(name, revision, flag=flag)
     embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
     return class_centres(embeddings, real.labels, real.num_classes)
@@ -76,16 +77,12 @@ def _centres(name: str, revision: str | None, real, flag: str = "discriminator",
 
 def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:
     """Compute every alignment measure between the two configured spaces over the chosen classes."""
-    from ..sources.openers import read_real_data
-
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     second = _centres(config.discriminator, config.discriminator_revision, real, progress=progress)
     if config.other_discriminator:
         first = _centres(config.other_discriminator, None, real, flag="other_discriminator", progress=progress)
         first_name, second_name = f"discriminator '{config.other_discriminator}'", f"discriminator '{config.discriminator}'"
     else:
-        from ..generators.loading import load_generator
-
         gen = load_generator(config.generator, config.generator_revision)
         first = gen.condition_table().numpy().astype(np.float64)
         if real.num_classes != gen.num_classes:

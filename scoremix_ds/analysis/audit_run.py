@@ -15,7 +15,11 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..core.outputs import atomic_write
+from ..core.refs import public_ref
+from ..dataset.card import write_build_card
 from ..dataset.manifest import Manifest
+from ..discriminators.loading import embed_images, load_discriminator
+from ..sources.openers import read_real_data
 from ..dataset.writer import decode_png
 from ..core.errors import ConfigError, DataError
 from .audit import audit_identities, real_reference, summarise
@@ -75,10 +79,6 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
 
 
 def run_audit(config: AuditConfig) -> AuditResult:
-    from ..synthesis.finalize import public_ref, write_build_card
-    from ..sources.openers import read_real_data
-    from ..discriminators.loading import embed_images, load_discriminator
-
     folder = Path(config.folder)
     manifest = Manifest.read(folder)
     if manifest is None or not manifest.complete:

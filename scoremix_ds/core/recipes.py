@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 from .errors import ConfigError
+from .recipe_file import manifest_recipe
 from .resources import resource_dir
 
 T = TypeVar("T")
@@ -101,8 +102,6 @@ def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[st
     """Read a recipe's key/values (optionally one ``[section]`` of it) without validating them yet."""
     path = resolve_recipe(name_or_path)
     if path.suffix == ".json" and section is None:  # a build's manifest.json: its config is a build recipe
-        from .recipe_file import manifest_recipe
-
         return manifest_recipe(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,6 @@
-"""Render the dataset card (README.md) from ``cards/dataset_card.md`` with Hub-understood YAML metadata."""
+"""The dataset card (README.md): rendered from ``cards/dataset_card.md`` with Hub-understood YAML metadata, and
+(:func:`write_build_card`) written for a finished build from its manifest and rows (by the build, ``merge`` and
+``audit``)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,15 @@ from typing import Any
 import datasets
 from huggingface_hub import DatasetCard, DatasetCardData
 
+import pyarrow.parquet as pq
+
+from .. import __version__
 from ..core.outputs import atomic_write
+from ..core.refs import public_ref
 from ..core.resources import resource_dir
-from .schema import COLUMN_DOCS, CONFIGS, FEATURES
+from ..maths.pair_strategies import get_strategy
+from .manifest import Manifest
+from .schema import COLUMN_DOCS, CONFIGS, FEATURES, features_for, unique_names
 
 TEMPLATE = "dataset_card.md"
 
@@ -114,3 +122,40 @@ def render_card(
 
 def write_card(folder: Path, card: DatasetCard) -> None:
     atomic_write(folder / "README.md", str(card))
+
+
+def names_from_rows(out: Path, config: str, files: dict[str, dict], class_names: list[str] | None = None) -> list[str]:
+    """The name of every ``label`` of a config, read back from its rows: a mix label is named by its ``identity``,
+    a repro label (a parent's class id) by its ``parent_names``; ids no row shows take ``class_names`` (the
+    generator's classes as the real data names them, from the manifest) or the id itself."""
+    column = "identity" if config == "mix" else "parent_names"
+    seen: dict[int, str] = {}
+    for rel in files:
+        table = pq.read_table(out / rel, columns=["label", column])
+        for label, name in zip(table.column("label").to_pylist(), table.column(column).to_pylist()):
+            seen[label] = name if config == "mix" else name[0]
+    known = list(class_names or []) if config != "mix" else []
+    size = max([len(known), *(label + 1 for label in seen)])
+    return [seen.get(i, known[i] if i < len(known) else str(i)) for i in range(size)]
+
+
+def card_features(out: Path, manifest: Manifest) -> dict[str, datasets.Features]:
+    """Each config's Features as the card declares them: ``label`` a ClassLabel named after the identities (mix)
+    or the classes (repro). The parquet files keep a plain int64 ``label``: ``datasets`` applies the card's
+    features when it loads the folder or the Hub repo, and 10K names in every shard's schema would make each
+    shard several times larger (``benchmarks/bench_classlabel.py``)."""
+    names = manifest.provenance.get("class_names")
+    return {name: features_for(unique_names(names_from_rows(out, name, files, names)))
+            for name, files in manifest.shards.items() if files}
+
+
+def write_build_card(out: Path, manifest: Manifest) -> None:
+    """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit."""
+    config = manifest.config
+    build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
+                 weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]),
+                 plan=public_ref(config.get("plan")))
+    provenance = {k: v for k, v in manifest.provenance.items() if k != "class_names"}  # in the label features
+    card = render_card(build, provenance, manifest.counts, __version__, get_strategy(config["strategy"]).space,
+                       audit=manifest.audit, features=card_features(out, manifest))
+    write_card(out, card)

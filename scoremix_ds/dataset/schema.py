@@ -53,6 +53,17 @@ CONFIGS = ("mix", "repro")
 COLUMNS = tuple(FEATURES)
 
 
+def unique_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` with any repeat made distinct by a ``#n`` suffix (a ``ClassLabel`` needs distinct names)."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        n = seen.get(name, 0)
+        seen[name] = n + 1
+        out.append(name if n == 0 else f"{name}#{n}")
+    return tuple(out) if len(set(out)) == len(out) else tuple(f"{name}#{i}" for i, name in enumerate(names))
+
+
 def features_for(label_names: Sequence[str]) -> datasets.Features:
     """The row schema of one config as its card declares it: ``label`` a ``ClassLabel`` over ``label_names``
     (distinct names); the same storage as :data:`FEATURES`."""

@@ -29,8 +29,9 @@ from typing import Any
 
 import torch
 
-from ..core.errors import ModelError
+from ..core.errors import ConfigError, ModelError
 from ..core.hub_client import download_errors
+from ..core.refs import with_revision
 from ..core.resources import default_model_dir
 
 logger = logging.getLogger(__name__)
@@ -214,12 +215,8 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
     the null class is found; ``null_class`` overrides what the folder declares). ``flag``: the option that named
     it (a config field), for the errors (``weak_generator`` for the autoguidance model)."""
     if name_or_path not in (None, "", "default"):
-        from ..core.refs import with_revision
-
         name_or_path, revision = with_revision(name_or_path, revision, flag)
         if revision is not None and Path(name_or_path).expanduser().exists():
-            from ..core.errors import ConfigError
-
             raise ConfigError(f"{flag} {name_or_path} is a local folder: a revision only applies to Hub ids",
                               hint=f"drop the @{revision} of `{flag}` (or its `{flag}_revision` alias)",
                               fields=(flag, f"{flag}_revision"))

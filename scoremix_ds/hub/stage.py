@@ -14,11 +14,13 @@ import os
 import re
 import shutil
 import tempfile
+import tomllib
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from ..core.recipe_file import RECIPE
+from .. import __version__
+from ..core.recipe_file import RECIPE, recipe_text
 from ..core.refs import public_ref
 from ..dataset.manifest import MANIFEST, Manifest
 from .folder_check import CARD, PREVIEW, listed_shards
@@ -56,11 +58,6 @@ def public_manifest(manifest: dict, card_build: dict | None = None) -> dict:
 
 def public_recipe(text: str, card_build: dict | None = None) -> str:
     """``build.toml`` with local paths reduced as in :func:`public_manifest` (Hub ids and settings unchanged)."""
-    import tomllib
-
-    from .. import __version__
-    from ..core.recipe_file import recipe_text
-
     values = public_manifest({"config": tomllib.loads(text)}, card_build)["config"]
     return recipe_text(values, __version__)
 

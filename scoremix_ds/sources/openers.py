@@ -34,6 +34,8 @@ import numpy as np
 from PIL import Image
 
 from ..core.errors import ConfigError, DataError
+from ..core.hub_client import is_hub_failure, make_api, map_error, offline_unless_reachable, resolve_token
+from ..dataset.manifest import Manifest
 from .readers import READERS
 from .real_data import RealData
 from .recordio import InsightFaceRecords
@@ -311,8 +313,6 @@ def open_hub(spec: SourceSpec, progress: bool) -> Source:
     """A Hub dataset at the commit its revision points to (see :func:`resolve_hub_commit`)."""
     import datasets
 
-    from ..core.hub_client import offline_unless_reachable
-
     with offline_unless_reachable() as offline:
         commit = resolve_hub_commit(spec.location, spec.revision)
         try:
@@ -334,8 +334,6 @@ def open_hub(spec: SourceSpec, progress: bool) -> Source:
 def resolve_hub_commit(repo_id: str, revision: str | None) -> str | None:
     """The commit sha ``revision`` (default ``main``) points to; None when the Hub cannot be reached (offline)."""
     from huggingface_hub.errors import OfflineModeIsEnabled, RepositoryNotFoundError, RevisionNotFoundError
-
-    from ..core.hub_client import is_hub_failure, make_api, map_error, resolve_token
 
     token = resolve_token(None, required=False)
     try:
@@ -367,8 +365,6 @@ def _files_digest(paths: Sequence[Path], limit: int) -> str | None:
 
 def _manifest_digest(folder: Path, config: str, names: Sequence[str]) -> str | None:
     """sha256 over ``name:sha256`` of a build's shards as its manifest lists them; None if a shard is not listed."""
-    from ..dataset.manifest import Manifest
-
     manifest = Manifest.read(folder)
     listed = (manifest.shards.get(config, {}) if manifest else {})
     if not names or any(n not in listed for n in names):

@@ -11,20 +11,15 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-import datasets
 import numpy as np
 import pyarrow.parquet as pq
 
 from .. import __version__
-from ..dataset.card import render_card, write_card
+from ..dataset.card import write_build_card
 from ..dataset.manifest import Manifest
 from ..dataset.preview import save_preview
-from ..dataset.schema import features_for
 from ..dataset.writer import arrow_bytes, decode_png
-from ..maths.pair_strategies import get_strategy
-from .planning.mix_plan import unique_names
 from ..core.recipe_file import write_recipe
-from ..core.refs import public_ref
 from .units import STATE_DIR
 
 PREVIEW_ROWS = 8
@@ -62,43 +57,6 @@ def preview_from_rows(out: Path, manifest: Manifest) -> list[Triplet]:
 def preview_row(parents: list[np.ndarray], mix: np.ndarray) -> tuple[np.ndarray, ...]:
     """``parent A | mix | parent B [| parent C ...]``."""
     return (parents[0], mix, *parents[1:])
-
-
-def names_from_rows(out: Path, config: str, files: dict[str, dict], class_names: list[str] | None = None) -> list[str]:
-    """The name of every ``label`` of a config, read back from its rows: a mix label is named by its ``identity``,
-    a repro label (a parent's class id) by its ``parent_names``; ids no row shows take ``class_names`` (the
-    generator's classes as the real data names them, from the manifest) or the id itself."""
-    column = "identity" if config == "mix" else "parent_names"
-    seen: dict[int, str] = {}
-    for rel in files:
-        table = pq.read_table(out / rel, columns=["label", column])
-        for label, name in zip(table.column("label").to_pylist(), table.column(column).to_pylist()):
-            seen[label] = name if config == "mix" else name[0]
-    known = list(class_names or []) if config != "mix" else []
-    size = max([len(known), *(label + 1 for label in seen)])
-    return [seen.get(i, known[i] if i < len(known) else str(i)) for i in range(size)]
-
-
-def card_features(out: Path, manifest: Manifest) -> dict[str, datasets.Features]:
-    """Each config's Features as the card declares them: ``label`` a ClassLabel named after the identities (mix)
-    or the classes (repro). The parquet files keep a plain int64 ``label``: ``datasets`` applies the card's
-    features when it loads the folder or the Hub repo, and 10K names in every shard's schema would make each
-    shard several times larger (``benchmarks/bench_classlabel.py``)."""
-    names = manifest.provenance.get("class_names")
-    return {name: features_for(unique_names(names_from_rows(out, name, files, names)))
-            for name, files in manifest.shards.items() if files}
-
-
-def write_build_card(out: Path, manifest: Manifest) -> None:
-    """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit."""
-    config = manifest.config
-    build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
-                 weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]),
-                 plan=public_ref(config.get("plan")))
-    provenance = {k: v for k, v in manifest.provenance.items() if k != "class_names"}  # in the label features
-    card = render_card(build, provenance, manifest.counts, __version__, get_strategy(config["strategy"]).space,
-                       audit=manifest.audit, features=card_features(out, manifest))
-    write_card(out, card)
 
 
 def images_per_label(out: Path, files: dict[str, dict]) -> tuple[int, int]:

@@ -12,6 +12,8 @@ from functools import cached_property
 
 import numpy as np
 
+from ...dataset.schema import unique_names
+
 
 def sample_seed(build_seed: int, identity_index: int, image_index: int) -> int:
     """A 63-bit seed for one image, a pure function of the build seed and its indices."""
@@ -34,17 +36,6 @@ class Identity:
 
     def name(self, class_names: tuple[str, ...]) -> str:
         return "mix:" + "+".join(class_names[p] for p in self.parents)
-
-
-def unique_names(names: list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """``names`` with any repeat made distinct by a ``#n`` suffix (a ``ClassLabel`` needs distinct names)."""
-    seen: dict[str, int] = {}
-    out = []
-    for name in names:
-        n = seen.get(name, 0)
-        seen[name] = n + 1
-        out.append(name if n == 0 else f"{name}#{n}")
-    return tuple(out) if len(set(out)) == len(out) else tuple(f"{name}#{i}" for i, name in enumerate(names))
 
 
 def label_names(real_names: tuple[str, ...], generator_names: tuple[str, ...], num_classes: int) -> tuple[str, ...]:
