@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 
 from ..synthesis.config import BuildConfig
-from ..synthesis.planning.choose import check_real_data
 from ..core.recipes import config_from
 from .options import ProgressOpt, RecipeOpt
 from .planning_options import with_planning_options
@@ -24,6 +23,5 @@ def plan(
     from ..synthesis.planning.make_plan import make_plan_file
 
     config = config_from(BuildConfig, recipe, planning)
-    check_real_data(config)  # before any model is loaded
     typer.echo(make_plan_file(config, out, progress=progress).summary())
     typer.echo(f"build it with: scoremix-ds build --plan {out}")

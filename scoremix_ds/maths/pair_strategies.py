@@ -77,6 +77,12 @@ def get_strategy(name: str, table: dict[str, Strategy] = STRATEGIES) -> Strategy
                           field="strategy") from None
 
 
+def as_strategy(strategy: str | Strategy) -> Strategy:
+    """A :class:`Strategy` as given, or the one a name stands for: the selection functions take either (a build
+    passes the object its config resolved once, ``BuildConfig.strategy_spec``)."""
+    return strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+
+
 def candidate_pairs(classes: np.ndarray) -> np.ndarray:
     """All distinct unordered pairs ``(a, b)`` with ``a < b`` from ``classes``; shape ``(M, 2)``."""
     classes = np.sort(np.asarray(classes, dtype=np.int64))
@@ -231,7 +237,7 @@ def select_pairs(
     >>> select_pairs("distant", 1, np.arange(3), embedding_distances=d).tolist()
     [[0, 2]]
     """
-    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    s = as_strategy(strategy)
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     if len(classes) < max(2, s.size):
         raise ConfigError(f"mixing needs at least {max(2, s.size)} classes, got {len(classes)}", hint="check `classes` / `real_data`",

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ..core.errors import ConfigError
-from .pair_strategies import Strategy, check_selection, get_strategy, select_extreme_pairs, select_pairs
+from .pair_strategies import Strategy, as_strategy, check_selection, select_extreme_pairs, select_pairs
 from .topk import pair_distance_sample, row_dots, unit_rows
 
 DENSE_LIMIT = 2048  # candidate classes: 2048^2 float64 distances = 32 MiB per space
@@ -114,7 +114,7 @@ def select_tuples(
 ) -> np.ndarray:
     """``num`` class tuples ``(num, K)`` (class ids, sorted within a row) for ``strategy``, from class vectors
     indexed by class id (``(C, D)``; only the rows of ``classes`` are read)."""
-    s = strategy if isinstance(strategy, Strategy) else get_strategy(strategy)
+    s = as_strategy(strategy)
     classes = np.unique(np.asarray(classes, dtype=np.int64))
     vectors = _space(s, embedding_vectors, condition_vectors)
     if len(classes) <= DENSE_LIMIT or s.size > 2:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from ..core.errors import ConfigError
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
-from ..maths.pair_strategies import check_selection, get_strategy
+from ..maths.pair_strategies import Strategy, check_selection, get_strategy
 from ..core.recipes import to_dict, without_added_fields
 from ..sampling.batches import SamplingSettings
 from ..sampling.scoremix import MIXING_MODES
@@ -75,7 +76,7 @@ class BuildConfig:
         if self.null_class is not None and self.null_class < 0:
             raise ConfigError(f"null_class must be a class id >= 0, got {self.null_class}", hint="set null_class to a class id >= 0",
                               field="null_class")
-        strategy = get_strategy(self.strategy)
+        strategy = self.strategy_spec
         check_scheduler_name(self.scheduler)
         if self.weights:
             validate_weights(self.weights, strategy.size, self.allow_nonconvex)
@@ -109,12 +110,18 @@ class BuildConfig:
             raise ConfigError(f"unknown weight schedule '{self.weight_schedule}'",
                               hint=f"set weight_schedule to one of {', '.join(WEIGHT_SCHEDULES)}", field="weight_schedule")
 
+    @cached_property
+    def strategy_spec(self) -> Strategy:
+        """The :class:`~scoremix_ds.maths.pair_strategies.Strategy` that ``strategy`` names, looked up once (when the
+        config is made, which refuses an unknown name); every later use takes this object."""
+        return get_strategy(self.strategy)
+
     @property
     def mix_weights(self) -> tuple[float, ...]:
         """The weights of every mix: as given, or equal over the strategy's K classes."""
         if self.weights:
             return tuple(float(w) for w in self.weights)
-        k = get_strategy(self.strategy).size
+        k = self.strategy_spec.size
         return tuple(1.0 / k for _ in range(k))
 
     @property

@@ -20,7 +20,7 @@ from ...sources.openers import read_real_data
 from ...dataset.manifest import file_sha256
 from ...core.errors import ConfigError, DataError
 from ...maths.mixing import validate_weights
-from ...maths.pair_strategies import get_strategy
+from ...maths.pair_strategies import Strategy
 from ...maths.selection import mean_pairwise_distance, select_tuples
 from ...core.digest import model_digest
 from ...discriminators.loading import load_discriminator
@@ -54,15 +54,17 @@ class Spaces:
 NO_REAL_DATA = "none: no --real-data was given, so there are no class centres and every embedding_distance is null"
 
 
-def needs_real_data(strategy: str) -> bool:
+def needs_real_data(strategy: Strategy) -> bool:
     """True for the strategies that pick classes by their discriminator class centres (distant, close, band, the
     embedding triplets); ``random`` and the condition-space strategies need no real data."""
-    return get_strategy(strategy).space == "embedding"
+    return strategy.space == "embedding"
 
 
 def check_real_data(config: BuildConfig, what: str = "") -> None:
-    """One line naming --real-data when the strategy needs class centres and none were given."""
-    if config.real_data is None and needs_real_data(config.strategy):
+    """One line naming real_data when the strategy needs class centres and none were given. Checked once, before any
+    model is loaded: by :func:`~scoremix_ds.synthesis.resolve.resolve_build` for a build, by ``make_plan_file`` for a
+    plan."""
+    if config.real_data is None and needs_real_data(config.strategy_spec):
         raise ConfigError(
             f"strategy '{config.strategy}' picks classes by their class centres in the discriminator's space, which "
             f"needs real images of the generator's classes{what}",
@@ -107,9 +109,7 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
     from ..centres_cache import cache_key, data_digest, shared_centres
 
     conditions = gen.condition_table().numpy().astype(np.float64)
-    if config.real_data is None:
-        if not config.plan:  # a plan file already holds its tuples
-            check_real_data(config)
+    if config.real_data is None:  # random or a condition strategy (check_real_data), or a plan file's tuples
         return Spaces(None, conditions, None, None)
     real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
     candidate_classes(config, gen)  # --classes outside the generator's classes: one line, before any embedding
@@ -135,10 +135,11 @@ def class_names(gen: ClassConditionalGenerator, spaces: Spaces) -> tuple[str, ..
 def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> MixPlan:
     """The strategy's tuples over the candidate classes, with both spaces' distances and the seeds."""
     classes = candidate_classes(config, gen)
-    size = get_strategy(config.strategy).size
+    strategy = config.strategy_spec
+    size = strategy.size
     if len(classes) < max(2, size):
         raise ConfigError(f"mixing needs at least {max(2, size)} classes, got {len(classes)}", hint="give --classes more ids")
-    tuples = select_tuples(config.strategy, config.pairs, classes, spaces.centres, spaces.conditions, config.seed,
+    tuples = select_tuples(strategy, config.pairs, classes, spaces.centres, spaces.conditions, config.seed,
                            band=config.band, max_uses=config.max_uses)
     plan = make_plan(tuples, config.mix_weights, mean_pairwise_distance(tuples, spaces.centres),
                      mean_pairwise_distance(tuples, spaces.conditions), config.per_identity, config.seed)

@@ -14,14 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from ...core.plots import save_histograms
-from ...maths.pair_strategies import get_strategy
 from ...maths.topk import pair_distance_sample
 from ...generators.loading import load_generator
 from ..config import BuildConfig
 from ...core.outputs import claim_file
 from ..centres_cache import plan_cache, save_centres
 from .parquet_file import is_plan_file, write_plan
-from .choose import candidate_classes, choose_plan, class_spaces, plan_meta
+from .choose import candidate_classes, check_real_data, choose_plan, class_spaces, plan_meta
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +47,7 @@ class PlanSummary:
 def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False) -> PlanSummary:
     """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram).
     Without real data (``random`` or a condition strategy) the histogram is of the condition space."""
+    check_real_data(config)  # before any model is loaded
     path = claim_file(path, "--out", owned=is_plan_file)
     claim_file(path.with_suffix(".png"), "--out", owned=lambda png: path.is_file() and is_plan_file(path))
     gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
@@ -57,7 +57,7 @@ def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False
     write_plan(path, plan, plan_meta(config, gen, spaces))
     if spaces.centres_computed:  # planning again over the same models and data reuses them
         save_centres(cache, spaces.centres_key, spaces.centres)
-    space = get_strategy(config.strategy).space
+    space = config.strategy_spec.space
     if space == "none":
         space = "embedding" if spaces.centres is not None else "condition"
     vectors = spaces.centres if space == "embedding" else spaces.conditions
