@@ -21,7 +21,6 @@ is written last and records the source build and every shard's hash.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import logging
@@ -34,6 +33,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ..core.errors import ConfigError, DataError
+from ..core.fingerprints import config_fingerprint
 from ..core.outputs import OutputLock, atomic_write, claim_folder, read_json_object
 from .integrity import damage_line, damaged_shards
 from .manifest import Manifest
@@ -121,7 +121,7 @@ def _label_map(config: ExportConfig, manifest: Manifest) -> Callable[[str, np.nd
 def _fingerprint(config: ExportConfig, manifest: Manifest, shards: list[tuple[str, str, str]]) -> str:
     payload = {"build": manifest.fingerprint, "shards": shards, "format": config.format,
                "configs": list(config.configs), "label_offset": config.label_offset}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+    return config_fingerprint(payload)
 
 
 def _keys(build: Path, shards: list[tuple[str, str, str]], mapped) -> tuple[list[np.ndarray], np.ndarray]:
