@@ -157,6 +157,9 @@ class Callback:
     def on_train_start(self, loop: TrainingLoop) -> None:
         pass
 
+    def on_micro_batch_end(self, loop: TrainingLoop, batch: Any) -> None:
+        """After the backward pass of one micro-batch (``loop.micro_losses[-1]`` is its scaled loss)."""
+
     def on_step_end(self, loop: TrainingLoop) -> None:
         pass
 
@@ -224,6 +227,7 @@ class JsonlLog(Callback):
     def __init__(self, out: Path, every: int, images: Callable[[Any], int]) -> None:
         self.path, self.every, self.images = Path(out) / self.NAME, every, images
         self.file = None
+        self._reset()
 
     def on_train_start(self, loop: TrainingLoop) -> None:
         if not loop.accelerator.is_main_process:
@@ -239,6 +243,10 @@ class JsonlLog(Callback):
     def _reset(self) -> None:
         self.loss, self.seen, self.steps, self.since = 0.0, 0, 0, time.perf_counter()
 
+    def on_micro_batch_end(self, loop: TrainingLoop, batch: Any) -> None:
+        if self.file is not None:
+            self.seen += self.images(batch) * loop.accelerator.num_processes
+
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
@@ -249,7 +257,6 @@ class JsonlLog(Callback):
             return
         for loss in loop.micro_losses:  # no host sync per step: read when a record is written
             self.loss = self.loss + loss
-        self.seen += sum(self.images(batch) for batch in loop.micro_batches) * loop.accelerator.num_processes
         self.steps += 1
         if loop.step % self.every == 0 or loop.step == loop.total:
             record = {"step": loop.step, "loss": float(self.loss) / self.steps, "lr": loop.learning_rate(loop.step),
@@ -293,7 +300,6 @@ class TrainingLoop:
         self.checkpoint_every, self.final_checkpoint, self.save = checkpoint_every, final_checkpoint, save
         self.start = self.step = self.stop = 0
         self.micro_losses: list[torch.Tensor] = []
-        self.micro_batches: list[Any] = []
         self.bar = None
 
     def learning_rate(self, step: int) -> float:
@@ -310,14 +316,15 @@ class TrainingLoop:
         for step in range(start, stop):
             for group in self.optimizer.param_groups:
                 group["lr"] = self.learning_rate(step)
-            self.micro_losses, self.micro_batches = [], []
+            self.micro_losses = []
             for m, batch in enumerate(micro_batches(step)):
                 last = m == self.accumulation - 1
                 with nullcontext() if last else self.accelerator.no_sync(self.model):
                     scaled = loss(batch) / self.accumulation
                     self.precision.backward(scaled)
                 self.micro_losses.append(scaled.detach())
-                self.micro_batches.append(batch)
+                for callback in self.callbacks:
+                    callback.on_micro_batch_end(self, batch)
             if self.max_grad_norm is not None:
                 self.precision.unscale(self.raw_optimizer)
                 self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
