@@ -138,8 +138,10 @@ def _tinyface(rest: str, text: str) -> BenchmarkSpec:
     )
 
 
-_KINDS = {"heldout": _heldout, "pairs": _pairs, "ijbb": _ijb("ijbb"), "ijbc": _ijb("ijbc"), "tinyface": _tinyface,
-          "openset": _openset}
+# The one table of benchmark kinds: each ``KIND:`` prefix and its parser. ``scoremix-ds reproduce`` checks its
+# recipes' benchmarks against it too (and reads ``tinyface:``, refused here, itself: reproduce/benchmarks.py).
+KINDS = {"heldout": _heldout, "pairs": _pairs, "ijbb": _ijb("ijbb"), "ijbc": _ijb("ijbc"), "tinyface": _tinyface,
+         "openset": _openset}
 
 
 def parse_benchmark(text: str) -> BenchmarkSpec:
@@ -154,8 +156,8 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
     if not text:
         raise ConfigError("benchmark is empty", hint=_HINT, field="benchmark")
     m = _PREFIX.match(text)
-    if m is not None and m.group("kind").lower() in _KINDS:
-        return _KINDS[m.group("kind").lower()](m.group("rest"), text)
+    if m is not None and m.group("kind").lower() in KINDS:
+        return KINDS[m.group("kind").lower()](m.group("rest"), text)
     path = Path(text).expanduser()
     if text.lower().endswith(".bin"):
         if not path.is_file():
@@ -174,7 +176,7 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
         raise ConfigError(f"benchmark '{text}' is a file but not a .bin", hint=_HINT, field="benchmark")
     if m is not None:
         raise ConfigError(f"benchmark '{text}': unknown kind '{m.group('kind')}'",
-                          hint=f"known kinds: {', '.join(k + ':' for k in _KINDS)}", field="benchmark")
+                          hint=f"known kinds: {', '.join(k + ':' for k in KINDS)}", field="benchmark")
     if _HUB_ID.match(name):
         return _pairs(text, text)
     if name.endswith("]") and _HUB_ID.match(name.rpartition("[")[0]):

@@ -22,13 +22,15 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import ConfigError, DataError
+from ..evaluation.runner import IdentificationSet
+from ..evaluation.specs import KINDS, load_benchmark, parse_benchmark
 
-KINDS = ("heldout", "pairs", "ijbb", "ijbc", "tinyface", "openset")
 _HINT = "[eval] benchmarks take heldout:NAME:PAIRS, openset:NAME, PATH.bin, pairs:NAME, ijbb:DIR, ijbc:DIR or tinyface:DIR"
 
 
 def check_benchmark(spec: str) -> str:
-    """The kind of a spec string (``bin`` or one of :data:`KINDS`); :class:`ConfigError` for any other form."""
+    """The kind of a spec string (``bin`` or a key of :data:`scoremix_ds.evaluation.specs.KINDS`, the one table of
+    benchmark kinds); :class:`ConfigError` for any other form."""
     kind, sep, rest = spec.partition(":")
     if sep and kind.lower() in KINDS and rest:
         return kind.lower()
@@ -80,8 +82,6 @@ def _mat_list(path: Path, names: str, ids: str) -> tuple[list[str], np.ndarray]:
 def tinyface_set(root: str | Path, image_size: int = 112):
     """TinyFace 1:N as an :class:`~scoremix_ds.evaluation.IdentificationSet` (distractors: every image of
     ``Gallery_Distractor/``)."""
-    from ..evaluation import IdentificationSet
-
     root = Path(root)
     probe_files, probe_ids = _mat_list(root / "probe_img_ID_pairs.mat", "probe_set", "probe_ids")
     gallery_files, gallery_ids = _mat_list(root / "gallery_match_img_ID_pairs.mat", "gallery_set", "gallery_ids")
@@ -94,8 +94,6 @@ def tinyface_set(root: str | Path, image_size: int = 112):
 
 def open_benchmark(spec: str, image_size: int = 112, seed: int = 0):
     """The ``evaluate`` input a spec names (files are read here, not when the recipe is checked)."""
-    from ..evaluation.specs import load_benchmark, parse_benchmark
-
     if check_benchmark(spec) == "tinyface":
         root = spec.partition(":")[2]
         if not Path(root).is_dir():
