@@ -215,7 +215,7 @@ def test_nan_rows_refused(name):
     y[4] = np.nan
     with pytest.raises(ConfigError) as info:
         MEASURES[name](x, y)
-    assert "NaN" in info.value.message and "--classes" in info.value.hint
+    assert "NaN" in info.value.message and "`classes`" in info.value.hint and "classes" in info.value.fields
 
 
 @pytest.mark.parametrize("name", ["mutual_knn", "cknna", "distance_spearman"])
@@ -235,7 +235,7 @@ def test_mismatched_rows_and_bad_k_refused():
     for k in (0, 10):
         with pytest.raises(ConfigError) as info:
             mutual_knn(x, x, k)
-        assert "--k" in info.value.hint
+        assert "`k`" in info.value.hint and info.value.field == "k"
     with pytest.raises(ConfigError):
         cknna(x, x, 1)
     with pytest.raises(ConfigError, match="at least 4"):

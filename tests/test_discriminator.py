@@ -131,14 +131,15 @@ def test_load_refuses_pickle_only_folder(tmp_path):
     (folder / "config.json").write_text(json.dumps({"in_channels": 1, "image_size": 32, "embedding_dim": 8}))
     with pytest.raises(ModelError, match="pickle") as info:
         load_discriminator(str(folder))
-    assert "--discriminator" in str(info.value)
+    assert "`discriminator`" in str(info.value) and info.value.field == "discriminator"
 
 
 def test_load_refuses_missing_folder_and_unreachable_hub_id(tmp_path):
     with pytest.raises(ModelError, match="does not exist") as info:
         load_discriminator(str(tmp_path / "nowhere"))
-    assert "--discriminator" in str(info.value)
-    with pytest.raises(ModelError, match="--discriminator"):
+    assert info.value.field == "discriminator"  # the CLI names it by the command's flag
+    assert "`discriminator`" in str(info.value) and info.value.field == "discriminator"
+    with pytest.raises(ModelError, match="discriminator") as info:
         load_discriminator("some-org/not-cached")  # offline: one clear line, not a traceback from the Hub client
 
 

@@ -66,7 +66,7 @@ def test_max_uses_matches_dense_and_refuses_like_it():
     want = info.value.message.split(" of the ")[0]
     with pytest.raises(ConfigError) as info:
         greedy_extreme_pairs(v, 31, True, 1, 1, k=5)
-    assert info.value.message.split(" of the ")[0] == want and "--max-uses" in info.value.hint
+    assert info.value.message.split(" of the ")[0] == want and "`max_uses`" in info.value.hint
 
 
 def test_select_extreme_pairs_on_a_class_subset_and_auto_device():

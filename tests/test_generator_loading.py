@@ -87,7 +87,7 @@ def test_check_classes(tiny_generator):
         with pytest.raises(ModelError) as info:
             tiny_generator.check_classes(torch.tensor([[0, bad]]))
         assert str(bad) in info.value.message and "0..3" in info.value.message
-        assert "--classes" in info.value.hint
+        assert "`classes`" in info.value.hint
 
 
 # --- DiT -------------------------------------------------------------------------------------------------------
@@ -169,7 +169,7 @@ def test_latent_model_condition_table(latent_generator):
 def test_missing_folder_refused(tmp_path):
     with pytest.raises(ModelError) as info:
         load_generator(str(tmp_path / "nope"))
-    assert "does not exist" in info.value.message and "--generator" in info.value.hint
+    assert "does not exist" in info.value.message and "`generator`" in info.value.hint
 
 
 def test_unreachable_hub_id_refused_with_model_error():
@@ -181,7 +181,7 @@ def test_folder_without_denoiser_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError) as info:
         load_generator(str(tmp_path / "empty"))
-    assert "no diffusers denoiser" in info.value.message and "--generator" in info.value.hint
+    assert "no diffusers denoiser" in info.value.message and "`generator`" in info.value.hint
 
 
 def test_unconditional_unet_refused(tmp_path):
@@ -191,7 +191,7 @@ def test_unconditional_unet_refused(tmp_path):
                         down_block_types=("DownBlock2D",) * 2, up_block_types=("UpBlock2D",) * 2, norm_num_groups=4)
     with pytest.raises(ModelError) as info:
         load_generator(str(save_generator(tmp_path / "uncond", model)))
-    assert "not class-conditional" in info.value.message and "--generator" in info.value.hint
+    assert "not class-conditional" in info.value.message and "`generator`" in info.value.hint
 
 
 def test_unet_with_class_embed_type_refused(tmp_path):
@@ -220,7 +220,7 @@ def test_pickle_only_weights_refused(tmp_path):
     torch.save(model.state_dict(), folder / "diffusion_pytorch_model.bin")
     with pytest.raises(ModelError) as info:
         load_generator(str(tmp_path / "pickled"))
-    assert "pickle" in info.value.message and "--generator" in info.value.hint
+    assert "pickle" in info.value.message and "`generator`" in info.value.hint
 
 
 def test_pickle_only_vae_refused(tmp_path):

@@ -55,13 +55,13 @@ def test_band_that_selects_nothing_names_band():
     d = np.array([[0.0, 0.1, 0.1], [0.1, 0.0, 0.9], [0.1, 0.9, 0.0]])  # .1 .1 .9: P70..P72 lies strictly between
     with pytest.raises(ConfigError) as info:
         select_pairs("band", 1, np.arange(3), embedding_distances=d, band=(70, 72))
-    assert "--band" in str(info.value) and "selects no pair" in info.value.message
+    assert "band" in info.value.fields and "selects no pair" in info.value.message
 
 
 def test_more_pairs_than_the_band_holds_says_how_many():
     with pytest.raises(ConfigError) as info:
         _band(3, (40, 60))
-    assert "only 2 pairs" in info.value.message and "--pairs 2" in info.value.hint
+    assert "only 2 pairs" in info.value.message and "`pairs` 2" in info.value.hint
 
 
 @pytest.mark.parametrize("band", [(60, 40), (-1, 50), (0, 101), (50,), "ab", (np.nan, 50)])
@@ -135,7 +135,7 @@ def test_triplets_all_and_one_more_refused_with_count():
     assert sorted(map(tuple, all_t.tolist())) == list(combinations(range(6), 3))
     with pytest.raises(ConfigError) as info:
         select_pairs("distant-triplets", 21, np.arange(6), embedding_distances=d)
-    assert "only 20 distinct triplets" in info.value.message and "--pairs 20" in info.value.hint
+    assert "only 20 distinct triplets" in info.value.message and "`pairs` 20" in info.value.hint
 
 
 def test_triplets_need_three_classes_and_distances():
@@ -148,7 +148,7 @@ def test_triplets_need_three_classes_and_distances():
 def test_triplet_enumeration_is_bounded():
     with pytest.raises(ConfigError) as info:
         candidate_tuples(np.arange(400), 3)
-    assert "--classes" in info.value.hint
+    assert "`classes`" in info.value.hint
     assert candidate_tuples(np.array([7, 2, 5, 9]), 3).tolist() == [[2, 5, 7], [2, 5, 9], [2, 7, 9], [5, 7, 9]]
 
 
@@ -161,7 +161,7 @@ def test_max_uses_limits_and_says_how_many_exist():
     assert got == [[0, 2], [1, 3]]
     with pytest.raises(ConfigError) as info:
         select_pairs("distant", 3, CLASSES, embedding_distances=EMB, max_uses=1)
-    assert "admits only 2" in info.value.message and "--max-uses" in info.value.hint
+    assert "admits only 2" in info.value.message and "`max_uses`" in info.value.hint
     with pytest.raises(ConfigError) as info:
         select_pairs("distant-triplets", 2, np.arange(5), embedding_distances=D5, max_uses=1)
     assert "admits only 1" in info.value.message
@@ -177,6 +177,6 @@ def test_tables():
             "close-triplets"} == set(STRATEGIES)
     assert get_strategy("band").banded
     assert get_strategy("distant-triplets").size == 3
-    with pytest.raises(ConfigError, match="strategy to one of") as info:
+    with pytest.raises(ConfigError, match="`strategy` to one of") as info:
         get_strategy("farthest")
     assert "set --strategy to one of" in as_build_prints(info.value).hint

@@ -176,7 +176,7 @@ def test_all_pairs_works_and_one_more_refused(strategy):
     assert sorted(map(tuple, pairs.tolist())) == list(combinations(range(c), 2))
     with pytest.raises(ConfigError) as info:
         select_pairs(strategy, n_all + 1, np.arange(c), embedding_distances=d, condition_distances=d)
-    assert "--pairs" in str(info.value)
+    assert "`pairs`" in str(info.value)
     assert str(n_all) in info.value.message  # names how many exist
 
 

@@ -254,12 +254,12 @@ def test_invalid_repo_id_and_missing_token_name_the_flag(capsys, built, no_cache
 
 
 @pytest.mark.parametrize("kwargs, needle", [
-    (dict(tag="v1", create_pr=True), "--create-pr"),
-    (dict(revision="dev", create_pr=True), "--revision"),
-    (dict(force_tag=True), "--force-tag needs --tag"),
-    (dict(tag="v 1"), "--tag"),
-    (dict(tag="v1..2"), "--tag"),
-    (dict(revision="-dev"), "--revision"),
+    (dict(tag="v1", create_pr=True), "create_pr"),
+    (dict(revision="dev", create_pr=True), "revision"),
+    (dict(force_tag=True), "force_tag needs a tag"),
+    (dict(tag="v 1"), "tag"),
+    (dict(tag="v1..2"), "tag"),
+    (dict(revision="-dev"), "revision"),
 ])
 def test_push_config_refuses_contradictory_flags(kwargs, needle):
     with pytest.raises(ConfigError, match=needle):

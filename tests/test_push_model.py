@@ -295,12 +295,12 @@ def test_local_paths_are_reduced_to_their_last_part(text, expected):
 
 
 def test_model_push_config_names_the_train_flag_and_hides_the_token():
-    from scoremix_ds.cli.boundary import with_flags
+    from scoremix_ds.cli.boundary import for_command
 
     with pytest.raises(ConfigError, match="repo_id 'not a repo'") as info:  # the library names the field...
         ModelPushConfig("out", "not a repo")
-    assert with_flags(info.value, ["train"]).message.startswith("--push-to 'not a repo'")  # ...train its flag
-    with pytest.raises(ConfigError, match="--tag cannot be combined with --create-pr"):
+    assert for_command(info.value, ["train"]).message.startswith("--push-to 'not a repo'")  # ...train its flag
+    with pytest.raises(ConfigError, match="tag cannot be combined with create_pr"):
         ModelPushConfig("out", REPO, tag="v1", create_pr=True)
     config = ModelPushConfig("out", REPO, tag="v1", token=SECRET)
     assert SECRET not in repr(config) and repr(config).startswith("ModelPushConfig(folder='out'")

@@ -157,7 +157,7 @@ def test_recordio_source_decodes_and_handles_corrupt_images(tmp_path):
     src = open_source(SourceSpec(str(tmp_path / "bad")))
     with pytest.raises(DataError, match=r"record 2: the image does not decode") as err:
         src[1]
-    assert err.value.hint and "--skip-corrupt" in err.value.hint
+    assert err.value.hint and "skip_corrupt" in err.value.hint
     src = open_source(SourceSpec(str(tmp_path / "bad"), skip_corrupt=True))
     assert len(src) == 2 and src.info.skipped == 1
     np.testing.assert_array_equal(src[1][0], good[2])

@@ -114,7 +114,7 @@ def test_missing_label_column_names_columns_and_flag(tmp_path):
     path = save_rows(tmp_path / "nolabel", [png(np.zeros((4, 4, 3), np.uint8))], score=[3])
     with pytest.raises(DataError) as err:
         open_source(SourceSpec(path))
-    assert "['image', 'score']" in err.value.message and "--label-column" in err.value.hint
+    assert "['image', 'score']" in err.value.message and "label_column" in err.value.hint
     assert open_source(SourceSpec(path, label_column="score")).class_names == ("3",)
     with pytest.raises(DataError, match="no label column \\('nope'\\)"):
         open_source(SourceSpec(path, label_column="nope"))
@@ -136,7 +136,7 @@ def test_mixed_modes_and_sizes_convert_or_refuse(tmp_path):
     strict[0]
     with pytest.raises(DataError, match=r"row 1 is L 8x8, the source is RGB 8x8") as err:
         strict[1]
-    assert "--strict-images" in err.value.hint
+    assert "strict_images" in err.value.hint
     with pytest.raises(DataError, match=r"row 2 is RGB 6x10"):
         strict[2]
 
@@ -150,7 +150,7 @@ def test_corrupt_row_fails_naming_it_or_is_skipped_and_counted(tmp_path):
     assert len(src) == 5
     with pytest.raises(DataError, match="row 2: the image does not decode") as err:
         src[2]
-    assert "--skip-corrupt" in err.value.hint
+    assert "skip_corrupt" in err.value.hint
     skipping = open_source(SourceSpec(path, skip_corrupt=True))
     assert len(skipping) == 4 and skipping.info.skipped == 1
     assert [int(skipping[i][0][0, 0, 0]) for i in range(4)] == [5, 6, 8, 9]
@@ -205,7 +205,7 @@ print("@@" + json.dumps(out))
     assert out["None"][:3] == [latest, 3, [2, 0, 1]]  # main resolved to the latest commit; labels 3, 5, 7 -> 0, 1, 2
     assert out[first][:3] == [first, 2, [1, 0]]
     assert f"hf://datasets/org/faces@{first}" in out[first][3]
-    assert "revision not found" in out["error"] and "--revision" in out["error"]
+    assert "revision not found" in out["error"] and "`revision`" in out["error"]
 
 
 def test_class_subsets_relabel_and_keep_names():

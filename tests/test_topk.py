@@ -102,9 +102,9 @@ def test_bad_vectors_refused():
     with pytest.raises(ConfigError) as info:
         extreme_pairs(np.eye(3), 0)
     assert info.value.field == "pairs" and "pairs" in info.value.hint  # the library names the field...
-    from scoremix_ds.cli.boundary import with_flags
+    from scoremix_ds.cli.boundary import error_line
 
-    assert "--pairs" in with_flags(info.value, ["build"]).hint  # ...and the CLI names build's flag for it
+    assert "--pairs" in error_line(info.value, ["build"])  # ...and the CLI names build's flag for it
 
 
 # --- capped greedy on the chunked order equals the dense strategy -----------------------------------------------
@@ -133,7 +133,7 @@ def test_select_extreme_pairs_refusals():
     v = np.random.default_rng(0).normal(size=(6, 3))
     with pytest.raises(ConfigError) as info:
         select_extreme_pairs(v, 16, np.arange(6), True)
-    assert "only 15" in info.value.message and "--pairs 15" in info.value.hint
+    assert "only 15" in info.value.message and "`pairs` 15" in info.value.hint
     with pytest.raises(ConfigError, match="admits only 3"):
         select_extreme_pairs(v, 4, np.arange(6), True, max_uses=1)
     v[2] = np.nan

@@ -53,7 +53,7 @@ def eval_model(
 
     device_name("--device", device, available=True)
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
-    net = load_discriminator(model, revision, flag="MODEL")  # the loader's hints name the MODEL argument
+    net = load_discriminator(model, revision, flag="model")  # the loader's errors name the MODEL argument
     embed_fn = functools.partial(embed_images, progress="embed" if progress else False)  # a bar with ETA
     result = evaluate(net, benchmarks, flip_tta=flip_tta, batch_size=batch_size, device=device or "auto",
                       model_name=model if revision is None else f"{model}@{revision}", embed_fn=embed_fn)

@@ -91,7 +91,8 @@ class HFBackbone(EmbeddingNet):
                 hint=_HINT,
             )
         if image_size < 1 or in_channels < 1 or embedding_dim < 1:
-            raise ModelError("the hf backbone needs positive image_size, in_channels and embedding_dim", hint=_HINT)
+            raise ModelError("the hf backbone needs positive image_size, in_channels and embedding_dim", hint=_HINT,
+                             fields=("image_size", "channels", "embedding_dim"))
         self.in_channels = in_channels
         self.image_size = image_size
         self.embedding_dim = embedding_dim

@@ -70,7 +70,7 @@ class BenchmarkSpec:
             raise ConfigError(f"benchmark '{self.text}': unknown kind '{self.kind}'", hint=_HINT, field="benchmark")
         if self.kind == "heldout" and self.num_pairs < 2:
             raise ConfigError(f"benchmark '{self.text}': PAIRS must be at least 2, got {self.num_pairs}",
-                              hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
+                              hint="e.g. `benchmark` heldout:mnist-5k-heldout:3000", field="benchmark")
 
 
 def _split_revision(text: str) -> tuple[str, str | None]:
@@ -90,13 +90,13 @@ def _is_data_name(name: str) -> bool:
 
 def _heldout(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
+        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. `benchmark` heldout:mnist-5k-heldout:3000", field="benchmark")
     num_pairs = DEFAULT_PAIRS
     m = _TRAILING.match(rest)
     if m is not None and not Path(rest).expanduser().exists():
         if not m.group("tail").isdigit():
             raise ConfigError(f"benchmark '{text}': PAIRS '{m.group('tail')}' is not a whole number",
-                              hint="e.g. heldout:mnist-5k-heldout:3000", field="benchmark")
+                              hint="e.g. `benchmark` heldout:mnist-5k-heldout:3000", field="benchmark")
         rest, num_pairs = m.group("head"), int(m.group("tail"))
     name, revision = _split_revision(rest)
     return BenchmarkSpec("heldout", name, text, revision=revision, num_pairs=num_pairs)
@@ -104,14 +104,14 @@ def _heldout(rest: str, text: str) -> BenchmarkSpec:
 
 def _openset(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. openset:glyphs-han-verify", field="benchmark")
+        raise ConfigError(f"benchmark '{text}' names no data", hint="e.g. `benchmark` openset:glyphs-han-verify", field="benchmark")
     name, revision = _split_revision(rest)
     return BenchmarkSpec("openset", name, text, name=f"openset:{rest}", revision=revision)
 
 
 def _pairs(rest: str, text: str) -> BenchmarkSpec:
     if not rest:
-        raise ConfigError(f"benchmark '{text}' names no dataset", hint="e.g. pairs:ORG/NAME@main:test", field="benchmark")
+        raise ConfigError(f"benchmark '{text}' names no dataset", hint="e.g. `benchmark` pairs:ORG/NAME@main:test", field="benchmark")
     split = DEFAULT_SPLIT
     m = _TRAILING.match(rest)
     if m is not None and not Path(rest).expanduser().exists():
@@ -134,7 +134,7 @@ def _tinyface(rest: str, text: str) -> BenchmarkSpec:
     raise ConfigError(
         f"benchmark '{text}': TinyFace is not supported by the CLI (its 153,428 gallery distractors do not fit the "
         "in-memory identification set)",
-        hint="run scoremix_ds.evaluation.evaluate with an IdentificationSet, or give another benchmark", field="benchmark",
+        hint="run scoremix_ds.evaluation.evaluate with an IdentificationSet, or give another `benchmark`", field="benchmark",
     )
 
 
@@ -168,7 +168,7 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
     if _is_data_name(name) or (trailing is not None and _is_data_name(trailing.group("head"))):  # NAME or NAME:PAIRS
         if path.exists():
             raise ConfigError(f"benchmark '{text}' is both a data name and a path here",
-                              hint=f"write heldout:{text} or ./{text}", field="benchmark")
+                              hint=f"write `benchmark` heldout:{text} or `benchmark` ./{text}", field="benchmark")
         return _heldout(text, text)
     if path.is_dir():
         return _pairs(text, text)
@@ -181,7 +181,7 @@ def parse_benchmark(text: str) -> BenchmarkSpec:
         return _pairs(text, text)
     if name.endswith("]") and _HUB_ID.match(name.rpartition("[")[0]):
         return _heldout(text, text)  # a class subset marks labelled data: ORG/NAME[0-9] is never a pair list
-    raise ConfigError(f"unknown benchmark '{text}' (not a file, folder, data name or Hub id)", hint=_HINT, field="benchmark")
+    raise ConfigError(f"unknown `benchmark` '{text}' (not a file, folder, data name or Hub id)", hint=_HINT, field="benchmark")
 
 
 def max_balanced_pairs(labels: np.ndarray) -> int:
@@ -233,7 +233,7 @@ def _load_heldout(spec: BenchmarkSpec, seed: int) -> HeldOutSet:
     if spec.num_pairs > most:
         raise ConfigError(f"benchmark '{spec.text}': {len(data.labels)} images in {data.num_classes} classes offer "
                           f"at most {most} distinct balanced pairs, {spec.num_pairs} asked",
-                          hint=f"use heldout:{spec.target}:{most}", field="benchmark")
+                          hint=f"use `benchmark` heldout:{spec.target}:{most}", field="benchmark")
     name = spec.target if spec.revision is None else f"{spec.target}@{spec.revision}"
     return HeldOutSet(data.images, data.labels, name=name, num_pairs=spec.num_pairs, seed=seed)
 
@@ -274,5 +274,5 @@ def benchmarks_from(texts: list[str], seed: int = 0) -> list:
     """Parse every string first (so a typo fails before any data loads), then load each."""
     specs = [parse_benchmark(t) for t in texts]
     if not specs:
-        raise ConfigError("no benchmark given", hint=f"e.g. mnist-5k-heldout; {_HINT}", field="benchmark")
+        raise ConfigError("no benchmark given", hint=f"e.g. `benchmark` mnist-5k-heldout; {_HINT}", field="benchmark")
     return [load_benchmark(s, seed) for s in specs]

@@ -30,7 +30,7 @@ def verify_dataset(folder: str | Path) -> Manifest:
     """Return the folder's manifest, or raise a :class:`DataError` naming the problem and the fix."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder} is not a folder", hint="give the output folder of a finished `scoremix-ds build`",
+        raise DataError(f"{folder} is not a folder", hint="give the folder a finished `scoremix-ds build --out DIR` wrote",
                         field="folder")
     try:
         manifest = Manifest.read(folder)
@@ -39,7 +39,7 @@ def verify_dataset(folder: str | Path) -> Manifest:
                         hint=RESAMPLE) from exc
     if manifest is None:
         raise DataError(f"{folder} holds no {MANIFEST}: it is not a scoremix-ds dataset",
-                        hint="push the output folder of `scoremix-ds build`", field="folder")
+                        hint="push the folder `scoremix-ds build --out DIR` wrote", field="folder")
     shards = listed_shards(manifest)
     part = getattr(manifest, "part", None)
     if part:

@@ -45,7 +45,7 @@ CARD = "README.md"
 DENOISERS = ("unet", "transformer")
 COMPONENT_FOLDERS = (*DENOISERS, "vae", "scheduler")
 STALE = (INDEX, META, CARD, *(f"{c}/*" for c in COMPONENT_FOLDERS))
-FIX = "push the output folder of `scoremix-ds train-generator`"
+FIX = "push the folder `scoremix-ds train-generator --out DIR` wrote"
 
 
 def verify_generator(folder: str | Path, load: Callable[[str], Any] | None = None) -> dict:

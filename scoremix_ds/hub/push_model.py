@@ -45,7 +45,7 @@ CARD = "README.md"
 META = "scoremix.json"
 MODEL_FILES = (CONFIG, WEIGHTS, CARD, META)  # all that is ever pushed; on the Hub, the push replaces them as a set
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
-FIX = "push the output folder of `scoremix-ds train` (config.json + model.safetensors, written by save_pretrained)"
+FIX = "push the folder `scoremix-ds train --out DIR` wrote (config.json + model.safetensors, written by save_pretrained)"
 
 _LOAD_CALL = re.compile(r'load_discriminator\("([^"\n]*)"\)')  # as cards/model_card.md renders it
 

@@ -32,7 +32,8 @@ class PreprocessConfig:
             raise ConfigError(f"input size must be positive, got {self.size}", hint="check `image_size`", field="image_size")
         if not 0 <= self.shift_pixels < self.size:
             raise ConfigError(f"shift_pixels must be in [0, {self.size}), got {self.shift_pixels}",
-                              hint="check shift_pixels in the recipe")
+                              hint="check `shift_pixels`",
+                              field="shift_pixels")
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="check `channels`", field="channels")
 

@@ -92,8 +92,8 @@ class BuildConfig:
         if self.weight_schedule != "window" and (self.window_start, self.window_end) != (0.0, 1.0):
             raise ConfigError(f"window_start/window_end ({self.window_start}, {self.window_end}) apply only to "
                               f"weight_schedule 'window', not '{self.weight_schedule}'",
-                              hint="set weight_schedule to window, or leave window_start/window_end unset",
-                              field="window_start")
+                              hint="set `weight_schedule` to window, or leave window_start/window_end unset",
+                              fields=("window_start", "window_end", "weight_schedule"))
         if self.dtype not in DTYPES:
             raise ConfigError(f"unknown dtype '{self.dtype}'", hint=f"set dtype to one of {', '.join(DTYPES)}", field="dtype")
         if self.prediction_type is not None and self.prediction_type not in PREDICTION_TYPES:

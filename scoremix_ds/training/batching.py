@@ -65,7 +65,7 @@ class MixtureBatchSampler(Sampler):
         if batch_size <= 0 or world_size <= 0 or not 0 <= rank < world_size or min(start_step, seed, shift_pixels) < 0:
             raise ConfigError("batch_size and world_size must be positive, 0 <= rank < world_size, start_step, seed"
                               " and shift_pixels >= 0", hint="check `batch_size` / `seed`",
-                              fields=("batch_size", "seed"))
+                              fields=("batch_size", "seed", "shift_pixels"))
         self.num_real, self.num_synthetic = num_real, num_synthetic
         self.batch_size, self.seed, self.flip, self.shift_pixels = batch_size, seed, flip, shift_pixels
         self.rank, self.world_size = rank, world_size
