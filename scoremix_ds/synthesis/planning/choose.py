@@ -68,8 +68,8 @@ def check_real_data(config: BuildConfig, what: str = "") -> None:
         raise ConfigError(
             f"strategy '{config.strategy}' picks classes by their class centres in the discriminator's space, which "
             f"needs real images of the generator's classes{what}",
-            hint="give --real-data (the data the generator was trained on), or use --strategy random / "
-                 "distant-condition / close-condition")
+            hint="give `real_data` (the data the generator was trained on), or set `strategy` to random / "
+                 "distant-condition / close-condition", fields=("real_data", "strategy"))
 
 
 def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np.ndarray:
@@ -77,7 +77,8 @@ def candidate_classes(config: BuildConfig, gen: ClassConditionalGenerator) -> np
         return np.arange(gen.num_classes)
     bad = [c for c in config.classes if c >= gen.num_classes]
     if bad:
-        raise ConfigError(f"--classes has id {bad[0]}, outside this generator's classes 0..{gen.num_classes - 1}", hint="check --classes")
+        raise ConfigError(f"classes has id {bad[0]}, outside this generator's classes 0..{gen.num_classes - 1}",
+                          hint="check `classes`", field="classes")
     return np.asarray(config.classes, dtype=np.int64)
 
 
@@ -89,13 +90,13 @@ def real_rows(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDat
     if not config.classes:
         both = min(real.num_classes, gen.num_classes)
         raise DataError(
-            f"--real-data has {real.num_classes} classes but the generator has {gen.num_classes}",
-            hint=f"mix only classes both have with --classes (e.g. --classes 0-{both - 1}), or give the generator's own "
-                 f"training data as --real-data")
+            f"real_data has {real.num_classes} classes but the generator has {gen.num_classes}",
+            hint=f"mix only classes both have (`classes` 0-{both - 1}), or give the generator's own training data as "
+                 f"`real_data`", fields=("real_data", "classes"))
     top = max(config.classes)
     if top >= real.num_classes:
-        raise ConfigError(f"--classes has id {top}, outside the real data's classes 0..{real.num_classes - 1} "
-                          f"(the generator has {gen.num_classes})", hint="check --classes")
+        raise ConfigError(f"classes has id {top}, outside the real data's classes 0..{real.num_classes - 1} "
+                          f"(the generator has {gen.num_classes})", hint="check `classes`", field="classes")
     return np.flatnonzero(np.isin(real.labels, np.asarray(config.classes)))
 
 
@@ -138,7 +139,8 @@ def choose_plan(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spa
     strategy = config.strategy_spec
     size = strategy.size
     if len(classes) < max(2, size):
-        raise ConfigError(f"mixing needs at least {max(2, size)} classes, got {len(classes)}", hint="give --classes more ids")
+        raise ConfigError(f"mixing needs at least {max(2, size)} classes, got {len(classes)}", hint="give `classes` more ids",
+                          field="classes")
     tuples = select_tuples(strategy, config.pairs, classes, spaces.centres, spaces.conditions, config.seed,
                            band=config.band, max_uses=config.max_uses)
     plan = make_plan(tuples, config.mix_weights, mean_pairwise_distance(tuples, spaces.centres),
@@ -217,12 +219,13 @@ def resolve_plan(config: BuildConfig) -> tuple[BuildConfig, PlanFile | None]:
     if not config.plan:
         if config.plan_sha256:  # a recipe (build.toml / manifest.json) of a build made from a plan file
             raise ConfigError(f"this recipe's build used a plan file (sha256 {config.plan_sha256[:12]}...) the recipe does "
-                              "not name", hint="give that plan file with --plan")
+                              "not name", hint="give that plan file as `plan`", field="plan")
         return config, None
     pf = read_plan(config.plan)
     sha = file_sha256(config.plan)
     if config.plan_sha256 not in (None, sha):
-        raise ConfigError(f"plan file {config.plan} changed since this build started", hint="restore it, or build into a new --out")
+        raise ConfigError(f"plan file {config.plan} changed since this build started", hint="restore it, or build into a new output folder",
+                          fields=("plan", "out"))
     sizes = {len(i.parents) for i in pf.plan.identities}
     if len(sizes) != 1:  # the sampler mixes one tuple size per batch
         raise DataError(f"plan file {config.plan} mixes tuples of {sorted(sizes)} classes",
@@ -241,13 +244,13 @@ def resolve_plan(config: BuildConfig) -> tuple[BuildConfig, PlanFile | None]:
                 raise TypeError(f)
     except (TypeError, ValueError):
         raise DataError(f"plan file {config.plan} has metadata of the wrong types (fields {', '.join(PLAN_FIELDS)})",
-                        hint="give --plan a file written by `scoremix-ds plan`") from None
+                        hint="give as `plan` a file written by `scoremix-ds plan`", field="plan") from None
     defaults = BuildConfig()
     for f, value in from_plan.items():
         given = getattr(config, f)
         if given != getattr(defaults, f) and given != value:
-            flag = "--" + f.replace("_", "-")
-            raise ConfigError(f"{flag} {given} contradicts the plan file's {value}", hint=f"drop {flag}: --plan decides it")
+            raise ConfigError(f"{f} {given} contradicts the plan file's {value}", hint=f"drop `{f}`: the plan decides it",
+                              fields=(f, "plan"))
     for ident in pf.plan.identities:
         validate_weights(ident.weights, len(ident.parents), config.allow_nonconvex)
     return dataclasses.replace(config, **from_plan, plan_sha256=sha), pf
@@ -288,7 +291,8 @@ def plan_and_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches:
         top = max(max(i.parents) for i in pf.plan.identities)
         if top >= gen.num_classes:
             raise DataError(f"plan file {config.plan} mixes class {top}; the generator has 0..{gen.num_classes - 1}",
-                            hint="use the plan's --generator")
+                            hint="use the plan's `generator`",
+                            fields=("generator", "plan"))
         plan = dataclasses.replace(pf.plan, class_names=class_names(gen, spaces))
     else:
         plan = choose_plan(config, gen, spaces)
