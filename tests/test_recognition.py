@@ -116,7 +116,7 @@ def test_cli_train_and_bad_input(tmp_path, capsys):
     assert rc == 0, captured.err
     assert "mnist-5k-heldout[0-3]: accuracy" in captured.out
     for args, needle in [(["--head", "sphereface"], "unknown head"), (["--sample-rate", "0"], "--sample-rate"),
-                         (["--real", "no/such/thing/here"], "--real / --synthetic"), (["--channels", "2"], "--channels")]:
+                         (["--real", "no/such/thing/here"], "--real-data"), (["--channels", "2"], "--channels")]:
         rc = main(["train", "--steps", "1", "--out", str(tmp_path / "bad"), *args])
         err = capsys.readouterr().err
         assert rc == 2 and err.startswith("error:") and needle in err, (args, err)

@@ -52,12 +52,12 @@ class TrainResult:
 
 def source_spec(text: str, config: RecognitionTrainConfig):
     """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`."""
-    from ..sources.source import SourceSpec
+    from ..sources.source import FLAG_SOURCE, SourceSpec
 
     from ..core.refs import split_revision
 
     location, _, sub = text.partition("::")
-    location, revision = split_revision(location, "--real / --synthetic")  # the one NAME@REV grammar
+    location, revision = split_revision(location, FLAG_SOURCE)  # the one NAME@REV grammar
     return SourceSpec(location, revision=revision, config=sub or None, label_column=config.label_column,
                       image_column=config.image_column, strict=config.strict_images, skip_corrupt=config.skip_corrupt)
 
