@@ -300,7 +300,7 @@ def train_cli(args, device: str, work: Path) -> dict:
         ["--backbone", "iresnet50", "--image-size", "112", "--channels", "3"]
     batch, steps = (16, 6) if args.tiny else (256, args.cli_train_steps)
     out = work / "trained"
-    seconds, _ = _cli(["train", "--real", real, *model, "--head", "arcface", "--sample-rate", "0.3",
+    seconds, _ = _cli(["train", "--real-data", real, *model, "--head", "arcface", "--sample-rate", "0.3",
                        "--batch-size", str(batch), "--steps", str(steps), "--warmup-steps", "1",
                        "--mixed-precision", "bf16" if cuda else "no", "--device", device,
                        "--out", str(out), "--no-progress"], timeout=args.cli_timeout)
