@@ -47,3 +47,14 @@ def test_public_text_reduces_every_path_in_it_the_same_way():
     text = 'trained on ~/faces and /abs/glyphs; {"out": "./runs/a/"}; see https://huggingface.co/org/net or org/net'
     assert public_text(text) == ('trained on local:faces and local:glyphs; {"out": "local:a"}; '
                                  'see https://huggingface.co/org/net or org/net')
+
+
+@pytest.mark.parametrize("ref, hub", [
+    ("org/name", True), ("my-org/faces_v2.1", True), ("org/na me", False), ("mnist-5k", False), ("/abs/org/name", False), ("./org", False),
+    ("~/faces", False), ("a/b/c", False), ("org\\name", False), (".hidden/name", False),
+])
+def test_could_be_hub_id(ref, hub):
+    """What the generator and discriminator loaders try to download, once no local folder of that name exists."""
+    from scoremix_ds.core.refs import could_be_hub_id
+
+    assert could_be_hub_id(ref) is hub

@@ -45,6 +45,7 @@ def with_revision(text: str, revision: str | None, flag: str) -> tuple[str, str 
 
 # ------------------------------------------------------------------------------ the public (card) form of a reference
 
+_HUB_ID_FORM = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # ORG/NAME
 # A local path inside free text: ``/abs/x``, ``~/x``, ``./x``, ``../x``, not preceded by a word or path character
 # (so ``org/name`` and URLs are left alone; ``lfw:/data/lfw.bin`` has its path reduced).
 _LOCAL_PATH_IN_TEXT = re.compile(r"(?<![\w/.~-])(?:/(?!/)|~/|\.\.?/)[^\s\"'`,;()\[\]{}<>|]+")
@@ -57,6 +58,12 @@ def is_local_path(ref: str) -> bool:
     never local here: it is a built-in name, or a folder name that reveals no path."""
     return (os.path.isabs(ref) or ref.startswith((".", "~")) or "\\" in ref
             or ("/" in ref and Path(ref).exists()))
+
+
+def could_be_hub_id(ref: str) -> bool:
+    """``ref`` has the form of a Hub id, ``ORG/NAME`` (one ``/``, a name starting with a letter or digit, letters,
+    digits, ``_``, ``.`` and ``-``): what a loader may try to download once no local folder of that name exists."""
+    return _HUB_ID_FORM.fullmatch(ref) is not None
 
 
 def public_ref(ref: str | None) -> str | None:

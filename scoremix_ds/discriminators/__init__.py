@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 # Each backbone class adds itself to BACKBONES as its module is imported: this order is --backbone's.
-from .embedding_net import BACKBONES, EmbeddingNet, SmallCNN  # noqa: F401  small-cnn
+from .embedding_net import BACKBONES  # small-cnn
 from . import iresnet  # noqa: F401,E402  iresnet18 .. iresnet100
 from . import hf_backbone  # noqa: F401,E402  hf
 

@@ -24,7 +24,7 @@ from ..maths.image_tensors import to_model_tensor
 from ..core.errors import DataError, ModelError
 from ..core.hub_client import download_errors
 from ..core.processes import is_main_process
-from ..core.refs import with_revision  # ORG/NAME@REVISION, the one reference grammar
+from ..core.refs import could_be_hub_id, with_revision  # ORG/NAME@REVISION, the one reference grammar
 from ..core.resources import default_model_dir
 from .embedding_net import BACKBONES, CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN, backbone_class
 from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
@@ -102,13 +102,9 @@ def _resolve(name_or_path: str | None, revision: str | None, flag: str) -> Path:
             f"discriminator '{name_or_path}' is a file, not a model folder",
             hint=f"check `{flag}`; ONNX files must end in .onnx", field=flag,
         )
-    if _looks_local(name_or_path):
+    if not could_be_hub_id(name_or_path):
         raise ModelError(f"discriminator folder '{name_or_path}' does not exist", hint=f"check `{flag}`", field=flag)
     return _download(name_or_path, revision, flag)
-
-
-def _looks_local(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name
 
 
 def _check_folder(folder: Path, flag: str) -> None:

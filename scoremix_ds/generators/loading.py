@@ -31,7 +31,7 @@ import torch
 
 from ..core.errors import ConfigError, ModelError
 from ..core.hub_client import download_errors
-from ..core.refs import with_revision
+from ..core.refs import could_be_hub_id, with_revision
 from ..core.resources import default_model_dir
 
 logger = logging.getLogger(__name__)
@@ -116,7 +116,7 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
     path = Path(name_or_path)
     if path.exists():
         return path
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") != 1:
+    if not could_be_hub_id(name_or_path):
         raise ModelError(f"generator folder '{name_or_path}' does not exist", hint=f"check `{flag}`", field=flag)
     from huggingface_hub import snapshot_download
 

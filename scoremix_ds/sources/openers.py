@@ -26,7 +26,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import re
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -39,7 +38,7 @@ from ..dataset.manifest import Manifest
 from .readers import READERS
 from .real_data import RealData
 from .recordio import InsightFaceRecords
-from ..core.refs import public_ref, with_revision
+from ..core.refs import could_be_hub_id, public_ref, with_revision
 from .source import (
     FLAG_IMAGE,
     FLAG_LABEL,
@@ -59,8 +58,6 @@ from .source import (
 from .subsets import split_subset, take_classes
 
 logger = logging.getLogger(__name__)
-
-_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 
 
 # ---------------------------------------------------------------------------------------- rows of each backend
@@ -402,7 +399,7 @@ def open_source(spec: SourceSpec, progress: bool = False) -> Source:
                               hint=f"drop the @{spec.revision} of {spec.flag} (or its revision alias)",
                               fields=source_fields(spec.flag))
         return OPENERS[local_kind(path, spec.flag)](spec, path, progress)
-    if _HUB_ID.fullmatch(spec.location) and "/" in spec.location:
+    if could_be_hub_id(spec.location):
         return open_hub(spec, progress)
     raise DataError(f"'{spec.location}' is neither a built-in name ({', '.join(READERS)}), a local folder nor a Hub "
                     f"dataset id (ORG/NAME)", hint=f"check {spec.flag}", fields=source_fields(spec.flag))
