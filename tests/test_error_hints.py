@@ -74,7 +74,8 @@ def library_error_texts() -> list[tuple[str, str]]:
             elif isinstance(node, (ast.Assign, ast.AnnAssign)):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]
                 names = [t.id if isinstance(t, ast.Name) else getattr(t, "attr", "") for t in targets]
-                if any(re.search(r"HINT|FIX|FLAG|REPAIR", n) for n in names) and node.value is not None:
+                if any(re.search(r"HINT|FIX|FLAG|REPAIR", n) or re.fullmatch(r"_?(hint|fix)", n) for n in names) \
+                        and node.value is not None:
                     found += [(where, s) for s in _strings(node.value)]
     return found
 
@@ -345,3 +346,26 @@ def test_broken_inputs_name_only_the_commands_own_flags(name, tmp_path, capsys, 
         if foreign:
             problems.append(f"{sorted(foreign)} not options of `{name}`: {lines[0]}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_hand_edited_plan_file_is_blamed_not_the_weights_flag(tmp_path, capsys, monkeypatch, one_thread, tiny_generator_dir,
+                                                                 tiny_discriminator_dir, tiny_real_data_dir):
+    """Weights that no longer sum to 1 in a plan file: the line names the file and the row, not --weights."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.chdir(tmp_path)
+    models = ["--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
+              "--real-data", str(tiny_real_data_dir)]
+    plan = tmp_path / "plan.parquet"
+    assert main(["plan", *models, "--pairs", "2", "--per-identity", "1", "--out", str(plan), "--no-progress"]) == 0
+    table = pq.read_table(plan)
+    weights = table.column("weights").to_pylist()
+    weights[1] = [0.7, 0.7]
+    table = table.set_column(table.schema.get_field_index("weights"), "weights", pa.array(weights, pa.list_(pa.float64())))
+    pq.write_table(table, plan)
+    capsys.readouterr()
+    assert main(["build", *models, "--plan", str(plan), "--steps", "1", "--out", str(tmp_path / "ds"), "--no-progress"]) == 2
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("error:"))
+    assert str(plan) in line and "row 1" in line and "--weights" not in line, line
+    assert named_flags(line) <= options(commands()["build"]) and "--allow-nonconvex" in line, line

@@ -251,8 +251,14 @@ def resolve_plan(config: BuildConfig) -> tuple[BuildConfig, PlanFile | None]:
         if given != getattr(defaults, f) and given != value:
             raise ConfigError(f"{f} {given} contradicts the plan file's {value}", hint=f"drop `{f}`: the plan decides it",
                               fields=(f, "plan"))
-    for ident in pf.plan.identities:
-        validate_weights(ident.weights, len(ident.parents), config.allow_nonconvex)
+    for row, ident in enumerate(pf.plan.identities):
+        try:
+            validate_weights(ident.weights, len(ident.parents), config.allow_nonconvex)
+        except ConfigError as exc:  # the weights come from the file, not from the command line: name the file and row
+            raise DataError(f"plan file {config.plan}, row {row} (parents {list(ident.parents)}): {exc.message}",
+                            hint="fix that row or write the plan again with `scoremix-ds plan`; `allow_nonconvex` "
+                                 "accepts weights that are negative or do not sum to 1",
+                            fields=("plan", "allow_nonconvex")) from None
     return dataclasses.replace(config, **from_plan, plan_sha256=sha), pf
 
 

@@ -106,36 +106,36 @@ def is_plan_file(path: str | Path) -> bool:
 def read_plan(path: str | Path) -> PlanFile:
     """Read and check a plan file: its format, columns, and that every identity is well formed."""
     path = Path(path)
-    hint = "give --plan a file written by `scoremix-ds plan`"
+    hint = "give as `plan` a file written by `scoremix-ds plan`"  # the errors below name the field plan
     if not path.is_file():
-        raise ConfigError(f"plan file {path} does not exist", hint=hint)
+        raise ConfigError(f"plan file {path} does not exist", hint=hint, field="plan")
     try:
         table = pq.read_table(path)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise DataError(f"plan file {path} is not parquet: {exc}", hint=hint) from exc
+        raise DataError(f"plan file {path} is not parquet: {exc}", hint=hint, field="plan") from exc
     meta = _meta(table.schema)
     if meta.get("format") != FORMAT:
-        raise DataError(f"plan file {path} is not a scoremix plan (format {meta.get('format')!r}, expected {FORMAT!r})", hint=hint)
+        raise DataError(f"plan file {path} is not a scoremix plan (format {meta.get('format')!r}, expected {FORMAT!r})", hint=hint, field="plan")
     missing = [f.name for f in _SCHEMA if f.name not in table.column_names]
     if missing:
-        raise DataError(f"plan file {path} lacks column(s) {', '.join(missing)}", hint=hint)
+        raise DataError(f"plan file {path} lacks column(s) {', '.join(missing)}", hint=hint, field="plan")
     rows = table.select(_SCHEMA.names).to_pylist()
     identities = []
     for n, r in enumerate(rows):
         where = f"plan file {path}, row {n}"
         if any(r[c] is None for c in _SCHEMA.names if c not in ("identity_name", "parent_names")) or any(
                 v is None for c in ("parents", "weights", "seeds") for v in r[c]):
-            raise DataError(f"{where}: has empty (null) values", hint=hint)
+            raise DataError(f"{where}: has empty (null) values", hint=hint, field="plan")
         if not all(math.isfinite(v) for v in (*r["weights"], r["embedding_distance"], r["condition_distance"])):
-            raise DataError(f"{where}: has a weight or distance that is not a finite number", hint=hint)
+            raise DataError(f"{where}: has a weight or distance that is not a finite number", hint=hint, field="plan")
         if r["identity"] != n:
-            raise DataError(f"{where}: identity {r['identity']} out of order (identities must be 0..N-1 in order)", hint=hint)
+            raise DataError(f"{where}: identity {r['identity']} out of order (identities must be 0..N-1 in order)", hint=hint, field="plan")
         k = len(r["parents"] or [])
         if k < 2 or len(set(r["parents"])) != k or len(r["weights"] or []) != k or not r["seeds"]:
-            raise DataError(f"{where}: needs >= 2 distinct parents, one weight per parent and >= 1 seed", hint=hint)
+            raise DataError(f"{where}: needs >= 2 distinct parents, one weight per parent and >= 1 seed", hint=hint, field="plan")
         identities.append(Identity(index=n, parents=tuple(r["parents"]), weights=tuple(r["weights"]),
                                    embedding_distance=_nan_null(r["embedding_distance"]),
                                    condition_distance=_nan_null(r["condition_distance"]), seeds=tuple(r["seeds"])))
     if not identities:
-        raise DataError(f"plan file {path} has no identities", hint=hint)
+        raise DataError(f"plan file {path} has no identities", hint=hint, field="plan")
     return PlanFile(MixPlan(tuple(identities)), meta)
