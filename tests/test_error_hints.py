@@ -369,3 +369,19 @@ def test_a_hand_edited_plan_file_is_blamed_not_the_weights_flag(tmp_path, capsys
     line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("error:"))
     assert str(plan) in line and "row 1" in line and "--weights" not in line, line
     assert named_flags(line) <= options(commands()["build"]) and "--allow-nonconvex" in line, line
+
+
+def test_an_architecture_value_from_a_model_folder_is_blamed_on_its_config(tmp_path):
+    """A bad image_size in the --init folder's config.json: the line names that file and --init, not --image-size."""
+    import json
+
+    from scoremix_ds.discriminators.loading import SmallCNN, load_discriminator
+
+    folder = tmp_path / "disc"
+    SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "image_size": 12}))
+    with pytest.raises(ScoreMixError) as info:
+        load_discriminator(str(folder), flag="init")
+    line = error_line(info.value, ["train"])
+    assert str(folder / "config.json") in line and "--init" in line and "--image-size" not in line, line

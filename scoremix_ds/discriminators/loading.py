@@ -74,8 +74,12 @@ def _load(name_or_path: str | None, revision: str | None, flag: str) -> Embeddin
     backbone = backbone_class(folder / CONFIG_NAME, flag)
     try:
         model = backbone.from_pretrained(str(folder))
-    except ModelError:
-        raise
+    except ModelError as exc:
+        if not set(exc.fields) & {"image_size", "channels", "embedding_dim"}:
+            raise
+        # the architecture comes from the folder's config.json, not from the command line: name that file
+        raise ModelError(f"{folder / CONFIG_NAME}: {exc.message}", hint=f"fix that file, or give another `{flag}`",
+                         field=flag) from exc
     except Exception as exc:  # a config that does not fit the weights, a truncated model.safetensors
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"discriminator {folder / WEIGHTS_NAME} does not load: {first[:120]}", hint=f"check `{flag}`", field=flag) from exc
