@@ -136,12 +136,45 @@ def save_generator(root: Path, denoiser, folder: str = "unet", meta: dict | None
     return root
 
 
+TINY_META = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],
+             "image_size": 8, "channels": 1}
+
+
+def write_tiny_generator(root: Path) -> Path:
+    """A 4-class pixel-space UNet generator (8x8, 1 channel) with a null class for guidance, written at ``root``."""
+    return save_generator(root, tiny_unet(), meta=TINY_META)
+
+
+def write_tiny_discriminator(root: Path) -> Path:
+    """A SmallCNN discriminator (8x8 grey in, 16-d out), saved at ``root``."""
+    from scoremix_ds.discriminators.loading import SmallCNN
+
+    torch.manual_seed(0)
+    SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(root)
+    return root
+
+
+def write_tiny_real_data(root: Path) -> Path:
+    """A real ``datasets`` parquet folder at ``root``: 4 classes x 6 images of 8x8 with distinct mean brightness."""
+    import datasets
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(np.clip(rng.normal(40 + 60 * c, 20, size=(8, 8)), 0, 255).astype("uint8"), mode="L")
+              for c in range(NUM_CLASSES) for _ in range(6)]
+    labels = [c for c in range(NUM_CLASSES) for _ in range(6)]
+    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c", "d"])})
+    (root / "data").mkdir(parents=True)
+    datasets.Dataset.from_dict({"image": images, "label": labels}, features=feats).to_parquet(
+        str(root / "data" / "train-00000.parquet"))
+    return root
+
+
 @pytest.fixture
 def tiny_generator_dir(tmp_path) -> Path:
-    """A 4-class pixel-space UNet generator (8x8, 1 channel) with a null class for guidance."""
-    meta = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],
-            "image_size": 8, "channels": 1}
-    return save_generator(tmp_path / "tiny-gen", tiny_unet(), meta=meta)
+    """:func:`write_tiny_generator` in the test's folder."""
+    return write_tiny_generator(tmp_path / "tiny-gen")
 
 
 @pytest.fixture
@@ -153,32 +186,11 @@ def tiny_generator(tiny_generator_dir):
 
 @pytest.fixture
 def tiny_discriminator_dir(tmp_path) -> Path:
-    from scoremix_ds.discriminators.loading import SmallCNN
-
-    torch.manual_seed(0)
-    model = SmallCNN(in_channels=1, image_size=8, embedding_dim=16)
-    model.save_pretrained(tmp_path / "tiny-disc")
-    return tmp_path / "tiny-disc"
+    """:func:`write_tiny_discriminator` in the test's folder."""
+    return write_tiny_discriminator(tmp_path / "tiny-disc")
 
 
 @pytest.fixture
 def tiny_real_data_dir(tmp_path) -> Path:
-    """A real ``datasets`` parquet folder: 4 classes x 6 images of 8x8 with distinct mean brightness."""
-    import datasets
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    images, labels = [], []
-    for c in range(NUM_CLASSES):
-        for _ in range(6):
-            arr = np.clip(rng.normal(40 + 60 * c, 20, size=(8, 8)), 0, 255).astype("uint8")
-            from PIL import Image
-
-            images.append(Image.fromarray(arr, mode="L"))
-            labels.append(c)
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c", "d"])})
-    ds = datasets.Dataset.from_dict({"image": images, "label": labels}, features=feats)
-    root = tmp_path / "tiny-real"
-    (root / "data").mkdir(parents=True)
-    ds.to_parquet(str(root / "data" / "train-00000.parquet"))
-    return root
+    """:func:`write_tiny_real_data` in the test's folder."""
+    return write_tiny_real_data(tmp_path / "tiny-real")

@@ -96,29 +96,12 @@ def local_rows(folder: Path, config: str = "mix") -> list[list]:
 
 
 def make_tiny_inputs(root: Path) -> dict[str, str]:
-    """Generator, discriminator and real data folders: the same tiny models as conftest's fixtures."""
-    import datasets
-    import numpy as np
-    import torch
-    from conftest import NUM_CLASSES, save_generator, tiny_unet
-    from PIL import Image
+    """Generator, discriminator and real data folders under ``root``: the tiny models of conftest's fixtures."""
+    from conftest import write_tiny_discriminator, write_tiny_generator, write_tiny_real_data
 
-    from scoremix_ds.discriminators.loading import SmallCNN
-
-    meta = {"num_classes": NUM_CLASSES, "null_class": NUM_CLASSES, "class_names": ["a", "b", "c", "d"],
-            "image_size": 8, "channels": 1}
-    gen = save_generator(root / "tiny-gen", tiny_unet(), meta=meta)
-    torch.manual_seed(0)
-    SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(root / "tiny-disc")
-    rng = np.random.default_rng(0)
-    images = [Image.fromarray(np.clip(rng.normal(40 + 60 * c, 20, size=(8, 8)), 0, 255).astype("uint8"), mode="L")
-              for c in range(NUM_CLASSES) for _ in range(6)]
-    labels = [c for c in range(NUM_CLASSES) for _ in range(6)]
-    feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c", "d"])})
-    (root / "tiny-real" / "data").mkdir(parents=True)
-    datasets.Dataset.from_dict({"image": images, "label": labels}, features=feats).to_parquet(
-        str(root / "tiny-real" / "data" / "train-00000.parquet"))
-    return {"generator": str(gen), "discriminator": str(root / "tiny-disc"), "real_data": str(root / "tiny-real")}
+    return {"generator": str(write_tiny_generator(root / "tiny-gen")),
+            "discriminator": str(write_tiny_discriminator(root / "tiny-disc")),
+            "real_data": str(write_tiny_real_data(root / "tiny-real"))}
 
 
 def build_tiny(inputs: dict[str, str], out: Path, **overrides) -> Path:

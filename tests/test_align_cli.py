@@ -6,13 +6,7 @@ import math
 
 import pytest
 
-from scoremix_ds.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
+from fixtures.cli import run_cli
 
 
 def table(out: str) -> dict[str, tuple[float, float]]:
@@ -22,12 +16,6 @@ def table(out: str) -> dict[str, tuple[float, float]]:
         if len(parts) == 3 and parts[0] in {"linear_cka", "debiased_cka", "mutual_knn", "cknna", "distance_spearman"}:
             rows[parts[0]] = (float(parts[1]), float(parts[2]))
     return rows
-
-
-@pytest.fixture
-def models(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
-    return ["--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-            "--real-data", str(tiny_real_data_dir)]
 
 
 def test_align_prints_every_measure_and_a_random_reference(capsys, models):

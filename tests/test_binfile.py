@@ -5,27 +5,16 @@ The malicious payloads are real: a control test shows ``pickle.loads`` of the sa
 
 from __future__ import annotations
 
-import io
 import os
 import pickle
 
 import numpy as np
 import pytest
-from PIL import Image
 
+from fixtures.images import png_bytes, random_images
 from scoremix_ds.core.errors import DataError
 from scoremix_ds.evaluation.binfile import read_bin
 from scoremix_ds.evaluation.verification_pairs import decode_images, pairs_from_bin
-
-
-def _images(n: int = 4, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 7, 5, 3), dtype=np.uint8)
-
-
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")  # lossless, so decoding must give the pixels back exactly
-    return buf.getvalue()
 
 
 def _write(tmp_path, obj, protocol: int = 4, name: str = "x.bin"):
@@ -56,9 +45,9 @@ class _Open:
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])
 def test_good_file_round_trips(tmp_path, protocol):
-    images = _images()
+    images = random_images(4, size=(7, 5))
     issame = [True, False]
-    path = _write(tmp_path, ([_png(im) for im in images], issame), protocol)
+    path = _write(tmp_path, ([png_bytes(im) for im in images], issame), protocol)
     content = read_bin(path)
     assert content.issame.dtype == bool and content.issame.tolist() == issame
     decoded = decode_images(content.blobs)
@@ -72,8 +61,8 @@ def test_good_file_round_trips(tmp_path, protocol):
 def test_numpy_writers_are_read_without_numpy_globals_running(tmp_path, protocol):
     """insightface's cfp2pack.py / agedb2pack2.py store cv2.imencode output (uint8 (N, 1) arrays); flags may be
     numpy bools or a bool array. Several arrays share one memoised dtype, as a real file does."""
-    images = _images(6, seed=1)
-    blobs = [_png(im) for im in images]
+    images = random_images(6, size=(7, 5), seed=1)
+    blobs = [png_bytes(im) for im in images]
     arrays = [np.frombuffer(b, np.uint8).reshape(-1, 1) for b in blobs]
     for flags in ([np.True_, np.False_, np.True_], np.array([True, False, True])):
         content = read_bin(_write(tmp_path, (arrays, flags), protocol))
@@ -83,7 +72,7 @@ def test_numpy_writers_are_read_without_numpy_globals_running(tmp_path, protocol
 def test_python2_pickle_with_numpy_1_names(tmp_path):
     """A Python 2 writer: ``str`` images are SHORT_BINSTRING (read as bytes, like ``encoding='bytes'``), numpy 1.x
     calls its module ``numpy.core.multiarray``. Built from opcodes, as Python 3 cannot write py2 strings."""
-    blob = _png(_images(1)[0])
+    blob = png_bytes(random_images(1, size=(7, 5))[0])
     assert len(blob) < 256
     string = b"U" + bytes([len(blob)]) + blob  # SHORT_BINSTRING
     data = b"\x80\x02]q\x00(" + string + string + b"e]q\x01\x88a\x86q\x02."  # ([s, s], [True])
@@ -111,7 +100,7 @@ def test_control_the_payloads_are_real(tmp_path):
 @pytest.mark.parametrize("payload", [_Touch, _Open])
 def test_malicious_file_is_refused_and_nothing_runs(tmp_path, protocol, payload):
     target = tmp_path / "pwned"
-    blob = _png(_images(1)[0])
+    blob = png_bytes(random_images(1, size=(7, 5))[0])
     path = _write(tmp_path, ([payload(target), blob], [True]), protocol)  # first, so protocol 0 reaches it too
     with pytest.raises(DataError, match="not an insightface verification .bin") as info:
         read_bin(path)
@@ -159,9 +148,9 @@ def test_truncated_missing_and_corrupt(tmp_path):
         read_bin(_write_raw(tmp_path, data[:60]))
     with pytest.raises(DataError, match="cannot read"):
         read_bin(tmp_path / "missing.bin")
-    good = _png(_images(1)[0])
+    good = png_bytes(random_images(1, size=(7, 5))[0])
     with pytest.raises(DataError, match="image 1 does not decode"):
         pairs_from_bin(_write(tmp_path, ([good, b"not an image"], [True])))
-    other = _png(np.zeros((9, 9, 3), np.uint8))
+    other = png_bytes(np.zeros((9, 9, 3), np.uint8))
     with pytest.raises(DataError, match="image 1 is"):
         pairs_from_bin(_write(tmp_path, ([good, other], [False])))

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from conftest import save_generator, tiny_unet
+from fixtures.cli import run_cli
 from PIL import Image
 
 from scoremix_ds.cli import main
@@ -42,13 +43,6 @@ def labelled(num_classes: int = 4, names=NAMES) -> datasets.Dataset:
     labels = [c for c in range(num_classes) for _ in range(PER_CLASS)]
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=list(names))})
     return datasets.Dataset.from_dict({"image": images, "label": labels}, features=feats)
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    rc = main(list(args))
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # --------------------------------------------------------------------------------------------- models and data
@@ -158,7 +152,8 @@ def test_every_format_reads_the_same_through_the_one_layer(formats, fmt):
     assert real.class_names == src.class_names and real.num_classes == 4
     if fmt == "build":
         assert len(real.labels) == 12 and real.images.shape[1:] == (8, 8, 3)
-        assert all(name.startswith("mix-") or name for name in real.class_names)
+        names = datasets.load_dataset(formats[fmt], "mix", split="train").features["label"].names
+        assert real.class_names == tuple(names) == ("mix:1+2", "mix:0+3", "mix:2+3", "mix:0+1")  # its 4 random mixes
         return
     assert real.images.shape == (20, 8, 8, 1)  # the 10x10 imagefolder image converted like any other
     assert real.class_names == (NAMES if fmt != "recordio" else ("0", "1", "2", "3"))
@@ -173,28 +168,29 @@ def test_every_format_reads_the_same_through_the_one_layer(formats, fmt):
 def test_plan_build_audit_train_eval_from_each_format(capsys, tmp_path, formats, disc, rgb_unet, fmt):
     gen = ["--generator", rgb_unet, "--null-class", "4", "--discriminator", disc, "--real-data", formats[fmt]]
     plan = tmp_path / "plan.parquet"
-    rc, out, err = run(capsys, "plan", *gen, "--pairs", "2", "--per-identity", "2", "--no-progress", "--out", str(plan))
+    rc, out, err = run_cli(capsys, "plan", *gen, "--pairs", "2", "--per-identity", "2", "--no-progress",
+                           "--out", str(plan))
     assert rc == 0, err
     meta = json.loads(pq.read_schema(plan).metadata[b"scoremix"])
     assert meta["real_data"] and meta["discriminator_digest"]
     rows = pq.read_table(plan).to_pylist()
     assert all(r["embedding_distance"] is not None and np.isfinite(r["embedding_distance"]) for r in rows)
     built = tmp_path / "built"
-    rc, out, err = run(capsys, "build", *gen, "--plan", str(plan), "--steps", "2", "--no-repro", "--guidance", "2",
-                       "--no-progress", "--out", str(built))
+    rc, out, err = run_cli(capsys, "build", *gen, "--plan", str(plan), "--steps", "2", "--no-repro", "--guidance", "2",
+                           "--no-progress", "--out", str(built))
     assert rc == 0, err
     manifest = json.loads((built / "manifest.json").read_text())
     assert manifest["provenance"]["num_real_classes"] == 4
     assert manifest["provenance"]["real_class_names"] == list(read_real_data(formats[fmt]).class_names)
-    rc, out, err = run(capsys, "audit", str(built), "--no-update-card")
+    rc, out, err = run_cli(capsys, "audit", str(built), "--no-update-card")
     assert rc == 0 and "audited 2 identities" in out, err
     model = tmp_path / "model"
-    rc, out, err = run(capsys, "train", "--real", formats[fmt], "--backbone", "small-cnn", "--embedding-dim", "8",
-                       "--image-size", "8", "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "8",
-                       "--checkpoint-every", "0", "--no-progress", "--out", str(model))
+    rc, out, err = run_cli(capsys, "train", "--real", formats[fmt], "--backbone", "small-cnn", "--embedding-dim", "8",
+                           "--image-size", "8", "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "8",
+                           "--checkpoint-every", "0", "--no-progress", "--out", str(model))
     assert rc == 0 and "saved model" in out, err
-    rc, out, err = run(capsys, "eval", str(model), "--benchmark", f"heldout:{formats[fmt]}:20", "--out",
-                       str(tmp_path / "eval"))
+    rc, out, err = run_cli(capsys, "eval", str(model), "--benchmark", f"heldout:{formats[fmt]}:20", "--out",
+                           str(tmp_path / "eval"))
     assert rc == 0, err
 
 
@@ -213,7 +209,7 @@ def test_latent_dit_pipeline_builds_with_and_without_real_data(capsys, tmp_path,
     assert gen.vae is not None and gen.sample_shape == (4, 4, 4)
     common = ["--generator", latent_dit, "--pairs", "2", "--per-identity", "2", "--steps", "2", "--no-progress"]
     # without real data: random mixes; no class centres, so the embedding distances are null (not NaN) and say so
-    rc, out, err = run(capsys, "build", *common, "--strategy", "random", "--out", str(tmp_path / "no-real"))
+    rc, out, err = run_cli(capsys, "build", *common, "--strategy", "random", "--out", str(tmp_path / "no-real"))
     assert rc == 0, err
     rows = mix_rows(tmp_path / "no-real")
     assert len(rows) == 4 and all(r["embedding_distance"] is None for r in rows)
@@ -222,18 +218,21 @@ def test_latent_dit_pipeline_builds_with_and_without_real_data(capsys, tmp_path,
     assert np.asarray(first).shape == (8, 8, 3)  # decoded by the VAE: 4x4 latents -> 8x8 RGB
     provenance = json.loads((tmp_path / "no-real" / "manifest.json").read_text())["provenance"]
     assert provenance["real_data"] is None and "no --real-data" in provenance["embedding_distances"]
-    rc, out, err = run(capsys, "plan", *common[:2], "--strategy", "distant-condition", "--pairs", "2",
-                       "--out", str(tmp_path / "cond.parquet"))
+    rc, out, err = run_cli(capsys, "plan", *common[:2], "--strategy", "distant-condition", "--pairs", "2",
+                           "--out", str(tmp_path / "cond.parquet"))
     assert rc == 0 and "condition distance" in out, err
     assert all(r["embedding_distance"] is None for r in pq.read_table(tmp_path / "cond.parquet").to_pylist())
     # with real data (an image folder of the same 4 names): distant, by class centres
-    rc, out, err = run(capsys, "build", *common, "--discriminator", disc, "--real-data", formats["imagefolder"],
-                       "--out", str(tmp_path / "real"))
+    rc, out, err = run_cli(capsys, "build", *common, "--discriminator", disc, "--real-data", formats["imagefolder"],
+                           "--out", str(tmp_path / "real"))
     assert rc == 0, err
     assert all(r["embedding_distance"] is not None for r in mix_rows(tmp_path / "real"))
-    rc, out, err = run(capsys, "align", "--generator", latent_dit, "--discriminator", disc, "--real-data",
-                       formats["parquet"])
-    assert rc == 0 and "linear_cka" in out.lower().replace(" ", "_") or "cka" in out.lower(), err
+    rc, out, err = run_cli(capsys, "align", "--generator", latent_dit, "--discriminator", disc, "--real-data",
+                           formats["parquet"])
+    assert rc == 0, err
+    assert "over 4 classes (k = 2)" in out
+    assert [line.split()[0] for line in out.splitlines()[2:]] == ["linear_cka", "debiased_cka", "mutual_knn", "cknna",
+                                                                "distance_spearman"], out
 
 
 def test_null_class_from_flag_or_scheduler_config(capsys, tmp_path, formats, disc, rgb_unet):
@@ -248,15 +247,17 @@ def test_null_class_from_flag_or_scheduler_config(capsys, tmp_path, formats, dis
     assert (load_generator(str(declared)).num_classes, load_generator(str(declared)).null_class) == (4, 4)
     common = ["--discriminator", disc, "--real-data", formats["parquet"], "--pairs", "2", "--per-identity", "1",
               "--steps", "2", "--no-progress"]
-    rc, out, err = run(capsys, "build", "--generator", str(declared), *common, "--out", str(tmp_path / "a"))
+    rc, out, err = run_cli(capsys, "build", "--generator", str(declared), *common, "--out", str(tmp_path / "a"))
     assert rc == 0, err
     # undeclared: the 5-row table is 5 classes, which the 4-class real data does not match
-    rc, out, err = run(capsys, "build", "--generator", rgb_unet, *common, "--out", str(tmp_path / "b"))
+    rc, out, err = run_cli(capsys, "build", "--generator", rgb_unet, *common, "--out", str(tmp_path / "b"))
     assert rc == 2 and "needs a null class" in err and not (tmp_path / "b").exists()
-    rc, out, err = run(capsys, "build", "--generator", rgb_unet, *common, "--guidance", "1", "--out", str(tmp_path / "b"))
+    rc, out, err = run_cli(capsys, "build", "--generator", rgb_unet, *common, "--guidance", "1",
+                           "--out", str(tmp_path / "b"))
     assert rc == 2 and "4 classes but the generator has 5" in err and "--classes" in err
     assert not (tmp_path / "b").exists()
-    rc, out, err = run(capsys, "build", "--generator", rgb_unet, "--null-class", "9", *common, "--out", str(tmp_path / "c"))
+    rc, out, err = run_cli(capsys, "build", "--generator", rgb_unet, "--null-class", "9", *common,
+                           "--out", str(tmp_path / "c"))
     assert rc == 2 and "outside its label table" in err and "--null-class" in err
 
 
@@ -266,18 +267,19 @@ def test_real_data_required_for_centre_strategies_only(capsys, tmp_path, rgb_une
         out = tmp_path / f"{command}-{strategy}"
         target = [str(out)] if command == "build" else [str(out) + ".parquet"]
         steps = ["--steps", "2"] if command == "build" else []
-        rc, _, err = run(capsys, command, *base, *steps, "--strategy", strategy, "--out", *target)
+        rc, _, err = run_cli(capsys, command, *base, *steps, "--strategy", strategy, "--out", *target)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and "--real-data" in err, err
         assert not out.exists() and not Path(target[0]).exists()
     base += ["--steps", "2"]
-    rc, _, err = run(capsys, "build", *base, "--strategy", "band", "--band", "40,60", "--out", str(tmp_path / "band"))
+    rc, _, err = run_cli(capsys, "build", *base, "--strategy", "band", "--band", "40,60",
+                         "--out", str(tmp_path / "band"))
     assert rc == 2 and "--real-data" in err
-    rc, _, err = run(capsys, "align", "--generator", rgb_unet)
+    rc, _, err = run_cli(capsys, "align", "--generator", rgb_unet)
     assert rc == 2 and "--real-data" in err
     for strategy in ("random", "close-condition"):
-        rc, _, err = run(capsys, "build", *base, "--strategy", strategy, "--out", str(tmp_path / strategy))
+        rc, _, err = run_cli(capsys, "build", *base, "--strategy", strategy, "--out", str(tmp_path / strategy))
         assert rc == 0, err
-    rc, _, err = run(capsys, "audit", str(tmp_path / "random"))
+    rc, _, err = run_cli(capsys, "audit", str(tmp_path / "random"))
     assert rc == 2 and "--real-data" in err
 
 
@@ -289,18 +291,19 @@ def test_class_count_mismatch_names_both_counts_and_classes_solves_it(capsys, tm
     labelled(12, names=[f"p{i}" for i in range(12)]).to_parquet(str(twelve / "data" / "train-00000.parquet"))
     base = ["--generator", str(eight), "--discriminator", disc, "--real-data", str(twelve), "--pairs", "3",
             "--per-identity", "1", "--steps", "2", "--no-progress"]
-    rc, _, err = run(capsys, "build", *base, "--out", str(tmp_path / "x"))
+    rc, _, err = run_cli(capsys, "build", *base, "--out", str(tmp_path / "x"))
     assert rc == 2 and "12 classes" in err and "generator has 8" in err and "--classes 0-7" in err
     assert not (tmp_path / "x").exists()
-    rc, _, err = run(capsys, "build", *base, "--classes", "0-7", "--out", str(tmp_path / "ok"))
+    rc, _, err = run_cli(capsys, "build", *base, "--classes", "0-7", "--out", str(tmp_path / "ok"))
     assert rc == 0, err
     assert all(max(r["parents"]) <= 7 for r in mix_rows(tmp_path / "ok"))
-    rc, _, err = run(capsys, "build", *base, "--classes", "0-9", "--out", str(tmp_path / "y"))
+    rc, _, err = run_cli(capsys, "build", *base, "--classes", "0-9", "--out", str(tmp_path / "y"))
     assert rc == 2 and "--classes" in err, err
-    rc, _, err = run(capsys, "align", "--generator", str(eight), "--discriminator", disc, "--real-data", str(twelve))
+    rc, _, err = run_cli(capsys, "align", "--generator", str(eight), "--discriminator", disc,
+                         "--real-data", str(twelve))
     assert rc == 2 and "12 classes" in err and "--classes" in err
-    rc, out, err = run(capsys, "align", "--generator", str(eight), "--discriminator", disc, "--real-data", str(twelve),
-                       "--classes", "0-7")
+    rc, out, err = run_cli(capsys, "align", "--generator", str(eight), "--discriminator", disc,
+                           "--real-data", str(twelve), "--classes", "0-7")
     assert rc == 0, err
 
 
@@ -316,7 +319,7 @@ def test_references_with_revisions_are_parsed_once(capsys, tmp_path, formats, rg
           "--real-data", "org/faces@"], "write NAME@REVISION"),
     ]
     for args, message in cases:
-        rc, _, err = run(capsys, "build", *base, *args, "--out", str(tmp_path / "o"))
+        rc, _, err = run_cli(capsys, "build", *base, *args, "--out", str(tmp_path / "o"))
         assert rc == 2 and message in err and "Traceback" not in err, (args, err)
         assert len(err.strip().splitlines()) == 1
         assert not (tmp_path / "o").exists()
@@ -355,10 +358,10 @@ def test_a_generator_trained_on_x_builds_with_x(capsys, tmp_path, formats, disc)
                       "warmup_steps = 1\ncheckpoint_every = 0\n")
     for fmt in ("imagefolder", "recordio"):
         data, out = formats[fmt] + "[0-2]", tmp_path / f"gen-{fmt}"
-        rc, o, err = run(capsys, "train-generator", "--recipe", str(recipe), "--real-data", data, "--out", str(out),
-                         "--no-progress")
+        rc, o, err = run_cli(capsys, "train-generator", "--recipe", str(recipe), "--real-data", data, "--out", str(out),
+                             "--no-progress")
         assert rc == 0 and "saved generator" in o, err
-        rc, o, err = run(capsys, "build", "--generator", str(out), "--discriminator", disc, "--real-data", data,
-                         "--pairs", "2", "--per-identity", "1", "--steps", "2", "--no-progress", "--out",
-                         str(tmp_path / f"built-{fmt}"))
+        rc, o, err = run_cli(capsys, "build", "--generator", str(out), "--discriminator", disc, "--real-data", data,
+                             "--pairs", "2", "--per-identity", "1", "--steps", "2", "--no-progress", "--out",
+                             str(tmp_path / f"built-{fmt}"))
         assert rc == 0, err

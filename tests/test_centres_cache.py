@@ -30,12 +30,6 @@ class Forwards:
         self.handle.remove()
 
 
-@pytest.fixture
-def models(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
-    return ["--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-            "--real-data", str(tiny_real_data_dir)]
-
-
 def test_plan_caches_centres_and_build_plan_embeds_nothing(models, tmp_path):
     plan = tmp_path / "plan.parquet"
     with Forwards() as f:

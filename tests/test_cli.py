@@ -10,13 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from fixtures.cli import build_command, run_cli
 from scoremix_ds.cli import main
-
-
-def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def error_line(err: str) -> str:
@@ -27,11 +22,8 @@ def error_line(err: str) -> str:
 
 @pytest.fixture
 def tiny_args(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, tmp_path):
-    return [
-        "build", "--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-        "--real-data", str(tiny_real_data_dir), "--pairs", "2", "--per-identity", "1", "--steps", "2",
-        "--out", str(tmp_path / "out"), "--no-progress",
-    ]
+    return build_command(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, pairs=2, per_identity=1,
+                         steps=2, out=tmp_path / "out")
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fixtures.images import random_images
 from scoremix_ds.training.mixture import MixtureDataset, make_loader
 from scoremix_ds.sources.preprocess import PreprocessConfig, preprocess, shift_images
 from scoremix_ds.training.batching import MixtureBatchSampler
@@ -34,10 +35,6 @@ def _sealed(monkeypatch, tmp_path):
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def _images(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, 28, 28, 1), dtype=np.uint8)
 
 
 def _tiny_model(seed: int = 0) -> SmallCNN:
@@ -98,7 +95,7 @@ def test_arcface_head_uses_normalised_weights():
 
 def test_embeddings_are_unit_norm_float32_and_batch_independent():
     model = _tiny_model()
-    images = _images(7)
+    images = random_images(7, size=28, channels=1)
     emb = embed_images(model, images, batch_size=3)
     assert emb.shape == (7, 8) and emb.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
@@ -108,7 +105,7 @@ def test_embeddings_are_unit_norm_float32_and_batch_independent():
 
 def test_embed_images_restores_training_mode():
     model = _tiny_model().train()
-    embed_images(model, _images(2))
+    embed_images(model, random_images(2, size=28, channels=1))
     assert model.training
 
 
@@ -120,7 +117,7 @@ def test_save_pretrained_round_trip_gives_identical_embeddings(tmp_path):
     assert config == {"backbone": "small-cnn", "in_channels": 1, "image_size": 32, "embedding_dim": 8}
     loaded = load_discriminator(str(tmp_path / "disc"))
     assert isinstance(loaded, SmallCNN) and not loaded.training
-    images = _images(5, seed=1)
+    images = random_images(5, size=28, channels=1, seed=1)
     np.testing.assert_array_equal(embed_images(loaded, images), embed_images(model, images))
 
 
@@ -153,7 +150,7 @@ def test_load_refuses_weights_that_do_not_match_config(tmp_path):
 
 def test_embedded_default_loads_and_embeds():
     model = load_discriminator()
-    emb = embed_images(model, _images(4))
+    emb = embed_images(model, random_images(4, size=28, channels=1))
     assert emb.shape == (4, model.embedding_dim)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
 

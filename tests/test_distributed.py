@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.cli import build_command
 from scoremix_ds.synthesis.layout import Layout
 from scoremix_ds.cli import main
 
@@ -22,11 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def build_args(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
-    return [
-        "build", "--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-        "--real-data", str(tiny_real_data_dir), "--pairs", "6", "--per-identity", "3", "--steps", "3",
-        "--shard-size", "1", "--batch-size", "4", "--no-progress",
-    ]
+    return build_command(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, pairs=6, per_identity=3,
+                         steps=3, shard_size=1, batch_size=4)
 
 
 def env() -> dict:

@@ -7,7 +7,6 @@ decoding. The malicious ``.bin`` is real too: a control shows ``pickle.loads`` o
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
 
@@ -16,6 +15,7 @@ import pytest
 import typer
 from PIL import Image
 
+from fixtures.images import png_bytes, random_images
 from scoremix_ds import cli
 from scoremix_ds.cli import eval_cmd
 from scoremix_ds.sources.openers import read_real_data
@@ -57,12 +57,6 @@ def _error_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     return lines[0]
-
-
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 # ---- parsing (no model, no data) ----------------------------------------------------------------------------------
@@ -183,7 +177,7 @@ def test_bin_gives_the_same_numbers_as_the_same_pairs_in_memory(run, tmp_path):
     reader, decoding to RGB, channel mean back to grey) must reproduce the in-memory held-out evaluation."""
     data = read_real_data("mnist-5k-heldout")
     index_a, index_b, issame = make_pairs_from_labels(data.labels, 40, seed=3)
-    bins = [_png(data.images[i]) for i in np.stack([index_a, index_b], axis=1).ravel()]
+    bins = [png_bytes(data.images[i]) for i in np.stack([index_a, index_b], axis=1).ravel()]
     (tmp_path / "digits.bin").write_bytes(pickle.dumps((bins, issame.tolist()), protocol=2))
     rc, _, err = run("default", "-b", "digits.bin", "-b", "heldout:mnist-5k-heldout:40", "--seed", "3",
                      "--batch-size", "16", "--out", "r")
@@ -216,8 +210,8 @@ def test_malicious_bin_is_refused_and_nothing_runs(run, tmp_path):
 
 
 def test_bin_with_mismatched_pair_counts_is_refused(run, tmp_path):
-    images = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
-    (tmp_path / "odd.bin").write_bytes(pickle.dumps(([_png(x) for x in images], [True, False]), protocol=4))
+    images = random_images(3)
+    (tmp_path / "odd.bin").write_bytes(pickle.dumps(([png_bytes(x) for x in images], [True, False]), protocol=4))
     rc, _, err = run("default", "--benchmark", "odd.bin")
     assert rc == 2 and "3 images for 2 pairs (expected 4)" in _error_line(err)
     assert not (tmp_path / "eval-report").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import pickle
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from fixtures.images import png_bytes, random_images
 from scoremix_ds.core.errors import DataError
 from scoremix_ds.evaluation.ijb import ARCFACE_LANDMARKS, align_face, ijb_verification, load_ijb_faces, read_ijb_meta
 from scoremix_ds.evaluation.metrics import eer, roc_auc, roc_curve
@@ -26,16 +26,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # bit-exact comparisons, and
 def model() -> SmallCNN:
     torch.manual_seed(0)
     return SmallCNN(in_channels=1, image_size=8, embedding_dim=16).eval()
-
-
-def _images(n: int, seed: int = 0, channels: int = 3, size: int = 8) -> np.ndarray:
-    return np.random.default_rng(seed).integers(0, 256, size=(n, size, size, channels), dtype=np.uint8)
-
-
-def _png(image: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(image.squeeze()).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _pair_features():
@@ -72,13 +62,13 @@ def test_make_pairs_enumerates_scarce_impostors():
 
 def test_verification_pairs_refuse_mismatched_counts():
     with pytest.raises(DataError, match="mismatched pair counts"):
-        VerificationPairs(_images(3), _images(2), np.array([True, False, True]), "bad")
+        VerificationPairs(random_images(3), random_images(2), np.array([True, False, True]), "bad")
 
 
 def test_pairs_from_datasets_image_and_index_columns():
     import datasets
 
-    grey = _images(6, seed=2, channels=1)
+    grey = random_images(6, seed=2, channels=1)
     pil = [Image.fromarray(g[..., 0], mode="L") for g in grey]
     feats = _pair_features()
     ds = datasets.Dataset.from_dict({"image_a": pil[:3], "image_b": pil[3:], "is_same": [True, False, True]},
@@ -103,7 +93,7 @@ def test_pairs_from_datasets_image_and_index_columns():
 # ---- runner ----------------------------------------------------------------------------------------------------
 
 def test_flip_tta_sums_the_embeddings_of_the_flip(model):
-    x = _images(5, seed=4)
+    x = random_images(5, seed=4)
     expected = embed_images(model, x) + embed_images(model, np.ascontiguousarray(x[:, :, ::-1]))
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     np.testing.assert_allclose(_embed(model, x, True, 2, "cpu", embed_images), expected, atol=1e-6)
@@ -112,9 +102,9 @@ def test_flip_tta_sums_the_embeddings_of_the_flip(model):
 
 def _pairs_with_identical_genuines(n: int, seed: int):
     """Genuine pairs show the same image twice (cosine 1); impostors two random images: AUC 1, EER 0."""
-    a = _images(n, seed)
+    a = random_images(n, seed=seed)
     same = np.arange(n) % 2 == 0
-    b = np.where(same[:, None, None, None], a, _images(n, seed + 100))
+    b = np.where(same[:, None, None, None], a, random_images(n, seed=seed + 100))
     return a, b, same
 
 
@@ -124,12 +114,12 @@ def test_evaluate_bin_dataset_and_held_out(model, tmp_path):
     a, b, same = _pairs_with_identical_genuines(20, seed=5)
     interleaved = np.stack([a, b], axis=1).reshape(-1, *a.shape[1:])
     bin_path = tmp_path / "toy.bin"
-    bin_path.write_bytes(pickle.dumps(([_png(im) for im in interleaved], same.tolist()), protocol=2))
+    bin_path.write_bytes(pickle.dumps(([png_bytes(im) for im in interleaved], same.tolist()), protocol=2))
     feats = _pair_features()
     columns = {"image_a": [Image.fromarray(x) for x in a], "image_b": [Image.fromarray(x) for x in b],
                "is_same": same.tolist()}
     ds = datasets.Dataset.from_dict(columns, features=feats)
-    held = HeldOutSet(_images(24, seed=6, channels=1), np.repeat(np.arange(4), 6), "held", num_pairs=30, seed=0)
+    held = HeldOutSet(random_images(24, seed=6, channels=1), np.repeat(np.arange(4), 6), "held", num_pairs=30, seed=0)
     result = evaluate(model, [bin_path, ds, held], flip_tta=True, batch_size=7, num_folds=5, model_name="tiny")
     on_bin, on_ds, on_held = result.benchmarks
     assert (on_bin.name, on_bin.kind, on_held.name, result.model, result.flip_tta) == ("toy", "verification", "held",
@@ -149,13 +139,13 @@ def test_evaluate_bin_dataset_and_held_out(model, tmp_path):
 
 
 def test_evaluate_identification_and_ijb(model, tmp_path):
-    gallery = _images(6, seed=7)
+    gallery = random_images(6, seed=7)
     ident = IdentificationSet(gallery[:3], ["a", "b", "c"], gallery, ["a", "b", "c", "d", "e", "f"],
-                              distractor_images=_images(4, seed=8), name="tiny-ident", ranks=(1, 3))
+                              distractor_images=random_images(4, seed=8), name="tiny-ident", ranks=(1, 3))
     # an IJB folder: 6 faces pasted into 20x20 loose crops with their landmarks, 3 templates, 3 pairs
     (tmp_path / "ijb" / "meta").mkdir(parents=True)
     (tmp_path / "ijb" / "loose_crop").mkdir()
-    faces, points = _images(6, seed=9, size=16), []
+    faces, points = random_images(6, seed=9, size=16), []
     for i, face in enumerate(faces):
         canvas = np.zeros((20, 20, 3), np.uint8)
         canvas[3:19, 2:18] = face
@@ -186,7 +176,7 @@ def test_evaluate_identification_and_ijb(model, tmp_path):
 
 
 def test_align_face_undoes_a_2x_upscale():
-    face = _images(1, seed=10, size=112)[0]
+    face = random_images(1, seed=10, size=112)[0]
     big = np.repeat(np.repeat(face, 2, axis=0), 2, axis=1)  # every pixel 2x2: landmarks at 2 * (p + 0.5) - 0.5
     assert np.array_equal(align_face(big, (ARCFACE_LANDMARKS + 0.5) * 2 - 0.5), face)
 
@@ -232,7 +222,7 @@ def test_bin_decoded_in_workers_gives_the_decode_then_embed_results(model, tmp_p
     a, b, same = _pairs_with_identical_genuines(20, seed=12)
     interleaved = np.stack([a, b], axis=1).reshape(-1, *a.shape[1:])
     bin_path = tmp_path / "toy.bin"
-    bin_path.write_bytes(pickle.dumps(([_png(im) for im in interleaved], same.tolist()), protocol=2))
+    bin_path.write_bytes(pickle.dumps(([png_bytes(im) for im in interleaved], same.tolist()), protocol=2))
     pairs = pairs_from_bin(bin_path)
     ea, eb = (_embed(model, x, True, 3, "cpu", embed_images) for x in (pairs.images_a, pairs.images_b))
     before = roc_curve(np.sum(ea * eb, axis=1), pairs.issame)
@@ -242,14 +232,14 @@ def test_bin_decoded_in_workers_gives_the_decode_then_embed_results(model, tmp_p
         for field in ("thresholds", "tpr", "fpr"):
             assert np.array_equal(getattr(got.metrics.roc, field), getattr(before, field))
         assert got.metrics.auc == roc_auc(before) and got.metrics.eer == eer(before)
-    blobs = [_png(im) for im in interleaved]
+    blobs = [png_bytes(im) for im in interleaved]
     bad = tmp_path / "bad.bin"
     bad.write_bytes(pickle.dumps((blobs[:9] + [b"not an image"] + blobs[10:], same.tolist()), protocol=2))
     with pytest.raises(DataError, match=r"bad: image 9 does not decode") as info:
         evaluate(model, [bad], batch_size=3, load_workers=2)
     assert info.value.hint
     small = tmp_path / "small.bin"
-    small.write_bytes(pickle.dumps((blobs[:8] + [_png(_images(1, seed=13, size=12)[0])] + blobs[9:], same.tolist()),
-                                   protocol=2))
+    odd = png_bytes(random_images(1, seed=13, size=12)[0])
+    small.write_bytes(pickle.dumps((blobs[:8] + [odd] + blobs[9:], same.tolist()), protocol=2))
     with pytest.raises(DataError, match=r"small: image 8 is \(12, 12\), image 0 is \(8, 8\)"):
         evaluate(model, [small], batch_size=3, load_workers=2)

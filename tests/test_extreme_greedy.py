@@ -25,6 +25,13 @@ def start_cap(num, n, max_uses=None):
     return min(cap, max_uses) if max_uses else cap
 
 
+# What each walk did (greedy_extreme_pairs' stats: refills, cap_growths, screen_k): the screened lists ran out and
+# were extended in every case, most often with the shortest lists (k=2); k=None screens the default
+# max(32, 8 * cap + 16) = 32; the cap never had to grow.
+EQUAL_STATS = {(True, 2): (300, 0, 2), (True, 8): (51, 0, 8), (True, None): (13, 0, 32),
+               (False, 2): (300, 0, 2), (False, 8): (39, 0, 8), (False, None): (8, 0, 32)}
+
+
 @pytest.mark.parametrize("descending", [True, False])
 @pytest.mark.parametrize("k", [2, 8, None])
 def test_pairs_equal_classes_matches_dense(descending, k):
@@ -32,8 +39,8 @@ def test_pairs_equal_classes_matches_dense(descending, k):
     stats = {}
     got = greedy_extreme_pairs(v, 300, descending, start_cap(300, 300), k=k, block_rows=37, stats=stats)
     np.testing.assert_array_equal(got, dense(v, 300, descending))
-    if k == 2:
-        assert stats["refills"] > 0  # the short screened lists ran out and were extended, still exact
+    refills, cap_growths, screen_k = EQUAL_STATS[descending, k]  # lists extended, and still exact
+    assert stats == {"refills": refills, "cap_growths": cap_growths, "screen_k": screen_k}
 
 
 @pytest.mark.parametrize("num", [50, 400, 1750, 4950])
@@ -42,8 +49,9 @@ def test_cap_growth_and_every_pair_match_dense(num):
     stats = {}
     got = greedy_extreme_pairs(v, num, True, start_cap(num, 100), k=4, stats=stats)
     np.testing.assert_array_equal(got, dense(v, num, True))
-    if num == 1750:  # the walk at cap 35 ends short: the cap grows and the lists start over
-        assert stats["cap_growths"] > 0
+    # at 400 and 1750 the walk at the start cap ends short: the cap grows once and the lists start over
+    refills, cap_growths = {50: (24, 0), 400: (187, 1), 1750: (200, 1), 4950: (100, 0)}[num]
+    assert stats == {"refills": refills, "cap_growths": cap_growths, "screen_k": 4}
 
 
 def test_hub_and_exact_ties_match_dense():

@@ -13,15 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from fixtures.cli import build_command, run_cli
 from scoremix_ds.cli import main
 
 NAMES = ("alice", "bob", "carol", "dave")
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 @pytest.fixture
@@ -39,15 +34,14 @@ def named_folder(tmp_path) -> Path:
 
 @pytest.fixture
 def build_args(tiny_generator_dir, tiny_discriminator_dir, named_folder, tmp_path):
-    return ["build", "--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-            "--real-data", str(named_folder), "--pairs", "3", "--per-identity", "2", "--steps", "2", "--no-progress"]
+    return build_command(tiny_generator_dir, tiny_discriminator_dir, named_folder, pairs=3, per_identity=2, steps=2)
 
 
 def test_label_is_a_classlabel_named_after_the_real_classes(capsys, build_args, tmp_path):
     import datasets
 
     out = tmp_path / "named"
-    rc, _, err = run(capsys, *build_args, "--out", str(out))
+    rc, _, err = run_cli(capsys, *build_args, "--out", str(out))
     assert rc == 0, err
     mix = datasets.load_dataset(str(out), "mix")["train"]
     label = mix.features["label"]
@@ -73,13 +67,13 @@ def test_plan_file_carries_the_real_class_names(capsys, build_args, tmp_path):
 
     plan = tmp_path / "plan.parquet"
     args = build_args[1:build_args.index("--steps")]
-    rc, _, err = run(capsys, "plan", *args, "--out", str(plan))
+    rc, _, err = run_cli(capsys, "plan", *args, "--out", str(plan))
     assert rc == 0, err
     rows = pq.read_table(plan).to_pylist()
     assert all(n in NAMES for r in rows for n in r["parent_names"])
     assert [r["identity_name"] for r in rows] == ["mix:" + "+".join(r["parent_names"]) for r in rows]
     out = tmp_path / "from-plan"
-    rc, _, err = run(capsys, *build_args, "--plan", str(plan), "--out", str(out))
+    rc, _, err = run_cli(capsys, *build_args, "--plan", str(plan), "--out", str(out))
     assert rc == 0, err
     built = pq.read_table(next((out / "data" / "mix").glob("*.parquet"))).to_pylist()
     assert {r["identity"] for r in built} <= {r["identity_name"] for r in rows}
@@ -105,7 +99,7 @@ def _card_meta(folder: Path) -> tuple[dict, str]:
 @pytest.fixture
 def built(capsys, build_args, tmp_path) -> Path:
     out = tmp_path / "built"
-    rc, _, err = run(capsys, *build_args, "--out", str(out))
+    rc, _, err = run_cli(capsys, *build_args, "--out", str(out))
     assert rc == 0, err
     return out
 
@@ -126,7 +120,7 @@ def test_card_counts_are_the_rows_per_label(built):
         kind = "synthetic identities" if config == "mix" else "parent classes"
         assert f"| `{config}` | {len(labels)} | {len(set(labels))} {kind} | {span} |" in text
     # 3 mixes x 2 parents over 4 classes: some parent joins two mixes, so repro is NOT per_identity per label
-    assert "2 to 4" in text or "| 2 |" in text
+    assert "| `repro` | 12 | 4 parent classes | 2 to 4 |" in text
 
 
 def test_card_states_each_models_training_data_as_recorded(capsys, tiny_generator_dir, tiny_discriminator_dir,
@@ -138,9 +132,9 @@ def test_card_states_each_models_training_data_as_recorded(capsys, tiny_generato
     meta.update(real_data="celeb-faces@v2 (hub)", licence="cc-by-4.0")
     meta_file.write_text(json.dumps(meta))
     out = tmp_path / "prov"
-    rc, _, err = run(capsys, "build", "--generator", str(tiny_generator_dir), "--discriminator",
-                     str(tiny_discriminator_dir), "--real-data", str(named_folder), "--pairs", "2", "--per-identity",
-                     "1", "--steps", "2", "--no-progress", "--out", str(out))
+    rc, _, err = run_cli(capsys, "build", "--generator", str(tiny_generator_dir), "--discriminator",
+                         str(tiny_discriminator_dir), "--real-data", str(named_folder), "--pairs", "2",
+                         "--per-identity", "1", "--steps", "2", "--no-progress", "--out", str(out))
     assert rc == 0, err
     card_meta, text = _card_meta(out)
     assert "| `local:tiny-gen` | celeb-faces@v2 (hub), licence `cc-by-4.0` |" in text
@@ -175,8 +169,8 @@ def test_recipe_beside_the_card_rebuilds_the_same_rows(capsys, built, tmp_path, 
     from hubfixtures import local_rows
 
     copy = tmp_path / f"copy-{recipe}"
-    rc, _, err = run(capsys, "build", "--recipe", str(built / recipe), "--out", str(copy), "--no-progress",
-                     "--batch-size", "3")
+    rc, _, err = run_cli(capsys, "build", "--recipe", str(built / recipe), "--out", str(copy), "--no-progress",
+                         "--batch-size", "3")
     assert rc == 0, err
     for config in ("mix", "repro"):
         assert local_rows(copy, config) == local_rows(built, config)
@@ -185,19 +179,19 @@ def test_recipe_beside_the_card_rebuilds_the_same_rows(capsys, built, tmp_path, 
 
 def test_recipe_of_a_plan_build_names_the_plan_and_is_refused_without_it(capsys, build_args, tmp_path):
     plan = tmp_path / "plan.parquet"
-    rc, _, err = run(capsys, "plan", *build_args[1:build_args.index("--steps")], "--out", str(plan))
+    rc, _, err = run_cli(capsys, "plan", *build_args[1:build_args.index("--steps")], "--out", str(plan))
     assert rc == 0, err
     out = tmp_path / "planned"
-    rc, _, err = run(capsys, *build_args, "--plan", str(plan), "--out", str(out))
+    rc, _, err = run_cli(capsys, *build_args, "--plan", str(plan), "--out", str(out))
     assert rc == 0, err
     assert f'plan = "{plan}"' in (out / "build.toml").read_text()
     copy = tmp_path / "copy"
-    rc, _, err = run(capsys, "build", "--recipe", str(out / "manifest.json"), "--out", str(copy), "--no-progress")
+    rc, _, err = run_cli(capsys, "build", "--recipe", str(out / "manifest.json"), "--out", str(copy), "--no-progress")
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert rc == 2 and len(lines) == 1 and "--plan" in lines[0], err
     assert not copy.exists()
-    rc, _, err = run(capsys, "build", "--recipe", str(out / "manifest.json"), "--plan", str(plan), "--out", str(copy),
-                     "--no-progress")
+    rc, _, err = run_cli(capsys, "build", "--recipe", str(out / "manifest.json"), "--plan", str(plan),
+                         "--out", str(copy), "--no-progress")
     assert rc == 0, err
 
 
@@ -321,8 +315,8 @@ def test_embedded_default_generator_is_a_pipeline_too():
 
 def test_push_to_with_stop_after_is_refused_before_training(capsys, tmp_path):
     out = tmp_path / "never"
-    rc, _, err = run(capsys, "train-generator", "--recipe", str(tiny_recipe(tmp_path / "r.toml", out)),
-                     "--stop-after", "1", "--push-to", "org/gen", "--no-progress")
+    rc, _, err = run_cli(capsys, "train-generator", "--recipe", str(tiny_recipe(tmp_path / "r.toml", out)),
+                         "--stop-after", "1", "--push-to", "org/gen", "--no-progress")
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert rc == 2 and len(lines) == 1 and "--stop-after" in lines[0] and not out.exists()
 
@@ -422,7 +416,7 @@ TRAIN = ["train", "--real", "mnist-5k-train[0-3]", "--backbone", "small-cnn", "-
 @pytest.fixture
 def recognition(capsys, tmp_path, one_thread) -> Path:
     out = tmp_path / "net"
-    rc, _, err = run(capsys, *TRAIN, "--out", str(out))
+    rc, _, err = run_cli(capsys, *TRAIN, "--out", str(out))
     assert rc == 0, err
     return out
 
@@ -450,8 +444,8 @@ def _yaml_and_body(card: Path) -> tuple[dict, str]:
 def test_eval_writes_model_index_into_the_card_of_a_model_trained_here(capsys, recognition, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     before, body_before = _yaml_and_body(recognition / "README.md")
-    rc, _, err = run(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[0-3]:100",
-                     "--out", str(tmp_path / "report"))
+    rc, _, err = run_cli(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[0-3]:100",
+                         "--out", str(tmp_path / "report"))
     assert rc == 0, err
     after, body_after = _yaml_and_body(recognition / "README.md")
     assert body_after == body_before  # the card's text is untouched
@@ -464,8 +458,8 @@ def test_eval_writes_model_index_into_the_card_of_a_model_trained_here(capsys, r
     assert by_metric["ROC AUC"] == pytest.approx(bench["auc"]) and by_metric["EER"] == pytest.approx(bench["eer"])
     assert not (tmp_path / "report" / "README.md").exists()
     # a second benchmark adds its results and keeps the first's; the same benchmark again replaces its own
-    rc, _, err = run(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[4-5]:60",
-                     "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out", str(tmp_path / "report2"))
+    rc, _, err = run_cli(capsys, "eval", str(recognition), "--benchmark", "heldout:mnist-5k-heldout[4-5]:60",
+                         "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out", str(tmp_path / "report2"))
     assert rc == 0, err
     again, _ = _yaml_and_body(recognition / "README.md")
     names = [r["dataset"]["name"] for block in again["model-index"] for r in block["results"]]
@@ -483,8 +477,8 @@ def test_eval_of_a_model_not_trained_here_writes_the_card_into_out(capsys, tmp_p
 
     monkeypatch.chdir(tmp_path)
     default_card = (default_model_dir("discriminator") / "README.md").read_bytes()
-    rc, _, err = run(capsys, "eval", "default", "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out",
-                     str(tmp_path / "rep"))
+    rc, _, err = run_cli(capsys, "eval", "default", "--benchmark", "heldout:mnist-5k-heldout[0-3]:60", "--out",
+                         str(tmp_path / "rep"))
     assert rc == 0, err
     assert (default_model_dir("discriminator") / "README.md").read_bytes() == default_card
     meta, body = _yaml_and_body(tmp_path / "rep" / "README.md")

@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
+from hubfixtures import client_env
 
 from fixtures.hub_server import LoopbackHub
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 _MARK = "@@CLIENT-RESULT@@"
 
 _PRELUDE = """
@@ -49,10 +47,10 @@ def read_labels(path):
 
 
 @pytest.fixture
-def hub():
-    # page_size=2 forces the clients through the `Link: rel="next"` pagination of tree and commit listings.
-    with LoopbackHub(page_size=2) as server:
-        yield server
+def hub_options():
+    """The ``hub`` fixture (conftest) with page_size=2: the clients go through the `Link: rel="next"` pagination of
+    tree and commit listings."""
+    return {"page_size": 2}
 
 
 @pytest.fixture
@@ -60,9 +58,7 @@ def client(hub, tmp_path):
     """Run a snippet in a fresh interpreter configured for `hub`; the snippet fills the dict `result`."""
 
     def run(code: str, token: str | None = None, timeout: float = 120) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
-        env.update(hub.client_env(hf_home=str(tmp_path / "hf_home"), token=token))
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+        env = client_env(hub, tmp_path / "hf_home", token=token)
         script = _PRELUDE + textwrap.dedent(code) + f"\nprint({_MARK!r} + json.dumps(result, default=str))\n"
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import pytest
@@ -10,6 +9,7 @@ import torch
 
 from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.maths.mixing import WeightSchedule, guide, mix, validate_weights
+from scoremix_ds.synthesis.config import BuildConfig
 
 from hints import as_build_prints
 
@@ -166,8 +166,9 @@ def test_unknown_schedule_refused():
     assert "--weight-schedule" in as_build_prints(info.value).hint
 
 
-def test_schedule_is_frozen():
-    s = WeightSchedule("window", 0.2, 0.6)
-    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'start'"):
-        s.start = 0.0  # type: ignore[misc]
-    assert s.start == 0.2
+def test_a_build_samples_with_the_schedule_its_config_fields_name():
+    assert BuildConfig().schedule == WeightSchedule()  # constant: the given weights at every step
+    schedule = BuildConfig(weight_schedule="window", window_start=0.2, window_end=0.6).schedule
+    assert schedule == WeightSchedule("window", 0.2, 0.6)
+    w = torch.tensor([[0.3, 0.7]])
+    assert torch.equal(schedule(w, 0.4), w) and torch.equal(schedule(w, 0.7), torch.tensor([[1.0, 0.0]]))

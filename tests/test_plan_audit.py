@@ -10,32 +10,20 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from fixtures.cli import run_cli
 from scoremix_ds.analysis.audit import audit_identities, consistency, real_reference
 from scoremix_ds.synthesis.config import BuildConfig
 from scoremix_ds.synthesis.planning.mix_plan import Identity, MixPlan
 from scoremix_ds.synthesis.planning.parquet_file import read_plan, write_plan
 from scoremix_ds.synthesis.planning.choose import with_plan
-from scoremix_ds.cli import main
 from scoremix_ds.dataset.manifest import Manifest
 from scoremix_ds.core.errors import ConfigError, DataError
 
 
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    rc = main(list(args))
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
-@pytest.fixture
-def models(tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir):
-    return ["--generator", str(tiny_generator_dir), "--discriminator", str(tiny_discriminator_dir),
-            "--real-data", str(tiny_real_data_dir)]
-
-
 def test_plan_then_build_plan_then_audit(capsys, models, tmp_path):
     plan = tmp_path / "plan.parquet"
-    rc, out, err = run(capsys, "plan", *models, "--strategy", "distant-triplets", "--pairs", "3", "--per-identity", "2",
-                       "--out", str(plan))
+    rc, out, err = run_cli(capsys, "plan", *models, "--strategy", "distant-triplets", "--pairs", "3",
+                           "--per-identity", "2", "--out", str(plan))
     assert rc == 0, err
     assert plan.is_file() and plan.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
     rows = datasets.load_dataset("parquet", data_files=str(plan), split="train")  # any parquet reader opens it
@@ -43,7 +31,8 @@ def test_plan_then_build_plan_then_audit(capsys, models, tmp_path):
     assert all(w == pytest.approx([1 / 3] * 3) for w in rows["weights"]) and all(len(s) == 2 for s in rows["seeds"])
 
     out_dir = tmp_path / "ds"
-    rc, _, err = run(capsys, "build", *models, "--plan", str(plan), "--steps", "2", "--out", str(out_dir), "--no-progress")
+    rc, _, err = run_cli(capsys, "build", *models, "--plan", str(plan), "--steps", "2", "--out", str(out_dir),
+                         "--no-progress")
     assert rc == 0, err
     mix = datasets.load_dataset(str(out_dir), "mix", split="train")
     assert sorted(map(tuple, mix["parents"])) == sorted(tuple(p) for p in rows["parents"] for _ in range(2))
@@ -54,7 +43,7 @@ def test_plan_then_build_plan_then_audit(capsys, models, tmp_path):
     assert manifest.config["strategy"] == "distant-triplets" and manifest.config["plan_sha256"]
 
     shards = {rel: (out_dir / rel).read_bytes() for files in manifest.shards.values() for rel in files}
-    rc, out, err = run(capsys, "audit", str(out_dir))
+    rc, out, err = run_cli(capsys, "audit", str(out_dir))
     assert rc == 0, err
     assert "audited 3 identities" in out
     summary = json.loads((out_dir / "audit.json").read_text())
@@ -67,11 +56,11 @@ def test_plan_then_build_plan_then_audit(capsys, models, tmp_path):
 
 def test_build_plan_refusals(capsys, models, tmp_path, tiny_generator_dir, tiny_real_data_dir):
     plan = tmp_path / "plan.parquet"
-    assert run(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0
+    assert run_cli(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0
     base = ["build", *models, "--plan", str(plan), "--steps", "2", "--out", str(tmp_path / "o"), "--no-progress"]
-    rc, _, err = run(capsys, *base, "--strategy", "close")
+    rc, _, err = run_cli(capsys, *base, "--strategy", "close")
     assert rc == 2 and "--strategy close contradicts the plan file's distant" in err
-    rc, _, err = run(capsys, *base, "--per-identity", "3")
+    rc, _, err = run_cli(capsys, *base, "--per-identity", "3")
     assert rc == 2 and "--per-identity" in err
 
     # a plan made with another discriminator (same architecture, other weights) is refused before sampling
@@ -83,14 +72,16 @@ def test_build_plan_refusals(capsys, models, tmp_path, tiny_generator_dir, tiny_
     SmallCNN(in_channels=1, image_size=8, embedding_dim=16).save_pretrained(tmp_path / "other-disc")
     other = ["build", "--generator", str(tiny_generator_dir), "--discriminator", str(tmp_path / "other-disc"),
              "--real-data", str(tiny_real_data_dir), "--plan", str(plan), "--steps", "2", "--out", str(tmp_path / "o2")]
-    rc, _, err = run(capsys, *other)
+    rc, _, err = run_cli(capsys, *other)
     assert rc == 2 and "made with discriminator" in err and "--discriminator" in err
     assert not (tmp_path / "o2" / "data").exists()
 
     (tmp_path / "junk.parquet").write_bytes(b"not parquet")
-    rc, _, err = run(capsys, "build", *models, "--plan", str(tmp_path / "junk.parquet"), "--out", str(tmp_path / "o3"))
+    rc, _, err = run_cli(capsys, "build", *models, "--plan", str(tmp_path / "junk.parquet"),
+                         "--out", str(tmp_path / "o3"))
     assert rc == 2 and "is not parquet" in err
-    rc, _, err = run(capsys, "build", *models, "--plan", str(tmp_path / "missing.parquet"), "--out", str(tmp_path / "o3"))
+    rc, _, err = run_cli(capsys, "build", *models, "--plan", str(tmp_path / "missing.parquet"),
+                         "--out", str(tmp_path / "o3"))
     assert rc == 2 and "does not exist" in err
 
 
@@ -164,7 +155,7 @@ def test_audit_flags_a_copy_of_a_real_class_and_not_a_mix():
 
 
 def test_audit_refuses_an_unfinished_folder(capsys, tmp_path):
-    rc, _, err = run(capsys, "audit", str(tmp_path))
+    rc, _, err = run_cli(capsys, "audit", str(tmp_path))
     assert rc == 2 and "not a finished scoremix-ds build" in err
 
 
@@ -172,17 +163,17 @@ def test_build_plan_reads_and_hashes_the_plan_file_once(capsys, models, tmp_path
     from scoremix_ds.synthesis.planning import choose as planner
 
     plan = tmp_path / "plan.parquet"
-    assert run(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0
+    assert run_cli(capsys, "plan", *models, "--pairs", "2", "--out", str(plan))[0] == 0
     reads: list[str] = []
     hashes: list[str] = []
     read_plan_, file_sha256_ = planner.read_plan, planner.file_sha256
     monkeypatch.setattr(planner, "read_plan", lambda path: reads.append(str(path)) or read_plan_(path))
     monkeypatch.setattr(planner, "file_sha256", lambda path: hashes.append(str(path)) or file_sha256_(path))
     build = ["build", *models, "--plan", str(plan), "--steps", "2", "--out", str(tmp_path / "ds"), "--no-progress"]
-    rc, _, err = run(capsys, *build)
+    rc, _, err = run_cli(capsys, *build)
     assert rc == 0, err
     assert reads == [str(plan)] and hashes == [str(plan)]
     reads.clear(), hashes.clear()
-    rc, out, err = run(capsys, *build)  # finished: resolved once more, nothing sampled
+    rc, out, err = run_cli(capsys, *build)  # finished: resolved once more, nothing sampled
     assert rc == 0, err
     assert reads == [str(plan)] and hashes == [str(plan)] and "complete" in out

@@ -39,12 +39,6 @@ def built(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture
-def hub():
-    with LoopbackHub() as server:
-        yield server
-
-
-@pytest.fixture
 def cli(hub, tmp_path):
     def run(*args: str, **kwargs):
         return run_cli(hub, tmp_path / "hf_home", *args, **kwargs)

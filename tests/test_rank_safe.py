@@ -9,19 +9,11 @@ import sys
 import pytest
 from hubfixtures import REPO_ROOT, client_env, make_tiny_inputs
 
-from fixtures.hub_server import LoopbackHub
-
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
           "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds"]
 TRAIN = ["train", "--real", "REAL", "--backbone", "small-cnn", "--embedding-dim", "8", "--image-size", "8",
          "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "8", "--checkpoint-every", "0", "--device",
          "cpu", "--no-progress"]
-
-
-@pytest.fixture
-def hub():
-    with LoopbackHub() as server:
-        yield server
 
 
 def launch(hub, tmp_path, *args: str, launcher=LAUNCH) -> subprocess.CompletedProcess:
