@@ -8,6 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .card_text import plot_safe
 from .outputs import atomic_path
 
 
@@ -40,13 +41,13 @@ def save_histograms(path: Path, series: Sequence[tuple[str, np.ndarray]], xlabel
     ax = fig.add_subplot()
     for label, v in series:
         if len(v):
-            ax.hist(np.asarray(v, dtype=float), bins=bins, density=True, alpha=0.55, label=f"{label} (n={len(v)})")
+            ax.hist(np.asarray(v, dtype=float), bins=bins, density=True, alpha=0.55, label=plot_safe(f"{label} (n={len(v)})"))
     for label, x in vlines:
         ax.axvline(x, color="black", linestyle="--", linewidth=1)
         ax.annotate(label, (x, 0.95), xycoords=("data", "axes fraction"), rotation=90, va="top", ha="right", fontsize=8)
-    ax.set_xlabel(xlabel)
+    ax.set_xlabel(plot_safe(xlabel))
     ax.set_ylabel("density")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plot_safe(title), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_png(fig, path)

@@ -13,6 +13,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..core.card_text import card_safe
 from ..core.outputs import atomic_write
 from ..core.refs import public_ref
 from ..core.resources import resource_dir
@@ -102,16 +103,16 @@ def render_card(
     return DatasetCard.from_template(
         card_data,
         template_path=str(resource_dir("cards") / TEMPLATE),
-        pretty_name=pretty_name,
-        build=build,
-        provenance=provenance,
+        pretty_name=card_safe(pretty_name),
+        build=card_safe(build),  # display copies; card_data above keeps the raw values (YAML-quoted by PyYAML)
+        provenance=card_safe(provenance),
         counts=[{"name": c, **counts[c]} for c in configs],
         columns=COLUMN_DOCS,
         package_version=package_version,
         strategy_space=strategy_space,
         licence=licence,
         load_path=load_path,
-        audit=audit,
+        audit=card_safe(audit),
         paper_url=PAPER_URL,
         paper_arxiv=PAPER_ARXIV,
         recipe_needs_plan=bool(build.get("plan_sha256")),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.card_text import plot_safe
 from .identification import IdentificationResult
 from .ijb import IJBResult
 from .metrics import Roc, TarAtFar
@@ -140,13 +141,13 @@ def plot_roc(result: EvalResult, path: str | Path) -> Path | None:
     for b in curves:
         fpr, tpr = _log_sample(b.metrics.roc)
         low = min(low, float(fpr[0]))
-        ax.step(fpr, tpr, where="post", label=f"{b.name} (AUC {100 * b.metrics.auc:.2f}%)")
+        ax.step(fpr, tpr, where="post", label=plot_safe(f"{b.name} (AUC {100 * b.metrics.auc:.2f}%)"))
     ax.set_xscale("log")
     ax.set_xlim(max(min(low, 1e-1), 1e-6), 1.0)
     ax.set_ylim(0.0, 1.01)
     ax.set_xlabel("FAR (false accept rate)")
     ax.set_ylabel("TAR (true accept rate)")
-    ax.set_title(f"ROC: {result.model}" + (" (flip TTA)" if result.flip_tta else ""))
+    ax.set_title(plot_safe(f"ROC: {result.model}" + (" (flip TTA)" if result.flip_tta else "")))
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     return save_png(fig, path)

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from ..core.card_text import plot_safe
 from .summary import Comparison, Stat, comparisons
 
 ARM_DATA = {
@@ -90,7 +91,7 @@ def plot(table: Mapping[str, Any], path: Path, title: str) -> Path:
     if present:
         lo, hi = min(present) - 2 * max(errs + [0.5]), max(present) + 2 * max(errs + [0.5])
         ax.set_ylim(max(0.0, lo), min(100.0, hi))
-    ax.set_title(title, fontsize=10)
+    ax.set_title(plot_safe(title), fontsize=10)
     fig.tight_layout()
     return save_png(fig, path)
 

@@ -15,6 +15,7 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..dataset.card import PAPER_ARXIV, PAPER_URL, hub_licence
+from ..core.card_text import card_safe
 from ..core.refs import is_local_path
 from ..core.resources import resource_dir
 
@@ -35,11 +36,11 @@ def generator_card(meta: dict[str, Any], denoiser_class: str, load_path: str, re
         tags=["scoremix", "scoremix-ds", "class-conditional", "diffusion", "image-generation", f"arxiv:{PAPER_ARXIV}"],
         datasets=[hub_data.split("[")[0].split("@")[0]] if hub_data else None,
     )
-    preview = ", ".join(f"`{n}`" for n in names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    preview = ", ".join(f"`{n}`" for n in card_safe(names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
     return ModelCard.from_template(
         data, template_path=str(resource_dir("cards") / TEMPLATE),
-        title=f"ScoreMix generator: {meta.get('architecture', denoiser_class)} over {meta['num_classes']} classes",
-        meta=meta, config=config, kind=denoiser_class, denoiser_class=denoiser_class, version=meta["trained_with"]["version"],
+        title=card_safe(f"ScoreMix generator: {meta.get('architecture', denoiser_class)} over {meta['num_classes']} classes"),
+        meta=card_safe(meta), config=card_safe(config), kind=denoiser_class, denoiser_class=denoiser_class, version=meta["trained_with"]["version"],
         load_path=load_path, revision=revision, first_names=(names * 2)[:2], class_preview=preview, paper_url=PAPER_URL,
         paper_arxiv=PAPER_ARXIV, config_json=json.dumps(config, indent=2, sort_keys=True),
     )

@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ..evaluation.model_index import eval_results
 from ..evaluation.report import headline
+from ..core.card_text import card_safe
 from ..core.resources import resource_dir
 
 TEMPLATE = "model_card.md"
@@ -46,8 +47,9 @@ def write_model_card(out: Path, meta: dict[str, Any], load_path: str | None = No
         model_name=Path(out).name if results else None,
     )
     card = ModelCard.from_template(
-        data, template_path=str(resource_dir("cards") / TEMPLATE), title=f"{meta['architecture']['backbone']} trained with scoremix-ds",
-        arch=meta["architecture"], config=config, version=meta["scoremix_ds"], sources=sources, results=_results(meta),
+        data, template_path=str(resource_dir("cards") / TEMPLATE),
+        title=card_safe(f"{meta['architecture']['backbone']} trained with scoremix-ds"), arch=card_safe(meta["architecture"]),
+        config=card_safe(config), version=meta["scoremix_ds"], sources=card_safe(sources), results=card_safe(_results(meta)),
         load_path=load_path or str(out), config_json=json.dumps(config, indent=2, sort_keys=True),
     )
     path = Path(out) / "README.md"
