@@ -125,8 +125,10 @@ def _dataset_source(ds, spec: SourceSpec, kind: str, commit: str | None, provena
     columns = list(ds.features)
     image_col = spec.image_column or next((c for c, f in ds.features.items() if isinstance(f, datasets.Image)), None)
     if image_col not in ds.features:
-        raise DataError(f"{where} has no image column{f' {image_col!r}' if image_col else ''}; its columns are "
-                        f"{columns}", hint=f"give the image column's name as {FLAG_IMAGE}", field=FLAG_IMAGE)
+        raise DataError(f"{where} has no image column{f' {image_col!r}' if image_col else ' (a datasets Image feature)'}; "
+                        f"its columns are {', '.join(c + ' (' + str(getattr(f, 'dtype', type(f).__name__)) + ')' for c, f in ds.features.items())}",
+                        hint=f"store the images as one (ds.cast_column(NAME, datasets.Image())), or give the image "
+                             f"column's name as `{FLAG_IMAGE}`", field=FLAG_IMAGE)
     label_col = spec.label_column or next((c for c in LABEL_COLUMNS if c in ds.features), None)
     if label_col not in ds.features:
         tried = f"'{label_col}'" if label_col else f"any of {', '.join(LABEL_COLUMNS)}"
