@@ -4,10 +4,11 @@
 ENOSPC / EROFS / EACCES, invalid JSON, truncated safetensors, corrupt or decompression-bomb images, a pickle that
 ``torch.load(weights_only=True)`` refuses, an unusable device, an invalid Hub id, an unreachable Hub) to a
 :class:`ScoreMixError`; anything else is a bug and keeps its traceback. Library errors name config FIELDS (their
-``fields``), never flags; :func:`error_line` prints the error as it is and adds, in parentheses, how the command
-that ran sets each field (:func:`field_flags`: the command's own parameters, plus :data:`FIELD_FLAGS` where a
-command calls a field otherwise), so a line never names a flag the running command lacks. :func:`redact` scrubs
-tokens from the tracebacks ``SCOREMIX_DEBUG=1`` prints.
+``fields``), never flags; :func:`error_line` prints the error naming each declared field by the flag of the
+command that ran (:func:`field_flags`: the command's own parameters, plus :data:`FIELD_FLAGS` where a command calls
+a field otherwise): where the text names it as its subject or in backticks, else in parentheses after the hint
+(:func:`for_command`), so a line never names a flag the running command lacks. :func:`redact` scrubs tokens from
+the tracebacks ``SCOREMIX_DEBUG=1`` prints.
 """
 
 from __future__ import annotations

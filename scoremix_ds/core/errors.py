@@ -10,7 +10,10 @@ from __future__ import annotations
 class ScoreMixError(Exception):
     """Base class: something the user can fix. ``hint`` says what fixes it; ``field`` (and ``fields``) the config
     fields the message and hint name, which the CLI names by the running command's flags (``learning_rate`` ->
-    ``--learning-rate``) or as recipe keys. Library code names fields, never a command's flags."""
+    ``--learning-rate``) or as recipe keys. Library code names fields (or files, or recipe keys), never a command's
+    flags: a field is named as the message's first word (``pairs must be a positive count``) or in backticks
+    (``use `pairs` 6 or fewer``), which is where the CLI puts the flag; a declared field named neither way gets its
+    flag in parentheses after the hint (``scoremix_ds.cli.boundary.for_command``)."""
 
     exit_code = 2
 
