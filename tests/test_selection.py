@@ -58,8 +58,9 @@ def test_chunked_random_and_band_are_valid_and_deterministic(chunked, strategy, 
 def test_chunked_refusals(chunked):
     with pytest.raises(ConfigError, match="only 780 distinct pairs"):
         select_tuples("random", 781, np.arange(40), V, V)
-    with pytest.raises(ConfigError, match="about .* pairs lie in --band"):
+    with pytest.raises(ConfigError, match="about .* pairs lie in band") as info:
         select_tuples("band", 500, np.arange(40), V, V, band=(40, 45))
+    assert info.value.fields == ("pairs", "band")  # the fields; the CLI names their flags
     with pytest.raises(ConfigError, match="usage cap of 1"):
         select_tuples("random", 21, np.arange(40), V, V, max_uses=1)  # 40 classes, cap 1: at most 20 disjoint pairs
     bad = V.copy()
