@@ -156,7 +156,7 @@ def test_audit_flags_a_copy_of_a_real_class_and_not_a_mix():
 
 def test_audit_refuses_an_unfinished_folder(capsys, tmp_path):
     rc, _, err = run_cli(capsys, "audit", str(tmp_path))
-    assert rc == 2 and "not a finished scoremix-ds build" in err
+    assert rc == 2 and "not a scoremix-ds build" in err
 
 
 def test_build_plan_reads_and_hashes_the_plan_file_once(capsys, models, tmp_path, monkeypatch):

@@ -71,7 +71,7 @@ def test_build_output_folder_configs_and_provenance(tmp_path):
     rng = np.random.default_rng(1)
     mix = {"label": [0, 0, 2, 2], "identity": ["mix:0+1", "mix:0+1", "mix:2+3", "mix:2+3"], "config": "mix"}
     repro = {"label": [3, 1], "identity": ["repro:3", "repro:1"], "config": "repro"}
-    manifest = Manifest(fingerprint="f", config={}, package_version="0")
+    manifest = Manifest(fingerprint="f", config={}, package_version="0", complete=True)  # a finished build
     pixels = {}
     for config, rows in (("mix", mix), ("repro", repro)):
         n = len(rows["label"])

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from ..core.outputs import atomic_write
 from ..core.refs import public_ref
 from ..dataset.card import write_build_card
+from ..dataset.integrity import verified_build
 from ..dataset.manifest import Manifest
 from ..discriminators.loading import embed_images, load_discriminator
 from ..sources.openers import read_real_data
@@ -80,10 +81,7 @@ def read_mix(folder: Path, manifest: Manifest) -> tuple[np.ndarray, np.ndarray, 
 
 def run_audit(config: AuditConfig) -> AuditResult:
     folder = Path(config.folder)
-    manifest = Manifest.read(folder)
-    if manifest is None or not manifest.complete:
-        raise DataError(f"{folder} is not a finished scoremix-ds build (no complete manifest.json)",
-                        hint="give `audit` the output folder of a finished build", field="folder")
+    manifest = verified_build(folder, field="folder")  # complete, every shard as written: before anything is added
     disc_name = config.discriminator or manifest.config["discriminator"]
     disc_rev = config.discriminator_revision if config.discriminator else manifest.config.get("discriminator_revision")
     real_name = config.real_data or manifest.config["real_data"]

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from ..core.errors import ConfigError, DataError
 from ..core.fingerprints import config_fingerprint
 from ..core.outputs import OutputLock, atomic_write, claim_folder, read_json_object
-from .integrity import damage_line, damaged_shards
+from .integrity import verified_build
 from .manifest import Manifest
 from .recordio_writer import RecordAppender, pack_payload
 from .schema import CONFIGS
@@ -82,22 +82,8 @@ class ExportResult:
         return f"exported {self.images} images of {self.identities} identities to {self.out}"
 
 
-def _verified_manifest(build: Path) -> Manifest:
-    """The build's manifest, once it is complete and every shard is the file it wrote (never trusted unchecked)."""
-    if not build.is_dir():
-        raise DataError(f"build folder {build} does not exist", hint="give the output folder of a build", field="build")
-    manifest = Manifest.read(build)
-    if manifest is None:
-        raise DataError(f"{build} holds no manifest.json: it is not a scoremix-ds build", hint="give a build folder",
-                        field="build")
-    if not manifest.complete:
-        raise DataError(f"{build} is an unfinished build", hint="re-run its build command to finish it first",
-                        field="build")
-    damage = damaged_shards(build, manifest)
-    if damage:
-        raise DataError(damage_line(build, damage), hint="re-run the same build command: it re-samples damaged shards",
-                        field="build")
-    return manifest
+def _missing(build: Path) -> Manifest:
+    raise DataError(f"build folder {build} does not exist", hint="give the output folder of a build", field="build")
 
 
 def _shards(build: Path, manifest: Manifest, configs: tuple[str, ...]) -> list[tuple[str, str, str]]:
@@ -151,7 +137,7 @@ def _suffix(data: bytes) -> str:
 def export_build(config: ExportConfig, progress: bool = True) -> ExportResult:
     """Export ``config.build`` into ``config.out`` (see the module docstring); resumes an interrupted export."""
     build = Path(config.build)
-    manifest = _verified_manifest(build)
+    manifest = verified_build(build, field="build") if build.is_dir() else _missing(build)
     shards = _shards(build, manifest, config.configs)
     if not shards:
         raise DataError(f"{build} has no {' or '.join(config.configs)} rows", hint="export another config",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import DataError
 from .manifest import Manifest, file_sha256
 
 
@@ -62,3 +63,25 @@ def damage_line(folder: Path, damage: list[Damage]) -> str:
     """The first damaged shard, and how many more."""
     more = f" (and {len(damage) - 1} more damaged shard(s))" if len(damage) > 1 else ""
     return damage[0].describe(folder) + more
+
+
+def verified_build(folder: Path, field: str | tuple[str, ...], allow_partial: bool = False) -> Manifest:
+    """The manifest of the build in ``folder``, once it is complete and every shard it lists is the file the build
+    wrote: the one check every command that READS a build makes first (``status --verify``'s rule; each file is hashed
+    once per process). ``allow_partial``: an unfinished build is accepted as it stands (its manifest lists no shards
+    until the build completes, so its shards are then read unchecked). Errors name ``field``, the config field(s) that
+    gave the folder."""
+    fields = (field,) if isinstance(field, str) else tuple(field)
+    manifest = Manifest.read(folder)
+    if manifest is None:
+        raise DataError(f"{folder} holds no manifest.json: it is not a scoremix-ds build", hint="give a build folder",
+                        fields=fields)
+    if not manifest.complete and not allow_partial:
+        raise DataError(f"{folder} is an unfinished build (`scoremix-ds status {folder}` says what remains)",
+                        hint="re-run its build command to finish it, or accept it as it is with allow_partial",
+                        fields=(*fields, "allow_partial"))
+    damage = damaged_shards(folder, manifest)
+    if damage:
+        raise DataError(damage_line(folder, damage), hint="re-run the same build command: it re-samples exactly the "
+                        "damaged shards", fields=fields)
+    return manifest

@@ -34,6 +34,7 @@ from PIL import Image
 
 from ..core.errors import ConfigError, DataError
 from ..core.hub_client import is_hub_failure, make_api, map_error, offline_unless_reachable, resolve_token
+from ..dataset.integrity import verified_build
 from ..dataset.manifest import Manifest
 from .readers import READERS
 from .real_data import RealData
@@ -217,6 +218,7 @@ def _open_build_output(spec: SourceSpec, path: Path, progress: bool) -> Source:
     import pyarrow.parquet as pq
 
     config = spec.config or "mix"
+    verified_build(path, field=source_fields(spec.flag), allow_partial=spec.allow_partial)  # never read a damaged build unchecked
     files = sorted((path / "data" / config).glob("*.parquet"))
     if not files:
         have = sorted(p.name for p in (path / "data").iterdir() if p.is_dir())

@@ -74,6 +74,7 @@ class SourceSpec:
     size: tuple[int, int] | None = None  # (height, width); None: the first row's
     strict: bool = False  # refuse (naming the row) instead of converting a row of another mode or size
     skip_corrupt: bool = False  # drop rows that do not decode (one decoding pass at open) instead of failing
+    allow_partial: bool = False  # a build folder: read an unfinished one as it stands (a damaged one never)
     flag: str = FLAG_SOURCE  # the config field(s) that name this source, for errors (e.g. "real_data")
 
     def __post_init__(self) -> None:
