@@ -5,8 +5,6 @@ here in code (no NVlabs code involved)."""
 
 from __future__ import annotations
 
-import collections
-import io
 import math
 import pickle
 import sys
@@ -22,20 +20,7 @@ from scoremix_ds.generators.edm2 import (
 from scoremix_ds.generators.edm2.shapes import infer_denoiser_kwargs
 from scoremix_ds.generators.edm2.snapshot import _load_legacy_storage
 from scoremix_ds.generators.edm2.unet import Block, MPConv, MPFourier, mp_cat, mp_silu, mp_sum, normalize, resample
-
-TINY = dict(img_resolution=16, img_channels=1, label_dim=3, model_channels=16, channel_mult=[1, 2],
-            num_blocks=1, attn_resolutions=[8], channels_per_head=16, logvar_channels=8)
-
-
-def tiny_net(seed: int = 0, **over) -> EDM2Denoiser:
-    torch.manual_seed(seed)
-    net = EDM2Denoiser(**{**TINY, **over}).eval()
-    with torch.no_grad():  # non-zero gains, so every branch reaches the output
-        for name, p in net.named_parameters():
-            if p.ndim == 0:
-                p.fill_(0.3 + 0.1 * (hash(name) % 5))
-    return net
-
+from fixtures.edm2_pickles import EASY_DICT, TINY, _NewObj, _snapshot_bytes, _SnapshotPickler, tiny_net
 
 # ---- MP primitives --------------------------------------------------------------------------------------------
 
@@ -270,110 +255,6 @@ def test_heun_with_mixed_edm2_denoiser_is_finite():
 
 
 # ---- snapshot import: EDM2-format pickles made here, in code -------------------------------------------------
-
-class _Global:
-    """A stand-in for a global the test process cannot (and must not) import: pickled by its name only."""
-
-    def __init__(self, module: str, name: str) -> None:
-        self.module, self.name = module, name
-
-    def __call__(self, *args):  # pickle wants reduce callables to be callable; this one is only ever named
-        raise AssertionError(f"{self.module}.{self.name} is a stand-in")
-
-
-RECONSTRUCT = _Global("torch_utils.persistence", "_reconstruct_persistent_obj")
-MODULE_DICT = _Global("torch.nn.modules.container", "ModuleDict")
-EASY_DICT = _Global("dnnlib.util", "EasyDict")
-
-
-class _Persistent:
-    def __init__(self, meta: dict) -> None:
-        self.meta = meta
-
-
-class _NewObj:
-    """Pickles as ``cls.__new__(cls)`` then BUILD(state) (what a ModuleDict or an EasyDict pickles as)."""
-
-    def __init__(self, cls: _Global, state=None, items=None) -> None:
-        self.cls, self.state, self.items = cls, state, items
-
-
-class _SnapshotPickler(pickle._Pickler):  # the pure-Python pickler: its opcodes are written one by one here
-    def reducer_override(self, obj):
-        if isinstance(obj, _Persistent):
-            return (RECONSTRUCT, (obj.meta,))
-        return NotImplemented
-
-    def save(self, obj, save_persistent_id=True):
-        if isinstance(obj, _Global):  # GLOBAL opcode, no import
-            self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode())
-        elif isinstance(obj, _NewObj):  # what protocol 4 writes for cls.__reduce_ex__: NEWOBJ, SETITEMS, BUILD
-            self.save(obj.cls)
-            self.save(())
-            self.write(pickle.NEWOBJ)
-            self.memoize(obj)
-            if obj.items:
-                self._batch_setitems(iter(obj.items.items()))
-            if obj.state is not None:
-                self.save(obj.state)
-                self.write(pickle.BUILD)
-        else:
-            super().save(obj, save_persistent_id)
-
-
-def _dumps(obj) -> bytes:
-    f = io.BytesIO()
-    _SnapshotPickler(f, protocol=4).dump(obj)
-    return f.getvalue()
-
-
-EDM2_NAMES = {"EDM2Denoiser": "Precond", "EDM2UNet": "UNet"}
-
-
-def _as_persistent(module: torch.nn.Module, source: str, init_kwargs=None):
-    """``module`` as EDM2's persistence would pickle it: meta with the class state; tensors (fp16, as in a
-    snapshot's ``ema``) pickled by torch itself (``_rebuild_tensor_v2`` over ``_load_from_bytes``)."""
-    children = collections.OrderedDict()
-    for name, child in module.named_children():
-        if isinstance(child, torch.nn.ModuleDict):
-            inner = collections.OrderedDict((k, _as_persistent(v, source)) for k, v in child.items())
-            children[name] = _NewObj(MODULE_DICT, {"training": False, "_parameters": collections.OrderedDict(),
-                                                   "_buffers": collections.OrderedDict(), "_modules": inner})
-        else:
-            children[name] = _as_persistent(child, source)
-    for name in ("conv_skip", "attn_qkv", "attn_proj", "emb_label"):
-        if name in getattr(module, "_modules", {}) and module._modules[name] is None:
-            children[name] = None
-    state = {
-        "training": False,
-        "_parameters": collections.OrderedDict((k, torch.nn.Parameter(v.detach().half()))
-                                               for k, v in module._parameters.items()),
-        "_buffers": collections.OrderedDict((k, v.half()) for k, v in module._buffers.items()),
-        "_non_persistent_buffers_set": set(),
-        "_modules": children,
-        "_forward_hooks": collections.OrderedDict(),
-        "_init_args": (),
-        "_init_kwargs": _NewObj(EASY_DICT, items=init_kwargs) if init_kwargs else {},
-    }
-    name = EDM2_NAMES.get(type(module).__name__, type(module).__name__)
-    return _Persistent({"type": "class", "version": 6, "module_src": source,
-                        "class_name": f"training.networks_edm2.{name}", "state": state})
-
-
-def _snapshot_bytes(net, source="", encoder="StandardRGBEncoder", extra=None, encoder_state=None) -> bytes:
-    """EDM2 pickles an EasyDict: encoder, dataset_kwargs, loss_fn, then the fp16 ``ema`` network."""
-    kwargs = {k: v for k, v in TINY.items()}
-    enc = _Persistent({"type": "class", "version": 6, "module_src": source,
-                       "class_name": f"training.encoders.{encoder}",
-                       "state": {"_init_kwargs": {}, **(encoder_state or {})}})
-    data = {"dataset_kwargs": _NewObj(EASY_DICT, items={"path": "faces.zip", "use_labels": True}),
-            "loss_fn": _Persistent({"type": "class", "version": 6, "module_src": source,
-                                    "class_name": "training.training_loop.EDM2Loss",
-                                    "state": {"P_mean": -0.8, "P_std": 1.6, "sigma_data": 0.5}}),
-            "encoder": enc, "ema": _as_persistent(net, source, init_kwargs=kwargs)}
-    data.update(extra or {})
-    return _dumps(_NewObj(EASY_DICT, items=data))
-
 
 def test_snapshot_round_trips_tensors_and_loads_strictly(tmp_path):
     import hashlib

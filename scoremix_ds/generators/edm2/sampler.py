@@ -1,7 +1,7 @@
 """EDM's deterministic 2nd-order Heun sampler and the ScoreMix/guidance denoiser it samples, as pure functions
 (tensors in, tensors out; no IO, no randomness: the noise comes in as ``latents``).
 
-Owns: :func:`karras_sigmas`, :func:`heun_sample` and :func:`mixed_denoiser` (K-way ScoreMix mixing of the denoiser
+Owns: :func:`karras_sigmas`, :func:`heun_sample` (:func:`heun_sample_steps`: a denoiser per step) and :func:`mixed_denoiser` (K-way ScoreMix mixing of the denoiser
 output, autoguidance or classifier-free guidance, the K classes and the guide evaluated in ONE batched forward per
 network).
 
@@ -43,10 +43,18 @@ def karras_sigmas(num_steps: int = 32, sigma_min: float = 0.002, sigma_max: floa
 def heun_sample(denoise: Denoise, latents: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
     """Integrate the probability-flow ODE from ``latents * sigmas[0]`` down to sigma = 0. ``denoise(x, sigma)``
     gets x in the sigmas' dtype and sigma as a 0-d tensor; the result is in that dtype too."""
+    return heun_sample_steps(lambda _step: denoise, latents, sigmas)
+
+
+def heun_sample_steps(denoise_at: Callable[[int], Denoise], latents: torch.Tensor, sigmas: torch.Tensor
+                      ) -> torch.Tensor:
+    """:func:`heun_sample` with the denoiser of step i given by ``denoise_at(i)`` (both evaluations of a step use
+    it): mixing weights that vary along the trajectory."""
     dtype = sigmas.dtype
     x = latents.to(dtype) * sigmas[0]
     last = len(sigmas) - 2
     for i, (s_cur, s_next) in enumerate(zip(sigmas[:-1], sigmas[1:])):
+        denoise = denoise_at(i)
         slope = (x - denoise(x, s_cur).to(dtype)) / s_cur
         x_next = x + (s_next - s_cur) * slope
         if i < last:
