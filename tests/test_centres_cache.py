@@ -3,6 +3,8 @@ a resumed build reads them from its in-progress state. Counted as real discrimin
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -62,7 +64,7 @@ def test_resumed_build_reads_the_centres(tiny_generator_dir, tiny_discriminator_
     with Forwards() as f:
         result = runner.run_build(config, progress=False)
     assert f.count == 0 and result.complete
-    fresh = BuildConfig(**{**config.__dict__, "out": str(tmp_path / "fresh")})
+    fresh = dataclasses.replace(config, out=str(tmp_path / "fresh"))
     assert runner.run_build(fresh, progress=False).rows == result.rows  # same plan, same rows
 
 
