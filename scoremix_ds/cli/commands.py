@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import typer
 
-from . import analysis_cmd, build_cmd, eval_cmd, export_cmd, folder_cmd, hub_cmd, plan_cmd, reproduce_cmd, train_cmd
+from . import analysis_cmd, build_cmd, eval_cmd, export_cmd, folder_cmd, hub_cmd, import_cmd, plan_cmd, reproduce_cmd, train_cmd
 from .logsetup import setup_logging
 
 app = typer.Typer(
@@ -33,6 +33,7 @@ app.command("versions")(hub_cmd.versions)
 app.command("align")(analysis_cmd.align)
 app.command("audit")(analysis_cmd.audit)
 app.command("reproduce")(reproduce_cmd.reproduce)
+app.command("import-generator")(import_cmd.import_generator)
 
 
 

@@ -3,6 +3,8 @@
 Supported folders (local, or a Hub id fetched with ``snapshot_download`` — safetensors and JSON only)::
 
     unet/ | transformer/   UNet2DModel with a class-embedding table, or DiTTransformer2DModel
+    edm2/ [edm2_guide/]    or an EDM2 denoiser (and its autoguidance guide): :mod:`.edm2.folder`, loaded as an
+                           :class:`~.edm2.generator.EDM2Generator` (sampled with ``edm-heun``)
     vae/                   optional AutoencoderKL: the denoiser then works in its latent space
     scheduler/             optional scheduler_config.json (betas, prediction type)
     model_index.json       optional (a diffusers pipeline, e.g. the DiTPipeline layout): id2label names the classes
@@ -23,90 +25,19 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from ..core.errors import ConfigError, ModelError
 from ..core.hub_client import download_errors
 from ..core.refs import could_be_hub_id, with_revision
 from ..core.resources import default_model_dir
+from .interface import ClassConditionalGenerator  # noqa: F401  (re-exported: callers import it from here)
 
 logger = logging.getLogger(__name__)
 
 DENOISER_FOLDERS = ("unet", "transformer")
 SAFETENSORS_PATTERNS = ["*.json", "*.safetensors", "*.md"]
-
-
-@dataclass
-class ClassConditionalGenerator:
-    """A loaded generator. ``predict`` returns the model output in its own parametrisation (eps, v or x0)."""
-
-    denoiser: torch.nn.Module
-    kind: str  # "unet" or "dit"
-    num_classes: int
-    null_class: int | None
-    class_names: tuple[str, ...]
-    sample_shape: tuple[int, int, int]  # (C, H, W) of what the scheduler integrates (latents for latent models)
-    scheduler_config: dict[str, Any] | None = None
-    vae: torch.nn.Module | None = None
-    source: str = ""
-    revision: str | None = None
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.denoiser.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.denoiser.parameters()).device
-
-    def to(self, device: str | torch.device, dtype: torch.dtype = torch.float32) -> "ClassConditionalGenerator":
-        for module in (self.denoiser, self.vae):
-            if module is not None:
-                module.to(device=device)
-                if module.dtype != dtype:  # diffusers warns on any dtype cast, even a no-op one
-                    module.to(dtype=dtype)
-        return self
-
-    def predict(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """One forward for a batch; ``t`` is a scalar or ``(B,)`` timestep tensor, ``labels`` ``(B,)`` class ids."""
-        x = x.to(self.dtype)
-        t = t.reshape(-1).expand(x.shape[0]) if t.dim() <= 1 else t
-        if self.kind == "unet":
-            out = self.denoiser(x, t, class_labels=labels).sample
-        else:
-            out = self.denoiser(x, timestep=t, class_labels=labels).sample
-            if out.shape[1] == 2 * x.shape[1]:  # learned variance (DiT): keep the mean prediction
-                out = out[:, : x.shape[1]]
-        return out.float()
-
-    def decode(self, x: torch.Tensor) -> torch.Tensor:
-        """Latents -> images in [-1, 1] (identity for pixel-space models)."""
-        if self.vae is None:
-            return x.clamp(-1, 1)
-        cfg = self.vae.config
-        z = x / cfg.scaling_factor + (cfg.shift_factor or 0.0)
-        return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
-
-    def condition_table(self) -> torch.Tensor:
-        """The learned class-embedding rows of the real classes, ``(num_classes, d)`` — the 'condition space'."""
-        if self.kind == "unet":
-            weight = self.denoiser.class_embedding.weight
-        else:
-            weight = self.denoiser.transformer_blocks[0].norm1.emb.class_embedder.embedding_table.weight
-        return weight[: self.num_classes].detach().float().cpu()
-
-    def check_classes(self, classes: torch.Tensor) -> None:
-        bad = classes[(classes < 0) | (classes >= self.num_classes)]
-        if bad.numel():
-            raise ModelError(
-                f"class id {int(bad[0])} is out of range for this generator (0..{self.num_classes - 1})",
-                hint="check `classes`", field="classes",
-            )
 
 
 def resolve_generator_path(name_or_path: str | None, revision: str | None = None, flag: str = "generator") -> Path:
@@ -226,6 +157,13 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
 def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None, flag: str
                     ) -> ClassConditionalGenerator:
     root = resolve_generator_path(name_or_path, revision, flag)
+    from .edm2.folder import is_edm2_folder, load_edm2_folder
+
+    if is_edm2_folder(root):
+        meta = _read_json(root / "scoremix.json", flag)
+        _check_meta(root / "scoremix.json", meta)
+        return load_edm2_folder(root, meta, null_class=null_class, source=str(name_or_path or "default"),
+                                revision=revision, flag=flag)
     folder = _denoiser_folder(root, flag)
     _require_safetensors(folder, "the denoiser", flag)
     config = _json_object(folder / "config.json", flag)

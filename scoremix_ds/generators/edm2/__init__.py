@@ -2,7 +2,9 @@
 magnitude-preserving UNet (:mod:`.unet`), EDM preconditioning (:mod:`.precond`), named presets (:mod:`.presets`),
 the deterministic Heun sampler with ScoreMix mixing and guidance (:mod:`.sampler`), the code-free reader of
 NVlabs snapshots (:mod:`.snapshot`, numpy values via :mod:`.pickled_numpy`) and constructor arguments recovered from
-a state dict's shapes (:mod:`.shapes`). NVlabs' EDM2 code is CC BY-NC-SA 4.0; none of it is copied here."""
+a state dict's shapes (:mod:`.shapes`); the generator folder (:mod:`.folder`), the loaded generator and its
+``edm-heun`` sampling (:mod:`.generator`) and snapshot import (:mod:`.importer`). NVlabs' EDM2 code is
+CC BY-NC-SA 4.0; none of it is copied here."""
 
 from .precond import EDM2Denoiser, precond_coefficients
 from .presets import PRESETS, EDM2Preset, preset
