@@ -15,6 +15,8 @@ def reproduce(
     out: OutOpt = None,
     seeds: Annotated[Optional[str], typer.Option(help="Training seeds of every arm, e.g. 0,1,2 (overrides the recipe).")] = None,
     arms: Annotated[Optional[str], typer.Option(help="Arms to run, e.g. real,close,distant (overrides the recipe).")] = None,
+    report_to: Annotated[Optional[str], typer.Option("--report-to", help="Experiment trackers of every training stage (as train's --report-to): none, tensorboard, wandb, all, or a comma list.", show_default="the recipe's, else none")] = None,
+    logging_dir: Annotated[Optional[str], typer.Option("--logging-dir", help="Where trackers write, one folder per training stage.", show_default="OUT/logs")] = None,
     check: Annotated[bool, typer.Option("--check", help="Validate the recipe and print its stages; run nothing.")] = False,
     progress: ProgressOpt = True,
 ) -> None:
@@ -22,10 +24,14 @@ def reproduce(
     with the same budget, evaluate all on the same pairs and write report.md / report.json / report.png.
     Finished stages are cached in OUT/stages/: a re-run after an interruption continues."""
     from ..reproduce import load_reproduce_config, run_reproduce
+    from ..training.loop import require_trackers
+    from .train_cmd import trackers
 
     overrides = {"out": out, "seeds": parse_ints(seeds, "--seeds") if seeds else None,
-                 "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None}
+                 "arms": [a.strip() for a in arms.split(",") if a.strip()] if arms else None,
+                 "report_to": trackers(report_to), "logging_dir": logging_dir}
     config = load_reproduce_config(recipe, overrides)
+    require_trackers(config.report_to)  # before any stage runs
     if check:
         builds = ", ".join(config.build_arms) or "none"
         typer.echo(f"recipe OK: {len(config.arms)} arms x {len(config.seeds)} seeds = "

@@ -20,6 +20,7 @@ from ..core.processes import (check_num_processes, is_main_process, launched_dis
                               relaunch_command)
 from ..core.recipes import config_from
 from ..training.generator_config import GeneratorTrainConfig as G
+from ..training.loop import require_trackers
 from ..training.recognition_config import RecognitionTrainConfig as R
 from .options import ProgressOpt, RealDataOpt
 
@@ -56,6 +57,23 @@ RecipeOpt = Annotated[Optional[str], typer.Option("--recipe", help="A TOML recip
 PushToOpt = Annotated[Optional[str], typer.Option("--push-to", help="Push the trained model to this Hub model repo (ORG/NAME).", show_default="none")]
 TrainTagOpt = Annotated[Optional[str], typer.Option("--tag", help="Version tag put on the pushed commit, e.g. v1.0.0 (needs --push-to).", show_default="none")]
 TrainTokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hub token.", show_default="HF_TOKEN, then `hf auth login`")]
+REPORT_TO_HELP = ("Experiment trackers (accelerate's log_with): none, tensorboard, wandb (WANDB_MODE=offline works), "
+                  "all, or a comma list.")
+LOGGING_DIR_HELP = "Where trackers write (TensorBoard: LOGGING_DIR/<name of --out>/); none: the output folder."
+
+
+def trackers(text: str | None) -> tuple[str, ...] | None:
+    """``--report-to`` as the ``report_to`` field: ``"tensorboard,wandb"`` -> ``("tensorboard", "wandb")``, ``none``
+    -> ``()``, not given -> ``None`` (the recipe's or the config's default)."""
+    if text is None:
+        return None
+    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
+    if names == ("none",) or not names:
+        return ()
+    if "none" in names:
+        raise ConfigError(f"report_to '{text}' combines none with trackers", hint="give none alone, or trackers only",
+                          field="report_to")
+    return names
 
 
 def _relaunched(num_processes: int) -> bool:
@@ -76,6 +94,7 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
         from ..training.generator import train_generator
 
         config = config_from(G, recipe, overrides)
+        require_trackers(config.report_to)  # before anything is written, in this process (not once per child)
         push = None
         if push_to:  # checked before training, so a bad repo id or tag fails in a second
             from ..hub.push_model import ModelPushConfig
@@ -102,11 +121,13 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
         if relaunched:
             return
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
+        config = config_from(R, recipe, overrides)
+        require_trackers(config.report_to)
         if _relaunched(num_processes):
             return
         from ..training.recognition import train_recognition
 
-        result = train_recognition(config_from(R, recipe, overrides), progress=progress)
+        result = train_recognition(config, progress=progress)
         path = result.out
         scores = [f"{b['name']} accuracy {b['accuracy']['mean']:.4f}" for b in result.metrics.get("benchmarks", [])
                   if isinstance(b.get("accuracy"), dict)]
@@ -137,6 +158,8 @@ def train_generator(
     device: Annotated[Optional[str], opt(G, "device", "--device", help="cpu, or none for accelerate's choice (a GPU when there is one).")] = None,
     seed: Annotated[Optional[int], opt(G, "seed", "--seed", help="Seed of the whole run.")] = None,
     out: Annotated[Optional[str], opt(G, "out", "--out", help="Output folder.")] = None,
+    report_to: Annotated[Optional[str], opt(G, "report_to", "--report-to", help=REPORT_TO_HELP)] = None,
+    logging_dir: Annotated[Optional[str], opt(G, "logging_dir", "--logging-dir", help=LOGGING_DIR_HELP)] = None,
     push_to: PushToOpt = None,
     tag: TrainTagOpt = None,
     token: TrainTokenOpt = None,
@@ -149,7 +172,8 @@ def train_generator(
     _train("generator", recipe, progress, num_processes, push_to=push_to, tag=tag, token=token, real_data=real_data, architecture=architecture, image_size=image_size,
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, warmup_steps=warmup_steps, mixed_precision=mixed_precision,
-           checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after, device=device, seed=seed, out=out)
+           checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after, device=device, seed=seed, out=out,
+           report_to=trackers(report_to), logging_dir=logging_dir)
 
 
 def train_discriminator(
@@ -164,6 +188,8 @@ def train_discriminator(
     device: Annotated[Optional[str], opt(R, "device", "--device", help="torch device, e.g. cpu, cuda (none: accelerate's choice).")] = None,
     seed: Annotated[Optional[int], opt(R, "seed", "--seed", help="Seed of the whole run.")] = None,
     out: Annotated[Optional[str], opt(R, "out", "--out", help="Output folder.")] = None,
+    report_to: Annotated[Optional[str], opt(R, "report_to", "--report-to", help=REPORT_TO_HELP)] = None,
+    logging_dir: Annotated[Optional[str], opt(R, "logging_dir", "--logging-dir", help=LOGGING_DIR_HELP)] = None,
     num_processes: NumProcessesOpt = 1,
     progress: ProgressOpt = True,
 ) -> None:
@@ -171,7 +197,8 @@ def train_discriminator(
     Without a recipe: the defaults of `train`."""
     _train("discriminator", recipe, progress, num_processes, real=(real,) if real else None, steps=steps,
            batch_size=batch_size, grad_accum=grad_accum, learning_rate=learning_rate,
-           warmup_steps=warmup_steps, resume=resume, device=device, seed=seed, out=out)
+           warmup_steps=warmup_steps, resume=resume, device=device, seed=seed, out=out,
+           report_to=trackers(report_to), logging_dir=logging_dir)
 
 
 def train(
@@ -213,6 +240,8 @@ def train(
     seed: Annotated[Optional[int], opt(R, "seed", "--seed", help="Seed of the whole run.")] = None,
     recipe: RecipeOpt = None,
     out: Annotated[Optional[str], opt(R, "out", "--out", help="Output folder.")] = None,
+    report_to: Annotated[Optional[str], opt(R, "report_to", "--report-to", help=REPORT_TO_HELP)] = None,
+    logging_dir: Annotated[Optional[str], opt(R, "logging_dir", "--logging-dir", help=LOGGING_DIR_HELP)] = None,
     push_to: PushToOpt = None,
     tag: TrainTagOpt = None,
     token: TrainTokenOpt = None,
@@ -235,8 +264,10 @@ def train(
         mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume, eval_every=eval_every,
         val=tuple(val) if val else None, label_column=label_column, image_column=image_column,
         strict_images=strict_images, skip_corrupt=skip_corrupt, num_workers=num_workers, device=device, seed=seed, out=out,
+        report_to=trackers(report_to), logging_dir=logging_dir,
     )
     config = config_from(R, recipe, overrides)
+    require_trackers(config.report_to)  # before anything is written, in this process (not once per child)
     push = None
     if push_to:  # checked before training, so a bad repo id fails in a second
         from ..hub.push_model import ModelPushConfig

@@ -32,6 +32,7 @@ from ..maths.pair_strategies import get_strategy
 from ..discriminators import BACKBONES
 from ..core.recipes import check_mapping, load_recipe, resolve_recipe
 from ..training.generator_config import GeneratorTrainConfig
+from ..training.loop import check_report_to
 from ..training.recognition_config import RecognitionTrainConfig
 from .benchmarks import expected_name
 
@@ -52,11 +53,12 @@ ARM_INITS = ("discriminator", "scratch")
 
 # Keys of each section that the pipeline sets itself (a recipe giving them would be silently overridden).
 _OWNED = {
-    "generator_train": ("out", "real_data", "real_data_revision", "stop_after"),  # stop_after: an unfinished model
-    "discriminator_train": ("out", "real", "synthetic", "init", "init_revision"),
+    "generator_train": ("out", "real_data", "real_data_revision", "stop_after",  # stop_after: an unfinished model
+                        "report_to", "logging_dir"),  # trackers: the top-level keys, for every training stage
+    "discriminator_train": ("out", "real", "synthetic", "init", "init_revision", "report_to", "logging_dir"),
     "build": ("strategy", "generator", "generator_revision", "discriminator", "discriminator_revision", "real_data",
               "real_data_revision", "plan", "plan_sha256", "mixing", "repro", "out", "shard", "num_shards"),
-    "train": ("out", "real", "synthetic", "init", "init_revision", "seed"),
+    "train": ("out", "real", "synthetic", "init", "init_revision", "seed", "report_to", "logging_dir"),
 }
 
 
@@ -98,6 +100,10 @@ class _Top:
     arm_init: str = "discriminator"  # every arm fine-tunes the real-only discriminator, or "scratch"
     generator: str | None = None  # a given generator (folder / Hub id) instead of training one
     discriminator: str | None = None  # a given real-only discriminator instead of training one
+    # experiment trackers of every training stage it runs (accelerate's log_with: tensorboard, wandb, all; () none),
+    # each stage a run in LOGGING_DIR/<stage>/ (None: OUT/logs); run-only, so no stage's fingerprint changes
+    report_to: tuple[str, ...] = ()
+    logging_dir: str | None = None
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,7 @@ class ReproduceConfig(_Top):
             raise ConfigError(f"unknown arm '{unknown[0]}'", hint=f"arms take {', '.join(ARMS)}")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ConfigError("seeds must list at least one seed, each once", hint="e.g. seeds = [0, 1, 2]")
+        check_report_to(self.report_to)
         if self.arm_init not in ARM_INITS:
             raise ConfigError(f"unknown arm_init '{self.arm_init}'", hint=f"arm_init takes {', '.join(ARM_INITS)}")
         if (self.generator is None) == (self.generator_train is None):

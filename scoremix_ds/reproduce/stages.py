@@ -56,6 +56,15 @@ def recognition_spec(cfg: RecognitionTrainConfig) -> dict[str, Any]:
     return {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS and k not in _SOURCE_FIELDS}
 
 
+def tracking(config: ReproduceConfig, root: Path, folder: Path) -> dict[str, Any]:
+    """A training stage's tracker fields (run fields: no stage spec holds them): the recipe's ``report_to``, and a
+    logging folder of its own, named after the stage, under ``logging_dir`` (default ``OUT/logs``)."""
+    if not config.report_to:
+        return {}
+    logs = Path(config.logging_dir) if config.logging_dir else Path(root) / "logs"
+    return {"report_to": tuple(config.report_to), "logging_dir": str(logs / folder.name)}
+
+
 def generator(config: ReproduceConfig, root: Path, progress: bool) -> tuple[Ref, Stage | None]:
     if config.generator is not None:
         return _given(config.generator), None
@@ -65,7 +74,8 @@ def generator(config: ReproduceConfig, root: Path, progress: bool) -> tuple[Ref,
     def body(folder: Path) -> dict:
         from ..training.generator import train_generator
 
-        train_generator(dataclasses.replace(cfg, out=str(folder / "model")), progress=progress)
+        train_generator(dataclasses.replace(cfg, out=str(folder / "model"), **tracking(config, root, folder)),
+                        progress=progress)
         return {"model": "model"}
 
     # The trainer's own payload (run-only fields such as checkpoint_every left out) where it has one.
@@ -76,11 +86,12 @@ def generator(config: ReproduceConfig, root: Path, progress: bool) -> tuple[Ref,
     return Ref(stage.id, str(stage.folder / "model")), stage
 
 
-def _train(cfg: RecognitionTrainConfig, progress: bool) -> Callable[[Path], dict]:
+def _train(cfg: RecognitionTrainConfig, progress: bool, track: Callable[[Path], dict]) -> Callable[[Path], dict]:
     def body(folder: Path) -> dict:
         from ..training.recognition import train_recognition  # the trainer imports lazily: it is heavy
 
-        result = train_recognition(dataclasses.replace(cfg, out=str(folder / "model")), progress=progress)
+        result = train_recognition(dataclasses.replace(cfg, out=str(folder / "model"), **track(folder)),
+                                   progress=progress)
         return {"model": "model", "steps": result.steps, "train_seconds": result.seconds, "metrics": result.metrics}
 
     return body
@@ -93,7 +104,8 @@ def discriminator(config: ReproduceConfig, root: Path, progress: bool) -> tuple[
     cfg = dataclasses.replace(config.discriminator_train, out="", real=(real_source(config),), synthetic=(),
                               init=None, init_revision=None)
     spec = {"discriminator_train": recognition_spec(cfg), "real": cfg.real}
-    stage = run_stage(root, "discriminator", spec, _train(cfg, progress), resumable=True)
+    stage = run_stage(root, "discriminator", spec, _train(cfg, progress, lambda f: tracking(config, root, f)),
+                      resumable=True)
     return Ref(stage.id, str(stage.folder / "model")), stage
 
 
@@ -158,8 +170,8 @@ def train(config: ReproduceConfig, root: Path, arm: str, seed: int, synthetic: t
     spec = {"train": recognition_spec(cfg), "real": cfg.real, "synthetic": [s.id for s in synthetic],
             "init": init.id if init else None}
     # its checkpoints' fingerprint holds the synthetic sets' and the init model's absolute paths
-    stage = run_stage(root, f"train-{arm}-s{seed}", spec, _train(cfg, progress), resumable=True,
-                      pinned=bool(cfg.synthetic or cfg.init))
+    stage = run_stage(root, f"train-{arm}-s{seed}", spec, _train(cfg, progress, lambda f: tracking(config, root, f)),
+                      resumable=True, pinned=bool(cfg.synthetic or cfg.init))
     return Ref(stage.id, str(stage.folder / "model")), stage
 
 

@@ -56,7 +56,8 @@ from ..core.validate import device_name
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
-from .loop import EMA, Callback, Precision, TrainingLoop, accelerator_for, lr_factors, micro_batch_size
+from .loop import (EMA, Callback, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
+                   require_trackers)
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,7 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
     from ..core.outputs import OutputLock, claim_folder
 
     device_name("device", config.device, available=True)
+    require_trackers(config.report_to)
     if os.environ.get("RANK", "0") != "0":
         return _train_generator(config, progress)
     out = claim_folder(config.out, "train-generator", signature=_written_by_train_generator)
@@ -160,7 +162,8 @@ def _written_by_train_generator(out: Path) -> bool:
 def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
     arch = get_architecture(config.architecture)
-    accelerator = accelerator_for(cpu=config.device == "cpu" or (config.device is None and not torch.cuda.is_available()))
+    accelerator = accelerator_for(config.device == "cpu" or (config.device is None and not torch.cuda.is_available()),
+                                  config.report_to, config.logging_dir or out)
     rank, world = accelerator.process_index, accelerator.num_processes
     micro = micro_batch_size(config.batch_size, world, config.gradient_accumulation_steps, "gradient_accumulation_steps")
     source = open_source(SourceSpec(config.real_data, config.real_data_revision,
@@ -207,6 +210,9 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     state = {"fingerprint": fingerprint, "config": config.fingerprint_payload(), "data": data_id,
              "world_size": world, "package_version": __version__}
     loop.callbacks = [EMA(ema), losses]
+    if config.report_to:  # loss, lr and images/s every 25 steps (LossRecord's) and at the last
+        loop.callbacks.append(Track(accelerator, out.resolve().name, to_dict(config), every=25,
+                                    images=lambda batch: len(batch["labels"])))
     loop.save = lambda done: _save_checkpoint(ckpt_root, done, loop, ema, {**state, "loss": losses.record},
                                               config.keep_checkpoints)
 

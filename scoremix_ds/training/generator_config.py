@@ -16,12 +16,13 @@ from ..core.fingerprints import config_fingerprint
 from ..core.recipes import json_ready, to_dict, without_added_fields
 from ..core.validate import device_name, in_range, positive_count
 from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, get_architecture
+from .loop import check_report_to
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
 # Fields that change how a run is carried out but not the weights it produces: left out of the fingerprint, so a
 # run may be resumed with other values (another --out is another run, accumulation only splits the same batch).
 RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep_checkpoints", "num_workers",
-                        "gradient_accumulation_steps", "device"})
+                        "gradient_accumulation_steps", "device", "report_to", "logging_dir"})
 # Fields added after generators were trained with this code, with the value that reproduces the older behaviour: at
 # that value they are left out of the fingerprint, so the embedded default and every cached generator keep theirs.
 ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None}
@@ -72,6 +73,8 @@ class GeneratorTrainConfig:
     stop_after: int | None = None  # stop after this many of `steps` (with a checkpoint): time-limited jobs
     num_workers: int = 0  # DataLoader processes that decode images (no effect on the result)
     device: str | None = None  # "cpu", or None: accelerate's choice (a GPU when there is one), as `train`'s
+    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate's log_with): tensorboard, wandb, all; () none
+    logging_dir: str | None = None  # where trackers write (TensorBoard: LOGGING_DIR/<out's name>/); None: out
 
     def __post_init__(self) -> None:
         positive_count("steps", self.steps)
@@ -106,6 +109,7 @@ class GeneratorTrainConfig:
                               fields=("checkpoint_every", "num_workers", "keep_checkpoints"))
         positive_count("stop_after", self.stop_after, optional=True)
         device_name("device", self.device)
+        check_report_to(self.report_to)
         architecture = get_architecture(self.architecture)
         architecture.check(self.architecture, self.architecture_params(), self.image_size)
 

@@ -15,7 +15,8 @@ module owns everything else that used to be written twice:
   step, a progress bar, and checkpoints every N steps (written by :mod:`.checkpoints`);
 - callbacks at the end of each optimizer step, where every process is outside the DDP step: the JSONL log
   (:class:`JsonlLog`), EMA (:class:`EMA`), evaluation (:class:`Evaluate`: process 0 evaluates while the others wait
-  at a barrier, not in the next all-reduce), previews or anything else with the same two methods.
+  at a barrier, not in the next all-reduce), experiment trackers (:class:`Track`: accelerate's TensorBoard, W&B,
+  ...), previews or anything else with the same two methods.
 """
 
 from __future__ import annotations
@@ -39,14 +40,16 @@ logger = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------- setup
 
 
-def accelerator_for(cpu: bool):
+def accelerator_for(cpu: bool, report_to: Sequence[str] = (), logging_dir: str | Path | None = None):
     """accelerate's ``Accelerator`` for a trainer: on ``cpu`` (``PartialState(cpu=True)``, gloo) or accelerate's
     device choice. Mixed precision is :class:`Precision`'s, so every trainer of a process asks accelerate for the
-    same state and none has to reset it."""
+    same state and none has to reset it. ``report_to`` (accelerate's ``log_with`` names, :data:`TRACKERS`) and
+    ``logging_dir`` (its ``project_dir``) set up experiment trackers, which :class:`Track` starts."""
     from accelerate import Accelerator
 
+    tracking = {"log_with": list(report_to), "project_dir": str(logging_dir)} if report_to else {}
     try:
-        return Accelerator(cpu=cpu, mixed_precision="no")
+        return Accelerator(cpu=cpu, mixed_precision="no", **tracking)
     except ValueError as exc:  # e.g. a CPU run after a GPU run in one process: accelerate's device is process-wide
         raise ConfigError(f"accelerate refuses this setup: {exc}", hint="run this training in its own process",
                           field="device") from exc
@@ -227,6 +230,7 @@ class JsonlLog(Callback):
     def __init__(self, out: Path, every: int, images: Callable[[Any], int]) -> None:
         self.path, self.every, self.images = Path(out) / self.NAME, every, images
         self.file = None
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []  # also given each record (:class:`Track`)
         self._reset()
 
     def on_train_start(self, loop: TrainingLoop) -> None:
@@ -251,6 +255,8 @@ class JsonlLog(Callback):
         if self.file is not None:
             self.file.write(json.dumps(record) + "\n")
             self.file.flush()
+            for listener in self.listeners:
+                listener(record)
 
     def on_step_end(self, loop: TrainingLoop) -> None:
         if self.file is None:
@@ -272,6 +278,135 @@ class JsonlLog(Callback):
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+# ------------------------------------------------------------------------------------------- trackers
+
+# accelerate's tracker names (its ``log_with``; "all": every tracker whose package is installed)
+TRACKERS = ("all", "tensorboard", "wandb", "trackio", "comet_ml", "aim", "mlflow", "clearml", "dvclive", "swanlab")
+_PACKAGES = {"comet_ml": "comet-ml"}  # pip names that differ from the tracker's
+
+
+def check_report_to(report_to: Sequence[str], field: str = "report_to") -> None:
+    """``report_to`` names each tracker of :data:`TRACKERS` at most once (empty: no tracking)."""
+    for name in report_to:
+        if name not in TRACKERS:
+            raise ConfigError(f"{field} names an unknown tracker '{name}'",
+                              hint=f"`{field}` takes {', '.join(TRACKERS)}, or nothing (none)", field=field)
+        if list(report_to).count(name) > 1:
+            raise ConfigError(f"{field} names {name} twice", hint=f"name each tracker once in `{field}`", field=field)
+
+
+def require_trackers(report_to: Sequence[str], field: str = "report_to") -> None:
+    """Refuse, in one line and before anything is written, a tracker whose package is not installed (accelerate
+    itself would drop it silently); ``all`` with none installed only warns."""
+    if not report_to:
+        return
+    from accelerate.tracking import get_available_trackers
+
+    available = {str(t) for t in get_available_trackers()}
+    for name in report_to:
+        if name != "all" and name not in available:
+            package = _PACKAGES.get(name, name)
+            install = "pip install 'scoremix-ds[trackers]'" if name == "tensorboard" else f"pip install {package}"
+            raise ConfigError(f"{field} names {name}, but the package {package} is not installed",
+                              hint=f"{install}, or remove {name} from `{field}`", field=field)
+    if "all" in report_to and not available:
+        logger.warning("%s is all, but no tracker package (tensorboard, wandb, ...) is installed: nothing is tracked",
+                       field)
+
+
+def _plain(value: Any) -> bool | int | float | str:
+    """A config value as a tracker's hyper-parameter: scalars as they are, anything else (None, lists) as JSON."""
+    return value if isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def _scalars(record: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """A log record's numbers, nested keys joined by ``/`` (``eval/heldout/accuracy``); the step left out."""
+    values: dict[str, float] = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            values.update(_scalars(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (prefix or key != "step"):
+            values[f"{prefix}{key}"] = value
+    return values
+
+
+class Track(Callback):
+    """accelerate's experiment trackers (``report_to``: TensorBoard, W&B, ...), on the main process only.
+
+    The trackers start (``accelerator.init_trackers(run_name, config)``: the run's config as plain values) before
+    the first record; each record then goes to ``accelerator.log(values, step=record's step)``. With ``log`` (the
+    loop's :class:`JsonlLog`) the records are exactly the ones ``train_log.jsonl`` gets (loss, lr, images/s, global
+    batch, and what the trainer writes through it, such as evaluation results); without one (``train-generator``)
+    this callback makes the same step records itself, every ``every`` steps and at the last. At the end the trackers
+    are finished. Put it after the callbacks whose results it logs (:class:`Evaluate`): its ``on_train_end`` closes
+    the trackers.
+
+    Where ``accelerator.end_training()`` would also destroy the process group, this finishes the trackers only: the
+    trainer still meets the other processes at a barrier after the loop, and ``reproduce`` runs further trainings
+    in the same process.
+    """
+
+    def __init__(self, accelerator, run_name: str, config: dict[str, Any], log: JsonlLog | None = None,
+                 every: int = 50, images: Callable[[Any], int] | None = None) -> None:
+        self.accelerator, self.run_name = accelerator, run_name
+        self.config = {key: _plain(value) for key, value in config.items()}
+        self.own = log is None  # make the step records here
+        self.every, self.images = every, images
+        self.started = False
+        if log is not None:
+            log.listeners.append(self.send)
+        self._reset()
+
+    def _reset(self) -> None:
+        self.loss, self.seen, self.steps, self.since = 0.0, 0, 0, time.perf_counter()
+
+    def start(self) -> None:
+        if self.started or not self.accelerator.is_main_process:
+            return
+        self.started = True
+        logging_dir = Path(self.accelerator.logging_dir)
+        logging_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator.init_trackers(self.run_name, config=self.config,
+                                       init_kwargs={"wandb": {"name": self.run_name, "dir": str(logging_dir)}})
+        logger.info("tracking to %s (%s)", ", ".join(t.name for t in self.accelerator.trackers), logging_dir)
+
+    def send(self, record: dict[str, Any]) -> None:
+        """One log record to every tracker, at its step."""
+        self.start()
+        values = _scalars(record)
+        if values and self.accelerator.is_main_process:
+            self.accelerator.log(values, step=int(record.get("step", 0)))
+
+    def on_train_start(self, loop: TrainingLoop) -> None:
+        self.start()
+        self._reset()
+
+    def on_micro_batch_end(self, loop: TrainingLoop, batch: Any) -> None:
+        if self.own and self.started and self.images is not None:
+            self.seen += self.images(batch) * loop.accelerator.num_processes
+
+    def on_step_end(self, loop: TrainingLoop) -> None:
+        if not (self.own and self.started):
+            return
+        for loss in loop.micro_losses:  # as JsonlLog: no host sync per step, read when a record is made
+            self.loss = self.loss + loss
+        self.steps += 1
+        if loop.step % self.every == 0 or loop.step == loop.stop:
+            record = {"step": loop.step, "loss": float(self.loss) / self.steps, "lr": loop.learning_rate(loop.step),
+                      "images_per_s": self.seen / (time.perf_counter() - self.since)}
+            if self.images is not None:
+                record["global_batch"] = self.seen // self.steps
+            self.send(record)
+            self._reset()
+
+    def on_train_end(self, loop: TrainingLoop) -> None:
+        if self.started:
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
+            self.accelerator.trackers.clear()
+            self.started = False
 
 
 # ------------------------------------------------------------------------------------------- the loop

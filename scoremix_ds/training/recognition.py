@@ -32,7 +32,8 @@ from ..core.outputs import read_json_object
 from ..core.recipes import to_dict
 from ..core.validate import device_name
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
-from .loop import Evaluate, JsonlLog, Precision, TrainingLoop, accelerator_for, lr_factors, micro_batch_size
+from .loop import (Evaluate, JsonlLog, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
+                   require_trackers)
 from .partial_fc import PartialFC
 from .recognition_config import RecognitionTrainConfig
 
@@ -111,6 +112,7 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     from ..core.outputs import OutputLock, claim_folder
 
     device_name("device", config.device, available=True)
+    require_trackers(config.report_to)
     if os.environ.get("RANK", "0") != "0":
         return _train(config, progress)
     out = claim_folder(config.out, "train", signature=_written_by_train)
@@ -134,7 +136,7 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     if out.exists() and not out.is_dir():
         raise DataError(f"out {out} is a file", hint="give out a folder", field="out")
     cpu = config.device == "cpu" or (config.device is None and not torch.cuda.is_available())
-    accelerator = accelerator_for(cpu)
+    accelerator = accelerator_for(cpu, config.report_to, config.logging_dir or out)
     precision = Precision(config.mixed_precision if not cpu else "no", accelerator.device)
     rank, world = accelerator.process_index, accelerator.num_processes
     micro = micro_batch_size(config.batch_size, world, config.grad_accum, "grad_accum")
@@ -178,6 +180,8 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
             log.write({"step": step, "eval": _summary(result)})
 
         callbacks.append(Evaluate(config.eval_every, lambda net: _evaluate(net, benchmarks, accelerator.device), record))
+    if config.report_to:  # after Evaluate: it closes the trackers at the end
+        callbacks.append(Track(accelerator, out.resolve().name, to_dict(config), log))
     loop = TrainingLoop(accelerator, model, optimizer, precision, total=config.steps, accumulation=config.grad_accum,
                         learning_rate=config.learning_rate,
                         lr_factor=lr_factors(config.lr_schedule, config.warmup_steps, config.steps),

@@ -9,6 +9,7 @@ from ..core.fingerprints import config_fingerprint
 from ..maths.margins import HEADS
 from ..core.recipes import to_dict, without_added_fields
 from ..core.validate import device_name, in_range, positive_count
+from .loop import check_report_to
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
@@ -16,7 +17,7 @@ PRECISIONS = ("no", "bf16", "fp16")
 
 # Fields that change where, how fast or how often things are reported, never the trained weights.
 RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "keep_checkpoints", "eval_every", "val",
-                        "log_every", "resume"})
+                        "log_every", "resume", "report_to", "logging_dir"})
 # Fields added after configs were fingerprinted, with the value older configs behaved as (none yet): a config that
 # leaves them there keeps its fingerprint (:func:`~scoremix_ds.core.recipes.without_added_fields`).
 ADDED_FIELDS: dict = {}
@@ -66,6 +67,8 @@ class RecognitionTrainConfig:
     num_workers: int | None = None  # DataLoader workers; None: 0 on CPU, min(8, cores per process) on CUDA
     device: str | None = None  # None: accelerate's choice (GPU when present)
     resume: bool = True  # continue from out/checkpoints of the SAME config; False: discard them and start over
+    report_to: tuple[str, ...] = ()  # experiment trackers (accelerate's log_with): tensorboard, wandb, all; () none
+    logging_dir: str | None = None  # where trackers write (TensorBoard: LOGGING_DIR/<out's name>/); None: out
 
     def __post_init__(self) -> None:
         if not self.real and not self.synthetic:
@@ -81,6 +84,7 @@ class RecognitionTrainConfig:
         if self.channels not in (1, 3):
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="set channels to 3 (RGB) or 1", field="channels")
         device_name("device", self.device)
+        check_report_to(self.report_to)
         in_range("synthetic_ratio", self.synthetic_ratio, lo=0.0, example="1")
         in_range("scale", self.scale, lo=0.0, lo_open=True, example="64")
         in_range("margin", self.margin, lo=0.0, optional=True, example="0.5")
