@@ -50,33 +50,46 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def _sealed_hf_env(tmp_path_factory, monkeypatch):
-    """No token, no real cache or login, no progress bars: in the environment (for the processes a test starts) and
-    in huggingface_hub's and datasets' settings, which they read from the environment once, when first imported."""
-    home = tmp_path_factory.mktemp("hf_home")
+def seal_hf_env(mp: pytest.MonkeyPatch, home: Path) -> None:
+    """No token, no real cache or login, no progress bars, with ``home`` as the Hugging Face home: in the environment
+    (for the processes a test starts) and in huggingface_hub's and datasets' settings, which they read from the
+    environment once, when first imported (the test modules import them before any fixture runs)."""
     for name in TOKEN_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_HOME", str(home))
-    monkeypatch.setenv("HF_TOKEN_PATH", str(home / "token"))  # never written: a login here is an empty one
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
-    monkeypatch.setenv("TQDM_DISABLE", "1")
+        mp.delenv(name, raising=False)
+    mp.setenv("HF_HOME", str(home))
+    mp.setenv("HF_TOKEN_PATH", str(home / "token"))  # never written: a login here is an empty one
+    mp.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    mp.setenv("HF_HUB_OFFLINE", "1")
+    mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    mp.setenv("TQDM_DISABLE", "1")
     import datasets
     import huggingface_hub
     from huggingface_hub import constants
 
     for name, value in HF_NO_PROGRESS.items():  # after the imports above: see HF_NO_PROGRESS
-        monkeypatch.setenv(name, value)
-
+        mp.setenv(name, value)
     for name, path in (("HF_HOME", home), ("HF_HUB_CACHE", home / "hub"), ("HF_ASSETS_CACHE", home / "assets"),
                        ("HF_XET_CACHE", home / "xet"), ("HF_TOKEN_PATH", home / "token"),
                        ("HF_STORED_TOKENS_PATH", home / "stored_tokens")):
-        monkeypatch.setattr(constants, name, str(path))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
+        mp.setattr(constants, name, str(path))
+    mp.setattr(datasets.config, "HF_DATASETS_CACHE", home / "datasets")
     datasets.disable_progress_bars()
     huggingface_hub.utils.disable_progress_bars()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sealed_hf_session(tmp_path_factory):
+    """The seal for the whole session: module- and session-scoped fixtures (tiny builds made once per module) are
+    set up before any test's own fixtures, so they are sealed here."""
+    with pytest.MonkeyPatch.context() as mp:
+        seal_hf_env(mp, tmp_path_factory.mktemp("hf_home_session"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _sealed_hf_env(tmp_path_factory, monkeypatch):
+    """The seal again for each test, with a Hugging Face home of its own."""
+    seal_hf_env(monkeypatch, tmp_path_factory.mktemp("hf_home"))
 
 
 @pytest.fixture

@@ -22,10 +22,19 @@ import datasets
 import huggingface_hub
 import tqdm
 from huggingface_hub import constants
+import pytest
 
 
-def test_no_token_no_real_cache_no_bars():
+@pytest.fixture(scope="module")
+def module_view():
+    """What a module-scoped fixture (set up before any test's own fixtures) sees."""
+    return huggingface_hub.get_token(), constants.HF_TOKEN_PATH, tqdm.tqdm(range(1)).disable
+
+
+def test_no_token_no_real_cache_no_bars(module_view):
     real = os.environ["SEAL_TEST_REAL_HOME"]
+    token, token_path, bar_disabled = module_view
+    assert token is None and not token_path.startswith(real) and bar_disabled
     assert os.environ["SEAL_TEST_MARK"] == "set before the session"  # the session did start with the tokens below
     assert sorted(k for k, v in os.environ.items() if v.startswith(("hf_from", "an-oidc"))) == []
     assert huggingface_hub.get_token() is None  # neither the variables nor the token files were read
