@@ -223,3 +223,26 @@ def test_a_reproduce_stage_writes_its_tensorboard_run(tmp_path):
     records = [r for r in _jsonl(stage.folder / "model") if "loss" in r]
     assert [s for s, _ in _scalars(run)["loss"]] == [r["step"] for r in records] == [2, 4, 6]
     assert stages.discriminator(config_from_mapping(recipe), tmp_path, False)[1].cached  # the same stage untracked
+
+
+@pytest.mark.slow
+def test_only_the_main_process_tracks(tmp_path, capsys):
+    """``--num-processes 2`` (gloo on CPU): one TensorBoard run, written by one process, with the log's steps."""
+    out = tmp_path / "two"
+    rc, _, err = run_cli(capsys, "train", "--recipe", _recipe(tmp_path, "rec", REC), "--num-processes", "2",
+                         "--report-to", "tensorboard", "--out", str(out), "--no-progress")
+    assert rc == 0, err
+    writers = {path.name.split(".")[-2] for path in out.rglob("events.out.tfevents.*")}  # the writing process' id
+    assert len(writers) == 1
+    assert [s for s, _ in _scalars(out / "two")["loss"]] == [r["step"] for r in _jsonl(out) if "loss" in r]
+
+
+def test_a_generator_run_stopped_before_its_first_checkpoint_can_be_run_again(tmp_path):
+    """Its folder then holds only the TensorBoard run: still this command's folder, not foreign files."""
+    from scoremix_ds.training.generator import _written_by_train_generator
+
+    out = tmp_path / "gen"
+    (out / "gen").mkdir(parents=True)
+    assert not _written_by_train_generator(out)
+    (out / "gen" / "events.out.tfevents.1796666845.host.1.0").write_bytes(b"")
+    assert _written_by_train_generator(out)

@@ -19,12 +19,15 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "heun": ("HeunDiscreteScheduler", {}),
 }
 
+# EDM's deterministic Heun sampler for EDM2 generators (sigma-parametrised; settings from the folder's scoremix.json)
+EDM_SCHEDULERS = ("edm-heun",)
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 
 
 def check_scheduler_name(name: str) -> None:
-    if name not in SCHEDULERS:
-        raise ConfigError(f"unknown scheduler '{name}'", hint=f"set scheduler to one of {', '.join(SCHEDULERS)}",
+    if name not in SCHEDULERS and name not in EDM_SCHEDULERS:
+        raise ConfigError(f"unknown scheduler '{name}'",
+                          hint=f"set scheduler to one of {', '.join([*SCHEDULERS, *EDM_SCHEDULERS])}",
                           field="scheduler")
 
 
@@ -33,6 +36,10 @@ def make_scheduler(name: str, base_config: dict[str, Any] | None = None, predict
     import diffusers
 
     check_scheduler_name(name)
+    if name in EDM_SCHEDULERS:
+        from ..generators.edm2.generator import EDMHeunScheduler
+
+        return EDMHeunScheduler.from_config(base_config)
     class_name, extra = SCHEDULERS[name]
     cls = getattr(diffusers, class_name)
     config = {k: v for k, v in (base_config or {}).items() if not k.startswith("_")}

@@ -15,6 +15,7 @@ import torch
 
 from ..core.errors import ModelError
 from ..maths.mixing import WeightSchedule, guide, mix
+from ..generators.edm2.generator import EDMHeunScheduler, edm2_sample
 from ..generators.loading import ClassConditionalGenerator
 from .condition_mix import mixed_class_embeddings
 
@@ -74,6 +75,9 @@ def scoremix_sample(
     if mixing not in MIXING_MODES:
         raise ValueError(f"mixing must be one of {MIXING_MODES}, got {mixing!r}")
     generator.check_classes(classes)
+    if isinstance(scheduler, EDMHeunScheduler) or generator.kind == "edm2":  # EDM2: sigma-space Heun, its own loop
+        return _edm_sample(generator, scheduler, classes, weights, seeds, num_steps, guidance, weak, schedule,
+                           return_latents, mixing, noise)
     cfg = guidance != 1.0 and weak is None
     if cfg and generator.null_class is None:
         raise ModelError(
@@ -120,6 +124,23 @@ def scoremix_sample(
         eps = cond[0] if by_condition else mix(cond, w)  # ScoreMix: convex mix of the K outputs.
         x = scheduler.step(eps, t, x, **step_kwargs).prev_sample
     return x if return_latents else generator.decode(x)
+
+
+def _edm_sample(generator, scheduler, classes, weights, seeds, num_steps, guidance, weak, schedule, return_latents,
+                mixing, noise) -> torch.Tensor:
+    """An EDM2 generator with the ``edm-heun`` sampler; the folder's guide is the weak network unless one is given."""
+    if not isinstance(scheduler, EDMHeunScheduler) or generator.kind != "edm2":
+        raise ModelError("the edm-heun scheduler samples EDM2 generators, and only it does" if generator.kind == "edm2"
+                         else f"scheduler edm-heun samples EDM2 generators only, not a {generator.kind} one",
+                         hint="set `scheduler` to edm-heun for an EDM2 folder, else to ddim, dpm++, euler or heun",
+                         field="scheduler")
+    weak = weak if weak is not None else getattr(generator, "guide", None)
+    if weak is not None and weak.kind != "edm2":
+        raise ModelError("an EDM2 generator is autoguided by an EDM2 network", hint="check `weak_generator`",
+                         field="weak_generator")
+    noise_t = (noise if noise is not None else initial_noise(seeds, generator.sample_shape))[0]
+    x = edm2_sample(generator, scheduler, classes, weights, noise_t, num_steps, guidance, weak, schedule, mixing)
+    return x.float() if return_latents else generator.decode(x.float())
 
 
 @contextmanager

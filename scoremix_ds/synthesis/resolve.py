@@ -7,7 +7,7 @@ the plan file is parsed and hashed once and the output folder checked once per c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 from ..dataset.manifest import Manifest
 from .config import BuildConfig
@@ -27,6 +27,24 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
     """Read and check the plan file (if any), check that the strategy has the real data it needs, and look for this
     build finished in ``config.out``; no model is loaded."""
     config, plan_file = resolve_plan(config)
+    config = with_generator_sampler(config)
     if plan_file is None:
         check_real_data(config)
     return ResolvedBuild(config, plan_file, completed_build(config))
+
+
+def with_generator_sampler(config: BuildConfig) -> BuildConfig:
+    """An EDM2 generator folder samples with ``edm-heun``: when the config leaves ``scheduler`` at its default
+    (ddim, a diffusers scheduler that does not apply to EDM2), the folder's sampler settings replace it, and its
+    steps and guidance replace ``steps`` / ``guidance`` left at their defaults. Other generators: unchanged."""
+    from ..generators.edm2.folder import local_folder_sampler
+
+    sampler = local_folder_sampler(config.generator)
+    defaults = {f.name: f.default for f in fields(BuildConfig)}
+    if sampler is None or config.scheduler != defaults["scheduler"]:
+        return config
+    changes = {"scheduler": str(sampler["scheduler"])}
+    for name in ("steps", "guidance"):
+        if getattr(config, name) == defaults[name]:
+            changes[name] = type(defaults[name])(sampler[name])
+    return replace(config, **changes)

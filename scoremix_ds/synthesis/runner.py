@@ -65,7 +65,7 @@ def load_models(config: BuildConfig, device: str | None = None):
     if config.weak_generator:
         weak = load_generator(config.weak_generator, null_class=config.null_class, flag="weak_generator")
         weak = accelerate_kernels(weak.to(device, dtype), config.compile)
-    if config.guidance != 1.0 and weak is None and gen.null_class is None:
+    if config.guidance != 1.0 and weak is None and gen.null_class is None and getattr(gen, "guide", None) is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",
             hint="use `guidance` 1, give a `weak_generator` for autoguidance, or train with label dropout",

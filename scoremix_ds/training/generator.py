@@ -155,8 +155,10 @@ def train_generator(config: GeneratorTrainConfig, progress: bool = True) -> Path
 
 
 def _written_by_train_generator(out: Path) -> bool:
-    """A folder `train-generator` wrote before folders were marked: its checkpoints or its finished model."""
-    return (out / "checkpoints").is_dir() or (out / "scoremix.json").is_file() and (out / "scheduler").is_dir()
+    """A folder `train-generator` wrote before folders were marked: its checkpoints or its finished model, or the
+    tracker run it writes first (``--report-to``, stopped before the first checkpoint)."""
+    return ((out / "checkpoints").is_dir() or (out / "scoremix.json").is_file() and (out / "scheduler").is_dir()
+            or any((out / out.resolve().name).glob("events.out.tfevents.*")) or (out / "wandb").is_dir())
 
 
 def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
