@@ -26,16 +26,9 @@ SECRET = "hf_this_token_must_never_be_printed_0123456789"
 def built(tmp_path_factory) -> dict[str, Path]:
     """Two tiny datasets, built once for the module: v1 (distant, seed 0, mix + repro) and v2 (close, seed 1, mix)."""
     root = tmp_path_factory.mktemp("push-builds")
-    with pytest.MonkeyPatch.context() as mp:  # the sealed caches of conftest, for a module-scoped fixture
-        import datasets
-
-        mp.setenv("HF_HOME", str(root / "hf_home"))
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.delenv("HF_TOKEN", raising=False)
-        mp.setattr(datasets.config, "HF_DATASETS_CACHE", root / "hf_home" / "datasets")
-        inputs = make_tiny_inputs(root)
-        return {"v1": build_tiny(inputs, root / "v1", strategy="distant", seed=0),
-                "v2": build_tiny(inputs, root / "v2", strategy="close", seed=1, repro=False)}
+    inputs = make_tiny_inputs(root)  # sealed off like every test: conftest's session-wide seal
+    return {"v1": build_tiny(inputs, root / "v1", strategy="distant", seed=0),
+            "v2": build_tiny(inputs, root / "v2", strategy="close", seed=1, repro=False)}
 
 
 @pytest.fixture
@@ -185,16 +178,6 @@ def test_rejected_tokens_get_one_line_without_the_token(hub, cli, built):
 # ---------------------------------------------------------------------- refused before any network
 
 
-@pytest.fixture
-def no_cached_login(monkeypatch, tmp_path):
-    """No token anywhere (huggingface_hub fixed its token path when first imported, maybe at the user's home)."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-stored-tokens"))
-    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
-
-
 def _spoil(folder: Path, how: str) -> None:
     manifest_path = folder / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
@@ -237,7 +220,7 @@ def test_incomplete_dataset_folder_is_refused_before_anything_is_pushed(capsys, 
     assert SECRET not in err
 
 
-def test_invalid_repo_id_and_missing_token_name_the_flag(capsys, built, no_cached_login):
+def test_invalid_repo_id_and_missing_token_name_the_flag(capsys, built):  # no token anywhere: conftest's seal
     for repo in ("not a repo", "org/name/extra", "org/bad..name", "justname"):
         assert main(["push", str(built["v1"]), "--repo", repo]) == 2
         assert "--repo" in capsys.readouterr().err
