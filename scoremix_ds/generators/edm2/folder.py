@@ -4,6 +4,8 @@ Layout::
 
     edm2/              the denoiser (EDM2Denoiser.save_pretrained: config.json + safetensors)
     edm2_guide/        optional: the autoguidance guide, same layout
+    vae/               latent-space networks only: the diffusers AutoencoderKL; scoremix.json's ``latent`` holds
+                       EDM2's per-channel scale and bias (final latents = raw VAE latents * scale + bias)
     scoremix.json      num_classes, class_names, null_class (or null), image_size, channels, architecture,
                        sigma_data, sampler {scheduler edm-heun, steps, sigma_min, sigma_max, rho, guidance}
     model_index.json   names ScoreMixPipeline and its components (as the diffusers UNet folders do)
@@ -24,7 +26,7 @@ from ...core.errors import ModelError
 from .generator import SAMPLER_DEFAULTS, EDM2Generator
 from .precond import EDM2Denoiser
 
-EDM2_DIR, GUIDE_DIR = "edm2", "edm2_guide"
+EDM2_DIR, GUIDE_DIR, VAE_DIR = "edm2", "edm2_guide", "vae"
 
 
 def is_edm2_folder(root: Path) -> bool:
@@ -57,6 +59,7 @@ def write_edm2_folder(root: Path, net: EDM2Denoiser, class_names: Sequence[str],
     index = {"_class_name": "ScoreMixPipeline", "_diffusers_version": _diffusers_version(),
              EDM2_DIR: ["scoremix_ds", "EDM2Denoiser"],
              GUIDE_DIR: ["scoremix_ds", "EDM2Denoiser"] if guide is not None else [None, None],
+             VAE_DIR: ["diffusers", "AutoencoderKL"] if "latent" in meta else [None, None],
              "id2label": {str(i): str(c) for i, c in enumerate(class_names)},
              "num_classes": meta["num_classes"], "null_class": null_class}
     (root / "scoremix.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -110,9 +113,36 @@ def load_edm2_folder(root: Path, meta: dict, *, null_class: Optional[int] = None
         guide = EDM2Generator(denoiser=gnet, kind="edm2", num_classes=n, null_class=null, class_names=tuple(names),
                               sample_shape=shape, scheduler_config=sampler, source=f"{source}/{GUIDE_DIR}",
                               revision=revision, metadata=meta, sampler=sampler)
+    vae = _load_vae(root, meta, shape[0], flag)
     return EDM2Generator(denoiser=net, kind="edm2", num_classes=n, null_class=null, class_names=tuple(names),
-                         sample_shape=shape, scheduler_config=sampler, source=source, revision=revision,
+                         sample_shape=shape, scheduler_config=sampler, vae=vae, source=source, revision=revision,
                          metadata=meta, guide=guide, sampler=sampler)
+
+
+def _load_vae(root: Path, meta: dict, channels: int, flag: str):
+    """The folder's VAE (latent-space networks), with its latent scale/bias; None for a pixel-space folder."""
+    latent = meta.get("latent")
+    if not (root / VAE_DIR / "config.json").is_file():
+        if latent is not None:
+            raise ModelError(f"generator '{root}' is latent-space but has no {VAE_DIR}/ folder",
+                             hint=f"re-import it with its VAE, or check `{flag}`", field=flag)
+        return None
+    ok = isinstance(latent, dict) and all(isinstance(latent.get(k), list) and len(latent[k]) == channels
+                                          for k in ("scale", "bias"))
+    if not ok:
+        raise ModelError(f"{root / 'scoremix.json'}: a latent-space folder needs latent.scale and latent.bias, "
+                         f"{channels} values each", hint="re-import the folder", field=flag)
+    from diffusers import AutoencoderKL
+
+    if not any((root / VAE_DIR).glob("*.safetensors")):
+        raise ModelError(f"the VAE in '{root / VAE_DIR}' has no .safetensors weights", hint=f"check `{flag}`",
+                         field=flag)
+    try:
+        vae = AutoencoderKL.from_pretrained(root / VAE_DIR, use_safetensors=True)
+    except Exception as exc:
+        raise ModelError(f"{root / VAE_DIR} cannot be loaded ({type(exc).__name__}: {str(exc).splitlines()[0][:100]})",
+                         hint=f"re-import that folder, or check `{flag}`", field=flag) from None
+    return vae.eval().requires_grad_(False)
 
 
 def local_folder_sampler(reference: Optional[str]) -> Optional[dict]:

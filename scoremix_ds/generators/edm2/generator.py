@@ -59,6 +59,8 @@ class EDM2Generator(ClassConditionalGenerator):
         self.denoiser.to(device=device, dtype=torch.float32)  # EDM2 keeps float32 weights (fp16 is its own choice)
         if self.vae is not None:
             self.vae.to(device=device)
+            if self.vae.dtype != dtype:
+                self.vae.to(dtype=dtype)
         if self.guide is not None:
             self.guide.to(device, dtype)
         return self
@@ -75,6 +77,18 @@ class EDM2Generator(ClassConditionalGenerator):
             labels = self.labels(labels)
         sigma = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
         return self.denoiser(x, sigma, labels.to(x.device)).float()
+
+    def decode(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples -> images in [-1, 1]: pixel space clipped; latent space (EDM2's final latents) mapped back to raw
+        VAE latents, (x - bias) / scale per channel, and decoded by the VAE."""
+        if self.vae is None:
+            return x.clamp(-1, 1)
+        latent = self.metadata["latent"]
+        shape = (1, -1, 1, 1)
+        scale = torch.tensor(latent["scale"], dtype=torch.float32, device=x.device).reshape(shape)
+        bias = torch.tensor(latent["bias"], dtype=torch.float32, device=x.device).reshape(shape)
+        z = (x.float() - bias) / scale
+        return self.vae.decode(z.to(self.vae.dtype)).sample.float().clamp(-1, 1)
 
     def condition_table(self) -> torch.Tensor:
         """The label layer's (normalised) column per class, ``(num_classes, emb)``: the class-condition vectors."""

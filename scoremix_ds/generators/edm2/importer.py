@@ -14,16 +14,18 @@ licences: EDM2's code is CC BY-NC-SA 4.0; the weights are the user's and may car
 from __future__ import annotations
 
 import inspect
+import json
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import torch
 
 from ...core.errors import DataError, ModelError
-from .folder import write_edm2_folder
+from .folder import VAE_DIR, write_edm2_folder
 from .precond import EDM2Denoiser
 from .shapes import infer_denoiser_kwargs
 from .snapshot import EDM2Snapshot, read_edm2_snapshot
@@ -38,7 +40,7 @@ class ImportConfig:
     out: str
     guide: Optional[str] = None
     class_names: tuple[str, ...] = ()  # one per label; () = "0", "1", ...
-    vae: Optional[str] = None  # a diffusers VAE folder, for a latent-space snapshot
+    vae: Optional[str] = None  # a diffusers AutoencoderKL folder, for a latent-space snapshot (copied as vae/)
     channels_per_head: int = 64  # not stored in a training-state file's shapes
     guidance: float = 1.0  # the folder's default guidance w (autoguidance with the guide; 1 = none)
 
@@ -80,6 +82,49 @@ def _read(path: str, field: str, vae: Optional[str]) -> EDM2Snapshot:
         raise
 
 
+def _latent(config: ImportConfig, snap: EDM2Snapshot, net: EDM2Denoiser) -> dict:
+    """A latent snapshot's decoding: the VAE folder checked, and the encoder's per-channel scale and bias (EDM2's
+    final latents are raw VAE latents * scale + bias)."""
+    if snap.encoder != "latent":
+        raise ModelError("the EDM2 snapshot is pixel-space: it takes no VAE", hint="drop `vae`", field="vae")
+    vae = Path(config.vae)
+    cfg = vae / "config.json"
+    try:
+        vae_config = json.loads(cfg.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise ModelError(f"{vae} is not a diffusers VAE folder (no readable config.json)", hint="check `vae`",
+                         field="vae") from None
+    if not isinstance(vae_config, dict) or vae_config.get("_class_name") != "AutoencoderKL":
+        raise ModelError(f"{vae} is not a diffusers AutoencoderKL folder", hint="check `vae`", field="vae")
+    if not any(vae.glob("*.safetensors")):
+        raise ModelError(f"the VAE in {vae} has no .safetensors weights (scoremix-ds loads safetensors only)",
+                         hint="check `vae`", field="vae")
+    channels = int(vae_config.get("latent_channels", 4))
+    if channels != int(net.img_channels):
+        raise ModelError(f"the VAE has {channels} latent channels, the EDM2 network {net.img_channels}",
+                         hint="give `vae` the VAE the snapshot was trained with", field="vae")
+    state = (snap.extra.get("encoder") or {}).get("state") or {}
+    values = {}
+    for key in ("scale", "bias"):
+        value = np.asarray(state.get(key, np.nan), dtype=np.float64).reshape(-1)
+        if value.size == 1:
+            value = np.repeat(value, channels)
+        if value.size != channels or not np.isfinite(value).all() or (key == "scale" and (value == 0).any()):
+            raise DataError(f"the EDM2 snapshot's latent encoder has no usable per-channel {key}",
+                            hint="check `snapshot`", field="snapshot")
+        values[key] = [float(v) for v in value]
+    factor = 2 ** max(len(vae_config.get("block_out_channels") or [0]) - 1, 0)  # the VAE's downsampling
+    return {**values, "vae_name": str(state.get("vae_name", "")), "latent_channels": channels,
+            "image_size": int(net.img_resolution) * factor, "image_channels": int(vae_config.get("in_channels", 3))}
+
+
+def _copy_vae(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True)
+    for path in src.iterdir():
+        if path.is_file() and (path.suffix in (".json", ".safetensors") or path.name == "README.md"):
+            shutil.copyfile(path, dst / path.name)
+
+
 def _check_guide(net: EDM2Denoiser, guide: EDM2Denoiser) -> None:
     for what, a, b in (("resolution", net.img_resolution, guide.img_resolution),
                        ("channel count", net.img_channels, guide.img_channels),
@@ -104,7 +149,9 @@ def _card(config: ImportConfig, snap: EDM2Snapshot, guide: Optional[EDM2Snapshot
         "Imported with `scoremix-ds import-generator` from an NVlabs EDM2 snapshot, read as data: nothing from the "
         "file was executed or imported, and its embedded source code was only hashed.\n\n"
         f"| | |\n|---|---|\n{table}\n\n"
-        f"Classes: {len(names)}. Sampler: `edm-heun` (see scoremix.json).\n\n"
+        f"Classes: {len(names)}. Sampler: `edm-heun` (see scoremix.json)."
+        + (" Latent space: decoded by the VAE in `vae/` (copied from the folder given)." if snap.encoder == "latent"
+           else "") + "\n\n"
         "## Licence\n\n"
         f"EDM2's code (NVlabs) is {EDM2_CODE_LICENCE}; this folder holds none of it (the network is scoremix-ds' own "
         "implementation). The weights are the user's: they may carry other terms, set by whoever trained them "
@@ -116,9 +163,6 @@ def import_snapshot(config: ImportConfig) -> Path:
     """Write the generator folder ``config.out`` from ``config.snapshot`` (see the module docstring)."""
     from ...core.outputs import claim_folder
 
-    if config.vae is not None:
-        raise ModelError("importing a latent-space EDM2 snapshot with a VAE is not supported yet",
-                         hint="import a pixel-space snapshot (drop `vae`)", field="vae")
     if not config.guidance >= 0:
         raise ModelError(f"guidance must be >= 0, got {config.guidance}", field="guidance")
     if config.guidance != 1.0 and config.guide is None:
@@ -131,6 +175,7 @@ def import_snapshot(config: ImportConfig) -> Path:
         guide_snap = _read(config.guide, "guide", config.vae)
         guide = _network(guide_snap, "guide", config.channels_per_head)
         _check_guide(net, guide)
+    latent = _latent(config, snap, net) if snap.encoder == "latent" or config.vae is not None else None
     n = int(net.label_dim)
     names = [str(c) for c in config.class_names] or [str(i) for i in range(n)]
     if len(names) != n:
@@ -147,13 +192,17 @@ def import_snapshot(config: ImportConfig) -> Path:
     if guide_snap is not None:
         source["guide"] = {"file": Path(config.guide).name, "sha256": guide_snap.file_sha256,
                            "class_name": guide_snap.class_name, "source_sha256": guide_snap.source_sha256}
-    extra = {"imported_from": source, "edm2_code_licence": EDM2_CODE_LICENCE, "licence": None}
+    extra = {"imported_from": source, "edm2_code_licence": EDM2_CODE_LICENCE, "licence": None,
+             **({"latent": latent, "image_size": latent["image_size"],
+                 "channels": latent["image_channels"]} if latent is not None else {})}
     claim_folder(out, "import-generator")
     tmp = out.parent / f".{out.name}.import-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_edm2_folder(tmp, net, names, architecture="edm2-imported", guide=guide, extra=extra,
                           sampler={"guidance": float(config.guidance)})
+        if latent is not None:
+            _copy_vae(Path(config.vae), tmp / VAE_DIR)
         (tmp / "README.md").write_text(_card(config, snap, guide_snap, names), encoding="utf-8")
         out.rmdir()
         tmp.rename(out)
