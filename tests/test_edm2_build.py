@@ -129,3 +129,12 @@ def test_build_cli_on_an_imported_snapshot(tmp_path, capsys, tiny_discriminator_
     assert {k: manifest["config"][k] for k in ("scheduler", "steps", "guidance")} == {
         "scheduler": "edm-heun", "steps": 2, "guidance": 1.7}
     assert len(_rows(out)) == 4
+
+
+def test_a_weak_generator_of_other_labels_is_refused_before_writing(edm2_config, tiny_generator_dir, tmp_path):
+    kwargs = {**preset("edm2-cpu-guide").denoiser_kwargs(label_dim=3), "img_resolution": 8, "attn_resolutions": [4]}
+    other = write_edm2_folder(tmp_path / "three", _live(EDM2Denoiser(**kwargs), 2), ["x", "y", "z"])
+    for weak, needle in ((other, "label count"), (tiny_generator_dir, "EDM2 network")):
+        with pytest.raises(ModelError, match=needle) as err:
+            run_build(edm2_config(out=str(tmp_path / "never"), weak_generator=str(weak)), progress=False)
+        assert err.value.field == "weak_generator" and not (tmp_path / "never").exists()

@@ -135,9 +135,6 @@ def _edm_sample(generator, scheduler, classes, weights, seeds, num_steps, guidan
                          hint="set `scheduler` to edm-heun for an EDM2 folder, else to ddim, dpm++, euler or heun",
                          field="scheduler")
     weak = weak if weak is not None else getattr(generator, "guide", None)
-    if weak is not None and weak.kind != "edm2":
-        raise ModelError("an EDM2 generator is autoguided by an EDM2 network", hint="check `weak_generator`",
-                         field="weak_generator")
     noise_t = (noise if noise is not None else initial_noise(seeds, generator.sample_shape))[0]
     x = edm2_sample(generator, scheduler, classes, weights, noise_t, num_steps, guidance, weak, schedule, mixing)
     return x.float() if return_latents else generator.decode(x.float())

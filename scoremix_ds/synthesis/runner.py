@@ -20,6 +20,7 @@ from ..dataset.manifest import Manifest
 from ..dataset.writer import datasets_bars_off
 from ..core.devices import resolve_device, resolve_dtype
 from ..core.errors import ModelError
+from ..generators.edm2.generator import check_guide
 from ..generators.loading import load_generator
 from ..core.outputs import OutputLock
 from ..core.validate import device_name
@@ -65,6 +66,7 @@ def load_models(config: BuildConfig, device: str | None = None):
     if config.weak_generator:
         weak = load_generator(config.weak_generator, null_class=config.null_class, flag="weak_generator")
         weak = accelerate_kernels(weak.to(device, dtype), config.compile)
+        check_guide(gen, weak)  # an EDM2 generator's weak network: EDM2, same sample shape and labels
     if config.guidance != 1.0 and weak is None and gen.null_class is None and getattr(gen, "guide", None) is None:
         raise ModelError(
             "classifier-free guidance needs a null class, and this generator has none",

@@ -98,6 +98,21 @@ class EDM2Generator(ClassConditionalGenerator):
         return weight.t()[: self.num_classes].cpu()
 
 
+def check_guide(gen: ClassConditionalGenerator, weak: Optional[ClassConditionalGenerator],
+                field: str = "weak_generator") -> None:
+    """An EDM2 generator's autoguidance network is an EDM2 network with its sample shape and label count."""
+    if gen.kind != "edm2" or weak is None:
+        return
+    if weak.kind != "edm2":
+        raise ModelError(f"an EDM2 generator is autoguided by an EDM2 network, not a {weak.kind} one",
+                         hint=f"check `{field}`", field=field)
+    for what, a, b in (("sample shape", gen.sample_shape, weak.sample_shape),
+                       ("label count", gen.num_classes, weak.num_classes)):
+        if a != b:
+            raise ModelError(f"the autoguidance guide's {what} is {b}, the generator's {a}",
+                             hint=f"give `{field}` a network of the same data and classes", field=field)
+
+
 def _network(gen: EDM2Generator) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
     def run(x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return gen.denoiser(x, sigma, labels)
@@ -119,9 +134,7 @@ def edm2_sample(gen: EDM2Generator, scheduler: EDMHeunScheduler, classes: torch.
         raise ModelError("classifier-free guidance needs a null class, and this generator has none",
                          hint="use `guidance` 1, or give a `weak_generator` (or a folder with a guide)",
                          fields=("guidance", "weak_generator"))
-    if weak is not None and weak.sample_shape != gen.sample_shape:
-        raise ModelError(f"the autoguidance guide samples {weak.sample_shape}, the generator {gen.sample_shape}",
-                         hint="give a guide of the same resolution and channels", field="weak_generator")
+    check_guide(gen, weak)
     onehot = gen.labels(classes).to(device)  # (B, K, L)
     weights = weights.to(device=device, dtype=torch.float32)
     sigmas = scheduler.sigmas(int(num_steps)).to(device)
