@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
 from ..core.errors import ConfigError
+from ..core.fingerprints import config_fingerprint
 from ..maths.mixing import WEIGHT_SCHEDULES, WeightSchedule, validate_weights
 from ..maths.pair_strategies import Strategy, check_selection, get_strategy
 from ..core.recipes import to_dict, without_added_fields
@@ -142,6 +141,5 @@ class BuildConfig:
 
     def fingerprint(self) -> str:
         """Stable hash of :meth:`content_config`: two builds with the same fingerprint make the same rows."""
-        blob = json.dumps(self.content_config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return config_fingerprint(self.content_config(), compact=True)
 
