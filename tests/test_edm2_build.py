@@ -15,7 +15,7 @@ import torch
 from conftest import NUM_CLASSES
 from fixtures.cli import build_command, run_cli
 from fixtures.edm2_pickles import TINY, _snapshot_bytes
-from scoremix_ds.core.errors import ModelError
+from scoremix_ds.core.errors import ConfigError, ModelError
 from scoremix_ds.generators.edm2 import EDM2Denoiser, preset
 from scoremix_ds.generators.edm2.folder import write_edm2_folder
 from scoremix_ds.synthesis.config import BuildConfig
@@ -71,6 +71,8 @@ def test_edm2_folder_defaults_fill_the_build_config(edm2_config):
     assert (given.scheduler, given.steps, given.guidance) == ("edm-heun", 4, 1.2)
     explicit = edm2_config(scheduler="edm-heun")  # named: the config's own steps / guidance stand
     assert (explicit.steps, explicit.guidance) == (25, 3.0)
+    with pytest.raises(ConfigError, match="prediction_type"):
+        edm2_config(prediction_type="epsilon")
     other = with_generator_sampler(BuildConfig(generator="default"))
     assert (other.scheduler, other.steps, other.guidance) == ("ddim", 25, 3.0)
 

@@ -2,7 +2,9 @@
 
 The scheduler's noise schedule and prediction type come from the model folder when it has a
 ``scheduler/scheduler_config.json`` (``Scheduler.from_config``, the diffusers idiom for swapping samplers);
-otherwise the named scheduler's defaults are used, with ``prediction_type`` from the flag.
+otherwise the named scheduler's defaults are used, with ``prediction_type`` from the flag. ``edm-heun`` is EDM's
+deterministic Heun sampler for EDM2 generators (:class:`~scoremix_ds.generators.edm2.generator.EDMHeunScheduler`,
+its sigma_min / sigma_max / rho from the folder's scoremix.json).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def make_scheduler(name: str, base_config: dict[str, Any] | None = None, predict
     if name in EDM_SCHEDULERS:
         from ..generators.edm2.generator import EDMHeunScheduler
 
+        if prediction_type is not None:
+            raise ConfigError(f"prediction_type {prediction_type} does not apply to {name} (EDM2 predicts the "
+                              "denoised image)", hint="leave `prediction_type` unset", field="prediction_type")
         return EDMHeunScheduler.from_config(base_config)
     class_name, extra = SCHEDULERS[name]
     cls = getattr(diffusers, class_name)

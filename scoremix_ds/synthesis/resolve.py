@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from ..core.errors import ConfigError
 from ..dataset.manifest import Manifest
 from .config import BuildConfig
 from .outdir import completed_build
@@ -42,9 +43,19 @@ def with_generator_sampler(config: BuildConfig) -> BuildConfig:
     sampler = local_folder_sampler(config.generator)
     defaults = {f.name: f.default for f in fields(BuildConfig)}
     if sampler is None or config.scheduler != defaults["scheduler"]:
-        return config
+        return _check_edm(config)
     changes = {"scheduler": str(sampler["scheduler"])}
     for name in ("steps", "guidance"):
         if getattr(config, name) == defaults[name]:
             changes[name] = type(defaults[name])(sampler[name])
-    return replace(config, **changes)
+    return _check_edm(replace(config, **changes))
+
+
+def _check_edm(config: BuildConfig) -> BuildConfig:
+    from ..sampling.schedulers import EDM_SCHEDULERS
+
+    if config.scheduler in EDM_SCHEDULERS and config.prediction_type is not None:
+        raise ConfigError(f"prediction_type {config.prediction_type} does not apply to {config.scheduler} (EDM2 "
+                          "predicts the denoised image)", hint="leave `prediction_type` unset",
+                          fields=("prediction_type", "scheduler"))
+    return config
