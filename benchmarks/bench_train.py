@@ -32,7 +32,7 @@ from scoremix_ds.training.mixture import make_loader, open_mixture
 from scoremix_ds.sources.preprocess import PreprocessConfig
 from scoremix_ds.sources.openers import read_real_data
 from scoremix_ds.sources.source import SourceSpec
-from scoremix_ds.sources.transforms import to_model_tensor
+from scoremix_ds.maths.image_tensors import to_model_tensor
 from scoremix_ds.maths.margins import ArcFaceHead
 from scoremix_ds.discriminators.loading import SmallCNN
 from scoremix_ds.training.recognition import train_recognition

@@ -39,7 +39,7 @@ import torch
 from scoremix_ds.analysis.audit import audit_identities, real_reference
 from scoremix_ds.sources.openers import read_real_data
 from scoremix_ds.sources.preprocess import resize_uint8
-from scoremix_ds.sources.transforms import to_uint8
+from scoremix_ds.maths.image_tensors import to_uint8
 from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.pair_strategies import select_pairs
 from scoremix_ds.discriminators.loading import embed_images, load_discriminator

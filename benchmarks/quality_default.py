@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from scoremix_ds.sources.readers import read_mnist_5k
-from scoremix_ds.sources.transforms import to_uint8
+from scoremix_ds.maths.image_tensors import to_uint8
 from scoremix_ds.maths.centres import class_centres, l2_normalise
 from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 from scoremix_ds.generators.loading import load_generator

@@ -44,8 +44,13 @@ def test_wrong_architecture_missing_backbone_and_pickled_code_are_refused(backbo
     with pytest.raises(ModelError, match="not a iresnet34") as exc:
         load_state_dict_file(path, "iresnet34", image_size=32, embedding_dim=64)
     assert "backbone" in exc.value.fields
-    with pytest.raises(ModelError, match="does not say its architecture"):
-        load_state_dict_file(path, None)
+    from scoremix_ds.discriminators.embedding_net import SmallCNN
+
+    small = tmp_path / "small.pth"
+    torch.save(SmallCNN(1, 32, 16).state_dict(), small)  # not an IResNet: its architecture cannot be read off
+    with pytest.raises(ModelError, match="cannot be read off its tensors"):
+        load_state_dict_file(small)
+    assert isinstance(load_state_dict_file(small, "small-cnn", image_size=32, channels=1, embedding_dim=16), SmallCNN)
 
     class Payload:
         def __reduce__(self):
@@ -89,3 +94,26 @@ def test_export_discriminator_command_round_trips_through_the_loader(tmp_path, c
     (user / "notes.txt").write_text("keep")
     assert main(["export-discriminator", "default", "--out", str(user)]) == 2  # a folder this tool did not write
     assert [p.name for p in user.iterdir()] == ["notes.txt"]
+
+
+def test_the_architecture_is_read_off_an_iresnet_state_dict(backbone_pth):
+    from scoremix_ds.discriminators.arcface_torch import infer_iresnet
+
+    model, path = backbone_pth
+    assert infer_iresnet(model.state_dict()) == {"backbone": "iresnet18", "channels": 3, "image_size": 32,
+                                                 "embedding_dim": 64}
+    loaded = load_state_dict_file(path)  # nothing named: read off the tensors
+    assert type(loaded).__name__ == "IResNet18" and loaded.embedding_dim == 64
+    assert infer_iresnet({"conv.weight": torch.zeros(1)}) is None
+
+
+def test_discriminator_backbone_pth_works_wherever_a_discriminator_does(backbone_pth, tmp_path, capsys):
+    from scoremix_ds.cli import main
+    from scoremix_ds.discriminators.loading import embed_images, load_discriminator
+
+    model, path = backbone_pth
+    loaded = load_discriminator(str(path))
+    images = (np.random.default_rng(0).random((3, 32, 32, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(embed_images(loaded, images), embed_images(model, images))
+    rc = main(["eval", str(path), "--benchmark", "heldout:mnist-5k-heldout[0-3]:40", "--out", str(tmp_path / "ev")])
+    assert rc == 0, capsys.readouterr().err

@@ -280,7 +280,7 @@ CASES = {
     "build-pairs-zero": lambda w, t: (build_args(w, t / "out", "--pairs", "0"), ["--pairs"]),
     "build-device-unknown": lambda w, t: (build_args(w, t / "out", "--device", "gpu0"), ["--device"]),
     "build-device-cuda-absent": lambda w, t: (build_args(w, t / "out", "--device", "cuda"), ["--device"]),
-    "build-generator-revision-in-id": lambda w, t: (build_args(w, t / "out", "--generator", "ORG/NAME@REV"), ["ORG/NAME@REV"]),
+    "build-generator-revision-in-id": lambda w, t: (build_args(w, t / "out", "--generator", "ORG/NAME@REV"), ["ORG/NAME", "revision REV", "--generator"]),
     # build: damaged model folders
     "build-generator-truncated-safetensors": lambda w, t: _gen(w, t, lambda g: truncate(g / "unet" / "diffusion_pytorch_model.safetensors")),
     "build-generator-bad-json-meta": lambda w, t: _gen(w, t, lambda g: (g / "scoremix.json").write_text("{not json")),

@@ -2,8 +2,10 @@
 
 In: ``arcface_torch`` saves ``torch.save(backbone.module.state_dict(), "model.pt")`` (``backbone.pth`` in its released
 models). :func:`load_state_dict_file` reads such a file with ``torch.load(weights_only=True)`` (tensors and plain
-containers only: no pickled code runs) and loads it STRICTLY into the backbone named by the caller (the file does not
-say which architecture it is), so a missing or extra parameter is an error, not a silently half-loaded model. The
+containers only: no pickled code runs) and loads it STRICTLY into the backbone the caller names or, unnamed, the
+IResNet its tensors describe (depth from the blocks per stage, sizes from ``conv1`` and ``fc``), so a missing or
+extra parameter is an error, not a silently half-loaded model. ``--discriminator backbone.pth`` and ``train --init
+backbone.pth`` go through it (:func:`~scoremix_ds.discriminators.loading.load_discriminator`). The
 project's IResNets use insightface's parameter names. Preprocessing is insightface's: RGB, 112x112 aligned crops,
 ``(pixel - 127.5) / 127.5`` — what :func:`~scoremix_ds.discriminators.loading.embed_images` does for every backbone.
 
@@ -23,6 +25,7 @@ import torch
 from ..core.errors import ModelError
 from . import BACKBONES
 from .embedding_net import EmbeddingNet
+from .iresnet import IRESNETS, STAGE_WIDTHS
 
 STATE_DICT_SUFFIXES = (".pth", ".pt")
 ONNX_OPSET = 17
@@ -33,14 +36,31 @@ def is_state_dict_file(reference: str | None) -> bool:
     return reference is not None and Path(reference).suffix in STATE_DICT_SUFFIXES and Path(reference).is_file()
 
 
-def load_state_dict_file(path: str | Path, backbone: str | None, image_size: int = 112, channels: int = 3,
-                         embedding_dim: int = 512, field: str = "discriminator") -> EmbeddingNet:
-    """A ``backbone.pth`` loaded strictly into ``BACKBONES[backbone]`` (eval mode, CPU)."""
+def infer_iresnet(state: dict[str, torch.Tensor]) -> dict | None:
+    """The IResNet an insightface state dict is, read off its tensors: the blocks per stage give the depth, ``conv1``
+    the input channels, ``fc`` the embedding width and (its input is 512 x side x side, side = image_size / 16) the
+    image size. None when the tensors are not an IResNet's."""
+    try:
+        depth = tuple(len({k.split(".")[1] for k in state if k.startswith(f"layer{i}.")}) for i in range(1, 5))
+        embedding_dim, flat = state["fc.weight"].shape
+        channels = state["conv1.weight"].shape[1]
+    except (KeyError, IndexError, ValueError):
+        return None
+    side = round((flat / STAGE_WIDTHS[-1]) ** 0.5)
+    backbone = next((name for name, cls in IRESNETS.items() if cls.layers == depth), None)
+    if backbone is None or side * side * STAGE_WIDTHS[-1] != flat:
+        return None
+    return {"backbone": backbone, "channels": int(channels), "image_size": int(side * 16),
+            "embedding_dim": int(embedding_dim)}
+
+
+def load_state_dict_file(path: str | Path, backbone: str | None = None, image_size: int | None = None,
+                         channels: int | None = None, embedding_dim: int | None = None,
+                         field: str = "discriminator") -> EmbeddingNet:
+    """A ``backbone.pth`` loaded strictly into ``BACKBONES[backbone]`` (eval mode, CPU). Unnamed, the backbone and its
+    sizes are read off an IResNet's tensors (:func:`infer_iresnet`); named, they must agree with them."""
     path = Path(path)
-    if backbone is None:
-        raise ModelError(f"{path} is a plain state dict, which does not say its architecture",
-                         hint=f"name it with `backbone` (one of {', '.join(BACKBONES)})", field="backbone")
-    if backbone not in BACKBONES:
+    if backbone is not None and backbone not in BACKBONES:
         raise ModelError(f"unknown backbone '{backbone}'", hint=f"backbones: {', '.join(BACKBONES)}", field="backbone")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -53,6 +73,14 @@ def load_state_dict_file(path: str | Path, backbone: str | None, image_size: int
         raise ModelError(f"{path} does not hold a state dict of tensors", hint="give arcface_torch's backbone.pth",
                          field=field)
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from a DistributedDataParallel wrapper
+    found = infer_iresnet(state) or {}
+    backbone = backbone or found.get("backbone")
+    if backbone is None:
+        raise ModelError(f"{path} is a plain state dict whose architecture cannot be read off its tensors",
+                         hint=f"name it with `backbone` (one of {', '.join(BACKBONES)})", field="backbone")
+    channels = channels or found.get("channels", 3)
+    image_size = image_size or found.get("image_size", 112)
+    embedding_dim = embedding_dim or found.get("embedding_dim", 512)
     model = BACKBONES[backbone](in_channels=channels, image_size=image_size, embedding_dim=embedding_dim)
     missing, unexpected = _mismatch(model, state)
     if missing or unexpected:

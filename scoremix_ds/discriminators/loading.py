@@ -26,6 +26,7 @@ from ..core.hub_client import download_errors
 from ..core.processes import is_main_process
 from ..core.refs import could_be_hub_id, with_revision  # ORG/NAME@REVISION, the one reference grammar
 from ..core.resources import default_model_dir
+from .arcface_torch import is_state_dict_file, load_state_dict_file
 from .embedding_net import BACKBONES, CONFIG_NAME, WEIGHTS_NAME, EmbeddingNet, SmallCNN, backbone_class
 from .onnx_embedder import OnnxEmbedder, is_onnx_reference, load_onnx_embedder
 
@@ -70,6 +71,11 @@ def load_discriminator(name_or_path: str | None = None, revision: str | None = N
 def _load(name_or_path: str | None, revision: str | None, flag: str) -> EmbeddingNet | OnnxEmbedder:
     if is_onnx_reference(name_or_path):
         return load_onnx_embedder(name_or_path, flag=flag)
+    if is_state_dict_file(name_or_path):  # an arcface_torch backbone.pth: tensors only, strict, architecture inferred
+        model = load_state_dict_file(name_or_path, field=flag)
+        logger.info("loaded discriminator %s (arcface_torch state dict: %s, %d-d)", name_or_path,
+                    type(model).backbone_name, model.embedding_dim)
+        return model
     folder = _resolve(name_or_path, revision, flag)
     backbone = backbone_class(folder / CONFIG_NAME, flag)
     try:
