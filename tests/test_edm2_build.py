@@ -64,9 +64,11 @@ def _rows(path: Path, config: str = "mix") -> list[dict]:
     return [{k: (np.asarray(v).tobytes() if k == "image" else v) for k, v in row.items()} for row in ds]
 
 
-def test_edm2_folder_defaults_fill_the_build_config(edm2_config):
+def test_edm2_folder_defaults_fill_the_build_config(edm2_config, edm2_dir):
     config = edm2_config()
     assert (config.scheduler, config.steps, config.guidance) == ("edm-heun", 3, 1.5)
+    assert config.weak_generator == str(edm2_dir / "edm2_guide")  # autoguidance with the folder's guide, by name
+    assert edm2_config(guidance=1.0).weak_generator is None
     given = edm2_config(steps=4, guidance=1.2)
     assert (given.scheduler, given.steps, given.guidance) == ("edm-heun", 4, 1.2)
     explicit = edm2_config(scheduler="edm-heun")  # named: the config's own steps / guidance stand
@@ -83,6 +85,8 @@ def test_build_on_a_fresh_edm2_cpu_folder_with_its_guide(edm2_config, tmp_path):
     manifest = json.loads((result.out / "manifest.json").read_text())
     assert {k: manifest["config"][k] for k in ("scheduler", "steps", "guidance")} == {
         "scheduler": "edm-heun", "steps": 3, "guidance": 1.5}
+    card = (result.out / "README.md").read_text()
+    assert "`edm-heun`, 3" in card and "(autoguidance with `" in card  # the card's sampler and guidance rows
     mix = _rows(result.out)
     assert len({r["image"] for r in mix}) == 6  # distinct samples
     # the same config: the same bytes; another batch size and shard size: the same rows
@@ -130,6 +134,7 @@ def test_build_cli_on_an_imported_snapshot(tmp_path, capsys, tiny_discriminator_
     manifest = json.loads((out / "manifest.json").read_text())
     assert {k: manifest["config"][k] for k in ("scheduler", "steps", "guidance")} == {
         "scheduler": "edm-heun", "steps": 2, "guidance": 1.7}
+    assert manifest["config"]["weak_generator"] == str(folder / "edm2_guide")
     assert len(_rows(out)) == 4
 
 

@@ -42,6 +42,9 @@ def test_folder_round_trip_and_loading(tmp_path):
     assert isinstance(gen, EDM2Generator) and gen.kind == "edm2" and gen.num_classes == 3 and gen.null_class == 3
     assert gen.class_names == ("a", "b", "c") and gen.sample_shape == (1, 16, 16)
     assert gen.guide is not None and gen.guide.sample_shape == (1, 16, 16)
+    bare = load_generator(str(tmp_path / "g" / "edm2_guide"), flag="weak_generator")  # the guide as a weak generator
+    assert isinstance(bare, EDM2Generator) and bare.class_names == ("a", "b", "c") and bare.num_classes == 3
+    assert torch.equal(bare.denoiser.unet.out_gain, guide.unet.out_gain)
     x, sigma = torch.randn(2, 1, 16, 16), torch.tensor([0.4, 3.0])
     assert torch.equal(gen.predict(x, sigma, torch.tensor([0, 2])), net(x, sigma, torch.eye(3)[[0, 2]]))
     assert torch.equal(gen.predict(x, sigma, torch.tensor([3, 3])), net(x, sigma, torch.zeros(2, 3)))  # null: zeros

@@ -157,13 +157,15 @@ def load_generator(name_or_path: str | None = None, revision: str | None = None,
 def _load_generator(name_or_path: str | None, revision: str | None, null_class: int | None, flag: str
                     ) -> ClassConditionalGenerator:
     root = resolve_generator_path(name_or_path, revision, flag)
-    from .edm2.folder import is_edm2_folder, load_edm2_folder
+    from .edm2.folder import is_edm2_folder, is_edm2_network, load_edm2_folder, load_edm2_network
 
     if is_edm2_folder(root):
         meta = _read_json(root / "scoremix.json", flag)
         _check_meta(root / "scoremix.json", meta)
         return load_edm2_folder(root, meta, null_class=null_class, source=str(name_or_path or "default"),
                                 revision=revision, flag=flag)
+    if is_edm2_network(root):  # a bare EDM2 network, e.g. a folder's edm2_guide/ as the weak generator
+        return load_edm2_network(root, null_class=null_class, source=str(name_or_path), revision=revision, flag=flag)
     folder = _denoiser_folder(root, flag)
     _require_safetensors(folder, "the denoiser", flag)
     config = _json_object(folder / "config.json", flag)

@@ -37,17 +37,23 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
 def with_generator_sampler(config: BuildConfig) -> BuildConfig:
     """An EDM2 generator folder samples with ``edm-heun``: when the config leaves ``scheduler`` at its default
     (ddim, a diffusers scheduler that does not apply to EDM2), the folder's sampler settings replace it, and its
-    steps and guidance replace ``steps`` / ``guidance`` left at their defaults. Other generators: unchanged."""
-    from ..generators.edm2.folder import local_folder_sampler
+    steps and guidance replace ``steps`` / ``guidance`` left at their defaults; with guidance and no
+    ``weak_generator``, the folder's ``edm2_guide/`` becomes the weak generator. Other generators: unchanged."""
+    from ..generators.edm2.folder import local_folder_guide, local_folder_sampler
 
     sampler = local_folder_sampler(config.generator)
-    defaults = {f.name: f.default for f in fields(BuildConfig)}
-    if sampler is None or config.scheduler != defaults["scheduler"]:
+    if sampler is None:
         return _check_edm(config)
-    changes = {"scheduler": str(sampler["scheduler"])}
-    for name in ("steps", "guidance"):
-        if getattr(config, name) == defaults[name]:
-            changes[name] = type(defaults[name])(sampler[name])
+    defaults = {f.name: f.default for f in fields(BuildConfig)}
+    changes: dict = {}
+    if config.scheduler == defaults["scheduler"]:
+        changes["scheduler"] = str(sampler["scheduler"])
+        for name in ("steps", "guidance"):
+            if getattr(config, name) == defaults[name]:
+                changes[name] = type(defaults[name])(sampler[name])
+    guide = local_folder_guide(config.generator)
+    if changes.get("guidance", config.guidance) != 1.0 and config.weak_generator is None and guide is not None:
+        changes["weak_generator"] = guide  # autoguidance with the folder's guide, named in the manifest and card
     return _check_edm(replace(config, **changes))
 
 

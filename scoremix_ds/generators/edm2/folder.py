@@ -12,7 +12,9 @@ Layout::
     README.md          optional card (written by ``import-generator``)
 
 Owns: :func:`write_edm2_folder`, :func:`is_edm2_folder` and :func:`load_edm2_folder` (safetensors only; returns an
-:class:`~.generator.EDM2Generator` whose ``guide`` is the folder's guide). ``null_class``, when not null, is
+:class:`~.generator.EDM2Generator` whose ``guide`` is the folder's guide), :func:`load_edm2_network` (a bare network
+folder such as ``edm2_guide/``, given as a weak generator) and the build's look-ups of a local folder's sampler
+settings and guide (:func:`local_folder_sampler`, :func:`local_folder_guide`). ``null_class``, when not null, is
 ``num_classes``: EDM2's dropped label, the zero vector.
 """
 
@@ -31,6 +33,15 @@ EDM2_DIR, GUIDE_DIR, VAE_DIR = "edm2", "edm2_guide", "vae"
 
 def is_edm2_folder(root: Path) -> bool:
     return (Path(root) / EDM2_DIR / "config.json").is_file()
+
+
+def is_edm2_network(folder: Path) -> bool:
+    """A bare EDM2 network folder (``config.json`` of an EDM2Denoiser), e.g. a generator folder's ``edm2_guide/``."""
+    config = Path(folder) / "config.json"
+    try:
+        return config.is_file() and json.loads(config.read_text(encoding="utf-8")).get("_class_name") == "EDM2Denoiser"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def folder_meta(net: EDM2Denoiser, class_names: Sequence[str], null_class: Optional[int], architecture: str,
@@ -117,6 +128,40 @@ def load_edm2_folder(root: Path, meta: dict, *, null_class: Optional[int] = None
     return EDM2Generator(denoiser=net, kind="edm2", num_classes=n, null_class=null, class_names=tuple(names),
                          sample_shape=shape, scheduler_config=sampler, vae=vae, source=source, revision=revision,
                          metadata=meta, guide=guide, sampler=sampler)
+
+
+def load_edm2_network(folder: Path, *, null_class: Optional[int] = None, source: str = "",
+                      revision: Optional[str] = None, flag: str = "generator") -> EDM2Generator:
+    """A bare EDM2 network folder as a generator (an autoguidance network given as ``weak_generator``): the class
+    names and sampler of the generator folder it sits in when it is one's ``edm2_guide/``, else class ids."""
+    folder = Path(folder)
+    net = _load_net(folder, flag)
+    parent = folder.parent
+    meta: dict = {}
+    if folder.name == GUIDE_DIR and (parent / "scoremix.json").is_file():
+        try:
+            meta = json.loads((parent / "scoremix.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            meta = {}
+    n = int(net.label_dim)
+    names = meta.get("class_names") if isinstance(meta.get("class_names"), list) else None
+    null = null_class if null_class is not None else meta.get("null_class")
+    if null is not None and null != n:
+        raise ModelError(f"EDM2 network '{folder}': a null class is the zero label, id {n}, not {null}",
+                         hint=f"set `null_class` to {n} or leave it unset", field="null_class")
+    sampler = {**SAMPLER_DEFAULTS, **(meta.get("sampler") or {})}
+    return EDM2Generator(denoiser=net, kind="edm2", num_classes=n, null_class=null,
+                         class_names=tuple(str(c) for c in (names if names and len(names) == n else range(n))),
+                         sample_shape=(int(net.img_channels), int(net.img_resolution), int(net.img_resolution)),
+                         scheduler_config=sampler, source=source, revision=revision, metadata={}, sampler=sampler)
+
+
+def local_folder_guide(reference: Optional[str]) -> Optional[str]:
+    """``REFERENCE/edm2_guide`` when ``reference`` is a local EDM2 folder with a guide, else None."""
+    if not reference or reference == "default":
+        return None
+    root = Path(reference).expanduser()
+    return str(Path(reference) / GUIDE_DIR) if is_edm2_folder(root) and is_edm2_network(root / GUIDE_DIR) else None
 
 
 def _load_vae(root: Path, meta: dict, channels: int, flag: str):
