@@ -290,3 +290,26 @@ def test_tag_without_push_to_is_refused(capsys, tmp_path):
 
     assert main(["build", "--tag", "v1", "--out", str(tmp_path / "o")]) == 2
     assert "--push-to" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_build_push_to_checks_token_access_and_tag_before_sampling(hub, cli, tmp_path):
+    """A push that would fail after the build fails before it instead (issue 24.1): in seconds, nothing sampled."""
+    inputs = make_tiny_inputs(tmp_path / "in")
+
+    def args(out, seed):
+        return ["build", "--generator", inputs["generator"], "--discriminator", inputs["discriminator"], "--real-data",
+                inputs["real_data"], "--pairs", "2", "--per-identity", "1", "--steps", "2", "--seed", str(seed),
+                "--out", str(tmp_path / out), "--no-progress", "--push-to", "org/pre"]
+
+    first = cli(*args("a", 0), "--tag", "v1")
+    assert first.rc == 0, first.err[-2000:]
+    other = cli(*args("b", 1), "--tag", "v1")  # other rows under an existing tag: the push would be refused
+    assert other.rc == 2 and "tag v1 already exists" in other.error_lines[0] and "--tag" in other.error_lines[0]
+    assert not (tmp_path / "b").exists()
+    same = cli(*args("c", 0), "--tag", "v1")  # the same build again (same fingerprint): the tag already holds it
+    assert same.rc == 0 and "nothing to push" in same.err + same.out, same.err[-2000:]
+    for token, needle in (("", "no Hugging Face token"), (hub.READ_TOKEN, "read-only")):
+        refused = cli(*args("d", 2), "--tag", "v2", token=token)
+        assert refused.rc == 2 and needle in refused.error_lines[0], refused.err[-1000:]
+        assert not (tmp_path / "d").exists()
+    assert set(hub.refs("org/pre")["tags"]) == {"v1"}

@@ -68,6 +68,10 @@ def build(
         from ..hub.push import PushConfig
 
         push = PushConfig(folder=config.out, repo_id=push_to, tag=tag, force_tag=force_tag, token=token)
+        if is_main_process() and resolved.finished is None:  # token, write access, tag: before any model loads
+            from ..hub.push import preflight, remote_build_fingerprint
+
+            preflight(push, "dataset", remote_build_fingerprint(push_to, config.fingerprint()))
     elif tag or force_tag:
         raise ConfigError("--tag/--force-tag need --push-to", hint="add --push-to ORG/NAME, or use `scoremix-ds push`")
     check_num_processes(num_processes)

@@ -87,6 +87,17 @@ def _relaunched(num_processes: int) -> bool:
     return True
 
 
+def _preflight(push) -> None:
+    """Token and write access, before hours of training (the tag is checked against the model by the push itself:
+    a re-run of a finished, pushed training re-pushes nothing)."""
+    import dataclasses
+
+    from ..hub.push import preflight
+
+    if is_main_process():
+        preflight(dataclasses.replace(push, tag=None, force_tag=False), "model")
+
+
 def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: str | None = None,
            tag: str | None = None, token: str | None = None, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
@@ -103,6 +114,7 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
             if config.stop_after is not None and config.stop_after < config.steps:
                 raise ConfigError("--push-to needs a finished generator, and --stop-after stops before the last step",
                                   hint="drop --stop-after (or push later with the finishing run)")
+            _preflight(push)
         elif tag:
             raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
         relaunched = _relaunched(num_processes)  # the children train; this parent pushes, after them
@@ -273,6 +285,7 @@ def train(
         from ..hub.push_model import ModelPushConfig
 
         push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
+        _preflight(push)
     if not _relaunched(num_processes):
         result = train_recognition(config, progress=progress)
         if is_main_process():  # rank 0 of any launch: the summary once

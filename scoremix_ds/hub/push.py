@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -26,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi
+from huggingface_hub.errors import RepositoryNotFoundError
 
-from ..dataset.manifest import Manifest, file_sha256
+from ..dataset.manifest import MANIFEST, Manifest, file_sha256
 from ..core.errors import ConfigError, ScoreMixError
 from ..core.hub_client import (
     HubError,
@@ -200,6 +202,46 @@ def _tag(api: HfApi, config: RepoPushConfig, what: Publication, commit: str, old
                            hint=f"{what.versions_hint}; choose a new tag", field="tag") from exc
         raise HubError(f"pushed commit {commit[:8]} to {repo}, but tagging it {tag} failed: {exc.message}",
                        hint="re-run the same command: nothing is uploaded again and the tag goes on that commit") from exc
+
+
+def preflight(config: RepoPushConfig, repo_type: str, same_content: Callable[[HfApi, str], bool] | None = None
+              ) -> None:
+    """Everything about a later push that can be checked BEFORE hours of sampling or training, in one line each: a
+    token exists, the Hub accepts it, it can write, and the tag (unless ``force_tag``) is absent. A tag that exists is
+    accepted only when ``same_content(api, commit)`` says that commit already holds what this run will make (a re-run
+    of a pushed build: the push then makes no commit); otherwise the run would end in a refused push."""
+    token = resolve_token(config.token)
+    api = make_api(token)
+    repo = config.repo_id
+    with hub_errors(repo, "checking the token", token):
+        who = api.whoami()
+    role = ((who.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise ConfigError(f"the Hub token of {who.get('name', 'this account')} is read-only; pushing to {repo} needs "
+                          "write access", hint="give a token with write access", field="token")
+    if not config.tag or config.force_tag:
+        return
+    with hub_errors(repo, f"reading the tags of {repo}", token, write=False):
+        try:
+            refs = api.list_repo_refs(repo, repo_type=repo_type)
+        except RepositoryNotFoundError:
+            return  # a new repository: created by the push
+    old = {r.name: r.target_commit for r in refs.tags}.get(config.tag)
+    if old is not None and not (same_content is not None and same_content(api, old)):
+        raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) and tags are never moved; "
+                          "refused before anything is made", hint=f"choose a new `tag`, or set `force_tag` to move it",
+                          fields=("tag", "force_tag"))
+
+
+def remote_build_fingerprint(repo_id: str, fingerprint: str) -> Callable[[HfApi, str], bool]:
+    """``same_content`` for a build: the commit's ``manifest.json`` has this build's fingerprint (same rows)."""
+    def same(api: HfApi, commit: str) -> bool:
+        try:
+            path = api.hf_hub_download(repo_id, MANIFEST, repo_type=REPO_TYPE, revision=commit)
+            return json.loads(Path(path).read_text(encoding="utf-8")).get("fingerprint") == fingerprint
+        except Exception:  # no manifest or not readable there: not this build
+            return False
+    return same
 
 
 def publish(config: RepoPushConfig, what: Publication) -> PushResult:
