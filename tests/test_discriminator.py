@@ -134,10 +134,10 @@ def test_load_refuses_pickle_only_folder(tmp_path):
 def test_load_refuses_missing_folder_and_unreachable_hub_id(tmp_path):
     with pytest.raises(ModelError, match="does not exist") as info:
         load_discriminator(str(tmp_path / "nowhere"))
-    assert info.value.field == "discriminator"  # the CLI names it by the command's flag
     assert "`discriminator`" in str(info.value) and info.value.field == "discriminator"
     with pytest.raises(ModelError, match="discriminator") as info:
         load_discriminator("some-org/not-cached")  # offline: one clear line, not a traceback from the Hub client
+    assert info.value.field == "discriminator"  # the CLI names it by the command's flag
 
 
 def test_load_refuses_weights_that_do_not_match_config(tmp_path):
