@@ -112,8 +112,18 @@ def test_classifier_free_guidance_and_refusals(edm2_config, edm2_dir, tmp_path):
     (edm2_dir / "scoremix.json").write_text(json.dumps({**meta, "null_class": None}))
     with pytest.raises(ModelError, match="null class"):
         run_build(edm2_config(out=str(tmp_path / "nonull"), repro=False), progress=False)
-    with pytest.raises(ModelError, match="edm-heun"):
-        run_build(edm2_config(out=str(tmp_path / "ddim"), scheduler="euler", guidance=1.0), progress=False)
+    with pytest.raises(ModelError, match="edm-heun") as err:
+        run_build(edm2_config(out=str(tmp_path / "euler"), scheduler="euler", guidance=1.0), progress=False)
+    assert err.value.field == "scheduler" and not (tmp_path / "euler").exists()
+
+
+def test_edm_heun_on_a_diffusers_generator_is_refused_before_writing(tiny_generator_dir, tiny_discriminator_dir,
+                                                                    tiny_real_data_dir, tmp_path):
+    config = BuildConfig(generator=str(tiny_generator_dir), discriminator=str(tiny_discriminator_dir),
+                         real_data=str(tiny_real_data_dir), pairs=2, scheduler="edm-heun", out=str(tmp_path / "o"))
+    with pytest.raises(ModelError, match="EDM2 generators only") as err:
+        run_build(config, progress=False)
+    assert err.value.field == "scheduler" and not (tmp_path / "o").exists()
 
 
 def test_build_cli_on_an_imported_snapshot(tmp_path, capsys, tiny_discriminator_dir, tiny_real_data_dir):

@@ -20,7 +20,7 @@ from ..dataset.manifest import Manifest
 from ..dataset.writer import datasets_bars_off
 from ..core.devices import resolve_device, resolve_dtype
 from ..core.errors import ModelError
-from ..generators.edm2.generator import check_guide
+from ..generators.edm2.generator import check_guide, check_sampler
 from ..generators.loading import load_generator
 from ..core.outputs import OutputLock
 from ..core.validate import device_name
@@ -62,6 +62,7 @@ def load_models(config: BuildConfig, device: str | None = None):
     dtype = resolve_dtype(config.dtype, device)
     gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
     gen = accelerate_kernels(gen.to(device, dtype), config.compile)
+    check_sampler(gen, config.scheduler)  # edm-heun for EDM2 generators, and for them only
     weak = None
     if config.weak_generator:
         weak = load_generator(config.weak_generator, null_class=config.null_class, flag="weak_generator")

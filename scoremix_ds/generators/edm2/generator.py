@@ -98,6 +98,16 @@ class EDM2Generator(ClassConditionalGenerator):
         return weight.t()[: self.num_classes].cpu()
 
 
+def check_sampler(gen: ClassConditionalGenerator, scheduler: str) -> None:
+    """EDM2 generators sample with ``edm-heun`` and only they do (refused when the models load)."""
+    edm = scheduler == SAMPLER_DEFAULTS["scheduler"]
+    if edm != (gen.kind == "edm2"):
+        raise ModelError(f"scheduler {scheduler} does not sample " + ("an EDM2 generator" if gen.kind == "edm2" else
+                         f"a {gen.kind} generator (edm-heun samples EDM2 generators only)"),
+                         hint="set `scheduler` to " + ("edm-heun" if gen.kind == "edm2" else "ddim, dpm++, euler or heun"),
+                         field="scheduler")
+
+
 def check_guide(gen: ClassConditionalGenerator, weak: Optional[ClassConditionalGenerator],
                 field: str = "weak_generator") -> None:
     """An EDM2 generator's autoguidance network is an EDM2 network with its sample shape and label count."""
