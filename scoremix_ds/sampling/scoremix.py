@@ -48,7 +48,9 @@ def scoremix_sample(
 
     Args:
         generator: the class-conditional denoiser (on its device and dtype).
-        scheduler: a fresh diffusers scheduler instance.
+        scheduler: a fresh diffusers scheduler instance, or for an EDM2 generator an ``EDMHeunScheduler``
+            (``edm-heun``: :func:`scoremix_ds.generators.edm2.generator.edm2_sample` samples it, the generator's
+            folder guide being the weak network unless ``weak`` is given).
         classes: ``(B, K)`` class ids to mix per sample (``K = 1`` is plain class-conditional sampling).
         weights: ``(B, K)`` mixing weights (validated by the caller).
         seeds: ``B`` per-sample seeds.
