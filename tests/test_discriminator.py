@@ -16,7 +16,7 @@ from scoremix_ds.sources.preprocess import PreprocessConfig, preprocess, shift_i
 from scoremix_ds.training.batching import MixtureBatchSampler
 from scoremix_ds.sources.source import ArraySource, SourceInfo
 from scoremix_ds.sources.splits import DEFAULT_HOLDOUT_PER_CLASS, DEFAULT_HOLDOUT_SEED, split_holdout
-from scoremix_ds.core.errors import ConfigError, ModelError
+from scoremix_ds.core.errors import ConfigError, DataError, ModelError
 from scoremix_ds.maths.margins import ArcFaceHead, arcface_logits
 from scoremix_ds.discriminators.loading import SmallCNN, embed_images, load_discriminator
 from scoremix_ds.core.recipes import from_mapping, load_recipe
@@ -259,3 +259,17 @@ def test_loader_applies_the_sampler_shifts_and_resumes_exactly():
     assert any((x == -1).any() for x, _ in batches)  # some border was shifted in (the images have no black pixel)
     tail = list(make_loader(ds, ds.batch_sampler(4, 1.0, seed=3, start_step=4, num_steps=2)))
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(tail, batches[4:]))
+
+
+def test_images_too_small_to_embed_are_refused_and_tiny_ones_warned(caplog):
+    model = SmallCNN(in_channels=1, image_size=32, embedding_dim=8)
+    with pytest.raises(DataError, match="1x1 pixels: too small to embed") as info:
+        embed_images(model, np.zeros((4, 1, 1, 1), np.uint8))
+    assert info.value.field == "real_data"
+    with caplog.at_level("WARNING"):
+        assert embed_images(model, np.zeros((2, 8, 8, 1), np.uint8)).shape == (2, 8)
+    assert "upscaled 4x" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        embed_images(model, np.zeros((2, 28, 28, 1), np.uint8))  # MNIST into 32: padded, no warning
+    assert "upscaled" not in caplog.text

@@ -140,6 +140,24 @@ def _download(repo_id: str, revision: str | None, flag: str) -> Path:
     return Path(config).parent
 
 
+MIN_SIDE = 4  # below this an image holds no identity to embed (a 1x1 "image" would be upscaled into a flat square)
+
+
+def _check_image_size(images: np.ndarray, model_size: int | None) -> None:
+    """Refuse images too small to hold a face or a character; warn when the model must upscale them 4x or more."""
+    if not len(images):
+        return
+    side = min(images.shape[1], images.shape[2])
+    if side < MIN_SIDE:
+        raise DataError(f"the images are {images.shape[1]}x{images.shape[2]} pixels: too small to embed (at least "
+                        f"{MIN_SIDE}x{MIN_SIDE})", hint="give the real images themselves, not thumbnails",
+                        field="real_data")
+    if model_size and side * 4 <= model_size:
+        logger.warning("images of %dx%d are upscaled %.0fx to the discriminator's %dx%d input: embeddings of so "
+                       "little detail rank pairs poorly", images.shape[1], images.shape[2], model_size / side,
+                       model_size, model_size)
+
+
 def embed_images(
     model: EmbeddingNet | OnnxEmbedder,
     images_uint8_nhwc: np.ndarray,
@@ -162,6 +180,7 @@ def embed_images(
         )
     if batch_size <= 0:
         raise DataError("batch size must be positive", hint="check `batch_size`", field="batch_size")
+    _check_image_size(images, getattr(model, "image_size", None))
     if isinstance(model, OnnxEmbedder):
         return model.embed(images, batch_size=batch_size)
     from tqdm.auto import tqdm
