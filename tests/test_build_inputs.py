@@ -60,3 +60,18 @@ def test_audit_of_a_damaged_build_writes_nothing_into_it(build_dir, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and shard.name in err and "re-run the same build command" in err
     assert _snapshot(build_dir) == before  # no audit.json, no card update
+
+
+def test_a_generator_naming_its_classes_otherwise_than_the_real_data_is_said_and_recorded(
+        tiny_generator_dir, tiny_discriminator_dir, tiny_real_data_dir, tmp_path, caplog):
+    meta_path = tiny_generator_dir / "scoremix.json"
+    meta = json.loads(meta_path.read_text())
+    meta_path.write_text(json.dumps({**meta, "class_names": ["w", "x", "y", "z"]}))
+    with caplog.at_level("WARNING"):
+        run_build(BuildConfig(generator=str(tiny_generator_dir), discriminator=str(tiny_discriminator_dir),
+                              real_data=str(tiny_real_data_dir), pairs=2, per_identity=1, steps=2,
+                              out=str(tmp_path / "named")), progress=False)
+    assert "the generator names class 0 'w' but the real data names it 'a'" in caplog.text
+    provenance = json.loads((tmp_path / "named" / "manifest.json").read_text())["provenance"]
+    assert provenance["generator_class_names"] == ["w", "x", "y", "z"]
+    assert provenance["class_names"] == ["a", "b", "c", "d"]  # the rows' names: the real data's

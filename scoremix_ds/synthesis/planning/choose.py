@@ -186,7 +186,22 @@ def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDa
     }
     if real is None:
         facts["embedding_distances"] = NO_REAL_DATA
+    clash = names_clash(gen, real)
+    if clash is not None:  # the rows take the real data's names: say so, and keep the generator's beside them
+        logger.warning("the generator names class %d '%s' but the real data names it '%s': rows use the real data's "
+                       "names; the manifest records both", *clash)
+        facts["generator_class_names"] = list(gen.metadata.get("class_names"))
     return facts
+
+
+def names_clash(gen: ClassConditionalGenerator, real: RealData | None) -> tuple[int, str, str] | None:
+    """The first class the generator's folder DECLARES a name for that the real data names otherwise."""
+    declared = gen.metadata.get("class_names") if isinstance(gen.metadata, dict) else None
+    if not declared or real is None:
+        return None
+    return next(((c, str(declared[c]), str(real.class_names[c]))
+                 for c in range(min(len(declared), len(real.class_names))) if str(declared[c]) != str(real.class_names[c])),
+                None)
 
 
 def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Spaces) -> dict[str, Any]:
