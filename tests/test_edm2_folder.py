@@ -64,7 +64,8 @@ def _snapshot(tmp_path, name, net, kwargs=None, **more):
 
 
 def test_import_generator_writes_the_snapshots_tensors_and_network(tmp_path, capsys):
-    source = "# networks_edm2.py stand-in\n"
+    marker = tmp_path / "source-ran.txt"
+    source = f"open({str(marker)!r}, 'w').write('the embedded source ran')  # networks_edm2.py stand-in\n"
     snap = _snapshot(tmp_path, "network-snapshot-0001.pkl", tiny_net(5), source=source)
     guide_kwargs = {**TINY, "model_channels": 8, "channels_per_head": 8}
     guide = _snapshot(tmp_path, "network-snapshot-guide.pkl", tiny_net(6, model_channels=8, channels_per_head=8),
@@ -93,6 +94,7 @@ def test_import_generator_writes_the_snapshots_tensors_and_network(tmp_path, cap
     assert hashlib.sha256(source.encode()).hexdigest() in card
     assert "training.networks_edm2.Precond" in card and "CC BY-NC-SA 4.0" in card and "other terms" in card
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temporary folder left
+    assert not marker.exists()  # the embedded source was hashed, never run
 
 
 def test_import_training_state_rebuilds_the_config_from_shapes(tmp_path, capsys):
