@@ -21,7 +21,10 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, f
 # Fields that change where or how fast rows are made, never the rows themselves: left out of the fingerprint.
 # ``plan`` is a path; the plan's CONTENT enters the fingerprint through ``plan_sha256``.
 # A field added later, with the value older builds had: builds that do not set it keep their fingerprint.
-ADDED_FIELDS: dict[str, Any] = {"null_class": None}
+# ``compute_dtype`` is not a field: it is what ``dtype`` resolves to on ``device`` (``compute_dtype()`` below), entered
+# in the fingerprint only where ``dtype`` is "auto" (an explicit dtype already names it) and only when it is not
+# float32, so every CPU/float32 fingerprint is what it was, while "auto" on CUDA (bfloat16) gets its own.
+ADDED_FIELDS: dict[str, Any] = {"null_class": None, "compute_dtype": "float32"}
 LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan", "compile"})
 
 
@@ -139,7 +142,43 @@ class BuildConfig:
         values = {k: v for k, v in to_dict(self).items() if k not in LAYOUT_FIELDS}
         return without_added_fields(values, ADDED_FIELDS)
 
+    @property
+    def compute_dtype(self) -> str:
+        """The precision the build samples in: ``dtype`` resolved on ``device`` (see :func:`compute_dtype`)."""
+        return compute_dtype(self.dtype, self.device)
+
+    def fingerprint_payload(self) -> dict:
+        """:meth:`content_config` plus the resolved precision where ``dtype`` is "auto" (see ``ADDED_FIELDS``)."""
+        values = dict(self.content_config())
+        if self.dtype == "auto":
+            values["compute_dtype"] = self.compute_dtype
+        return without_added_fields(values, ADDED_FIELDS)
+
     def fingerprint(self) -> str:
-        """Stable hash of :meth:`content_config`: two builds with the same fingerprint make the same rows."""
-        return config_fingerprint(self.content_config(), compact=True)
+        """Stable hash of :meth:`content_config` and the resolved precision: two builds with the same fingerprint
+        make the same rows."""
+        return config_fingerprint(self.fingerprint_payload(), compact=True)
+
+
+def compute_dtype(dtype: str, device: str) -> str:
+    """``dtype`` resolved on ``device``, by name: "auto" is bfloat16 on CUDA (``device`` "auto" means CUDA when torch
+    sees it), float32 elsewhere; an explicit dtype is itself. Never raises for an unavailable device (a recorded
+    config may name one): ``cuda`` is CUDA whether or not it is present."""
+    if dtype != "auto":
+        return dtype
+    if device in ("auto", "", None):
+        import torch
+
+        return "bfloat16" if torch.cuda.is_available() else "float32"
+    return "bfloat16" if str(device).split(":", 1)[0] == "cuda" else "float32"
+
+
+def recorded_precision(config: dict, provenance: dict | None = None) -> str | None:
+    """The precision a build recorded (its manifest's ``provenance`` since precision entered the fingerprint), else
+    what its ``dtype`` names; None for an older "auto" build (unknown: its fingerprint still tells builds apart)."""
+    found = (provenance or {}).get("compute_dtype")
+    if found:
+        return str(found)
+    dtype = config.get("dtype", "auto")
+    return dtype if dtype in DTYPES and dtype != "auto" else None
 

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
 from ..core.errors import DataError
+from .config import recorded_precision
 from .finalize import finalize
 
 
@@ -53,7 +54,12 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
                             hint=f"re-run that part's `scoremix-ds build` command into {part} to re-sample it, then merge")
         manifests.append(m)
     first = manifests[0]
+    first_precision = recorded_precision(first.config, first.provenance)
     for part, m in zip(parts, manifests):
+        precision = recorded_precision(m.config, m.provenance)
+        if precision != first_precision and None not in (precision, first_precision):
+            raise DataError(f"{part} was built in {precision} and {parts[0]} in {first_precision}; refusing to merge "
+                            "parts of different precision", hint="re-run one part with the other's `dtype`, then merge")
         if m.fingerprint != first.fingerprint or m.layout != first.layout:
             changed = sorted(k for k in set(first.config) | set(m.config) if first.config.get(k) != m.config.get(k))
             raise DataError(

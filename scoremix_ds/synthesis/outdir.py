@@ -11,7 +11,7 @@ from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import MANIFEST, Manifest
 from ..core.errors import ConfigError, DataError
 from ..core.outputs import TMP_SUFFIX, OutputLock, foreign_entries
-from .config import BuildConfig
+from .config import BuildConfig, recorded_precision
 from .units import unit_of, write_marker
 
 logger = logging.getLogger(__name__)
@@ -22,7 +22,12 @@ def part_of(config: BuildConfig) -> dict[str, int] | None:
 
 
 def check_same_build(out: Path, existing: Manifest, config: BuildConfig, layout: dict[str, Any]) -> None:
-    """Refuse to continue a folder that holds another build, another part, or another unit size."""
+    """Refuse to continue a folder that holds another build, another part, another precision or another unit size."""
+    made_in = recorded_precision(existing.config, existing.provenance)
+    if made_in is not None and made_in != config.compute_dtype:
+        raise ConfigError(f"{out} was built in {made_in} and this build computes in {config.compute_dtype}; refusing to "
+                          "mix precisions", hint=f"resume with `dtype` {made_in}, or choose another output folder",
+                          fields=("dtype", "device", "out"))
     if existing.fingerprint != config.fingerprint():
         changed = sorted(k for k, v in config.content_config().items() if existing.config.get(k) != v)
         raise ConfigError(
