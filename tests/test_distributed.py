@@ -159,3 +159,72 @@ def test_ctrl_c_keeps_finished_units_and_a_rerun_completes(build_args, tmp_path)
     resumed = cli(*args, "--out", str(out))
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert json.loads((out / "manifest.json").read_text())["complete"] is True
+
+
+HASH_LOGGER = '''
+import importlib.abc, importlib.util, os, sys
+
+
+class _LogHashes(importlib.abc.MetaPathFinder):
+    """Wrap scoremix_ds.dataset.manifest.file_sha256 as the module loads: each call appends 'pid path' to $HASH_LOG."""
+
+    def find_spec(self, name, path, target=None):
+        if name != "scoremix_ds.dataset.manifest":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        run = spec.loader.exec_module
+
+        def exec_module(module):
+            run(module)
+            plain = module.file_sha256
+
+            def logged(p):
+                with open(os.environ["HASH_LOG"], "a") as fh:
+                    fh.write(f"{os.getpid()} {p}\\n")
+                return plain(p)
+
+            module.file_sha256 = logged
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+sys.meta_path.insert(0, _LogHashes())
+'''
+
+
+def hashed(log: Path) -> list[str]:
+    """The shard paths hashed, once per hash (any process)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return sorted("/".join(Path(line.split(" ", 1)[1]).parts[-3:]) for line in lines if line.endswith(".parquet"))
+
+
+@pytest.mark.slow  # a 2-process launch (model loading in each): minutes on a shared, loaded 2-core CPU
+def test_two_process_resume_and_rerun_hash_each_shard_once(build_args, reference, tmp_path):
+    """Resume verifies only what each process owns (issue 26.3): a 2-process resume of a folder whose units are all
+    done but not yet finalized hashes every shard once in all, and so does a re-run of the finished folder."""
+    from test_build import crash_after_units
+
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(HASH_LOGGER)
+    log = tmp_path / "hashes.log"
+    out = tmp_path / "resumed"
+    assert main([*build_args, "--out", str(out)]) == 0
+    crash_after_units(out, keep=set(range(6)))  # every unit done; the folder not finalized
+    expected = sorted(rel for files in reference.values() for rel in files)
+    e = dict(env(), HASH_LOG=str(log))
+    e["PYTHONPATH"] = str(hooks) + os.pathsep + e["PYTHONPATH"]
+    proc = subprocess.run([sys.executable, "-m", "scoremix_ds", *build_args, "--out", str(out), "--num-processes", "2"],
+                          capture_output=True, text=True, env=e, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert shards(out) == reference
+    pids = {line.split(" ", 1)[0] for line in log.read_text().splitlines()}
+    assert len(pids) == 2  # both processes verified a share
+    assert hashed(log) == expected  # each shard once, in all
+    log.unlink()
+    proc = subprocess.run([sys.executable, "-m", "scoremix_ds", *build_args, "--out", str(out), "--num-processes", "2"],
+                          capture_output=True, text=True, env=e, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert hashed(log) == expected  # the finished folder: checked once, by the launching process

@@ -73,6 +73,16 @@ class ProcessGroup:
     def device(self) -> str | None:
         return str(self.state.device) if self.state and torch.cuda.is_available() else None
 
+    def all_gather(self, value):
+        """``value`` of every process, in rank order (a short collective: small picklable values only)."""
+        if not self.state:
+            return [value]
+        import torch.distributed as dist
+
+        box = [None] * self.world
+        dist.all_gather_object(box, value)
+        return box
+
     def barrier(self) -> None:
         if self.state:
             self.state.wait_for_everyone()

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from ..dataset.manifest import Manifest
 from ..dataset.writer import datasets_bars_off
 from ..core.devices import resolve_device, resolve_dtype
-from ..core.errors import ModelError
+from ..core.errors import ConfigError, ModelError
 from ..generators.edm2.generator import check_guide, check_sampler
 from ..generators.loading import load_generator
 from ..core.outputs import OutputLock
@@ -77,6 +77,16 @@ def load_models(config: BuildConfig, device: str | None = None):
     return gen, weak
 
 
+def check_precision(config: BuildConfig, device: str) -> None:
+    """The precision the models will run in must be the one the fingerprint names (``config.compute_dtype``): a
+    launcher that places the process on a GPU while ``device`` says otherwise is refused, not silently recorded."""
+    actual = str(resolve_dtype(config.dtype, device)).removeprefix("torch.")
+    if actual != config.compute_dtype:
+        raise ConfigError(f"this process runs on {device} in {actual}, but the build's device {config.device} means "
+                          f"{config.compute_dtype}", hint=f"set `dtype` to {actual} (or `device` to {device})",
+                          fields=("dtype", "device"))
+
+
 def accelerate_kernels(gen, compile: bool = False):
     """channels_last on CUDA (cuDNN's fast convolution layout; the CPU keeps its default layout, and its bits), and
     with ``compile`` the denoiser through ``torch.compile``."""
@@ -108,12 +118,14 @@ def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> Buil
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
     device = resolve_device(group.device or config.device)
+    check_precision(config, device)
     gen, weak = load_models(config, device)
     plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device,
                                                progress=progress and layout.is_main, plan_file=resolved.plan_file)
     units = units_of(plan, config.shard_size)
     out = Path(config.out)
 
+    provenance = {**provenance, "compute_dtype": config.compute_dtype}  # what resume and merge compare
     lock = OutputLock(out) if layout.is_main else None  # one build at a time writes a folder
     try:
         if layout.is_main:
@@ -134,8 +146,12 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     if not layout.is_main:
         manifest = Manifest.read(out)
     part_units = layout.part_units(len(units))
-    done = done_units(out, part_units)
-    group.barrier()  # everyone has read the markers before anyone writes new ones
+    # Each process hashes only the finished shards of the units it owns (those it would sample if none were done),
+    # so a resume reads every shard once in all, not once per process; the verdicts are then shared (the same done
+    # set everywhere, so every process divides what is left the same way). The gather also means everyone has read
+    # the markers before anyone writes new ones.
+    owned = layout.my_units(part_units, [unit_images(plan, units[u], config.repro) for u in part_units])
+    done = {u: s for verdicts in group.all_gather(done_units(out, owned)) for u, s in verdicts.items()}
     todo = [u for u in part_units if u not in done]
     mine = layout.my_units(todo, [unit_images(plan, units[u], config.repro) for u in todo])
 
