@@ -193,8 +193,8 @@ def embed_images(
     try:
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
-                x = to_model_tensor(images[start : start + batch_size], model.image_size, model.in_channels)
-                chunks.append(F.normalize(model(x.to(device)).float(), dim=1).cpu())
+                x = to_model_tensor(images[start : start + batch_size], model.image_size, model.in_channels, device)
+                chunks.append(F.normalize(model(x).float(), dim=1).cpu())
                 bar.update(len(x))
     finally:
         bar.close()

@@ -27,12 +27,19 @@ from ..core.errors import ConfigError
 IGNORE = -1
 
 
-def _target_mask(labels: torch.Tensor, num_columns: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(labels clamped into range, (N, C) bool mask of each row's target column)``; rows labelled -1 have none."""
-    labels = labels.view(-1)
-    safe = labels.clamp_min(0)
-    mask = F.one_hot(safe, num_columns).bool() & (labels >= 0).view(-1, 1)
-    return safe, mask
+def _targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(labels clamped into range as an (N, 1) index, (N, 1) bool: the row has a target column)``."""
+    labels = labels.view(-1, 1)
+    return labels.clamp_min(0), labels >= 0
+
+
+def _with_targets(cos_theta: torch.Tensor, labels: torch.Tensor, target_logit: torch.Tensor, scale: float
+                  ) -> torch.Tensor:
+    """``scale * cos_theta`` with each row's target column replaced by ``scale * target_logit`` (rows labelled -1
+    keep their cosine): by index, with no ``(N, C)`` one-hot, and the same values as masking would give."""
+    safe, has_target = _targets(labels)
+    target_logit = torch.where(has_target, target_logit, cos_theta.gather(1, safe))
+    return (scale * cos_theta).scatter(1, safe, scale * target_logit)
 
 
 def arcface_logits(cos_theta: torch.Tensor, labels: torch.Tensor, scale: float = 64.0, margin: float = 0.5) -> torch.Tensor:
@@ -58,13 +65,13 @@ def arcface_logits(cos_theta: torch.Tensor, labels: torch.Tensor, scale: float =
         ``(N, C)`` logits for cross-entropy; ``cos_theta`` is not modified.
     """
     cos_theta = cos_theta.clamp(-1.0, 1.0)
-    safe, is_target = _target_mask(labels, cos_theta.shape[1])
-    target = cos_theta.gather(1, safe.view(-1, 1))  # cos(theta_y), (N, 1)
+    safe, _ = _targets(labels)
+    target = cos_theta.gather(1, safe)  # cos(theta_y), (N, 1)
     sin_target = torch.sqrt((1.0 - target * target).clamp_min(1e-12))
     with_margin = target * math.cos(margin) - sin_target * math.sin(margin)  # cos(theta_y + m)
     threshold = math.cos(math.pi - margin)  # theta_y + m > pi  <=>  cos(theta_y) < cos(pi - m)
     target_logit = torch.where(target > threshold, with_margin, target - margin * math.sin(margin))
-    return scale * torch.where(is_target, target_logit, cos_theta)
+    return _with_targets(cos_theta, labels, target_logit, scale)
 
 
 def cosface_logits(
@@ -81,8 +88,8 @@ def cosface_logits(
         scale: ``s``; margin: ``m``, the additive cosine margin.
     """
     cos_theta = cos_theta.clamp(-1.0, 1.0)
-    _, is_target = _target_mask(labels, cos_theta.shape[1])
-    return scale * (cos_theta - margin * is_target.to(cos_theta.dtype))
+    safe, _ = _targets(labels)
+    return _with_targets(cos_theta, labels, cos_theta.gather(1, safe) - margin, scale)
 
 
 def adaface_statistics(
@@ -142,15 +149,15 @@ def adaface_logits(
         eps: the official ``eps = 1e-3``.
     """
     cos_theta = cos_theta.clamp(-1.0 + eps, 1.0 - eps)
-    safe, is_target = _target_mask(labels, cos_theta.shape[1])
+    safe, _ = _targets(labels)
     safe_norms = norms.detach().reshape(-1, 1).clamp(0.001, 100.0)
     margin_scaler = ((safe_norms - batch_mean) / (batch_std + eps) * h).clamp(-1.0, 1.0)  # (N, 1)
     g_angular = -margin * margin_scaler
     g_additive = margin + margin * margin_scaler
-    target = cos_theta.gather(1, safe.view(-1, 1))
+    target = cos_theta.gather(1, safe)
     theta_m = (torch.acos(target) + g_angular).clamp(eps, math.pi - eps)
     target_logit = torch.cos(theta_m) - g_additive
-    return scale * torch.where(is_target, target_logit, cos_theta)
+    return _with_targets(cos_theta, labels, target_logit, scale)
 
 
 class MarginHead(nn.Module):
@@ -174,7 +181,8 @@ class MarginHead(nn.Module):
         """``(N, C)`` cosines between embeddings and ``weight`` (default: all class centres), in float32 even under
         autocast (the margins take arccos / sqrt of them; insightface also computes its logits in fp32)."""
         weight = self.weight if weight is None else weight
-        return F.linear(F.normalize(embeddings, dim=1), F.normalize(weight, dim=1)).float()
+        with torch.autocast(device_type=embeddings.device.type, enabled=False):  # fp32 matmul, not bf16-then-cast
+            return F.linear(F.normalize(embeddings.float(), dim=1), F.normalize(weight.float(), dim=1))
 
     def margin_logits(self, cos_theta: torch.Tensor, labels: torch.Tensor, norms: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

@@ -84,10 +84,7 @@ def sample_classes(
 
 def remap_labels(labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Each label's position in the sorted ``index`` (which must contain it); ``-1`` stays ``-1``."""
-    valid = labels >= 0
-    out = torch.full_like(labels, IGNORE)
-    out[valid] = torch.searchsorted(index, labels[valid])
-    return out
+    return torch.where(labels >= 0, torch.searchsorted(index, labels.clamp_min(0)), IGNORE)  # no host sync
 
 
 class PartialFC(nn.Module):
@@ -161,7 +158,9 @@ class PartialFC(nn.Module):
                 f"{tuple(labels.shape)}",
                 hint="check `embedding_dim`", field="embedding_dim",
             )
-        if labels.numel() and not bool(((labels >= 0) & (labels < self.num_classes)).all()):  # one device sync
+        # checked where it is free (CPU); on an accelerator the loader's labels are in range by construction, and
+        # reading a device flag here would stall every step on a host sync
+        if labels.device.type == "cpu" and labels.numel() and not bool(((labels >= 0) & (labels < self.num_classes)).all()):
             raise DataError(
                 f"labels must be in [0, {self.num_classes}), got [{int(labels.min())}, {int(labels.max())}]",
                 hint="check the label column / the number of classes",
@@ -169,7 +168,7 @@ class PartialFC(nn.Module):
         if self.world_size > 1:
             embeddings, labels = _all_gather(embeddings, labels, self.world_size)
         local = labels - self.class_start
-        local[(local < 0) | (local >= self.num_local)] = IGNORE
+        local = torch.where((local < 0) | (local >= self.num_local), IGNORE, local)  # masked assignment would sync
 
         weight = self.weight
         self.last_index = None
@@ -235,9 +234,8 @@ class _ShardedCrossEntropy(torch.autograd.Function):
         denom = probs.sum(dim=1, keepdim=True)
         dist.all_reduce(denom, op=dist.ReduceOp.SUM)
         probs /= denom
-        valid = labels >= 0
-        target = torch.zeros_like(row_max)
-        target[valid] = logits[valid].gather(1, labels[valid].view(-1, 1))
+        valid = (labels >= 0).view(-1, 1)
+        target = torch.where(valid, logits.gather(1, labels.clamp_min(0).view(-1, 1)), 0.0)  # no host sync
         dist.all_reduce(target, op=dist.ReduceOp.SUM)
         ctx.save_for_backward(probs, labels)
         ctx.dtype = dtype
@@ -246,7 +244,6 @@ class _ShardedCrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
         probs, labels = ctx.saved_tensors
-        valid = torch.nonzero(labels >= 0).view(-1)
-        out = probs.clone()
-        out[valid, labels[valid]] -= 1.0
+        minus_one = -(labels >= 0).to(probs.dtype).view(-1, 1)  # -1 at each row's target column here, else -0
+        out = probs.clone().scatter_add_(1, labels.clamp_min(0).view(-1, 1), minus_one)
         return (out * (grad / probs.shape[0])).to(ctx.dtype), None

@@ -145,6 +145,8 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
 
     torch.manual_seed(config.seed)  # initial weights; everything later is drawn from (seed, step) streams
     model, arch = _backbone(config)
+    memory_format = torch.channels_last if cuda else torch.contiguous_format  # NHWC convolutions on a GPU
+    model = model.to(memory_format=memory_format)
     fingerprint = config.fingerprint()
     data = open_mixture([source_spec(s, config) for s in config.real], [source_spec(s, config) for s in config.synthetic],
                         PreprocessConfig(arch.image_size, arch.channels, config.flip, config.shift_pixels), progress=progress and accelerator.is_main_process)
@@ -199,7 +201,8 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
 
     def loss(batch) -> torch.Tensor:
         x, y = batch
-        x = normalise(x.to(accelerator.device, non_blocking=True), arch.image_size, arch.channels)
+        x = normalise(x.to(accelerator.device, non_blocking=True), arch.image_size, arch.channels
+                      ).contiguous(memory_format=memory_format)
         y = y.to(accelerator.device, non_blocking=True)
         with precision.autocast():
             return head(loop.model(x).float(), y)
