@@ -68,6 +68,27 @@ class MainProcessFilter(logging.Filter):
         return True
 
 
+WAIT_TIMEOUT = "SCOREMIX_WAIT_TIMEOUT"  # seconds a process waits in a collective (for process 0's one-process work)
+DEFAULT_WAIT_TIMEOUT = 6 * 3600  # generous: process 0 embeds a WebFace-scale real set while the others wait
+
+
+def wait_timeout() -> float:
+    """How long, in seconds, the processes of a launch wait for each other in one collective: ``$SCOREMIX_WAIT_TIMEOUT``
+    or :data:`DEFAULT_WAIT_TIMEOUT` (torch's own default, 10 minutes for NCCL, is shorter than process 0's
+    one-process phases at scale: embedding the real set for the class centres, finalizing the folder)."""
+    raw = os.environ.get(WAIT_TIMEOUT, "").strip()
+    if not raw:
+        return float(DEFAULT_WAIT_TIMEOUT)
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+        raise ConfigError(f"{WAIT_TIMEOUT}={raw!r} is not a number of seconds > 0",
+                          hint=f"set {WAIT_TIMEOUT} to seconds, e.g. 21600, or unset it for the default")
+    return seconds
+
+
 def launched_distributed() -> bool:
     """True under ``accelerate launch`` / ``torchrun`` with more than one process."""
     return world_size() > 1

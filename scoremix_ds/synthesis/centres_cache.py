@@ -2,7 +2,8 @@
 
 Embedding the whole real set is the costliest CPU-side step of planning (IR-50 at 112x112: ~0.17 s per image per
 core). It runs once, on the main process (on the accelerator in bfloat16 when there is one); the other processes of
-a launch receive the result by broadcast. The centres are saved as safetensors, keyed by the discriminator's content
+a launch receive the result by broadcast, waiting for it up to the group's explicit timeout (``SCOREMIX_WAIT_TIMEOUT``,
+:class:`~scoremix_ds.synthesis.layout.ProcessGroup`), not torch's 10-minute default. The centres are saved as safetensors, keyed by the discriminator's content
 digest and the real data's digest (images, labels, class count):
 
 - a build keeps them in ``OUT/.scoremix/centres.safetensors`` (its in-progress state), so a resumed build reads
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.processes import WAIT_TIMEOUT
 from ..sources.real_data import RealData
 from ..maths.centres import class_centres
 from ..discriminators.loading import embed_images
@@ -102,6 +104,9 @@ def shared_centres(disc, real: RealData, num_classes: int, key: str, caches: lis
         computed = centres is None
         if computed:
             logger.info("embedding %d real images for the class centres on %s", len(real.images), device)
+            if distributed:
+                logger.info("the other %d process(es) wait for them up to %.0f s (%s)", group.world - 1,
+                            getattr(group, "timeout", 0.0), WAIT_TIMEOUT)
             centres = compute_centres(disc, real, num_classes, device, progress=progress)
     else:
         centres, computed = None, False

@@ -37,21 +37,47 @@ def collect_units(manifest: Manifest, markers: dict[int, dict]) -> None:
 
 
 def preview_from_rows(out: Path, manifest: Manifest) -> list[Triplet]:
-    """Image 0 of the first identities with every parent's reproduction, read from the shards."""
-    columns = ["image", "mix_identity", "sample_index", "parents", "identity"]
-    mixes: dict[str, np.ndarray] = {}
+    """Image 0 of the first identities with every parent's reproduction, read from the shards. Only the rows drawn
+    have their image read (the row groups that hold them); the scan stops once every one is found."""
+    columns = ["mix_identity", "sample_index", "parents", "identity"]
+    mixes: dict[str, tuple[np.ndarray, list[int]]] = {}
     for rel in manifest.shards["mix"]:
-        for row in pq.read_table(out / rel, columns=columns).to_pylist():
-            if row["sample_index"] == 0 and len(mixes) < PREVIEW_ROWS:
-                mixes[row["identity"]] = (decode_png(row["image"]["bytes"]), row["parents"])
+        rows = pq.read_table(out / rel, columns=columns).to_pylist()
+        wanted: list[int] = []
+        for index, row in enumerate(rows):
+            if row["sample_index"] == 0 and len(mixes) + len(wanted) < PREVIEW_ROWS and row["identity"] not in mixes:
+                wanted.append(index)
+        for index, image in zip(wanted, _images_at(out / rel, wanted)):
+            mixes[rows[index]["identity"]] = (decode_png(image), rows[index]["parents"])
         if len(mixes) >= PREVIEW_ROWS:
             break
+    needed = {(name, p) for name, (_, parents) in mixes.items() for p in parents}
     singles: dict[tuple[str, int], np.ndarray] = {}
     for rel in manifest.shards["repro"]:
-        for row in pq.read_table(out / rel, columns=columns).to_pylist():
-            if row["sample_index"] == 0 and row["mix_identity"] in mixes:
-                singles[(row["mix_identity"], row["parents"][0])] = decode_png(row["image"]["bytes"])
+        rows = pq.read_table(out / rel, columns=columns).to_pylist()
+        wanted = [i for i, row in enumerate(rows) if row["sample_index"] == 0 and row["mix_identity"] in mixes]
+        for index, image in zip(wanted, _images_at(out / rel, wanted)):
+            singles[(rows[index]["mix_identity"], rows[index]["parents"][0])] = decode_png(image)
+        if needed <= singles.keys():
+            break
     return [preview_row([singles[(name, p)] for p in parents], img) for name, (img, parents) in mixes.items()]
+
+
+def _images_at(path: Path, indices: list[int]) -> list[bytes]:
+    """The PNG bytes of rows ``indices`` (ascending) of a shard, reading only the row groups that hold them."""
+    if not indices:
+        return []
+    shard = pq.ParquetFile(path)
+    found: list[bytes] = []
+    start = 0
+    for group in range(shard.metadata.num_row_groups):
+        end = start + shard.metadata.row_group(group).num_rows
+        inside = [i - start for i in indices if start <= i < end]
+        if inside:
+            column = shard.read_row_group(group, columns=["image"]).column("image")
+            found += [column[i].as_py()["bytes"] for i in inside]
+        start = end
+    return found
 
 
 def preview_row(parents: list[np.ndarray], mix: np.ndarray) -> tuple[np.ndarray, ...]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 
 from ..core.errors import ConfigError
-from ..core.processes import launched_distributed
+from ..core.processes import launched_distributed, wait_timeout
 
 
 @dataclass(frozen=True)
@@ -52,14 +52,25 @@ class Layout:
 
 
 class ProcessGroup:
-    """The launch's processes: accelerate's ``PartialState`` (gloo on CPU, NCCL on GPUs), or a single process."""
+    """The launch's processes: accelerate's ``PartialState`` (gloo on CPU, NCCL on GPUs), or a single process.
+
+    The group's collective timeout is set explicitly, :func:`~scoremix_ds.core.processes.wait_timeout` seconds
+    (``SCOREMIX_WAIT_TIMEOUT``, default 6 h), not torch's 10 minutes: the other processes wait in a collective while
+    process 0 alone embeds the real set for the class centres and finalizes the folder, which at WebFace scale
+    takes longer than 10 minutes. (Waiting on a file instead would need process 0 to write into ``out`` before the
+    build has claimed the folder.)"""
 
     def __init__(self) -> None:
         self.state = None
         if launched_distributed():
+            from datetime import timedelta
+
             from accelerate import PartialState
 
-            self.state = PartialState(cpu=not torch.cuda.is_available())
+            self.timeout = wait_timeout()
+            self.state = PartialState(cpu=not torch.cuda.is_available(), timeout=timedelta(seconds=self.timeout))
+
+    timeout: float = 0.0  # seconds one collective may wait (multi-process only)
 
     @property
     def rank(self) -> int:

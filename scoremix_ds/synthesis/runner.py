@@ -23,6 +23,7 @@ from ..core.errors import ConfigError, ModelError
 from ..generators.edm2.generator import check_guide, check_sampler
 from ..generators.loading import load_generator
 from ..core.outputs import OutputLock
+from ..core.processes import WAIT_TIMEOUT
 from ..core.validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
@@ -173,6 +174,9 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
         markers = done_units(out, part_units, verify=False)
         complete = len(markers) == len(part_units)
         if complete:
+            if layout.world > 1:
+                logger.info("finalizing %s; the other %d process(es) wait up to %.0f s (%s)", out, layout.world - 1,
+                            group.timeout, WAIT_TIMEOUT)
             collect_units(manifest, markers)
             identities = [plan.identities[i] for u in part_units for i in units[u]]
             finalize(out, manifest, len(identities), {p for i in identities for p in i.parents},
