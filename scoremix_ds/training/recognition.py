@@ -189,7 +189,7 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
                         lr_factor=lr_factors(config.lr_schedule, config.warmup_steps, config.steps),
                         callbacks=callbacks, checkpoint_every=config.checkpoint_every, final_checkpoint=True)
     loop.save = lambda done: _checkpoint(loop, root, done, head, fingerprint, config.keep_checkpoints)
-    sampler = data.batch_sampler(micro, config.synthetic_ratio if config.synthetic and config.real else 1.0,
+    sampler = data.batch_sampler(micro, config.synthetic_ratio,  # unused without real or synthetic rows
                                  config.seed, start_step=start * config.grad_accum,
                                  num_steps=(config.steps - start) * config.grad_accum, rank=rank, world_size=world)
     # uint8 NHWC batches from the workers (pinned on CUDA): a quarter of float32's bytes cross the bus, and the

@@ -85,7 +85,8 @@ class RecognitionTrainConfig:
             raise ConfigError(f"channels must be 1 or 3, got {self.channels}", hint="set channels to 3 (RGB) or 1", field="channels")
         device_name("device", self.device)
         check_report_to(self.report_to)
-        in_range("synthetic_ratio", self.synthetic_ratio, lo=0.0, example="1")
+        # with synthetic data a ratio of 0 would draw none of it: > 0 then (without, the ratio is unused)
+        in_range("synthetic_ratio", self.synthetic_ratio, lo=0.0, lo_open=bool(self.synthetic), example="1")
         in_range("scale", self.scale, lo=0.0, lo_open=True, example="64")
         in_range("margin", self.margin, lo=0.0, optional=True, example="0.5")
         in_range("learning_rate", self.learning_rate, lo=0.0, lo_open=True, example="0.1")
@@ -94,9 +95,6 @@ class RecognitionTrainConfig:
         if not 0.0 < self.sample_rate <= 1.0:
             raise ConfigError(f"sample_rate must be in (0, 1], got {self.sample_rate}", hint="set sample_rate to e.g. 0.3",
                               field="sample_rate")
-        if self.synthetic and not self.synthetic_ratio > 0:
-            raise ConfigError(f"synthetic_ratio must be > 0, got {self.synthetic_ratio}", hint="set synthetic_ratio to e.g. 0.5",
-                              field="synthetic_ratio")
         if not 0 <= self.warmup_steps < self.steps:
             raise ConfigError(f"warmup_steps must be in [0, {self.steps})", hint="lower warmup_steps below steps",
                               fields=("warmup_steps", "steps"))
