@@ -76,7 +76,7 @@ def test_job_array_parts_merge_to_the_same_dataset(build_args, reference, tmp_pa
         assert not (part / "README.md").exists()  # the card comes with the merge
     capsys.readouterr()
     assert main(["merge", *map(str, parts), "--out", str(tmp_path / "merged")]) == 0
-    assert "merge: link shards" in capsys.readouterr().err  # --progress is the default: the bar is shown
+    assert "merge: copy shards" in capsys.readouterr().err  # --progress is the default: the bar is shown
     assert shards(tmp_path / "merged") == reference
     assert (tmp_path / "merged" / "README.md").is_file() and (tmp_path / "merged" / "preview.png").is_file()
     assert main(["merge", *map(str, parts), "--out", str(tmp_path / "quiet"), "--no-progress"]) == 0

@@ -2,11 +2,14 @@
 
 Parts must come from the same build config (same fingerprint and unit size), be complete, and cover every part
 index exactly once. The merged folder is assembled under a temporary name and renamed into place, so a failed
-merge leaves nothing behind.
+merge leaves nothing behind, and the next merge into the same folder removes what a killed one left. Shards are
+copied (reflinked where the filesystem can), never hard-linked: the merged dataset does not share its parts' fate.
 """
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import shutil
 import tempfile
@@ -19,16 +22,50 @@ from tqdm.auto import tqdm
 from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import Manifest
 from ..core.errors import DataError
+from ..core.outputs import LOCK, OutputLock
 from .config import recorded_precision
 from .finalize import finalize
 
+logger = logging.getLogger(__name__)
 
-def _link_or_copy(src: Path, dst: Path) -> None:
+
+FICLONE = 0x40049409  # linux/fs.h: make dst share src's blocks, copy-on-write (btrfs, XFS with reflink, bcachefs)
+STAGING_SUFFIX = ".scoremix-merge"
+
+
+def copy_shard(src: Path, dst: Path) -> None:
+    """An independent copy of ``src`` at ``dst``: never a hard link, so damaging a part later leaves the merged
+    dataset intact. A reflink (copy-on-write clone, no data copied) where the filesystem supports it, else a plain
+    copy (the kernel's in-kernel copy: the merge then reads and writes every byte once, and the parts and the merged
+    folder take twice the space)."""
     dst.parent.mkdir(parents=True, exist_ok=True)
     try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+        import fcntl
+
+        with open(src, "rb") as fin, open(dst, "wb") as fout:
+            fcntl.ioctl(fout.fileno(), FICLONE, fin.fileno())
+    except (OSError, ImportError):  # not supported here (ext4, tmpfs, another filesystem): copy the bytes
+        shutil.copyfile(src, dst)
+    shutil.copystat(src, dst)
+
+
+def remove_stale_staging(out: Path) -> list[Path]:
+    """Remove the staging folders a killed merge into ``out`` left beside it: only folders this tool made (named
+    ``.OUT.*.scoremix-merge`` AND holding its lock file) whose lock no live process holds; a merge still running, or
+    a folder of the user's named alike, is left alone. Returns what was removed."""
+    removed = []
+    for folder in sorted(out.parent.glob(f".{glob.escape(out.name)}.*{STAGING_SUFFIX}")):
+        if not (folder.is_dir() and not folder.is_symlink() and (folder / LOCK).is_file()):
+            continue
+        try:
+            with OutputLock(folder):  # taken only when its holder is gone
+                pass
+        except (DataError, OSError):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+        logger.info("removed %s, the staging folder of an interrupted merge", folder)
+    return removed
 
 
 def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list] | None = None,
@@ -36,7 +73,7 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
     """Merge ``parts`` into ``out``; returns the merged manifest. ``sample_preview`` makes the card's preview when
     the parts have no ``repro`` config to read it from; by default
     :func:`~scoremix_ds.synthesis.runner.resample_preview` of the parts' recorded config. ``progress``: a bar over
-    the two long steps, re-hashing every part's shards and linking them into place."""
+    the two long steps, re-hashing every part's shards (once each) and copying them into place."""
     if not parts:
         raise DataError("merge needs at least one part folder", hint="give the output folders of the job-array parts",
                         field="parts")
@@ -79,9 +116,12 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
                         field="out")
 
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(out)
     # A fresh, uniquely named folder beside --out (same filesystem, so the final rename is atomic); it can never be
-    # a folder of the user's, and it is removed if the merge fails.
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".scoremix-merge", dir=out.parent))
+    # a folder of the user's, and it is removed if the merge fails. Its lock (held until the rename) tells a later
+    # merge that a staging folder left by a killed one is stale.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=STAGING_SUFFIX, dir=out.parent))
+    lock = OutputLock(staging).acquire()
     umask = os.umask(0o22)
     os.umask(umask)
     os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; the dataset folder gets the usual permissions
@@ -90,9 +130,12 @@ def merge_parts(parts: list[Path], out: Path, sample_preview: Callable[[], list]
         if out.exists():
             out.rmdir()
         os.replace(staging, out)
+        lock.folder, lock.path = out, out / LOCK  # the lock file moved with the folder: release removes it there
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    finally:
+        lock.release()
     return merged
 
 
@@ -102,8 +145,8 @@ def _assemble(parts: list[Path], manifests: list[Manifest], staging: Path, sampl
                       provenance=first.provenance, layout=first.layout, part=None)
     files = [(part, name, rel, info) for part, m in zip(parts, manifests) for name, shards in m.shards.items()
              for rel, info in shards.items()]
-    for part, name, rel, info in tqdm(files, desc="merge: link shards", unit="file", disable=not progress):
-        _link_or_copy(part / rel, staging / rel)
+    for part, name, rel, info in tqdm(files, desc="merge: copy shards", unit="file", disable=not progress):
+        copy_shard(part / rel, staging / rel)
         merged.shards.setdefault(name, {})[rel] = info
     merged.shards = {c: dict(sorted(f.items())) for c, f in sorted(merged.shards.items())}
     identities = sum(m.counts["mix"]["identities"] for m in manifests)
