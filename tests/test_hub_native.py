@@ -267,12 +267,13 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
     gen = load_generator(str(trained))
     want = scoremix_sample(gen, make_scheduler("ddim", gen.scheduler_config), torch.tensor([[0, 3], [1, 2]]),
                            torch.tensor(weights), seeds, 3, 2.0)
-    assert torch.equal(got, want)
-    # ... and its uint8 images are the build's rows for the same mix and seeds (batch size makes no difference)
+    assert torch.equal(got, (want / 2 + 0.5).clamp(0, 1))  # "pt": diffusers' [0, 1] convention
+    # ... and its uint8 (PIL) images are the build's rows for the same mix and seeds (batch size makes no difference)
     rows = sample_images(gen, BuildConfig(steps=3, guidance=2.0, batch_size=1).sampling, np.array([[0, 3], [1, 2]]),
                          np.array(weights), seeds)
-    np.testing.assert_array_equal(pipe(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3,
-                                       guidance_scale=2.0, output_type="np", batch_size=2).images, np.stack(rows))
+    pils = pipe(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3, guidance_scale=2.0,
+                batch_size=2).images
+    np.testing.assert_array_equal(np.stack([np.asarray(p) for p in pils])[..., None], np.stack(rows))
     pil = pipe(classes=[(0, 1)], seeds=[0], num_inference_steps=2).images
     assert pil[0].size == (16, 16) and pil[0].mode == "L"
     with pytest.raises(ValueError, match="unknown class name"):
@@ -284,7 +285,7 @@ def test_trained_generator_is_a_diffusers_pipeline_that_samples_the_librarys_mix
     again.set_progress_bar_config(disable=True)
     assert again.config.null_class == 4 and again.class_names == pipe.class_names
     assert torch.equal(again(classes=classes, weights=weights, seeds=seeds, num_inference_steps=3, guidance_scale=2.0,
-                             output_type="pt").images, want)
+                             output_type="pt").images, (want / 2 + 0.5).clamp(0, 1))
 
 
 def test_trained_generator_has_a_model_card(trained):
@@ -351,9 +352,9 @@ from diffusers import DiffusionPipeline
 from scoremix_ds import ScoreMixPipeline
 pipe = DiffusionPipeline.from_pretrained("org/gen", revision="v1")
 pipe.set_progress_bar_config(disable=True)
-x = pipe(classes=[(0, 3)], seeds=[7], num_inference_steps=2, output_type="np").images
+x = pipe(classes=[(0, 3)], seeds=[7], num_inference_steps=2).images  # PIL: the build's uint8 pixels
 result["kind"] = type(pipe).__name__
-result["image"] = x.tolist()
+result["image"] = [__import__("numpy").asarray(im).tolist() for im in x]
 """
         script = tmp_path / "reader.py"
         script.write_text("import json\nresult = {}\n" + code + "\nprint('@@' + json.dumps(result))\n")
@@ -373,7 +374,8 @@ result["image"] = x.tolist()
     local.set_progress_bar_config(disable=True)
     assert result["kind"] == "ScoreMixPipeline"
     np.testing.assert_array_equal(np.asarray(result["image"], dtype=np.uint8),
-                                  local(classes=[(0, 3)], seeds=[7], num_inference_steps=2, output_type="np").images)
+                                  np.stack([np.asarray(im) for im in local(classes=[(0, 3)], seeds=[7],
+                                                                            num_inference_steps=2).images]))
 
 
 def test_latent_dit_folder_with_a_model_index_samples_the_librarys_mix(tmp_path, one_thread):
@@ -404,7 +406,7 @@ def test_latent_dit_folder_with_a_model_index_samples_the_librarys_mix(tmp_path,
     gen = load_generator(str(folder))
     want = scoremix_sample(gen, make_scheduler("ddim", gen.scheduler_config), torch.tensor([[0, 1]]),
                            torch.tensor([[0.6, 0.4]]), [3], 2, 3.0)
-    assert got.shape == (1, 1, 16, 16) and torch.equal(got, want)
+    assert got.shape == (1, 1, 16, 16) and torch.equal(got, (want / 2 + 0.5).clamp(0, 1))
 
 
 # ------------------------------------------------------------------ recognition models: loading and model-index

@@ -3,8 +3,8 @@
 A folder written by ``scoremix-ds train-generator`` (and the embedded default) holds ``model_index.json`` next to its
 ``unet/`` (or ``transformer/`` [+ ``vae/``]) and ``scheduler/``, so diffusers loads it as this pipeline::
 
+    import scoremix_ds                          # registers ScoreMixPipeline with diffusers (no code loaded)
     from diffusers import DiffusionPipeline
-    from scoremix_ds import ScoreMixPipeline    # importing it makes the class known to diffusers
 
     pipe = DiffusionPipeline.from_pretrained("my-generator")      # or scoremix_ds.ScoreMixPipeline.from_pretrained
     images = pipe(classes=[(3, 7), ("alice", "bob")], weights=[(0.5, 0.5), (0.7, 0.3)], seeds=[0, 1],
@@ -13,8 +13,9 @@ A folder written by ``scoremix-ds train-generator`` (and the embedded default) h
 ``model_index.json`` names the class ``ScoreMixPipeline`` and, as a diffusers pipeline's config, the class count,
 the null class (for classifier-free guidance) and the class names (``id2label``: ``{"0": name, ...}``). diffusers resolves a pipeline class name in its
 own namespace only (a name it does not ship needs ``custom_pipeline`` + ``trust_remote_code``, i.e. code executed
-from the model folder); importing this module registers the class there instead, so no code is ever loaded from a
-folder or a Hub repository. The pipeline samples through the library's batches (:mod:`.batches`), so for the
+from the model folder); ``import scoremix_ds`` registers the class there instead
+(:func:`scoremix_ds.register_diffusers_pipelines`, a lazy attribute), so no code is ever loaded from a folder or a
+Hub repository. The pipeline samples through the library's batches (:mod:`.batches`), so for the
 same classes, weights, seeds and settings it returns exactly what ``scoremix-ds build`` writes.
 """
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import diffusers
 import numpy as np
@@ -35,10 +36,11 @@ from diffusers.utils import BaseOutput
 from ..maths.image_tensors import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
 from ..generators.loading import ClassConditionalGenerator
-from .batches import SamplingSettings, sample_batches
+from .batches import SamplingSettings, sample_batch
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "transformer", "vae", "scheduler")
+OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
 @dataclass
@@ -67,6 +69,7 @@ class ScoreMixPipeline(DiffusionPipeline):
         if (unet is None) == (transformer is None):
             raise ValueError("ScoreMixPipeline needs exactly one denoiser: unet or transformer")
         self.register_modules(unet=unet, transformer=transformer, vae=vae, scheduler=scheduler)
+        self._loaded_scheduler = scheduler  # the folder's (training) scheduler: see ``sampler`` in __call__
         denoiser = unet if unet is not None else transformer
         if num_classes is None:
             num_classes = int(denoiser.config.get("num_class_embeds") or denoiser.config.get("num_embeds_ada_norm"))
@@ -118,30 +121,54 @@ class ScoreMixPipeline(DiffusionPipeline):
         seeds: Sequence[int] | None = None,
         num_inference_steps: int = 25,
         guidance_scale: float = 3.0,
-        sampler: str = "ddim",
+        sampler: str | None = None,
         mixing: Literal["score", "condition"] = "score",
         weight_schedule: WeightSchedule = WeightSchedule(),
         batch_size: int = 64,
-        output_type: Literal["pil", "np", "pt"] = "pil",
+        output_type: Literal["pil", "np", "pt", "latent"] = "pil",
         return_dict: bool = True,
+        num_images_per_prompt: int = 1,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        latents: torch.Tensor | None = None,
+        callback_on_step_end: Callable[..., dict] | None = None,
+        callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
     ) -> ScoreMixPipelineOutput | tuple:
-        """Sample one image per mix.
+        """Sample ``num_images_per_prompt`` images per mix.
 
         Args:
-            classes: one tuple per image of the K class ids (or class names) to mix, e.g. ``[(3, 7), (1, 2)]``;
-                a 1-tuple samples that class alone.
-            weights: one tuple of K mixing weights per image (convex: >= 0, sum 1); ``None``: equal weights.
-            seeds: one seed per image (the same seed gives the same image, whatever else is in the batch);
-                ``None``: ``0, 1, ..., B-1``.
+            classes: one tuple per mix (the "prompt") of the K class ids (or class names) to mix, e.g.
+                ``[(3, 7), (1, 2)]``; a 1-tuple samples that class alone.
+            weights: one tuple of K mixing weights per mix (convex: >= 0, sum 1); ``None``: equal weights.
+            seeds: one seed per image (the same seed gives the same image, whatever else is in the batch, and the
+                image ``scoremix-ds build`` writes for that mix and seed); ``None``: ``0, 1, ..., N-1``.
             num_inference_steps: sampler steps.
             guidance_scale: ``g``; 1 disables guidance, otherwise classifier-free guidance against the null class
                 (the model must have one, ``model_index.json`` ``null_class``).
-            sampler: ``ddim``, ``dpm++``, ``euler`` or ``heun``, built from the saved scheduler's config.
+            sampler: ``None`` (default): the scheduler this pipeline holds, ``pipe.scheduler`` (set it the
+                diffusers way, ``pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)``).
+                A loaded folder holds its *training* schedule (``DDPMScheduler``); until ``pipe.scheduler`` is
+                replaced, that schedule is sampled with DDIM, the build's default sampler, so the pipeline gives
+                the build's images. A name (``ddim``, ``dpm++``, ``heun``; ``edm-heun`` for EDM2) builds that
+                sampler from the held scheduler's config instead. ``euler`` is refused: on these discrete
+                schedules deterministic DDIM *is* Euler's method on the rescaled ODE, so it would return ddim's
+                images (assign an Euler scheduler with other sigmas, e.g. ``use_karras_sigmas=True``, instead).
             mixing: ``score`` (ScoreMix) or ``condition`` (mix the class-condition vectors, the AugGen baseline).
             weight_schedule: how the weights vary along the trajectory (default: constant).
             batch_size: images per forward batch (no effect on the images).
-            output_type: ``pil``, ``np`` (uint8 ``(B, H, W, C)``) or ``pt`` (float ``(B, C, H, W)`` in ``[-1, 1]``).
+            output_type: ``pil`` (the build's uint8 pixels), ``np`` (float ``(N, H, W, C)`` in ``[0, 1]``), ``pt``
+                (float ``(N, C, H, W)`` in ``[0, 1]``: ``x / 2 + 0.5`` clipped, as diffusers pipelines return) or
+                ``latent`` (the sampler's output before any VAE decoding, unscaled).
             return_dict: return a :class:`ScoreMixPipelineOutput` (else a 1-tuple).
+            num_images_per_prompt: images per mix; image ``j`` of mix ``i`` is at ``i * num_images_per_prompt + j``.
+            generator: a ``torch.Generator`` (all the noise drawn from it) or one per image, used instead of
+                ``seeds`` (the initial noise and any stochastic sampler noise come from it).
+            latents: standard-normal initial noise ``(N, C, H, W)`` (the denoiser's sample shape); the pipeline
+                scales it to the scheduler's ``init_noise_sigma``. Sampling is then a pure function of ``latents``
+                (and, for a stochastic sampler, of ``generator`` or ``seeds``).
+            callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs) -> dict`` after every sampler
+                step, as in diffusers; ``callback_kwargs`` holds ``callback_on_step_end_tensor_inputs``
+                (``"latents"``: the current ``x_t`` of the batch being sampled); a returned ``"latents"`` replaces it.
+            callback_on_step_end_tensor_inputs: the tensors passed to the callback (``["latents"]`` only).
 
         Returns:
             :class:`ScoreMixPipelineOutput` with ``images``, in the order of ``classes``.
@@ -155,6 +182,13 @@ class ScoreMixPipeline(DiffusionPipeline):
             >>> out.images.shape
             (1, 32, 32, 1)
         """
+        if num_images_per_prompt < 1:
+            raise ValueError("num_images_per_prompt must be >= 1")
+        bad_inputs = [k for k in callback_on_step_end_tensor_inputs if k not in self._callback_tensor_inputs]
+        if bad_inputs:
+            raise ValueError(f"callback_on_step_end_tensor_inputs may name {self._callback_tensor_inputs}, not {bad_inputs}")
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         ids = self.class_ids(classes)
         b, k = ids.shape
         w = torch.full((b, k), 1.0 / k, dtype=torch.float32) if weights is None else torch.tensor(weights, dtype=torch.float32)
@@ -162,25 +196,106 @@ class ScoreMixPipeline(DiffusionPipeline):
             raise ValueError(f"weights must be {b} tuples of {k}, got shape {tuple(w.shape)}")
         for row in w.tolist():
             validate_weights(tuple(row), k, False)
-        seeds = list(range(b)) if seeds is None else [int(s) for s in seeds]
-        if len(seeds) != b:
-            raise ValueError(f"seeds must give one seed per image ({b}), got {len(seeds)}")
+        ids, w = ids.repeat_interleave(num_images_per_prompt, 0), w.repeat_interleave(num_images_per_prompt, 0)
+        n = b * num_images_per_prompt
+        if seeds is not None and generator is not None:
+            raise ValueError("give seeds or generator, not both")
+        seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
+        if len(seeds) != n:
+            raise ValueError(f"seeds must give one seed per image ({b} mixes x {num_images_per_prompt}), got {len(seeds)}")
+        if isinstance(generator, list) and len(generator) != n:
+            raise ValueError(f"generator: a list must hold one torch.Generator per image ({n}), got {len(generator)}")
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        settings = SamplingSettings(steps=num_inference_steps, guidance=guidance_scale, scheduler=sampler,
+        gen = self.as_generator()
+        noise = self._initial_noise(gen, n, seeds, generator, latents)
+        settings = SamplingSettings(steps=num_inference_steps, guidance=guidance_scale, scheduler=sampler or "ddim",
                                     schedule=weight_schedule, mixing=mixing, batch_size=batch_size)
         chunks = []
-        with self.progress_bar(total=-(-b // batch_size)) as bar:
-            for x in sample_batches(self.as_generator(), settings, ids, w, seeds):
+        with self.progress_bar(total=-(-n // batch_size)) as bar:
+            for start in range(0, n, batch_size):
+                sl = slice(start, start + batch_size)
+                scheduler = self._scheduler_for_call(settings, gen, sampler)
+                if callback_on_step_end is not None:
+                    scheduler = _StepCallback(scheduler, self, callback_on_step_end, callback_on_step_end_tensor_inputs)
+                batch_noise = None
+                if noise is not None:
+                    x0, gens = noise
+                    batch_noise = (x0[sl], gens[sl] if isinstance(gens, list) else gens)
+                x = sample_batch(gen, settings, ids[sl], w[sl], seeds[sl], scheduler=scheduler, noise=batch_noise,
+                                 return_latents=output_type == "latent")
                 chunks.append(x.cpu())
                 bar.update()
         x = torch.cat(chunks)
-        if output_type == "pt":
-            images: Any = x
+        if output_type in ("latent", "pil"):
+            images: Any = x if output_type == "latent" else [
+                PIL.Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in to_uint8(x)]
         else:
-            arr = to_uint8(x)
-            images = arr if output_type == "np" else [PIL.Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a) for a in arr]
+            x = (x.float() / 2 + 0.5).clamp(0, 1)
+            images = x if output_type == "pt" else x.permute(0, 2, 3, 1).numpy()
         return ScoreMixPipelineOutput(images=images) if return_dict else (images,)
+
+    _callback_tensor_inputs = ["latents"]
+
+    def _scheduler_for_call(self, settings: SamplingSettings, gen: ClassConditionalGenerator, sampler: str | None):
+        """A fresh scheduler for one batch (schedulers keep per-run state): the named ``sampler`` on the held
+        scheduler's config; else a copy of ``pipe.scheduler`` once it has been replaced; else (the folder's own
+        training scheduler) DDIM on its schedule, exactly as a build samples."""
+        if sampler == "euler":
+            raise ValueError(
+                "sampler='euler' cannot differ from 'ddim' here: on the same discrete timesteps deterministic DDIM is "
+                "Euler's method on the rescaled ODE dx/dsigma (Song et al. 2021, sec. 4.3; Karras et al. 2022), so it "
+                "would return ddim's images. Use sampler='heun' or 'dpm++', or assign a differently spaced Euler "
+                "scheduler: pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, "
+                "use_karras_sigmas=True)")
+        if sampler is None and self.scheduler is not self._loaded_scheduler:
+            return type(self.scheduler).from_config(self.scheduler.config)
+        return settings.new_scheduler(dict(self.scheduler.config) if sampler else gen.scheduler_config)
+
+    def _initial_noise(self, gen: ClassConditionalGenerator, n: int, seeds: list[int],
+                       generator: torch.Generator | list[torch.Generator] | None, latents: torch.Tensor | None):
+        """``(noise, generators)`` for the sampler from ``latents`` / ``generator``; ``None``: drawn from ``seeds``
+        (the build's noise, :func:`~scoremix_ds.sampling.scoremix.initial_noise`)."""
+        shape = tuple(gen.sample_shape)
+        if latents is not None:
+            latents = torch.as_tensor(latents)
+            if tuple(latents.shape) != (n, *shape):
+                raise ValueError(f"latents must be standard-normal noise of shape {(n, *shape)} (N, C, H, W), "
+                                 f"got {tuple(latents.shape)}")
+            latents = latents.detach().to("cpu", torch.float32)
+            if generator is None:  # any stochastic sampler noise comes from the seeds: still a pure function
+                generator = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+            return latents, generator
+        if generator is None:
+            return None
+        if isinstance(generator, list):
+            noise = torch.stack([torch.randn(shape, generator=g, device=g.device, dtype=torch.float32).cpu()
+                                 for g in generator])
+        else:
+            noise = torch.randn((n, *shape), generator=generator, device=generator.device, dtype=torch.float32).cpu()
+        return noise, generator
+
+
+class _StepCallback:
+    """A scheduler that calls diffusers' ``callback_on_step_end(pipe, step, timestep, kwargs)`` after each ``step``
+    (the library's sampler loop is shared with the build, so the hook sits on the scheduler it steps)."""
+
+    def __init__(self, scheduler, pipe: "ScoreMixPipeline", callback: Callable[..., dict], inputs: Sequence[str]):
+        self._scheduler, self._pipe, self._callback, self._inputs, self._step = scheduler, pipe, callback, list(inputs), 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._scheduler, name)
+
+    def step(self, model_output, timestep, sample, generator=None, **kwargs):
+        if generator is not None:
+            kwargs["generator"] = generator
+        out = self._scheduler.step(model_output, timestep, sample, **kwargs)
+        given = {"latents": out.prev_sample}
+        returned = self._callback(self._pipe, self._step, timestep, {k: given[k] for k in self._inputs}) or {}
+        self._step += 1
+        if "latents" in returned:
+            out.prev_sample = returned["latents"]
+        return out
 
 
 def model_index(folder: str | Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -221,8 +336,3 @@ def write_model_index(folder: str | Path, meta: dict[str, Any] | None = None) ->
     atomic_write(path, json.dumps(model_index(folder, meta), indent=2, sort_keys=True) + "\n")
     return path
 
-
-# diffusers looks a pipeline's ``_class_name`` up in its own namespace; registering the class there lets
-# ``DiffusionPipeline.from_pretrained(folder)`` load a scoremix-ds generator without executing any folder's code.
-if getattr(diffusers, ScoreMixPipeline.__name__, None) is None:
-    setattr(diffusers, ScoreMixPipeline.__name__, ScoreMixPipeline)
