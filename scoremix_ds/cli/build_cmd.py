@@ -48,6 +48,7 @@ def build(
     tag: TagOpt = None,
     force_tag: ForceTagOpt = False,
     token: TokenOpt = None,
+    tags: Annotated[Optional[list[str]], typer.Option("--tags", help="Card tags describing the data, beyond synthetic / scoremix / diffusion / identity-mixing (repeatable or comma-separated), e.g. face-recognition.")] = None,
     num_processes: Annotated[int, typer.Option(help="Relaunch under accelerate with N processes (one per device).")] = 1,
     out: OutOpt = None,
     recipe: RecipeOpt = None,
@@ -81,6 +82,13 @@ def build(
         complete = True
     else:
         complete = _build(resolved, num_processes, progress)
+    if tags and complete and owns_side_effects():  # card-only: not in the config, so not in the fingerprint
+        from ..dataset.card import parse_tags, write_build_card
+        from ..dataset.manifest import Manifest
+
+        manifest = Manifest.read(Path(config.out))
+        if manifest is not None and (Path(config.out) / "README.md").is_file():
+            write_build_card(Path(config.out), manifest, tags=parse_tags(tags))
     # Once, from the process that owns the run: this one, rank 0 of the user's accelerate launch / torchrun, or the
     # parent of --num-processes (whose children never see --push-to), after every unit is on disk.
     if push is not None and complete and owns_side_effects():

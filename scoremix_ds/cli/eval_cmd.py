@@ -17,7 +17,7 @@ BENCHMARK_HELP = (
     "mnist-5k-heldout / NAME[7-9] (PAIRS balanced pairs, default 3000, drawn with --seed from labelled data); "
     "pairs:NAME:SPLIT, a pair dataset folder or ORG/NAME (columns image_a, image_b, is_same; split test by default); "
     "ijbb:ROOT / ijbc:ROOT (IJB release folder). A Hub NAME takes a revision as NAME@REV. "
-    "Default: mnist-5k-heldout."
+    "Default, for the embedded default MODEL only: mnist-5k-heldout (any other model must name its benchmarks)."
 )
 MODEL_HELP = "'default' (the embedded MNIST discriminator), a saved model folder, a Hub id, 'sface' or an .onnx file."
 TTA_HELP = "Also embed each image's horizontal flip and use the normalised sum (2x the forward passes)."
@@ -52,6 +52,13 @@ def eval_model(
     from ..core.validate import device_name
 
     device_name("--device", device, available=True)
+    check_revision(model, revision)
+    if not benchmark and not is_default_model(model):
+        if not _may_exist(model):
+            load_discriminator(model, revision, flag="model")  # its one line: no such model (nothing downloaded)
+        raise ConfigError(f"eval {model} needs --benchmark: the default, {DEFAULT_BENCHMARKS[0]} (MNIST digits), "
+                          "applies to the embedded default model only",
+                          hint="e.g. --benchmark lfw.bin, --benchmark heldout:NAME:3000 or --benchmark pairs:ORG/NAME")
     benchmarks = benchmarks_from(benchmark or DEFAULT_BENCHMARKS, seed=0 if seed is None else seed)
     net = load_discriminator(model, revision, flag="model")  # the loader's errors name the MODEL argument
     embed_fn = functools.partial(embed_images, progress="embed" if progress else False)  # a bar with ETA
@@ -63,3 +70,35 @@ def eval_model(
         paths["card"] = card
     typer.echo(markdown_table(result))
     typer.echo("\n".join(f"wrote {path}" for path in paths.values()))
+
+
+def is_default_model(model: str) -> bool:
+    """MODEL is the embedded default discriminator (by name or by its folder): the one the MNIST default benchmark
+    describes."""
+    from ..core.resources import default_model_dir
+
+    if model == "default":
+        return True
+    try:
+        return Path(model).expanduser().resolve() == default_model_dir("discriminator").resolve()
+    except (OSError, ValueError):
+        return False
+
+
+def check_revision(model: str, revision: str | None) -> None:
+    """``MODEL@REV`` and ``--revision`` may both be given only when they agree (the loader's own message would name
+    a ``model_revision`` setting that eval does not have)."""
+    from ..core.refs import split_revision
+
+    name, own = split_revision(model, "MODEL")
+    if own is not None and revision is not None and own != revision:
+        raise ConfigError(f"MODEL '{model}' names revision {own} but --revision says {revision}",
+                          hint=f"give the revision once: MODEL {name}@REVISION, or MODEL {name} with --revision")
+
+
+def _may_exist(model: str) -> bool:
+    """MODEL names something that can be loaded without asking a loader: an existing path, a Hub id or a name."""
+    from ..core.refs import could_be_hub_id, split_revision
+
+    return (Path(model).expanduser().exists() or could_be_hub_id(split_revision(model, "MODEL")[0])
+            or model == "sface")

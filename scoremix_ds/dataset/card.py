@@ -43,6 +43,21 @@ def size_category(n: int) -> str:
     return "n>1T"
 
 
+# The card's tags describe the data: what every ScoreMix build is. A field such as ``face-recognition`` is added only
+# when asked (``build --tags``): a build of MNIST digits is no face data.
+DEFAULT_TAGS = ("synthetic", "scoremix", "diffusion", "identity-mixing")
+
+
+def card_tags(extra: tuple[str, ...] | list[str] = ()) -> list[str]:
+    """The card's ``tags``: :data:`DEFAULT_TAGS`, then ``extra`` (the user's), then the paper's ``arxiv:`` tag,
+    each once."""
+    tags: list[str] = []
+    for tag in (*DEFAULT_TAGS, *extra, f"arxiv:{PAPER_ARXIV}"):
+        if tag and tag not in tags:
+            tags.append(tag)
+    return tags
+
+
 def hub_licence(licence: str | None) -> str:
     """A licence id for the card's YAML: ``other`` where none is known."""
     return licence if licence and licence.lower() not in ("unknown", "none", "") else "other"
@@ -74,8 +89,10 @@ def render_card(
     load_path: str = "path/to/this/dataset",
     audit: dict[str, Any] | None = None,
     features: dict[str, datasets.Features] | None = None,
+    tags: tuple[str, ...] | list[str] = (),
 ) -> DatasetCard:
-    """The card for a build. ``build`` is the content config (no local paths), ``counts`` per config."""
+    """The card for a build. ``build`` is the content config (no local paths), ``counts`` per config; ``tags`` the
+    user's card tags beyond :data:`DEFAULT_TAGS` (kept in the card's ``scoremix.card_tags`` for later re-renders)."""
     configs = [c for c in CONFIGS if c in counts]
     total = sum(c["rows"] for c in counts.values())
     # The images are the generator's: its training data's licence is the one that carries over, where recorded.
@@ -83,7 +100,7 @@ def render_card(
     card_data = DatasetCardData(
         license=licence,
         task_categories=["image-classification"],
-        tags=["synthetic", "scoremix", "diffusion", "face-recognition", "identity-mixing", f"arxiv:{PAPER_ARXIV}"],
+        tags=card_tags(tags),
         size_categories=[size_category(total)],
         pretty_name=pretty_name,
         configs=[
@@ -98,7 +115,8 @@ def render_card(
             }
             for c in configs
         ],
-        scoremix={"build": build, "provenance": provenance, "package_version": package_version},
+        scoremix={"build": build, "provenance": provenance, "package_version": package_version,
+                  **({"card_tags": list(tags)} if tags else {})},
     )
     return DatasetCard.from_template(
         card_data,
@@ -150,13 +168,32 @@ def card_features(out: Path, manifest: Manifest) -> dict[str, datasets.Features]
             for name, files in manifest.shards.items() if files}
 
 
-def write_build_card(out: Path, manifest: Manifest) -> None:
-    """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit."""
+def write_build_card(out: Path, manifest: Manifest, tags: tuple[str, ...] | list[str] | None = None) -> None:
+    """(Re)render README.md from the manifest: config (local paths reduced), provenance, counts and any audit;
+    ``tags``: the user's card tags (``build --tags``), ``None``: those the existing card records, if any."""
     config = manifest.config
     build = dict(config, generator=public_ref(config["generator"]), discriminator=public_ref(config["discriminator"]),
                  weak_generator=public_ref(config["weak_generator"]), real_data=public_ref(config["real_data"]),
                  plan=public_ref(config.get("plan")))
     provenance = {k: v for k, v in manifest.provenance.items() if k != "class_names"}  # in the label features
+    tags = recorded_card_tags(out) if tags is None else tags
     card = render_card(build, provenance, manifest.counts, __version__, get_strategy(config["strategy"]).space,
-                       audit=manifest.audit, features=card_features(out, manifest))
+                       audit=manifest.audit, features=card_features(out, manifest), tags=tags)
     write_card(out, card)
+
+
+def recorded_card_tags(out: Path) -> list[str]:
+    """The user's tags the card in ``out`` records (``scoremix.card_tags``), so a re-render (audit, merge) keeps them."""
+    path = Path(out) / "README.md"
+    if not path.is_file():
+        return []
+    try:
+        recorded = (DatasetCard.load(path).data.to_dict().get("scoremix") or {}).get("card_tags") or []
+    except Exception:  # an unreadable card records nothing; the build's own facts come from the manifest
+        return []
+    return [str(t) for t in recorded]
+
+
+def parse_tags(values: list[str] | None) -> list[str]:
+    """``--tags`` values (repeatable, each comma-separated) as a list, in order, without blanks."""
+    return [t.strip() for v in values or [] for t in v.split(",") if t.strip()]

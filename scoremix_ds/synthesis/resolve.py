@@ -31,7 +31,37 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
     config = with_generator_sampler(config)
     if plan_file is None:
         check_real_data(config)
+        check_discriminator(config)
     return ResolvedBuild(config, plan_file, completed_build(config))
+
+
+def check_discriminator(config: BuildConfig) -> None:
+    """The embedded default discriminator (trained on MNIST digits) ranks only the embedded default generator's
+    classes: a strategy that picks pairs by class centres, on any other generator, must be given its discriminator
+    (one line, before any model loads). Random and condition-space strategies use no discriminator."""
+    from .planning.choose import needs_real_data
+
+    if config.discriminator not in ("default", "", None) or _is_default_generator(config.generator):
+        return
+    if needs_real_data(config.strategy_spec):
+        raise ConfigError(
+            f"strategy '{config.strategy}' ranks pairs in a discriminator's embedding space, and the embedded default "
+            "one knows only MNIST digits, not this generator's classes",
+            hint="give `discriminator` (a recognition model for the generator's images), or set `strategy` to random "
+                 "/ distant-condition / close-condition", fields=("discriminator", "strategy"))
+
+
+def _is_default_generator(generator: str | None) -> bool:
+    from pathlib import Path
+
+    from ..core.resources import default_model_dir
+
+    if generator in ("default", "", None):
+        return True
+    try:
+        return Path(generator).expanduser().resolve() == default_model_dir("generator").resolve()
+    except (OSError, ValueError):
+        return False
 
 
 def with_generator_sampler(config: BuildConfig) -> BuildConfig:

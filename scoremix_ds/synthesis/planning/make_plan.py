@@ -48,6 +48,9 @@ def make_plan_file(config: BuildConfig, path: str | Path, progress: bool = False
     """Plan ``config`` and write ``path`` (parquet) plus ``path`` with a ``.png`` suffix (the histogram).
     Without real data (``random`` or a condition strategy) the histogram is of the condition space."""
     check_real_data(config)  # before any model is loaded
+    from ..resolve import check_discriminator
+
+    check_discriminator(config)  # the embedded MNIST discriminator ranks only the embedded generator
     path = claim_file(path, "out", owned=is_plan_file)
     claim_file(path.with_suffix(".png"), "out", owned=lambda png: path.is_file() and is_plan_file(path))
     gen = load_generator(config.generator, config.generator_revision, null_class=config.null_class)
