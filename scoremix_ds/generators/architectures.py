@@ -16,7 +16,14 @@ unet-face      UNet widths (128, 128, 256, 256, 512), 2 ResNets per level,      
 dit-small      DiT, patch 4, 4 layers, 4 heads x 16 (width 64): tests and digits   --
 dit-face       DiT-B/8 in pixel space: patch 8 (196 tokens at 112), 12 layers,     138,472,896 + 9,216 (K+1)
                12 heads x 64 (width 768)                                           = 230,642,112 at K=10,000
+edm2-cpu       EDM2 (magnitude-preserving UNet, :mod:`.edm2`): the ``edm2-cpu``    --
+edm2-xs        preset, ``edm2-xs`` / ``edm2-s`` (faces) and their guides; the
+edm2-s         preset's image size and channels give way to the config's
 =============  ==================================================================  ===============================
+
+The ``edm2`` family saves an :class:`~.edm2.EDM2Denoiser` under ``edm2/`` (the folder of :mod:`.edm2.folder`);
+its label is a one-hot vector, the zero vector for a dropped label (no class-table row), and its overrides are none:
+the preset is the architecture (``train-generator`` trains it with EDM2's loss, :mod:`scoremix_ds.training.edm2`).
 
 The DiT count grows by 12 x 768 per class because diffusers keeps one class table per transformer block
 (``AdaLayerNormZero``); at K = 10,000 those tables are 92M of the 231M parameters. ``tests/test_generator_trainer.py``
@@ -37,8 +44,8 @@ from ..core.errors import ConfigError
 
 UNET_FIELDS = ("block_out_channels", "layers_per_block", "norm_num_groups", "attention_levels", "attention_head_dim")
 DIT_FIELDS = ("patch_size", "num_layers", "num_attention_heads", "attention_head_dim")
-FIELDS: dict[str, tuple[str, ...]] = {"unet": UNET_FIELDS, "dit": DIT_FIELDS}
-FOLDERS: dict[str, str] = {"unet": "unet", "dit": "transformer"}  # what load_generator looks for
+FIELDS: dict[str, tuple[str, ...]] = {"unet": UNET_FIELDS, "dit": DIT_FIELDS, "edm2": ()}
+FOLDERS: dict[str, str] = {"unet": "unet", "dit": "transformer", "edm2": "edm2"}  # what load_generator looks for
 
 
 def build_unet(image_size: int, channels: int, num_classes: int, *, block_out_channels: tuple[int, ...],
@@ -91,7 +98,26 @@ def build_dit(image_size: int, channels: int, num_classes: int, *, patch_size: i
     return model
 
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {"unet": build_unet, "dit": build_dit}
+def build_edm2(image_size: int, channels: int, num_classes: int, **params: Any) -> nn.Module:
+    """An :class:`~.edm2.EDM2Denoiser` of an EDM2 preset's architecture (``params``: its ``denoiser_kwargs`` less the
+    image and label sizes) at ``image_size`` x ``channels`` with ``num_classes`` one-hot labels."""
+    from .edm2.precond import EDM2Denoiser
+
+    return EDM2Denoiser(img_resolution=image_size, img_channels=channels, label_dim=num_classes,
+                        **{k: list(v) if isinstance(v, tuple) else v for k, v in params.items()})
+
+
+def edm2_params(name: str) -> Mapping[str, Any]:
+    """The EDM2 preset ``name``'s network settings (its denoiser keyword arguments less the sizes)."""
+    from .edm2.presets import preset
+
+    kwargs = preset(name).denoiser_kwargs(label_dim=0)
+    for key in ("img_resolution", "img_channels", "label_dim"):
+        kwargs.pop(key)
+    return MappingProxyType({k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()})
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {"unet": build_unet, "dit": build_dit, "edm2": build_edm2}
 
 
 @dataclass(frozen=True)
@@ -143,6 +169,13 @@ class Architecture:
             if head <= 0 or any(w % head for w in attended):
                 raise ConfigError(f"'{name}': attention_head_dim {head} must divide the attended widths "
                                   f"{sorted(attended)}", hint="check attention_head_dim / block_out_channels")
+        elif self.family == "edm2":
+            stride = 2 ** (len(params["channel_mult"]) - 1)
+            if image_size % stride:
+                raise ConfigError(f"'{name}': image_size {image_size} is not divisible by 2^"
+                                  f"{len(params['channel_mult']) - 1} = {stride} ({len(params['channel_mult'])} "
+                                  "levels)", hint="choose an image_size that halves that many times",
+                                  field="image_size")
         else:
             if min(params["patch_size"], params["num_layers"], params["num_attention_heads"],
                    params["attention_head_dim"]) <= 0:
@@ -172,6 +205,8 @@ ARCHITECTURES: dict[str, Architecture] = {
     "dit-face": Architecture("dit", _preset(
         patch_size=8, num_layers=12, num_attention_heads=12, attention_head_dim=64),
         "DiT-B/8 in pixel space at 3x112x112: ~138M parameters + 9,216 per class"),
+    **{name: Architecture("edm2", edm2_params(name), f"EDM2 preset {name} (generators/edm2/presets.py)")
+       for name in ("edm2-cpu", "edm2-cpu-guide", "edm2-xxs", "edm2-xs", "edm2-s")},
 }
 
 
@@ -182,8 +217,15 @@ def get_architecture(name: str) -> Architecture:
     return ARCHITECTURES[name]
 
 
+def edm2_guide_name(name: str) -> str | None:
+    """The guide architecture an EDM2 preset names (``edm2-cpu`` -> ``edm2-cpu-guide``), None without one."""
+    from .edm2.presets import preset
+
+    return preset(name).guide
+
+
 def denoise(model: nn.Module, family: str, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """One forward of either family: the model output for noisy ``x`` at timesteps ``t`` (B,) and classes (B,)."""
+    """One forward of either diffusers family: the model output for noisy ``x`` at timesteps ``t`` (B,) and classes (B,)."""
     if family == "unet":
         return model(x, t, class_labels=labels).sample
     return model(x, timestep=t, class_labels=labels).sample

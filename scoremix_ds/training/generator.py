@@ -1,4 +1,5 @@
-"""Train a class-conditional diffusers denoiser (UNet or DiT) and save it in the layout ``build`` loads.
+"""Train a class-conditional diffusers denoiser (UNet or DiT) and save it in the layout ``build`` loads; an EDM2
+architecture (``edm2-*``) is handed, after the shared setup below, to :mod:`.edm2` (its own loss and folder).
 
 The run is described by :class:`.generator_config.GeneratorTrainConfig` (its validation and fingerprint live there);
 this module owns the generator's data, loss, checkpoint contents and saved output; the loop itself (accelerate,
@@ -158,14 +159,20 @@ def _written_by_train_generator(out: Path) -> bool:
     """A folder `train-generator` wrote before folders were marked: its checkpoints or its finished model, or the
     tracker run it writes first (``--report-to``, stopped before the first checkpoint)."""
     return ((out / "checkpoints").is_dir() or (out / "scoremix.json").is_file() and (out / "scheduler").is_dir()
+            or (out / "scoremix.json").is_file() and (out / "edm2").is_dir()
             or any((out / out.resolve().name).glob("events.out.tfevents.*")) or (out / "wandb").is_dir())
 
 
 def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     out = Path(config.out)
     arch = get_architecture(config.architecture)
+    handlers = ()
+    if arch.family == "edm2":
+        from .edm2 import ddp_handlers
+
+        handlers = ddp_handlers(config)
     accelerator = accelerator_for(config.device == "cpu" or (config.device is None and not torch.cuda.is_available()),
-                                  config.report_to, config.logging_dir or out)
+                                  config.report_to, config.logging_dir or out, kwargs_handlers=handlers)
     rank, world = accelerator.process_index, accelerator.num_processes
     micro = micro_batch_size(config.batch_size, world, config.gradient_accumulation_steps, "gradient_accumulation_steps")
     source = open_source(SourceSpec(config.real_data, config.real_data_revision,
@@ -184,6 +191,10 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
     ckpt = prepare_checkpoints(ckpt_root, config.resume, accelerator)
     if ckpt is not None:
         _check_resumable(ckpt, config, fingerprint, data_id)
+    if arch.family == "edm2":  # EDM2's loss, optimizer, EMA and folder on the same loop (training/edm2.py)
+        from .edm2 import train_edm2
+
+        return train_edm2(config, accelerator, source, data_id, fingerprint, ckpt, progress)
 
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
         torch.manual_seed(config.seed)

@@ -15,7 +15,7 @@ from ..core.errors import ConfigError
 from ..core.fingerprints import config_fingerprint
 from ..core.recipes import json_ready, to_dict, without_added_fields
 from ..core.validate import device_name, in_range, positive_count
-from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, get_architecture
+from ..generators.architectures import DIT_FIELDS, UNET_FIELDS, edm2_guide_name, get_architecture
 from .loop import check_report_to
 
 ARCH_FIELDS = tuple(dict.fromkeys(UNET_FIELDS + DIT_FIELDS))
@@ -25,7 +25,10 @@ RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep
                         "gradient_accumulation_steps", "device", "report_to", "logging_dir"})
 # Fields added after generators were trained with this code, with the value that reproduces the older behaviour: at
 # that value they are left out of the fingerprint, so the embedded default and every cached generator keep theirs.
-ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None}
+ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None, "p_mean": -0.8, "p_std": 1.6, "ema_sigma_rel": 0.10,
+                                "lr_decay_steps": None, "guide_steps": None, "guide_architecture": None}
+# The EDM2 fields (architecture edm2-*): at their default for every other architecture.
+EDM2_FIELDS = ("p_mean", "p_std", "ema_sigma_rel", "lr_decay_steps", "guide_steps", "guide_architecture")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -65,6 +68,17 @@ class GeneratorTrainConfig:
     # so the nearly clean timesteps no longer dominate the loss. None: plain mean squared error (the bare default, so
     # older recipes keep their weights); builders/default-generator.toml, the embedded default, uses 5.
     snr_gamma: float | None = None
+    # EDM2 (architecture edm2-*; Karras et al. 2024): ln(sigma) ~ N(p_mean, p_std^2); Adam (0.9, 0.99) at
+    # learning_rate / sqrt(max(step / lr_decay_steps, 1)) after warmup_steps (None: lr_decay_steps = steps, no decay
+    # within the run); the saved networks are power-function EMAs of relative std ema_sigma_rel (ema_decay is not
+    # used); the autoguidance guide (guide_architecture, None: the preset's guide) is trained in the same run on the
+    # same batches for guide_steps steps (None: steps // 8; 0: no guide).
+    p_mean: float = -0.8
+    p_std: float = 1.6
+    ema_sigma_rel: float = 0.10
+    lr_decay_steps: int | None = None
+    guide_steps: int | None = None
+    guide_architecture: str | None = None
     mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
     seed: int = 0
     checkpoint_every: int = 500  # optimizer steps between checkpoints in out/checkpoints (0: only when stopping)
@@ -112,6 +126,47 @@ class GeneratorTrainConfig:
         check_report_to(self.report_to)
         architecture = get_architecture(self.architecture)
         architecture.check(self.architecture, self.architecture_params(), self.image_size)
+        if architecture.family == "edm2":
+            self._check_edm2()
+        else:
+            changed = [k for k in EDM2_FIELDS if getattr(self, k) != ADDED_FIELDS[k]]
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} appl{'ies' if len(changed) == 1 else 'y'} to EDM2 "
+                                  f"architectures only, not '{self.architecture}'",
+                                  hint="drop them, or choose an edm2-* architecture", fields=tuple(changed))
+
+    def _check_edm2(self) -> None:
+        from .loop import power_ema_gamma
+
+        in_range("p_std", self.p_std, lo=0.0, lo_open=True, example="1.6")
+        power_ema_gamma(self.ema_sigma_rel)
+        positive_count("lr_decay_steps", self.lr_decay_steps, optional=True)
+        in_range("guide_steps", self.guide_steps, lo=0, hi=self.steps, optional=True, example=str(self.steps // 8))
+        if self.snr_gamma is not None or self.weight_decay:
+            raise ConfigError("EDM2 is trained with its own loss weighting and plain Adam: snr_gamma and "
+                              "weight_decay do not apply", hint="leave snr_gamma unset and weight_decay at 0",
+                              fields=("snr_gamma", "weight_decay"))
+        guide = self.guide_name()
+        if guide is not None:
+            if get_architecture(guide).family != "edm2":
+                raise ConfigError(f"guide_architecture '{guide}' is not an EDM2 architecture",
+                                  hint="name an edm2-* preset, e.g. edm2-cpu-guide", field="guide_architecture")
+            get_architecture(guide).check(guide, get_architecture(guide).resolve(guide, {}), self.image_size)
+        elif self.guide_steps:
+            raise ConfigError(f"'{self.architecture}' names no guide preset", hint="set guide_architecture",
+                              field="guide_architecture")
+
+    def guide_name(self) -> str | None:
+        """EDM2: the guide's architecture (``guide_architecture``, else the preset's guide), None for no guide."""
+        if self.guide_steps == 0:
+            return None
+        return self.guide_architecture or edm2_guide_name(self.architecture)
+
+    def guide_step_count(self) -> int:
+        """EDM2: the steps the guide trains (``guide_steps``, else ``steps // 8``, at least 1); 0 without a guide."""
+        if self.guide_name() is None:
+            return 0
+        return self.guide_steps if self.guide_steps is not None else max(1, self.steps // 8)
 
     def architecture_params(self) -> dict[str, Any]:
         """The architecture's preset with this config's overrides."""

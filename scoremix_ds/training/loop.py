@@ -10,11 +10,12 @@ module owns everything else that used to be written twice:
 - the global-batch rule (:func:`micro_batch_size`): ``batch_size`` is the global batch of one optimizer step, split
   over the processes and the accumulation steps, checked once, in one wording;
 - the learning-rate schedule (:func:`lr_factors`): transformers' schedules, as a pure function of the step, so a
-  stop, a crash or a resume never shortens or shifts it;
+  stop, a crash or a resume never shortens or shifts it; EDM2's inverse-square-root decay (:func:`inverse_sqrt_factors`);
 - gradient accumulation (``no_sync`` on all but the last micro-batch of a step), gradient clipping, the optimizer
   step, a progress bar, and checkpoints every N steps (written by :mod:`.checkpoints`);
 - callbacks at the end of each optimizer step, where every process is outside the DDP step: the JSONL log
-  (:class:`JsonlLog`), EMA (:class:`EMA`), evaluation (:class:`Evaluate`: process 0 evaluates while the others wait
+  (:class:`JsonlLog`), EMA (:class:`EMA`, with diffusers' ``EMAModel`` or EDM2's power-function :class:`PowerEMA`),
+  evaluation (:class:`Evaluate`: process 0 evaluates while the others wait
   at a barrier, not in the next all-reduce), experiment trackers (:class:`Track`: accelerate's TensorBoard, W&B,
   ...), previews or anything else with the same two methods.
 """
@@ -40,7 +41,8 @@ logger = logging.getLogger(__name__)
 # ------------------------------------------------------------------------------------------- setup
 
 
-def accelerator_for(cpu: bool, report_to: Sequence[str] = (), logging_dir: str | Path | None = None):
+def accelerator_for(cpu: bool, report_to: Sequence[str] = (), logging_dir: str | Path | None = None,
+                    kwargs_handlers: Sequence[Any] = ()):
     """accelerate's ``Accelerator`` for a trainer: on ``cpu`` (``PartialState(cpu=True)``, gloo) or accelerate's
     device choice. Mixed precision is :class:`Precision`'s, so every trainer of a process asks accelerate for the
     same state and none has to reset it. ``report_to`` (accelerate's ``log_with`` names, :data:`TRACKERS`) and
@@ -48,6 +50,8 @@ def accelerator_for(cpu: bool, report_to: Sequence[str] = (), logging_dir: str |
     from accelerate import Accelerator
 
     tracking = {"log_with": list(report_to), "project_dir": str(logging_dir)} if report_to else {}
+    if kwargs_handlers:  # e.g. DDP's find_unused_parameters for a network trained only part of the run
+        tracking["kwargs_handlers"] = list(kwargs_handlers)
     try:
         return Accelerator(cpu=cpu, mixed_precision="no", **tracking)
     except ValueError as exc:  # e.g. a CPU run after a GPU run in one process: accelerate's device is process-wide
@@ -149,6 +153,21 @@ def lr_factors(schedule: str, warmup: int, total: int, floor: float = 0.0) -> Ca
     return factor
 
 
+def inverse_sqrt_factors(t_ref: int, warmup: int = 0) -> Callable[[int], float]:
+    """EDM2's learning-rate multiplier at 0-based optimizer step ``step`` (Karras et al. 2024, Sec. 3):
+    ``1 / sqrt(max(step / t_ref, 1))``, t counted in optimizer steps, times the linear warm-up
+    ``min((step + 1) / warmup, 1)`` of :func:`lr_factors` when ``warmup`` > 0. A pure function of the step."""
+    if t_ref <= 0:
+        raise ConfigError(f"the learning-rate decay reference {t_ref} must be a positive step count",
+                          hint="set lr_decay_steps to 1 or more", field="lr_decay_steps")
+
+    def factor(step: int) -> float:
+        decay = 1.0 / max(step / t_ref, 1.0) ** 0.5
+        return decay * min((step + 1) / warmup, 1.0) if warmup > 0 else decay
+
+    return factor
+
+
 # ------------------------------------------------------------------------------------------- callbacks
 
 
@@ -171,13 +190,76 @@ class Callback:
 
 
 class EMA(Callback):
-    """An exponential moving average of the weights (diffusers' ``EMAModel``), updated after every optimizer step."""
+    """An exponential moving average of the weights (diffusers' ``EMAModel`` or :class:`PowerEMA`), updated after
+    every optimizer step: of all the model's parameters, or of ``select(model)``'s (one network of several trained
+    together), and only up to step ``until`` when given (a network trained for the first ``until`` steps only)."""
 
-    def __init__(self, ema) -> None:
-        self.ema = ema
+    def __init__(self, ema, select: Callable[[torch.nn.Module], Iterable[torch.nn.Parameter]] | None = None,
+                 until: int | None = None) -> None:
+        self.ema, self.select, self.until = ema, select, until
 
     def on_step_end(self, loop: TrainingLoop) -> None:
-        self.ema.step(loop.unwrapped.parameters())
+        if self.until is not None and loop.step > self.until:
+            return
+        model = loop.unwrapped
+        self.ema.step(model.parameters() if self.select is None else self.select(model))
+
+
+def power_ema_gamma(sigma_rel: float) -> float:
+    """EDM2's exponent gamma of the power-function EMA whose relative standard deviation is ``sigma_rel``: the root
+    of sigma_rel^2 = (gamma + 1) / ((gamma + 2)^2 (gamma + 3)) (Karras et al. 2024, Sec. 3.1), by bisection in
+    float64 (the right side falls monotonically from 1/12 at gamma = 0); sigma_rel 0.10 gives about 6.94."""
+    if not 0.0 < sigma_rel < 12 ** -0.5:
+        raise ConfigError(f"EMA relative std {sigma_rel} is outside (0, 0.2887)", hint="set ema_sigma_rel, e.g. 0.10",
+                          field="ema_sigma_rel")
+    target = sigma_rel ** 2
+
+    def excess(gamma: float) -> float:
+        return (gamma + 1) / ((gamma + 2) ** 2 * (gamma + 3)) - target
+
+    lo, hi = 0.0, 1.0
+    while excess(hi) > 0:
+        hi *= 2
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if excess(mid) > 0 else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _power_ema_class():
+    from diffusers.training_utils import EMAModel
+
+    class PowerEMA(EMAModel):
+        """EDM2's power-function EMA (Karras et al. 2024, Sec. 3.1): after optimizer step t (1-based),
+        shadow <- beta_t shadow + (1 - beta_t) weights with beta_t = (1 - 1/t)^(gamma + 1) (t in optimizer steps;
+        beta_1 = 0 copies the weights), gamma from ``sigma_rel`` (:func:`power_ema_gamma`). diffusers' ``EMAModel``
+        with its decay replaced, so its ``state_dict``/``load_state_dict``/``copy_to`` and the :class:`EMA`
+        callback serve it unchanged."""
+
+        def __init__(self, parameters, sigma_rel: float = 0.10) -> None:
+            super().__init__(parameters, decay=1.0, min_decay=0.0)
+            self.sigma_rel = float(sigma_rel)
+            self.gamma = power_ema_gamma(self.sigma_rel)
+
+        def get_decay(self, optimization_step: int) -> float:
+            t = int(optimization_step)
+            return 0.0 if t <= 1 else (1.0 - 1.0 / t) ** (self.gamma + 1.0)
+
+        def state_dict(self) -> dict:
+            return {**super().state_dict(), "sigma_rel": self.sigma_rel}
+
+        def load_state_dict(self, state_dict: dict) -> None:
+            state = dict(state_dict)
+            if float(state.pop("sigma_rel", self.sigma_rel)) != self.sigma_rel:
+                raise ConfigError("the checkpoint's EMA has another relative std", field="ema_sigma_rel")
+            super().load_state_dict(state)
+
+    return PowerEMA
+
+
+def PowerEMA(parameters, sigma_rel: float = 0.10):  # noqa: N802 - a class, built on first use (diffusers is heavy)
+    """A :class:`PowerEMA <_power_ema_class>` over ``parameters`` (see there)."""
+    return _power_ema_class()(parameters, sigma_rel)
 
 
 class Evaluate(Callback):
