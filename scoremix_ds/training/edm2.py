@@ -43,7 +43,7 @@ from ..maths.image_tensors import to_model_tensor
 from ..sources.source import Source
 from .checkpoints import CHECKPOINTS, Checkpoint, write_checkpoint
 from .edm2_loss import edm2_loss, edm2_sigma, onehot_labels
-from .generator import LossRecord, StepBatches, draw_seed, process_share
+from .generator_steps import LossRecord, StepBatches, draw_seed, process_share
 from .generator_config import GeneratorTrainConfig
 from .loop import EMA, PowerEMA, Precision, Track, TrainingLoop, inverse_sqrt_factors
 

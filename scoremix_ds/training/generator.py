@@ -36,7 +36,6 @@ Why the result does not depend on how the work is split, and why resume is exact
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -50,37 +49,22 @@ import torch.nn.functional as F
 from .. import __version__
 from ..sources.source import Source, SourceSpec
 from ..sources.openers import open_source
-from ..maths.image_tensors import to_model_tensor
 from ..core.errors import ConfigError, DataError
 from ..core.recipes import to_dict
 from ..core.validate import device_name
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
-from .loop import (EMA, Callback, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
+from .generator_steps import FIRST_LOSSES, LOG_EVERY, LossRecord, StepBatches, draw_seed, process_share  # noqa: F401
+from .loop import (EMA, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
                    require_trackers)
 
 logger = logging.getLogger(__name__)
 
-LOG_EVERY = 250
 LR_FLOOR = 0.05  # the cosine decay ends at 5% of the peak learning rate
-FIRST_LOSSES = 10  # global losses of the first steps kept in scoremix.json
 
 
 # ------------------------------------------------------------------------------------------- pure pieces
-
-
-def draw_seed(seed: int, step: int, index: int) -> int:
-    """A 63-bit seed for the draws of training sample ``index`` of the global batch of optimizer step ``step``
-    (not the per-image seed of a build, :func:`scoremix_ds.synthesis.planning.mix_plan.sample_seed`)."""
-    digest = hashlib.blake2b(f"train-generator:{seed}:{step}:{index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
-def process_share(batch_size: int, rank: int, world: int) -> range:
-    """Which samples of the global batch process ``rank`` of ``world`` draws (contiguous, equal shares)."""
-    per = batch_size // world
-    return range(rank * per, (rank + 1) * per)
 
 
 def noise_schedule(config: GeneratorTrainConfig):
@@ -96,42 +80,6 @@ def noise_schedule(config: GeneratorTrainConfig):
         # t = T-1 ("trailing") divides by ~0 in its x0 estimate (measured: 35% vs 75% recognisable digits).
         timestep_spacing="leading",
     )
-
-
-class StepBatches(torch.utils.data.Dataset):
-    """``self[step]``: this process's samples of the global batch of ``step``, as a dict of CPU tensors
-    ``x0 (n, C, H, W)`` in [-1, 1], ``labels (n,)`` (the null class where dropped), ``noise`` like ``x0`` and
-    ``timesteps (n,)``.
-
-    Sample ``i`` draws, from its own generator seeded by :func:`draw_seed`, in this order: the data row (uniform,
-    with replacement), label dropout, flip, timestep, noise. All draws happen whatever the config, so changing
-    ``flip`` or ``label_dropout`` does not move the other draws."""
-
-    def __init__(self, source: Source, config: GeneratorTrainConfig, share: range) -> None:
-        self.source, self.config, self.share = source, config, share
-        self.null_class = source.num_classes
-
-    def __len__(self) -> int:
-        return self.config.steps
-
-    def draw(self, step: int, index: int) -> tuple[torch.Tensor, int, torch.Tensor, int]:
-        c = self.config
-        g = torch.Generator().manual_seed(draw_seed(c.seed, step, index))
-        row = int(torch.randint(len(self.source), (1,), generator=g))
-        drop = bool(torch.rand(1, generator=g) < c.label_dropout)
-        flip = bool(torch.rand(1, generator=g) < 0.5)
-        t = int(torch.randint(c.num_train_timesteps, (1,), generator=g))
-        noise = torch.randn((c.channels, c.image_size, c.image_size), generator=g)
-        image, label = self.source[row]
-        x0 = to_model_tensor(image[None], c.image_size, c.channels)[0]
-        if c.flip and flip:
-            x0 = x0.flip(-1)
-        return x0, (self.null_class if drop else int(label)), noise, t
-
-    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
-        x0, labels, noise, t = zip(*(self.draw(step, i) for i in self.share))
-        return {"x0": torch.stack(x0), "labels": torch.tensor(labels, dtype=torch.long), "noise": torch.stack(noise),
-                "timesteps": torch.tensor(t, dtype=torch.long)}
 
 
 # ------------------------------------------------------------------------------------------- the trainer
@@ -253,36 +201,6 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
             shutil.rmtree(ckpt_root)
     accelerator.wait_for_everyone()
     return out
-
-
-class LossRecord(Callback):
-    """The loss kept in ``scoremix.json`` and the checkpoints: the global loss of each of the first
-    :data:`FIRST_LOSSES` steps, and a running mean (0.98 decay) reduced over processes every 25 steps, at the last
-    step and at each checkpoint (every process takes part in the reductions at the same steps)."""
-
-    def __init__(self, accelerator) -> None:
-        self.accelerator = accelerator
-        self.record: dict[str, Any] = {"first": [], "running": None}
-        self.running: torch.Tensor | None = None
-
-    def restore(self, record: dict[str, Any]) -> None:
-        self.record = record
-        if record["running"] is not None:
-            self.running = torch.tensor(record["running"], device=self.accelerator.device)
-
-    def on_step_end(self, loop: TrainingLoop) -> None:
-        step_loss = torch.zeros((), device=self.accelerator.device)
-        for loss in loop.micro_losses:
-            step_loss += loss
-        self.running = step_loss if self.running is None else 0.98 * self.running + 0.02 * step_loss
-        done = loop.step
-        if done - 1 < FIRST_LOSSES:
-            self.record["first"].append(self.accelerator.reduce(step_loss, reduction="mean").item())
-        if done % 25 == 0 or done == loop.stop or loop.checkpoint_due():
-            self.record["running"] = self.accelerator.reduce(self.running, reduction="mean").item()
-            loop.bar.set_postfix(loss=f"{self.record['running']:.4f}")
-            if done % LOG_EVERY == 0:
-                logger.info("step %d loss %.4f lr %.2e", done, self.record["running"], loop.learning_rate(done - 1))
 
 
 def _loss(model, family: str, schedule, prediction_type: str, batch: dict[str, torch.Tensor],
