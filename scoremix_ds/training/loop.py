@@ -22,6 +22,7 @@ module owns everything else that used to be written twice:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -226,6 +227,7 @@ def power_ema_gamma(sigma_rel: float) -> float:
     return (lo + hi) / 2
 
 
+@functools.cache
 def _power_ema_class():
     from diffusers.training_utils import EMAModel
 
