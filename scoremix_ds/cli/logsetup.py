@@ -7,7 +7,11 @@ import logging
 import os
 import sys
 
-NOISY = ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "accelerate")
+NOISY = ("httpx", "httpx2", "httpcore", "urllib3", "filelock", "accelerate", "matplotlib")  # WARNING and up only
+
+# Third-party warnings that say nothing a user can act on: torch's note on wrapping a read-only NumPy array (the
+# images read from Arrow buffers; the tensors made from them are never written to).
+QUIET_WARNINGS = (r"The given NumPy array is not writable",)
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -56,3 +60,8 @@ def setup_logging(verbose: int = 0, quiet: int = 0) -> None:
         root.setLevel(level)
     for noisy in NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, level))
+    if level > logging.DEBUG:  # -v -v (DEBUG) shows them again
+        import warnings
+
+        for message in QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)

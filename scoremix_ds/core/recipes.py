@@ -84,8 +84,8 @@ def _describe(annotation: Any) -> str:
 
 
 def resolve_recipe(name_or_path: str | Path) -> Path:
-    """A recipe is a path to a TOML file (or a build's ``manifest.json``), or the name of one in ``builders/``
-    (with or without ``.toml``)."""
+    """A recipe is a path to a TOML file (or a build's ``manifest.json``), the name of one in ``builders/``
+    (with or without ``.toml``), or a pushed dataset ``ORG/NAME[@REV]`` (its ``build.toml``)."""
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -93,9 +93,33 @@ def resolve_recipe(name_or_path: str | Path) -> Path:
     for candidate in (bundled / path.name, bundled / f"{path.name}.toml"):
         if candidate.is_file():
             return candidate
+    hub_recipe = _hub_build_recipe(str(name_or_path))
+    if hub_recipe is not None:
+        return hub_recipe
     known = ", ".join(sorted(p.stem for p in bundled.glob("*.toml")))
-    raise ConfigError(f"recipe '{name_or_path}' not found", hint=f"set recipe to a TOML file or one of: {known}",
+    raise ConfigError(f"recipe '{name_or_path}' not found",
+                      hint=f"set recipe to a TOML file, a pushed dataset ORG/NAME[@REV] or one of: {known}",
                       field="recipe")  # --recipe for build/train, the RECIPE argument of reproduce
+
+
+HUB_RECIPE = "build.toml"  # what ``push`` publishes beside a dataset's card: the build's config as a recipe
+
+
+def _hub_build_recipe(text: str) -> Path | None:
+    """``ORG/NAME[@REV]`` (no such local file): the ``build.toml`` of that Hub dataset at ``REV``, downloaded into
+    the Hugging Face cache (the token of ``HF_TOKEN`` / the login, if any); ``None`` for a text that is no Hub id."""
+    from .refs import could_be_hub_id, split_revision
+
+    if "/" not in text:
+        return None
+    repo_id, revision = split_revision(text, "recipe")
+    if not could_be_hub_id(repo_id):
+        return None
+    from .hub_client import download_errors, make_api, resolve_token
+
+    api = make_api(resolve_token(None, required=False))
+    with download_errors("the build recipe of dataset", repo_id, revision, field="recipe", needs=HUB_RECIPE):
+        return Path(api.hf_hub_download(repo_id, HUB_RECIPE, repo_type="dataset", revision=revision))
 
 
 def load_recipe(name_or_path: str | Path, section: str | None = None) -> dict[str, Any]:

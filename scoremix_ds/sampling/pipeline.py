@@ -56,8 +56,9 @@ class ScoreMixPipeline(DiffusionPipeline):
 
     Components: a class-conditional ``unet`` (``UNet2DModel`` with ``num_class_embeds``) or ``transformer``
     (``DiTTransformer2DModel``), an optional ``vae`` (latent models) and the training ``scheduler`` (its noise
-    schedule; the sampler named in ``__call__`` is built from its config). ``num_classes``, ``null_class`` and
-    ``id2label`` (the class names) are saved in ``model_index.json``.
+    schedule, sampled with DDIM as a build samples it, until ``pipe.scheduler`` is replaced: then the replacement
+    samples; a ``sampler`` named in ``__call__`` is built from the held scheduler's config). ``num_classes``,
+    ``null_class`` and ``id2label`` (the class names) are saved in ``model_index.json``.
     """
 
     _optional_components = ["unet", "transformer", "vae"]
@@ -148,8 +149,10 @@ class ScoreMixPipeline(DiffusionPipeline):
                 diffusers way, ``pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)``).
                 A loaded folder holds its *training* schedule (``DDPMScheduler``); until ``pipe.scheduler`` is
                 replaced, that schedule is sampled with DDIM, the build's default sampler, so the pipeline gives
-                the build's images. A name (``ddim``, ``dpm++``, ``heun``; ``edm-heun`` for EDM2) builds that
-                sampler from the held scheduler's config instead. ``euler`` is refused: on these discrete
+                the build's images (a ``scheduler=`` given to ``from_pretrained`` counts as the folder's: assign
+                ``pipe.scheduler`` after loading to sample with it). A name (``ddim``, ``dpm++``, ``heun``;
+                ``edm-heun`` for EDM2) builds that sampler from the held scheduler's config instead (a fresh one per
+                batch). ``euler`` is refused: on these discrete
                 schedules deterministic DDIM *is* Euler's method on the rescaled ODE, so it would return ddim's
                 images (assign an Euler scheduler with other sigmas, e.g. ``use_karras_sigmas=True``, instead).
             mixing: ``score`` (ScoreMix) or ``condition`` (mix the class-condition vectors, the AugGen baseline).
@@ -167,7 +170,8 @@ class ScoreMixPipeline(DiffusionPipeline):
                 (and, for a stochastic sampler, of ``generator`` or ``seeds``).
             callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs) -> dict`` after every sampler
                 step, as in diffusers; ``callback_kwargs`` holds ``callback_on_step_end_tensor_inputs``
-                (``"latents"``: the current ``x_t`` of the batch being sampled); a returned ``"latents"`` replaces it.
+                (``"latents"``: the current ``x_t`` of the batch being sampled; ``step`` counts from 0 in each batch
+                of ``batch_size``); a returned ``"latents"`` replaces it.
             callback_on_step_end_tensor_inputs: the tensors passed to the callback (``["latents"]`` only).
 
         Returns:

@@ -70,10 +70,12 @@ def load_models(config: BuildConfig, device: str | None = None):
         weak = accelerate_kernels(weak.to(device, dtype), config.compile)
         check_guide(gen, weak)  # an EDM2 generator's weak network: EDM2, same sample shape and labels
     if config.guidance != 1.0 and weak is None and gen.null_class is None and getattr(gen, "guide", None) is None:
+        last = gen.num_classes - 1  # a label table trained with dropout keeps its null class in the last row
         raise ModelError(
-            "classifier-free guidance needs a null class, and this generator has none",
-            hint="use `guidance` 1, give a `weak_generator` for autoguidance, or train with label dropout",
-            fields=("guidance", "weak_generator"),
+            "classifier-free guidance needs a null class, and this generator declares none",
+            hint=f"if row {last} of its label table is the null class label dropout trained, give `null_class` {last}; "
+                 "else use `guidance` 1, give a `weak_generator` for autoguidance, or train with label dropout",
+            fields=("null_class", "guidance", "weak_generator"),
         )
     return gen, weak
 
@@ -164,8 +166,9 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
         on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
         stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
         sampled = stats.images
-        logger.info("sampled %d images in %d batches (%d full) in %.1f s, %.1f s of it in the sampler",
-                    stats.images, stats.batches, stats.full_batches, stats.seconds, stats.sample_seconds)
+    # after the bar is closed: a line logged while it is open makes tqdm draw the finished bar again below it
+    logger.info("sampled %d images in %d batches (%d full) in %.1f s, %.1f s of it in the sampler",
+                stats.images, stats.batches, stats.full_batches, stats.seconds, stats.sample_seconds)
     group.barrier()
 
     complete = False

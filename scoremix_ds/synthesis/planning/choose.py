@@ -89,10 +89,14 @@ def real_rows(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDat
         return np.arange(len(real.labels))
     if not config.classes:
         both = min(real.num_classes, gen.num_classes)
+        # one undeclared row more than the data has classes: most likely the null class of label dropout
+        null_row = gen.null_class is None and gen.num_classes == real.num_classes + 1
         raise DataError(
             f"real_data has {real.num_classes} classes but the generator has {gen.num_classes}",
-            hint=f"mix only classes both have (`classes` 0-{both - 1}), or give the generator's own training data as "
-                 f"`real_data`", fields=("real_data", "classes"))
+            hint=(f"if row {gen.num_classes - 1} is the generator's null class (label dropout), give `null_class` "
+                  f"{gen.num_classes - 1}; if it is a class, " if null_row else "")
+                 + f"mix only classes both have (`classes` 0-{both - 1}), or give the generator's own training data "
+                 f"as `real_data`", fields=("real_data", "classes", *(("null_class",) if null_row else ())))
     top = max(config.classes)
     if top >= real.num_classes:
         raise ConfigError(f"classes has id {top}, outside the real data's classes 0..{real.num_classes - 1} "
@@ -170,6 +174,7 @@ def provenance(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDa
     disc = recorded_training(config.discriminator) if real else {}
     facts = {
         "real_data": public_ref(real.source) if real else None,
+        "real_data_commit": real.commit if real else None,  # what a revision / folder resolved to (the card shows it)
         "licence": real.licence if real else None,
         "attribution": public_ref(real.attribution) if real else None,
         "generator": public_ref(config.generator),
