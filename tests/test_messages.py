@@ -96,7 +96,7 @@ def test_card_records_the_commit_a_hub_real_data_tag_resolved_to(hub, tmp_path, 
     assert "org/real@v1" in card and f"read at `{sha}`" in card
 
 
-def test_final_progress_bar_is_not_redrawn_by_the_summary_line(tmp_path, tiny_generator_dir, tiny_discriminator_dir,
+def test_final_progress_bar_is_drawn_once(tmp_path, tiny_generator_dir, tiny_discriminator_dir,
                                                                tiny_real_data_dir):
     from hubfixtures import REPO_ROOT
 
@@ -111,6 +111,7 @@ def test_final_progress_bar_is_not_redrawn_by_the_summary_line(tmp_path, tiny_ge
     err = done.stderr.replace("\r", "\n")
     summary = err.index(" images in ")  # "sampled N images in B batches ..."
     assert "scoremix build" in err[:summary] and "scoremix build" not in err[summary:]
+    assert err.count("scoremix build: 100%") == 1  # the finished bar, drawn once
     assert "not writable" not in err and "font_manager" not in err
 
 

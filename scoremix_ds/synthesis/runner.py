@@ -163,7 +163,7 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
     with datasets_bars_off(), tqdm(total=total, unit="img", desc="scoremix build",
                                    disable=not (progress and layout.is_main), smoothing=0.1) as bar:
         # Process 0 sees only its own share; scaled by the process count it estimates the whole launch's rate.
-        on_batch = (lambda n: bar.update(n * layout.world)) if layout.is_main else None
+        on_batch = (lambda n: _advance(bar, n * layout.world)) if layout.is_main else None
         stats = run_units(plan, units, mine, gen, weak, config, out, on_batch, encode_workers=ENCODE_WORKERS)
         sampled = stats.images
     # after the bar is closed: a line logged while it is open makes tqdm draw the finished bar again below it
@@ -187,6 +187,15 @@ def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: Process
             rows = manifest.rows()
     group.barrier()
     return BuildResult(out, rows, len(plan.identities), time.perf_counter() - started, sampled, len(done), complete)
+
+
+def _advance(bar, n: int) -> None:
+    """``bar.update(n)``, except the step that finishes it: that one is counted, not drawn, so the finished bar is
+    drawn once (when it closes, with the whole run's rate) rather than by the update and again by the close."""
+    if bar.total and bar.n + n >= bar.total:
+        bar.n += n
+    else:
+        bar.update(n)
 
 
 def sample_preview(plan: MixPlan, gen, weak, config: BuildConfig):
