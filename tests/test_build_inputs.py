@@ -75,3 +75,17 @@ def test_a_generator_naming_its_classes_otherwise_than_the_real_data_is_said_and
     provenance = json.loads((tmp_path / "named" / "manifest.json").read_text())["provenance"]
     assert provenance["generator_class_names"] == ["w", "x", "y", "z"]
     assert provenance["class_names"] == ["a", "b", "c", "d"]  # the rows' names: the real data's
+
+
+def test_train_refuses_an_unfinished_synthetic_build_unless_allow_partial(build_dir, tiny_real_data_dir, tmp_path,
+                                                                           capsys):
+    manifest = json.loads((build_dir / "manifest.json").read_text())
+    (build_dir / "manifest.json").write_text(json.dumps({**manifest, "complete": False, "shards": {}}))
+    args = ["train", "--real-data", str(tiny_real_data_dir), "--synthetic", str(build_dir), "--backbone", "small-cnn",
+            "--image-size", "8", "--channels", "1", "--embedding-dim", "8", "--steps", "2", "--batch-size", "4",
+            "--warmup-steps", "0", "--no-progress"]
+    rc = main([*args, "--out", str(tmp_path / "refused")])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert rc == 2 and len(err) == 1 and "unfinished build" in err[0] and "--allow-partial" in err[0]
+    assert not (tmp_path / "refused" / "model.safetensors").exists()
+    assert main([*args, "--allow-partial", "--out", str(tmp_path / "partial")]) == 0

@@ -248,6 +248,7 @@ def train(
     image_column: Annotated[Optional[str], opt(R, "image_column", "--image-column", help="The image column when there are several.")] = None,
     strict_images: Annotated[Optional[bool], opt(R, "strict_images", "--strict-images", help="Refuse rows of another mode or size instead of converting them.")] = None,
     skip_corrupt: Annotated[Optional[bool], opt(R, "skip_corrupt", "--skip-corrupt", help="Skip (and count) rows that do not decode.")] = None,
+    allow_partial: Annotated[Optional[bool], opt(R, "allow_partial", "--allow-partial", help="Read an unfinished build folder as it stands (a damaged one is always refused).")] = None,
     num_workers: Annotated[Optional[int], opt(R, "num_workers", help="DataLoader workers (none: 0 on CPU, min(8, cores per process) on CUDA).")] = None,
     device: Annotated[Optional[str], opt(R, "device", "--device", help="torch device, e.g. cpu, cuda (none: accelerate's choice).")] = None,
     seed: Annotated[Optional[int], opt(R, "seed", "--seed", help="Seed of the whole run.")] = None,
@@ -276,7 +277,7 @@ def train(
         learning_rate=learning_rate, warmup_steps=warmup_steps, lr_schedule=lr_schedule, optimizer=optimizer,
         mixed_precision=mixed_precision, checkpoint_every=checkpoint_every, resume=resume, eval_every=eval_every,
         val=tuple(val) if val else None, label_column=label_column, image_column=image_column,
-        strict_images=strict_images, skip_corrupt=skip_corrupt, num_workers=num_workers, device=device, seed=seed, out=out,
+        strict_images=strict_images, skip_corrupt=skip_corrupt, allow_partial=allow_partial, num_workers=num_workers, device=device, seed=seed, out=out,
         report_to=trackers(report_to), logging_dir=logging_dir,
     )
     config = config_from(R, recipe, overrides)

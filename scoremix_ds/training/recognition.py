@@ -60,7 +60,8 @@ def source_spec(text: str, config: RecognitionTrainConfig):
     location, _, sub = text.partition("::")
     location, revision = split_revision(location, FLAG_SOURCE)  # the one NAME@REV grammar
     return SourceSpec(location, revision=revision, config=sub or None, label_column=config.label_column,
-                      image_column=config.image_column, strict=config.strict_images, skip_corrupt=config.skip_corrupt)
+                      image_column=config.image_column, strict=config.strict_images, skip_corrupt=config.skip_corrupt,
+                      allow_partial=config.allow_partial)
 
 
 def _backbone(config: RecognitionTrainConfig):

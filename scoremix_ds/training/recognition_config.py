@@ -20,7 +20,7 @@ RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "kee
                         "log_every", "resume", "report_to", "logging_dir"})
 # Fields added after configs were fingerprinted, with the value older configs behaved as (none yet): a config that
 # leaves them there keeps its fingerprint (:func:`~scoremix_ds.core.recipes.without_added_fields`).
-ADDED_FIELDS: dict = {}
+ADDED_FIELDS: dict = {"allow_partial": False}  # added after fingerprints existed: old runs keep theirs
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,7 @@ class RecognitionTrainConfig:
     image_column: str | None = None
     strict_images: bool = False  # refuse rows of another mode or size instead of converting them
     skip_corrupt: bool = False  # drop (and count) rows that do not decode instead of failing on them
+    allow_partial: bool = False  # read a build folder that is unfinished as it stands (a damaged one never)
     init: str | None = None  # fine-tune: "default", a saved model folder or a Hub id; its architecture wins
     init_revision: str | None = None
     backbone: str = "iresnet50"  # a key of scoremix_ds.discriminators.BACKBONES
