@@ -158,6 +158,19 @@ def _check_image_size(images: np.ndarray, model_size: int | None) -> None:
                        model_size, model_size)
 
 
+CPU_BATCH_PIXELS = 32 * 32 * 32  # on CPU, small images are embedded this many input pixels at a time
+
+
+def _cpu_batch(image_size: int, batch_size: int) -> int:
+    """The batch run at once on CPU with one intra-op thread: small inputs (up to 64x64) in batches of about
+    :data:`CPU_BATCH_PIXELS` pixels, whose activations stay in cache (SmallCNN at 32x32: batch 32 embeds ~2x faster
+    than 512, the same numbers). Larger inputs, or several threads (whose many short parallel regions on small
+    batches lose 2x on a shared 2-core machine), run at ``batch_size``."""
+    if not image_size or image_size > 64 or torch.get_num_threads() != 1:
+        return batch_size
+    return max(1, min(batch_size, CPU_BATCH_PIXELS // (image_size * image_size)))
+
+
 def embed_images(
     model: EmbeddingNet | OnnxEmbedder,
     images_uint8_nhwc: np.ndarray,
@@ -191,9 +204,10 @@ def embed_images(
     bar = tqdm(total=len(images), unit="img", desc=progress if isinstance(progress, str) else "embed", leave=False,
                disable=not progress or not is_main_process() or len(images) <= batch_size)
     try:
+        step = _cpu_batch(model.image_size, batch_size) if torch.device(device).type == "cpu" else batch_size
         with torch.inference_mode():
-            for start in range(0, len(images), batch_size):
-                x = to_model_tensor(images[start : start + batch_size], model.image_size, model.in_channels, device)
+            for start in range(0, len(images), step):
+                x = to_model_tensor(images[start : start + step], model.image_size, model.in_channels, device)
                 chunks.append(F.normalize(model(x).float(), dim=1).cpu())
                 bar.update(len(x))
     finally:

@@ -16,7 +16,11 @@ sorted candidate list per class and a heap of the heads of those lists:
   clipped to [0, 2]) and cut where float32 rounding could have hidden a better partner (a proven error bound);
 - a class whose list runs out while it is still below the cap gets a new list: float64 distances to the partners
   still pickable (below the cap, not yet paired with it), a list that grows fourfold each time; once it holds all of
-  them the class can only get stuck;
+  them the class can only get stuck. A new list is screened in float32 first (one matrix-vector product over the
+  rows still below the cap, compacted when half of them have filled up), and only the partners within the float32
+  error bound of the cut get their float64 key, computed as before (one float64 matrix-vector product per row,
+  whose numbers do not depend on which other rows are in it), so the lists hold the same partners and keys;
+- the walk to a class's next pickable partner tests its list a block at a time against the below-the-cap mask;
 - when the cap grows, every class goes back to its first list (those lists were cut over ALL partners).
 
 So the picks equal ``capped_greedy`` on the full exact order; memory is ``O(N * k + B * N)``. Nothing is ever retried
@@ -35,6 +39,7 @@ from .topk import unit_rows
 
 _BLOCK_NUMBERS = 1 << 25  # float32 similarities per screening block (128 MiB)
 _REFILL_MIN = 256
+_WALK = 16  # list entries tested at once by the walk to a row's next pickable partner (doubling)
 
 
 def _merge(run_v, run_i, v, i, k: int, largest: bool):
@@ -148,8 +153,16 @@ def greedy_extreme_pairs(
 
     alive = np.ones(n, dtype=bool)
 
+    u32 = u64.astype(np.float32)
+    live: list = [None, None]  # rows that were alive when last compacted (a superset of alive), their float32 rows
+
+    def compact() -> None:
+        rows = np.flatnonzero(alive)
+        live[:] = [rows, torch.from_numpy(u32[rows])]
+
     def reset() -> list:
         alive[:] = np.asarray(usage) < cap
+        compact()
         heap = []
         for i in range(n):
             lists[i] = None
@@ -162,24 +175,51 @@ def greedy_extreme_pairs(
         heapq.heapify(heap)
         return heap
 
+    u32_t = torch.from_numpy(u32)
+    # |fl32 <u_i, u_j> - <u_i, u_j>| for unit rows, with room for the float64 keys' own rounding (see _screen)
+    margin = 4.0 * (u64.shape[1] + 4) * 2.0 ** -24
+
+    def exact_keys(cand: np.ndarray, i: int) -> np.ndarray:
+        """The float64 keys of (i, cand): one matrix-vector product per row, the same numbers whatever rows
+        ``cand`` holds."""
+        return sign * np.clip(1.0 - torch.mv(torch.from_numpy(u64[cand]), u64_t[i]).numpy(), 0.0, 2.0)
+
     def refill(i: int) -> None:
         counters["refills"] += 1
-        valid = alive.copy()
-        valid[i] = False
-        valid[partners_of[i]] = False
-        cand = np.flatnonzero(valid)
-        grow[i] = max(_REFILL_MIN, 4 * max(grow[i], k))
-        key = sign * np.clip(1.0 - torch.mv(u64_t[torch.from_numpy(cand)], u64_t[i]).numpy(), 0.0, 2.0)
-        if len(cand) > grow[i]:
-            kth = np.partition(key, grow[i] - 1)[grow[i] - 1]
+        rows, rows32 = live
+        if 2 * np.count_nonzero(alive) < len(rows):  # most of the compacted rows are full now: drop them
+            compact()
+            rows, rows32 = live
+        valid = alive[rows]
+        drop = np.asarray([i, *partners_of[i]], dtype=np.int64)
+        at = np.minimum(np.searchsorted(rows, drop), len(rows) - 1)
+        valid[at[rows[at] == drop]] = False  # those not in rows are not alive anyway
+        cand = rows[valid]
+        g = grow[i] = max(_REFILL_MIN, 4 * max(grow[i], k))
+        if len(cand) > g:
+            # float32 screen over the compacted rows, then exact float64 keys only for the partners that can be among
+            # the g best: a float32 similarity is within `margin` of the float64 one, so the g best (and every tie
+            # with the g-th) have s32 within 2 * margin of the g-th smallest/largest s32.
+            s32 = torch.mv(rows32, u32_t[i]).numpy()[valid]
+            if descending:
+                near = s32 <= np.partition(s32, g - 1)[g - 1] + 2.0 * margin
+            else:
+                near = s32 >= -np.partition(-s32, g - 1)[g - 1] - 2.0 * margin
+            sub = cand[near]
+            key = exact_keys(sub, i)
+            kth = np.partition(key, g - 1)[g - 1] if len(sub) >= g else 0.0
+            if len(sub) < g or abs(kth) in (0.0, 2.0):  # a cut at a clipped key: decide it over every partner
+                sub, key = cand, exact_keys(cand, i)
+                kth = np.partition(key, g - 1)[g - 1]
             sel = key <= kth  # every tie with the cut: whatever is left out is strictly worse
-            cand, key = cand[sel], key[sel]
+            cand, key = sub[sel], key[sel]
             full_list[i] = False
         else:
+            key = exact_keys(cand, i)
             full_list[i] = True
         lo, hi = np.minimum(cand, i), np.maximum(cand, i)
         order = np.lexsort((hi, lo, key))
-        lists[i] = (cand[order].tolist(), key[order].tolist())
+        lists[i] = (cand[order], key[order])
         pos[i] = 0
 
     def head(i: int):
@@ -187,18 +227,22 @@ def greedy_extreme_pairs(
         while True:
             if lists[i] is None:
                 m = int(lengths[i])
-                lists[i] = (parts[i, :m].tolist(), keys[i, :m].tolist())
+                lists[i] = (parts[i, :m], keys[i, :m])
                 full_list[i] = k >= n - 1
                 pos[i] = 0
             js, ks = lists[i]
             p = pos[i]
-            while p < len(js):
-                j = js[p]
-                a, b = (i, j) if i < j else (j, i)
-                if usage[j] < cap and a * n + b not in taken:
-                    pos[i] = p
-                    return (ks[p], a, b, i)
-                p += 1
+            step = _WALK
+            while p < len(js):  # the partners below the cap (alive), a block at a time; then the taken test
+                block = js[p:p + step]
+                for t in np.flatnonzero(alive[block]).tolist():
+                    j = int(block[t])
+                    a, b = (i, j) if i < j else (j, i)
+                    if a * n + b not in taken:
+                        pos[i] = p + t
+                        return (float(ks[p + t]), a, b, i)
+                p += len(block)
+                step *= 2
             pos[i] = p
             if full_list[i]:
                 return None

@@ -84,6 +84,28 @@ class _HFRows:
             return f"{self.where}: {self.file_names[f]} row {i - int(self.file_starts[f])}"
         return f"{self.where}: row {i}" + (f" ({path})" if path else "")
 
+    def fetch_block(self, rows: np.ndarray) -> tuple[list[bytes | None], np.ndarray]:
+        """The encoded bytes and labels of ``rows`` (increasing), read as one arrow slice instead of row by row."""
+        import pyarrow as pa
+
+        if not len(rows):
+            return [], self.labels[:0]
+        first = int(rows[0])
+        table = self.ds.with_format("arrow")[first:int(rows[-1]) + 1]
+        if len(table) != len(rows):
+            table = table.take(rows - first)
+        cells = table.column(self.image_col)
+        if not pa.types.is_struct(cells.type):  # never with Image(decode=False); keep the row path then
+            return [self.fetch(int(i))[0] for i in rows], self.labels[rows]
+        cells = cells.combine_chunks()
+        datas = cells.field("bytes").to_pylist()
+        if cells.null_count:  # a null cell reads as no bytes (field() ignores the parent's validity)
+            datas = [d if ok else None for d, ok in zip(datas, cells.is_valid().to_pylist())]
+        for t, data in enumerate(datas):
+            if data is None:  # stored as a path (an image folder read in place): as fetch reads it
+                datas[t] = self.fetch(int(rows[t]))[0]
+        return datas, self.labels[rows]
+
     def fetch(self, i: int) -> tuple[bytes | None, int, str]:
         cell = self.ds[i][self.image_col] or {}
         data, path = cell.get("bytes"), cell.get("path")
