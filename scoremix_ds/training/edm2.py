@@ -43,7 +43,7 @@ from ..maths.image_tensors import to_model_tensor
 from ..sources.source import Source
 from .checkpoints import CHECKPOINTS, Checkpoint, write_checkpoint
 from .edm2_loss import edm2_loss, edm2_sigma, onehot_labels
-from .generator_steps import LossRecord, StepBatches, draw_seed, process_share
+from .generator_steps import LossRecord, StepBatches, draw_seed, process_share, step_micro_batches
 from .generator_config import GeneratorTrainConfig
 from .loop import EMA, PowerEMA, Precision, Track, TrainingLoop, inverse_sqrt_factors
 
@@ -154,16 +154,12 @@ def train_edm2(config: GeneratorTrainConfig, accelerator, source: Source, data_i
 
     stop = min(config.steps, config.stop_after or config.steps)
     share = process_share(config.batch_size, rank, world)
-    loader = iter(torch.utils.data.DataLoader(EDM2Batches(source, config, share), batch_size=None,
-                                              sampler=range(start, stop), num_workers=config.num_workers,
-                                              pin_memory=torch.cuda.is_available()))
+    step_batches = step_micro_batches(EDM2Batches(source, config, share), start, stop,
+                                      config.gradient_accumulation_steps, micro, accelerator.device, config.num_workers)
 
     def micro_batches(step: int):
-        batch = next(loader)
-        for m in range(config.gradient_accumulation_steps):
-            part = {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
-            part["with_guide"] = step < guide_steps
-            yield part
+        for part in step_batches(step):
+            yield {**part, "with_guide": step < guide_steps}  # the guide trains for its first guide_steps only
 
     def loss(part: dict) -> torch.Tensor:
         return loop.model(part["x0"], part["sigma"], part["noise"], part["labels"], part["with_guide"])

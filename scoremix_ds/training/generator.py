@@ -55,7 +55,8 @@ from ..core.validate import device_name
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
-from .generator_steps import FIRST_LOSSES, LOG_EVERY, LossRecord, StepBatches, draw_seed, process_share  # noqa: F401
+from .generator_steps import (FIRST_LOSSES, LOG_EVERY, LossRecord, StepBatches, draw_seed, process_share,  # noqa: F401
+                              step_micro_batches)
 from .loop import (EMA, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
                    require_trackers)
 
@@ -179,14 +180,8 @@ def _train_generator(config: GeneratorTrainConfig, progress: bool) -> Path:
 
     stop = min(config.steps, config.stop_after or config.steps)
     share = process_share(config.batch_size, rank, world)
-    loader = iter(torch.utils.data.DataLoader(StepBatches(source, config, share), batch_size=None,
-                                              sampler=range(start, stop), num_workers=config.num_workers,
-                                              pin_memory=torch.cuda.is_available()))
-
-    def micro_batches(step: int):
-        batch = next(loader)  # the batch of `step`: the sampler runs over the same steps
-        for m in range(config.gradient_accumulation_steps):
-            yield {k: v[m * micro:(m + 1) * micro].to(accelerator.device) for k, v in batch.items()}
+    micro_batches = step_micro_batches(StepBatches(source, config, share), start, stop,
+                                       config.gradient_accumulation_steps, micro, accelerator.device, config.num_workers)
 
     loop.run(start, stop, micro_batches,
              lambda part: _loss(loop.model, arch.family, schedule, config.prediction_type, part, loss_weights),

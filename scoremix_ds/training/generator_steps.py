@@ -1,7 +1,8 @@
 """What every generator trainer (diffusers UNet/DiT in :mod:`.generator`, EDM2 in :mod:`.edm2`) draws and records
 per step, shared so neither imports the other: the per-sample seeds (:func:`draw_seed`), each process's share of
 the global batch (:func:`process_share`), the DDPM step batches (:class:`StepBatches`, which the EDM2 batches
-extend) and the loss kept in ``scoremix.json`` and the checkpoints (:class:`LossRecord`)."""
+extend), how a step's batch reaches the loop (:func:`step_micro_batches`) and the loss kept in ``scoremix.json``
+and the checkpoints (:class:`LossRecord`)."""
 
 from __future__ import annotations
 
@@ -99,3 +100,19 @@ class LossRecord(Callback):
             loop.bar.set_postfix(loss=f"{self.record['running']:.4f}")
             if done % LOG_EVERY == 0:
                 logger.info("step %d loss %.4f lr %.2e", done, self.record["running"], loop.learning_rate(done - 1))
+
+
+def step_micro_batches(dataset: torch.utils.data.Dataset, start: int, stop: int, accumulation: int, micro: int,
+                       device: torch.device, num_workers: int):
+    """``micro_batches(step)`` for the loop: step ``step``'s batch from ``dataset`` (one item per step, read in step
+    order by a DataLoader over ``range(start, stop)``), cut into ``accumulation`` micro-batches of ``micro`` rows and
+    moved to ``device``. Both generator trainers read their steps this way."""
+    loader = iter(torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, stop),
+                                              num_workers=num_workers, pin_memory=torch.cuda.is_available()))
+
+    def micro_batches(step: int):
+        batch = next(loader)  # the batch of `step`: the sampler runs over the same steps
+        for m in range(accumulation):
+            yield {k: v[m * micro:(m + 1) * micro].to(device) for k, v in batch.items()}
+
+    return micro_batches
