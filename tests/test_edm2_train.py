@@ -21,7 +21,8 @@ from scoremix_ds.generators.loading import load_generator
 from scoremix_ds.training import checkpoints as ck
 from scoremix_ds.training.edm2 import EDM2Batches
 from scoremix_ds.training.edm2_loss import edm2_loss, onehot_labels
-from scoremix_ds.training.generator import process_share, train_generator
+from scoremix_ds.training.generator import train_generator
+from scoremix_ds.training.generator_steps import process_share
 from scoremix_ds.training.generator_config import GeneratorTrainConfig
 from scoremix_ds.training.loop import PowerEMA, inverse_sqrt_factors, power_ema_gamma
 

@@ -38,7 +38,7 @@ from torch import nn
 
 from .. import __version__
 from ..core.recipes import to_dict
-from ..generators.architectures import count_parameters, get_architecture
+from ..generators.architectures import FOLDERS, count_parameters, get_architecture
 from ..maths.image_tensors import to_model_tensor
 from ..sources.source import Source
 from .checkpoints import CHECKPOINTS, Checkpoint, write_checkpoint
@@ -227,7 +227,6 @@ def _restore(ckpt: Checkpoint, loop: TrainingLoop, ema, guide_ema, losses: LossR
 def _save_folder(out: Path, net: EDM2Pair, ema, guide_ema, source: Source, config: GeneratorTrainConfig,
                  fingerprint: str, losses: dict[str, Any]) -> None:
     """The EMA networks as an EDM2 generator folder; ``scoremix.json`` records the data and this config."""
-    from ..generators.architectures import FOLDERS
     from ..generators.edm2.folder import write_edm2_folder
 
     ema.copy_to(net.main.parameters())

@@ -25,7 +25,7 @@ mean.
 Why the result does not depend on how the work is split, and why resume is exact:
 
 - every random quantity of sample ``i`` of step ``s`` (its data row, label dropout, flip, ``t``, ``e``) comes from a
-  generator seeded by ``(seed, s, i)`` alone (:func:`draw_seed`). Process ``r`` of ``w`` takes samples
+  generator seeded by ``(seed, s, i)`` alone (:func:`.generator_steps.draw_seed`). Process ``r`` of ``w`` takes samples
   ``[rB/w, (r+1)B/w)`` of the global batch ``B``, split again into micro-batches for gradient accumulation; DDP
   averages the gradients, so each update is that of the global mean loss (up to float summation order);
 - the learning rate is a pure function of the step (warm-up, then cosine over ``steps``), so ``stop_after`` or a
@@ -55,8 +55,7 @@ from ..core.validate import device_name
 from ..generators.architectures import FOLDERS, count_parameters, denoise, get_architecture
 from .checkpoints import CHECKPOINTS, Checkpoint, prepare_checkpoints, write_checkpoint
 from .generator_config import GeneratorTrainConfig
-from .generator_steps import (FIRST_LOSSES, LOG_EVERY, LossRecord, StepBatches, draw_seed, process_share,  # noqa: F401
-                              step_micro_batches)
+from .generator_steps import LossRecord, StepBatches, process_share, step_micro_batches
 from .loop import (EMA, Precision, Track, TrainingLoop, accelerator_for, lr_factors, micro_batch_size,
                    require_trackers)
 

@@ -6,15 +6,28 @@ a state dict's shapes (:mod:`.shapes`); the generator folder (:mod:`.folder`), t
 ``edm-heun`` sampling (:mod:`.generator`) and snapshot import (:mod:`.importer`). NVlabs' EDM2 code is
 CC BY-NC-SA 4.0; none of it is copied here."""
 
-from .folder import is_edm2_folder, load_edm2_folder, write_edm2_folder
-from .generator import EDM2Generator, EDMHeunScheduler, edm2_sample
-from .importer import ImportConfig, import_snapshot
-from .precond import EDM2Denoiser, precond_coefficients
-from .presets import PRESETS, EDM2Preset, preset
-from .sampler import heun_sample, karras_sigmas, mixed_denoiser
-from .shapes import infer_denoiser_kwargs
-from .snapshot import EDM2Snapshot, read_edm2_snapshot
-from .unet import EDM2UNet
+# Names are imported from their module on first use: `sampling` needs only the sampler and the generator (torch),
+# and importing the network modules would pull diffusers into every command's start-up.
+_EXPORTS = {
+    "is_edm2_folder": "folder", "load_edm2_folder": "folder", "write_edm2_folder": "folder",
+    "EDM2Generator": "generator", "EDMHeunScheduler": "generator", "edm2_sample": "generator",
+    "ImportConfig": "importer", "import_snapshot": "importer",
+    "EDM2Denoiser": "precond", "precond_coefficients": "precond",
+    "PRESETS": "presets", "EDM2Preset": "presets", "preset": "presets",
+    "heun_sample": "sampler", "karras_sigmas": "sampler", "mixed_denoiser": "sampler",
+    "infer_denoiser_kwargs": "shapes",
+    "EDM2Snapshot": "snapshot", "read_edm2_snapshot": "snapshot",
+    "EDM2UNet": "unet",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["EDM2Denoiser", "EDM2Generator", "EDM2Preset", "EDM2Snapshot", "EDM2UNet", "EDMHeunScheduler", "ImportConfig",
            "PRESETS", "edm2_sample", "heun_sample", "import_snapshot", "infer_denoiser_kwargs", "is_edm2_folder",
