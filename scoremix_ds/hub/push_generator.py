@@ -29,9 +29,8 @@ from typing import Any
 
 from ..dataset.manifest import file_sha256
 from ..core.errors import ModelError
-from ..core.refs import public_text
 from .push import Publication, PushResult, publish
-from .push_model import ModelPushConfig, _public_meta, check_loads
+from .push_model import ModelPushConfig, _public_meta, check_loads, repoint_card
 from .stage import _link_or_copy
 
 logger = logging.getLogger(__name__)
@@ -90,13 +89,8 @@ def public_generator_card(text: str, repo_id: str, revision: str | None) -> str:
     ``from_pretrained("runs/gen")`` -> ``from_pretrained("org/gen", revision="v1")``;
     ``scoremix-ds build --generator runs/gen`` -> ``scoremix-ds build --generator org/gen --generator-revision v1``.
     """
-    pinned = f', revision="{revision}"' if revision else ""
-    flag = f" --generator-revision {revision}" if revision else ""
-    for local in sorted({m.group(1) for m in _LOAD_CALL.finditer(text)}, key=len, reverse=True):
-        text = re.sub(r"scoremix-ds build --generator " + re.escape(local) + r"(?=[\s`]|$)",
-                      lambda _: f"scoremix-ds build --generator {repo_id}{flag}", text)
-    text = _LOAD_CALL.sub(lambda _: f'from_pretrained("{repo_id}"{pinned})', text)
-    return public_text(text)
+    return repoint_card(text, repo_id, revision, _LOAD_CALL, "from_pretrained", "scoremix-ds build --generator",
+                        "--generator-revision")
 
 
 def push_generator(config: ModelPushConfig, load: Callable[[str], Any] | None = None) -> PushResult:

@@ -106,12 +106,20 @@ def public_model_card(text: str, repo_id: str, revision: str | None) -> str:
     ``load_discriminator("runs/x")`` -> ``load_discriminator("org/net", revision="v1")``;
     ``scoremix-ds eval runs/x`` -> ``scoremix-ds eval org/net --revision v1``.
     """
+    return repoint_card(text, repo_id, revision, _LOAD_CALL, "load_discriminator", "scoremix-ds eval", "--revision")
+
+
+def repoint_card(text: str, repo_id: str, revision: str | None, load_call: re.Pattern, loader: str, command: str,
+                 revision_flag: str) -> str:
+    """A card's snippets pointed at ``repo_id``: every ``loader("LOCAL")`` that ``load_call`` finds becomes
+    ``loader("repo_id", revision="...")``, every ``command LOCAL`` becomes ``command repo_id revision_flag REV``; then
+    the remaining local paths are reduced. The one rule for model and generator cards."""
     pinned = f', revision="{revision}"' if revision else ""
-    flag = f" --revision {revision}" if revision else ""
-    for local in sorted({m.group(1) for m in _LOAD_CALL.finditer(text)}, key=len, reverse=True):
-        text = re.sub(r"scoremix-ds eval " + re.escape(local) + r"(?=[\s`]|$)",
-                      lambda _: f"scoremix-ds eval {repo_id}{flag}", text)
-    text = _LOAD_CALL.sub(lambda _: f'load_discriminator("{repo_id}"{pinned})', text)
+    flag = f" {revision_flag} {revision}" if revision else ""
+    for local in sorted({m.group(1) for m in load_call.finditer(text)}, key=len, reverse=True):
+        text = re.sub(re.escape(command) + " " + re.escape(local) + r"(?=[\s`]|$)",
+                      lambda _: f"{command} {repo_id}{flag}", text)
+    text = load_call.sub(lambda _: f'{loader}("{repo_id}"{pinned})', text)
     return public_text(text)
 
 
