@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import NUM_CLASSES, write_tiny_discriminator, write_tiny_real_data
+from fixtures.cli import run_two_processes
 from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.generators.architectures import ARCHITECTURES
 from scoremix_ds.generators.edm2 import EDM2Denoiser
@@ -247,9 +247,6 @@ def test_build_with_edm_heun_and_autoguidance_on_the_trained_folder(uninterrupte
 def test_two_processes_under_accelerate_launch(real, uninterrupted, tmp_path):
     """A real 2-process gloo group on CPU: the guide stops receiving gradients after guide_steps (DDP is told), and
     each step's global loss is the one-process one up to float summation order."""
-    import os
-    import subprocess
-    import sys
 
     values = {"real_data": str(real), "architecture": "edm2-cpu", "image_size": 8, "channels": 1, "steps": 4,
               "batch_size": 4, "warmup_steps": 2, "learning_rate": 1e-2, "guide_steps": 2, "checkpoint_every": 2,
@@ -257,13 +254,7 @@ def test_two_processes_under_accelerate_launch(real, uninterrupted, tmp_path):
     recipe = tmp_path / "tiny.toml"
     recipe.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items()))
     out = tmp_path / "two"
-    env = dict(os.environ, OMP_NUM_THREADS="1", SCOREMIX_LOG_LEVEL="WARNING")
-    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1]) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-         "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", "train-generator",
-         "--recipe", str(recipe), "--out", str(out), "--no-progress"],
-        check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = run_two_processes("train-generator", "--recipe", str(recipe), "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert load_generator(str(out)).guide is not None
     two = json.loads((out / "scoremix.json").read_text())["loss"]["first"]

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from fixtures.cli import run_two_processes
 from scoremix_ds.sources.source import SourceSpec
 from scoremix_ds.sources.openers import open_source
 from scoremix_ds.core.errors import ConfigError, DataError
@@ -309,13 +307,7 @@ def test_two_processes_under_accelerate_launch(uninterrupted, tmp_path):
     recipe.write_text("\n".join(f"{k} = {json.dumps(list(v) if isinstance(v, tuple) else v)}"
                                 for k, v in {**TINY, "checkpoint_every": 3}.items()) + "\n")
     out = tmp_path / "two"
-    env = dict(os.environ, OMP_NUM_THREADS="1", SCOREMIX_LOG_LEVEL="WARNING")
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    proc = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
-         "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "scoremix_ds", "train-generator",
-         "--recipe", str(recipe), "--out", str(out), "--no-progress"],
-        check=False, capture_output=True, text=True, env=env, timeout=300)
+    proc = run_two_processes("train-generator", "--recipe", str(recipe), "--out", str(out), "--no-progress")
     assert proc.returncode == 0, proc.stderr[-3000:]
     gen = load_generator(str(out))
     assert gen.kind == "unet" and gen.null_class == 4 and gen.sample_shape == (1, 16, 16)
