@@ -61,6 +61,8 @@ def seal_hf_env(mp: pytest.MonkeyPatch, home: Path) -> None:
     mp.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
     mp.setenv("HF_HUB_OFFLINE", "1")
     mp.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    mp.setenv("SCOREMIX_CACHE", str(home / "scoremix-ds"))  # the class-centre cache: never the user's ~/.cache
+    mp.delenv("SCOREMIX_NO_CACHE", raising=False)
     mp.setenv("TQDM_DISABLE", "1")
     import datasets
     import huggingface_hub
