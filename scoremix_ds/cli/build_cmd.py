@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from .cache_option import with_cache_option
+
 from ..synthesis.config import BuildConfig
 from ..synthesis.launch import relaunch
 from ..core.processes import launched_distributed
@@ -19,10 +21,12 @@ from ..core.recipes import config_from
 from .hub_cmd import ForceTagOpt, TagOpt, TokenOpt, summary
 from .options import BatchOpt, DeviceOpt, OutOpt, ProgressOpt, RecipeOpt, StepsOpt
 from .planning_options import with_planning_options
+from .preflight import preflight_build
 
 logger = logging.getLogger(__name__)
 
 
+@with_cache_option
 @with_planning_options
 def build(
     planning: dict[str, Any],

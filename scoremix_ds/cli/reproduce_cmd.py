@@ -6,10 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cache_option import with_cache_option
+
 from .options import OutOpt, ProgressOpt
 from .parsing import parse_ints
+from .preflight import preflight_reproduce
 
 
+@with_cache_option
 def reproduce(
     recipe: Annotated[str, typer.Argument(help="A reproduce recipe: a TOML file or a name in builders/ (reproduce-glyphs, reproduce-demo, reproduce-paper, ...).")],
     out: OutOpt = None,
@@ -32,6 +36,7 @@ def reproduce(
                  "report_to": trackers(report_to), "logging_dir": logging_dir}
     config = load_reproduce_config(recipe, overrides)
     require_trackers(config.report_to)  # before any stage runs
+    preflight_reproduce(config)  # every stage's device and the report folder, before any stage runs
     if check:
         builds = ", ".join(config.build_arms) or "none"
         typer.echo(f"recipe OK: {len(config.arms)} arms x {len(config.seeds)} seeds = "

@@ -23,6 +23,7 @@ from ..training.generator_config import GeneratorTrainConfig as G
 from ..training.loop import require_trackers
 from ..training.recognition_config import RecognitionTrainConfig as R
 from .options import ProgressOpt, RealDataOpt
+from .preflight import preflight_generator, preflight_recognition
 
 logger = logging.getLogger(__name__)
 
@@ -87,17 +88,6 @@ def _relaunched(num_processes: int) -> bool:
     return True
 
 
-def _preflight(push) -> None:
-    """Token and write access, before hours of training (the tag is checked against the model by the push itself:
-    a re-run of a finished, pushed training re-pushes nothing)."""
-    import dataclasses
-
-    from ..hub.push import preflight
-
-    if is_main_process():
-        preflight(dataclasses.replace(push, tag=None, force_tag=False), "model")
-
-
 def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: str | None = None,
            tag: str | None = None, token: str | None = None, **overrides) -> None:
     """One config from the recipe and flags, one trainer call, one summary line (and the push, when asked)."""
@@ -114,9 +104,9 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
             if config.stop_after is not None and config.stop_after < config.steps:
                 raise ConfigError("--push-to needs a finished generator, and --stop-after stops before the last step",
                                   hint="drop --stop-after (or push later with the finishing run)")
-            _preflight(push)
         elif tag:
             raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
+        preflight_generator(config, push)  # device, --out, disk, token / access / tag: before any data or model
         relaunched = _relaunched(num_processes)  # the children train; this parent pushes, after them
         if not relaunched:
             path = train_generator(config, progress=progress)
@@ -135,6 +125,7 @@ def _train(kind: str, recipe, progress: bool, num_processes: int = 1, push_to: s
     else:  # the discriminator is trained by the recognition trainer of `scoremix-ds train`
         config = config_from(R, recipe, overrides)
         require_trackers(config.report_to)
+        preflight_recognition(config)
         if _relaunched(num_processes):
             return
         from ..training.recognition import train_recognition
@@ -239,7 +230,7 @@ def train(
     warmup_steps: Annotated[Optional[int], opt(R, "warmup_steps", help="Linear warm-up steps.")] = None,
     lr_schedule: Annotated[Optional[str], opt(R, "lr_schedule", help="cosine, poly or constant.")] = None,
     optimizer: Annotated[Optional[str], opt(R, "optimizer", help="sgd or adamw.")] = None,
-    mixed_precision: Annotated[Optional[str], opt(R, "mixed_precision", help="no, bf16 or fp16 (GPU).")] = None,
+    mixed_precision: Annotated[Optional[str], opt(R, "mixed_precision", help="auto (bf16 on CUDA, fp32 on CPU), no, bf16 or fp16 (GPU).")] = None,
     checkpoint_every: Annotated[Optional[int], opt(R, "checkpoint_every", help="Checkpoint every N steps (a re-run resumes from the last).")] = None,
     resume: Annotated[Optional[bool], opt(R, "resume", "--resume/--no-resume", help="Continue from the last checkpoint of the same config, or discard it.")] = None,
     eval_every: Annotated[Optional[int], opt(R, "eval_every", help="Run the --val benchmarks every N steps.")] = None,
@@ -287,7 +278,9 @@ def train(
         from ..hub.push_model import ModelPushConfig
 
         push = ModelPushConfig(folder=config.out, repo_id=push_to, tag=tag, token=token)
-        _preflight(push)
+    elif tag:
+        raise ConfigError("--tag needs --push-to", hint="add --push-to ORG/NAME")
+    preflight_recognition(config, push)  # device, --out, disk, token / access / tag: before any data or model
     if not _relaunched(num_processes):
         result = train_recognition(config, progress=progress)
         if is_main_process():  # rank 0 of any launch: the summary once

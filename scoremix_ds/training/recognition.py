@@ -83,10 +83,50 @@ def _backbone(config: RecognitionTrainConfig):
     return model.train(), replace(config, **arch)
 
 
+VAL_FOLDS = 10  # the verification protocol's folds for the `val` benchmarks (insightface's 10)
+
+
 def _val_benchmarks(config: RecognitionTrainConfig) -> list:
+    """The ``val`` benchmarks, loaded and checked (:func:`check_val_benchmarks`): before the first step."""
     from ..evaluation.specs import benchmarks_from
 
-    return benchmarks_from(list(config.val), seed=config.seed) if config.val else []
+    benchmarks = benchmarks_from(list(config.val), seed=config.seed) if config.val else []
+    check_val_benchmarks(benchmarks)
+    return benchmarks
+
+
+def _pair_count(benchmark) -> int | None:
+    """How many verification pairs ``benchmark`` scores (without embedding anything); None: not a pair benchmark."""
+    from ..evaluation.runner import HeldOutSet
+    from ..evaluation.verification_pairs import VerificationPairs, make_pairs_from_labels
+
+    if isinstance(benchmark, (str, Path)) and Path(benchmark).suffix == ".bin":
+        from ..evaluation.binfile import read_bin
+
+        return read_bin(benchmark).num_pairs
+    if isinstance(benchmark, VerificationPairs):
+        return benchmark.num_pairs
+    if isinstance(benchmark, HeldOutSet):
+        return len(make_pairs_from_labels(benchmark.labels, benchmark.num_pairs, benchmark.seed)[2])
+    return None
+
+
+def check_val_benchmarks(benchmarks: list, num_folds: int = VAL_FOLDS) -> None:
+    """Every pair benchmark has the pairs its ``num_folds``-fold protocol needs (the rule of
+    :func:`scoremix_ds.evaluation.metrics.kfold_indices`), so a bad evaluation set fails before the first training
+    step, not at the first evaluation with a log already written."""
+    from ..evaluation.metrics import kfold_indices
+
+    for benchmark in benchmarks:
+        pairs = _pair_count(benchmark)
+        if pairs is None:
+            continue
+        try:
+            kfold_indices(pairs, num_folds)
+        except DataError as exc:
+            name = getattr(benchmark, "name", None) or Path(str(benchmark)).stem
+            raise DataError(f"val benchmark {name}: {exc.message}",
+                            hint=f"give `val` a benchmark of {num_folds} pairs or more", field="val") from None
 
 
 def _evaluate(model, benchmarks: list, device) -> dict[str, Any]:
@@ -94,7 +134,7 @@ def _evaluate(model, benchmarks: list, device) -> dict[str, Any]:
     from ..evaluation.report import to_dict as report_dict
 
     was = model.training
-    result = report_dict(evaluate(model, benchmarks, device=device))
+    result = report_dict(evaluate(model, benchmarks, device=device, num_folds=VAL_FOLDS))
     model.train(was)
     return result
 
@@ -113,12 +153,14 @@ def train_recognition(config: RecognitionTrainConfig, progress: bool = True) -> 
     from ..core.outputs import OutputLock, claim_folder
 
     device_name("device", config.device, available=True)
+    config = config.resolved()  # mixed_precision auto -> bf16 / no, before anything records or hashes the config
     require_trackers(config.report_to)
     if os.environ.get("RANK", "0") != "0":
-        return _train(config, progress)
+        return _train(config, progress, [])
+    benchmarks = _val_benchmarks(config)  # loaded and checked before the folder is claimed: a bad set writes nothing
     out = claim_folder(config.out, "train", signature=_written_by_train)
     with OutputLock(out):
-        return _train(config, progress)
+        return _train(config, progress, benchmarks)
 
 
 def default_workers(cuda: bool, world: int) -> int:
@@ -128,7 +170,8 @@ def default_workers(cuda: bool, world: int) -> int:
     return min(8, max(1, (os.cpu_count() or 1) // world)) if cuda else 0
 
 
-def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
+def _train(config: RecognitionTrainConfig, progress: bool, benchmarks: list) -> TrainResult:
+    """The run; ``benchmarks``: the checked ``val`` benchmarks on process 0 (evaluation runs there), [] elsewhere."""
     from .mixture import make_loader, open_mixture
     from ..sources.preprocess import PreprocessConfig, normalise
 
@@ -175,8 +218,6 @@ def _train(config: RecognitionTrainConfig, progress: bool) -> TrainResult:
     metrics: dict[str, Any] = {}
     callbacks: list = [log]
     if config.val:
-        benchmarks = _val_benchmarks(config) if accelerator.is_main_process else []
-
         def record(step: int, result: dict[str, Any]) -> None:
             nonlocal metrics
             metrics = result

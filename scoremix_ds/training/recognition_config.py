@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..core.errors import ConfigError
 from ..core.fingerprints import config_fingerprint
@@ -13,7 +13,7 @@ from .loop import check_report_to
 
 OPTIMIZERS = ("sgd", "adamw")
 LR_SCHEDULES = ("cosine", "poly", "constant")
-PRECISIONS = ("no", "bf16", "fp16")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
 
 # Fields that change where, how fast or how often things are reported, never the trained weights.
 RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "keep_checkpoints", "eval_every", "val",
@@ -21,6 +21,17 @@ RUN_FIELDS = frozenset({"out", "device", "num_workers", "checkpoint_every", "kee
 # Fields added after configs were fingerprinted, with the value older configs behaved as (none yet): a config that
 # leaves them there keeps its fingerprint (:func:`~scoremix_ds.core.recipes.without_added_fields`).
 ADDED_FIELDS: dict = {"allow_partial": False}  # added after fingerprints existed: old runs keep theirs
+
+
+def resolve_mixed_precision(value: str, device: str | None) -> str:
+    """``auto`` -> ``bf16`` when the run lands on a CUDA device that supports bfloat16 (``device`` cuda / cuda:N, or
+    None with CUDA present: accelerate's choice), else ``no`` (fp32: CPU, MPS); other values are returned as given."""
+    if value != "auto":
+        return value
+    import torch
+
+    cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
 
 
 @dataclass(frozen=True)
@@ -58,7 +69,7 @@ class RecognitionTrainConfig:
     weight_decay: float = 5e-4
     warmup_steps: int = 0
     lr_schedule: str = "cosine"
-    mixed_precision: str = "no"  # bf16 / fp16 on GPU
+    mixed_precision: str = "auto"  # auto: bf16 on CUDA (when it supports it), no (fp32) elsewhere; or no / bf16 / fp16
     seed: int = 0
     checkpoint_every: int = 500  # 0: no intermediate checkpoints
     keep_checkpoints: int = 2
@@ -106,10 +117,18 @@ class RecognitionTrainConfig:
             raise ConfigError("checkpoint_every, eval_every and num_workers must be >= 0", hint="set them to 0 or more",
                               fields=("checkpoint_every", "eval_every", "num_workers"))
 
+    def resolved(self) -> "RecognitionTrainConfig":
+        """This config with ``mixed_precision`` ``auto`` replaced by what it means on the device the run gets
+        (:func:`resolve_mixed_precision`); the trainer records and fingerprints the resolved config."""
+        if self.mixed_precision != "auto":
+            return self
+        return replace(self, mixed_precision=resolve_mixed_precision(self.mixed_precision, self.device))
+
     def fingerprint_payload(self) -> dict:
         """What determines the trained weights: every field but :data:`RUN_FIELDS` (and :data:`ADDED_FIELDS` at
-        their old value)."""
-        values = {k: v for k, v in to_dict(self).items() if k not in RUN_FIELDS}
+        their old value), with ``mixed_precision`` resolved (``auto`` on a CPU hashes as ``no``, as before it
+        existed, so CPU fingerprints are those of the runs made before ``auto`` was the default)."""
+        values = {k: v for k, v in to_dict(self.resolved()).items() if k not in RUN_FIELDS}
         return without_added_fields(values, ADDED_FIELDS)
 
     def fingerprint(self) -> str:

@@ -1,0 +1,170 @@
+"""What ``build``, ``train``, ``train-generator`` and ``reproduce`` check before their first forward pass, each in
+one line naming the flag that fixes it (exit 2), with nothing written.
+
+Each command's preflight composes the rules where they live, one home per rule:
+
+* the device is present: :func:`scoremix_ds.core.validate.device_name` (``available=True``);
+* the output folder is usable and its disk has room for the estimated output: :mod:`scoremix_ds.core.preflight`
+  (the estimates are documented there);
+* a push asked for (``--push-to``) will be accepted: token, write access, the ``--tag`` absent (or already holding
+  exactly what this run makes): :func:`scoremix_ds.hub.push.preflight`;
+* the plan file agrees with the config and the generator's classes: :func:`scoremix_ds.synthesis.resolve.resolve_build`
+  (``build`` calls it before this); the real data and the ``--init`` / ``--val`` revisions are opened by the trainers
+  before their first step, and ``train``'s evaluation set is checked there too
+  (:func:`scoremix_ds.training.recognition.check_val_benchmarks`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Callable
+
+from ..core.preflight import check_free_disk, check_output_folder, image_bytes, training_bytes
+from ..core.processes import is_main_process
+from ..core.validate import device_name
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_IMAGE = (112, 112, 3)  # the build estimate's image when the generator's folder is not local (a Hub id)
+
+
+def folder_bytes(folder: str | Path) -> int:
+    """Bytes already in ``folder`` (a resumed run needs only the rest)."""
+    root = Path(folder)
+    if not root.is_dir():
+        return 0
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def _room(out: str | Path, needed: int, what: str) -> None:
+    check_output_folder(out)
+    check_free_disk(out, needed - folder_bytes(out), what)
+
+
+# ---------------------------------------------------------------------------------------------------- the Hub
+
+
+def weights_in(out: Path, repo_id: str) -> Callable[[object, str], bool]:
+    """``same_content`` of a training's push: the tagged commit holds the very weights files ``out`` already holds
+    (a re-run of a finished, pushed training: the push then makes no commit). Nothing trained yet: never."""
+    local = {p.relative_to(out).as_posix(): p for p in sorted(out.rglob("*.safetensors"))
+             if p.is_file() and "checkpoints" not in p.relative_to(out).parts} if out.is_dir() else {}
+
+    def same(api, commit: str) -> bool:
+        if not local:
+            return False
+        from ..dataset.manifest import file_sha256
+
+        try:
+            info = api.repo_info(repo_id, repo_type="model", revision=commit, files_metadata=True)
+        except Exception:  # not readable there: not this model
+            return False
+        remote = {s.rfilename: s for s in info.siblings or []}
+        return all(rel in remote and remote[rel].lfs is not None and remote[rel].lfs.sha256 == file_sha256(path)
+                   for rel, path in local.items())
+
+    return same
+
+
+def check_push(push, repo_type: str, same_content: Callable | None = None) -> None:
+    """Token, write access and tag of a later push, from the process that pushes (rank 0 / the launcher)."""
+    if push is None or not is_main_process():
+        return
+    from ..hub.push import preflight
+
+    preflight(push, repo_type, same_content)
+
+
+# ---------------------------------------------------------------------------------------------------- commands
+
+
+def preflight_build(resolved, push=None) -> None:
+    """``build``: the device, ``--out`` and the room for its images (``images x H x W x C`` bytes, this part's
+    share); the push is checked by the caller with the build's fingerprint (same build: the tag already holds it)."""
+    config = resolved.config
+    device_name("device", config.device, available=True)
+    if resolved.finished is not None:
+        return  # nothing left to write
+    if resolved.plan_file is not None:
+        identities = resolved.plan_file.plan.identities
+        images = sum(len(i.seeds) * (1 + len(i.parents) * config.repro) for i in identities)
+    else:
+        images = config.pairs * config.per_identity * (1 + config.strategy_spec.size * config.repro)
+    images = -(-images // max(1, config.num_shards))
+    h, w, c = generator_image_shape(config.generator)
+    _room(config.out, image_bytes(images, h, w, c), f"about {images:,} images of {h}x{w}x{c}")
+
+
+def generator_image_shape(generator: str | None) -> tuple[int, int, int]:
+    """(height, width, channels) of a LOCAL generator folder's images, read from its denoiser's config (x8 and RGB
+    with a VAE); :data:`DEFAULT_IMAGE` for a Hub id or a folder this cannot read."""
+    from ..core.resources import default_model_dir
+
+    root = default_model_dir("generator") if generator in (None, "", "default") else Path(generator).expanduser()
+    for sub in ("unet", "transformer"):
+        path = root / sub / "config.json"
+        if path.is_file():
+            try:
+                cfg = json.loads(path.read_text(encoding="utf-8"))
+                size, channels = int(cfg.get("sample_size", 32)), int(cfg.get("out_channels", cfg.get("in_channels", 3)))
+            except (OSError, ValueError, TypeError):
+                break
+            if (root / "vae").is_dir():
+                return size * 8, size * 8, 3
+            return size, size, channels
+    return DEFAULT_IMAGE
+
+
+def preflight_recognition(config, push=None) -> None:
+    """``train``: the device, ``--out`` and room for its checkpoints (the backbone's parameters, counted on the meta
+    device; the Partial FC head depends on the data's classes and is not counted), and the push (its ``--tag``:
+    absent, or already holding the weights ``--out`` holds)."""
+    device_name("device", config.device, available=True)
+    parameters = 0
+    if config.init is None and config.backbone != "hf":
+        import torch
+
+        from ..discriminators.loading import build_backbone
+
+        with torch.device("meta"):
+            net = build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
+                                 embedding_dim=config.embedding_dim)
+        parameters = sum(p.numel() for p in net.parameters())
+    _room(config.out, training_bytes(parameters, config.keep_checkpoints),
+          f"{config.keep_checkpoints} checkpoints of a {parameters:,}-parameter {config.backbone}")
+    if push is not None:
+        check_push(push, "model", weights_in(Path(config.out), push.repo_id))
+
+
+def preflight_generator(config, push=None) -> None:
+    """``train-generator``: the device, ``--out`` and room for its checkpoints (the architecture's parameters on the
+    meta device, weights + EMA + AdamW's two moments), and the push (its ``--tag`` as for ``train``)."""
+    import torch
+
+    from ..generators.architectures import get_architecture
+
+    device_name("device", config.device, available=True)
+    with torch.device("meta"):
+        net = get_architecture(config.architecture).build(config.image_size, config.channels, 1,
+                                                         config.architecture_params())
+    parameters = sum(p.numel() for p in net.parameters())
+    _room(config.out, training_bytes(parameters, config.keep_checkpoints, copies=4),
+          f"{config.keep_checkpoints} checkpoints of a {parameters:,}-parameter {config.architecture}")
+    if push is not None:
+        check_push(push, "model", weights_in(Path(config.out), push.repo_id))
+
+
+def preflight_reproduce(config) -> None:
+    """``reproduce``: every stage's device and ``--out`` (a report folder, its stages' models and builds under it;
+    each stage checks its own room when it starts)."""
+    for section in ("generator_train", "discriminator_train", "build", "train", "eval"):
+        stage = getattr(config, section, None)
+        if stage is not None and getattr(stage, "device", None) not in (None, "auto"):
+            device_name("device", stage.device, available=True)
+    check_output_folder(config.out)
+
+
+__all__ = ["folder_bytes", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
+           "preflight_reproduce", "weights_in"]

@@ -1,0 +1,178 @@
+"""Preflight (issue 24.1): what `build`, `train`, `train-generator` and `reproduce` can check before their first
+forward pass fails there, in one line naming the flag, exit 2, with nothing written: the device, the output folder,
+free disk for the estimated output, a push's token / access / tag, and `train`'s evaluation set.
+
+The disk tests replace :func:`shutil.disk_usage` where :mod:`scoremix_ds.core.preflight` reads it (the one boundary
+between the estimate and the file system); the Hub tests run the real CLI and huggingface_hub client in a fresh
+interpreter against the loopback Hub of ``tests/fixtures/hub_server.py``.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fixtures.cli import run_cli
+from scoremix_ds.core import preflight as core_preflight
+from scoremix_ds.core.errors import DataError
+from scoremix_ds.training.recognition import train_recognition
+from scoremix_ds.training.recognition_config import RecognitionTrainConfig
+
+sys.path.insert(0, str(Path(__file__).parent))
+from hubfixtures import run_cli as run_hub_cli  # noqa: E402
+
+TRAIN = ["train", "--real-data", "mnist-5k-train[0-3]", "--backbone", "small-cnn", "--embedding-dim", "16",
+         "--image-size", "16", "--channels", "1", "--no-flip", "--steps", "2", "--batch-size", "16", "--device", "cpu",
+         "--no-progress"]
+GENERATOR = ["train-generator", "--real-data", "mnist-5k-train[0-3]", "--architecture", "unet-small", "--image-size",
+             "8", "--channels", "1", "--steps", "1", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+TINY = dict(real=("mnist-5k-train[0-3]",), backbone="small-cnn", embedding_dim=16, image_size=16, channels=1, flip=False,
+            batch_size=16, steps=1, learning_rate=0.05, scale=16.0, device="cpu")
+
+
+def _error(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------- the evaluation set
+
+
+def test_a_bad_evaluation_set_fails_before_the_first_step(tmp_path, capsys):
+    """Today's "10 folds need 2 <= folds <= 6 pairs" came at the first evaluation, with train_log.jsonl written."""
+    out = tmp_path / "net"
+    rc, _, err = run_cli(capsys, *TRAIN, "--val", "heldout:mnist-5k-heldout[0-3]:6", "--eval-every", "1",
+                         "--out", str(out))
+    line = _error(err)
+    assert rc == 2 and "10 folds need 2 <= folds <= 6 pairs" in line and "--val" in line
+    assert not (out / "train_log.jsonl").exists() and not out.exists()
+    with pytest.raises(DataError, match="6 pairs") as info:  # the library, too, before it claims the folder
+        train_recognition(RecognitionTrainConfig(out=str(out), val=("heldout:mnist-5k-heldout[0-3]:6",), **TINY),
+                          progress=False)
+    assert info.value.fields == ("val",) and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------------- disk, folder, device
+
+
+def _no_room(monkeypatch, free: int = 10_000) -> list[Path]:
+    """``shutil.disk_usage`` as core.preflight reads it: ``free`` bytes left; returns the paths it was asked about."""
+    asked: list[Path] = []
+    usage = collections.namedtuple("usage", "total used free")
+
+    def disk_usage(path):
+        asked.append(Path(path))
+        return usage(10 ** 12, 10 ** 12 - free, free)
+
+    monkeypatch.setattr(core_preflight.shutil, "disk_usage", disk_usage)
+    return asked
+
+
+def test_no_room_for_the_estimated_output_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch,
+                                                                                  models):
+    asked = _no_room(monkeypatch)
+    for name, args in (("net", TRAIN), ("gen", GENERATOR),
+                       ("built", ["build", *models, "--pairs", "40", "--per-identity", "4", "--steps", "2",
+                                  "--no-progress"])):
+        out = tmp_path / "sub" / name
+        rc, _, err = run_cli(capsys, *args, "--out", str(out))
+        line = _error(err)
+        assert rc == 2 and "free" in line and "--out" in line, line
+        assert not (tmp_path / "sub").exists()
+    assert asked and all(p == tmp_path for p in asked)  # the nearest folder that exists
+
+
+def test_the_estimates(tmp_path, models, monkeypatch):
+    """The documented estimates: a build's images x H x W x C (this part's share), a training's checkpoints."""
+    from scoremix_ds.cli.preflight import generator_image_shape
+
+    assert core_preflight.image_bytes(10, 28, 28, 1) == 7840
+    assert core_preflight.training_bytes(1000, 2) == 3 * 3 * 1000 * 4
+    gen = Path(models[1])
+    cfg = json.loads((gen / "unet" / "config.json").read_text())
+    assert generator_image_shape(str(gen)) == (cfg["sample_size"], cfg["sample_size"], cfg["out_channels"])
+    assert generator_image_shape("org/hub-model") == (112, 112, 3)
+    # enough room: no refusal (the tiny estimate fits a real disk)
+    core_preflight.check_free_disk(tmp_path, 1, "one byte")
+
+
+def test_an_output_that_cannot_be_a_folder_is_refused(tmp_path, capsys, models):
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    for args in (TRAIN, ["build", *models, "--pairs", "2", "--per-identity", "1", "--no-progress"]):
+        for out in (blocker, blocker / "below"):
+            rc, _, err = run_cli(capsys, *args, "--out", str(out))
+            assert rc == 2 and "--out" in _error(err), err
+    assert blocker.read_text() == "mine"
+
+
+def test_a_missing_cuda_device_is_refused_up_front(tmp_path, capsys, monkeypatch, models):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for args in ([a if a != "cpu" else "cuda" for a in TRAIN], [a if a != "cpu" else "cuda" for a in GENERATOR],
+                 ["build", *models, "--device", "cuda", "--no-progress"]):
+        out = tmp_path / "o"
+        rc, _, err = run_cli(capsys, *args, "--out", str(out))
+        assert rc == 2 and "--device" in _error(err) and "CUDA" in err and not out.exists(), err
+
+
+def test_reproduce_checks_every_stage_device_and_its_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    recipe = Path(__file__).resolve().parents[1] / "builders" / "reproduce-glyphs.toml"
+    if not recipe.is_file():
+        pytest.skip("no reproduce-glyphs recipe")
+    text = recipe.read_text().replace("[eval]\n", '[eval]\ndevice = "cuda"\n', 1)
+    bad = tmp_path / "cuda.toml"
+    bad.write_text(text)
+    out = tmp_path / "report"
+    rc, _, err = run_cli(capsys, "reproduce", str(bad), "--out", str(out), "--check")
+    assert rc == 2 and "device" in _error(err) and "CUDA" in err and not out.exists(), err
+    blocker = tmp_path / "file"
+    blocker.write_text("mine")
+    rc, _, err = run_cli(capsys, "reproduce", str(recipe), "--out", str(blocker), "--check")
+    assert rc == 2 and "--out" in _error(err), err
+
+
+# ---------------------------------------------------------------------------------------------- the Hub
+
+
+def _tagged_model(hub, repo: str, tag: str) -> str:
+    sha = hub.seed(repo, {"config.json": b"{}", "model.safetensors": b"not these weights" * 100}, repo_type="model")
+    hub.store.create_tag(hub.store.get_repo("model", repo), tag, sha, None)
+    return sha
+
+
+def test_train_push_to_an_existing_tag_fails_in_seconds_with_nothing_trained(hub, tmp_path):
+    _tagged_model(hub, "org/net", "v1")
+    _tagged_model(hub, "org/gen", "v1")
+    for args, repo in ((TRAIN, "org/net"), (GENERATOR, "org/gen")):
+        out = tmp_path / repo.split("/")[1]
+        started = time.perf_counter()
+        run = run_hub_cli(hub, tmp_path / "hf", *args, "--out", str(out), "--push-to", repo, "--tag", "v1",
+                          timeout=120)
+        seconds = time.perf_counter() - started
+        line = _error(run.err)
+        assert run.rc == 2 and "tag v1 already exists" in line and "--tag" in line, run.err[-2000:]
+        assert not out.exists() and seconds < 60  # a Python start and the Hub calls: no data read, no step taken
+        for token, needle in (("", "no Hugging Face token"), (hub.READ_TOKEN, "read-only")):
+            refused = run_hub_cli(hub, tmp_path / "hf", *args, "--out", str(out), "--push-to", repo, "--tag", "v2",
+                                  token=token, timeout=120)
+            assert refused.rc == 2 and needle in _error(refused.err) and not out.exists(), refused.err[-1000:]
+    assert set(hub.refs("org/net", repo_type="model")["tags"]) == {"v1"}
+
+
+def test_a_finished_pushed_training_run_again_passes_the_tag_check(hub, tmp_path):
+    """The tag's commit holds the very weights --out holds: the re-run trains nothing and pushes nothing."""
+    args = [*TRAIN, "--out", str(tmp_path / "net"), "--push-to", "org/again", "--tag", "v1"]
+    first = run_hub_cli(hub, tmp_path / "hf", *args, timeout=300, extra_env={"OMP_NUM_THREADS": "1"})
+    assert first.rc == 0, first.err[-2000:]
+    commits = len(hub.commits("org/again", repo_type="model"))
+    again = run_hub_cli(hub, tmp_path / "hf", *args, timeout=300, extra_env={"OMP_NUM_THREADS": "1"})
+    assert again.rc == 0, again.err[-2000:]
+    assert len(hub.commits("org/again", repo_type="model")) == commits
