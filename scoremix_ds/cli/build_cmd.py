@@ -8,8 +8,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from .cache_option import with_cache_option
-
 from ..synthesis.config import BuildConfig
 from ..synthesis.launch import relaunch
 from ..core.processes import launched_distributed
@@ -26,7 +24,6 @@ from .preflight import preflight_build
 logger = logging.getLogger(__name__)
 
 
-@with_cache_option
 @with_planning_options
 def build(
     planning: dict[str, Any],
@@ -68,6 +65,7 @@ def build(
     )
     resolved = resolve_build(config_from(BuildConfig, recipe, overrides))  # once, before any model is loaded
     config = resolved.config
+    preflight_build(resolved)  # device, --out and room for the images (cli/preflight.py), before any model loads
     push = None
     if push_to:  # validated before sampling, so a bad --repo/--tag fails in a second, not after the build
         from ..hub.push import PushConfig
