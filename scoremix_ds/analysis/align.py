@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import ConfigError
-from ..discriminators.loading import embed_images, load_discriminator
+from ..discriminators.loading import load_discriminator
 from ..generators.loading import load_generator
 from ..maths.alignment import alignment_report
-from ..maths.centres import class_centres
 from ..sources.openers import read_real_data
 
 
@@ -70,9 +69,12 @@ def default_k(n: int) -> int:
 
 
 def _centres(name: str, revision: str | None, real, flag: str = "discriminator", progress: bool = False) -> np.ndarray:
-    disc = load_discriminator(name, revision, flag=flag)
-    embeddings = embed_images(disc, real.images, progress=f"embed with {name}" if progress else False)
-    return class_centres(embeddings, real.labels, real.num_classes)
+    from ..core.digest import model_digest
+    from ..synthesis.centres_cache import cached_centres
+
+    disc = load_discriminator(name, revision, flag=flag)  # the class-centre cache a build over them shares
+    return cached_centres(disc, model_digest(disc), real, real.num_classes,
+                          progress=f"embed with {name}" if progress else False)
 
 
 def align_spaces(config: AlignConfig, progress: bool = False) -> AlignResult:

@@ -95,8 +95,15 @@ def run_audit(config: AuditConfig) -> AuditResult:
     images, identity, parents = read_mix(folder, manifest)
     logger.info("embedding %d synthetic and %d real images", len(images), len(real.images))
     bar = (lambda what: what) if config.progress else (lambda what: False)
-    centres, ref = real_reference(embed_images(disc, real.images, config.batch_size, progress=bar("embed real")),
-                                  real.labels, real.num_classes, config.quantile)
+    from ..core.digest import model_digest
+    from ..synthesis.centres_cache import cache_key, cached_tensors, data_digest, preprocessing
+
+    key = cache_key(model_digest(disc), data_digest(real, real.num_classes), preprocessing(disc, "cpu")
+                    + f":audit-reference:quantile={config.quantile}:batch={config.batch_size}")
+    reference = cached_tensors(key, lambda: dict(zip(("centres", "ref"), real_reference(
+        embed_images(disc, real.images, config.batch_size, progress=bar("embed real")), real.labels, real.num_classes,
+        config.quantile))))
+    centres, ref = reference["centres"], reference["ref"]
     audits = audit_identities(embed_images(disc, images, config.batch_size, progress=bar("embed synthetic")), identity,
                               parents, centres, ref, config.threshold)
     rule = (f"flag when the mean cosine of an identity's images to its nearest real class centre is >= {config.threshold}"

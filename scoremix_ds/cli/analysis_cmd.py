@@ -6,10 +6,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cache_option import with_cache_option
+
 from .options import ProgressOpt, RealDataOpt, SeedOpt
 from .parsing import parse_class_ids
 
 
+@with_cache_option
 def align(
     generator: Annotated[str, typer.Option(help="Generator folder or Hub id ('default': the embedded MNIST model).")] = "default",
     generator_revision: Annotated[Optional[str], typer.Option(help="Hub revision of --generator.")] = None,
@@ -44,6 +47,7 @@ def align(
     typer.echo(align_spaces(config, progress=progress).summary())
 
 
+@with_cache_option
 def audit(
     folder: Annotated[str, typer.Argument(help="A finished build folder (the --out of `scoremix-ds build`).")],
     discriminator: Annotated[Optional[str], typer.Option(help="Embed with this discriminator (default: the build's).")] = None,

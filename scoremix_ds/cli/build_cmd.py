@@ -8,6 +8,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from .cache_option import with_cache_option
+
 from ..synthesis.config import BuildConfig
 from ..synthesis.launch import relaunch
 from ..core.processes import launched_distributed
@@ -24,6 +26,7 @@ from .preflight import preflight_build
 logger = logging.getLogger(__name__)
 
 
+@with_cache_option
 @with_planning_options
 def build(
     planning: dict[str, Any],

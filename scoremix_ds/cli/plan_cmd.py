@@ -6,12 +6,15 @@ from typing import Annotated, Any
 
 import typer
 
+from .cache_option import with_cache_option
+
 from ..synthesis.config import BuildConfig
 from ..core.recipes import config_from
 from .options import ProgressOpt, RecipeOpt
 from .planning_options import with_planning_options
 
 
+@with_cache_option
 @with_planning_options
 def plan(
     planning: dict[str, Any],

@@ -6,11 +6,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from .cache_option import with_cache_option
+
 from .options import OutOpt, ProgressOpt
 from .parsing import parse_ints
 from .preflight import preflight_reproduce
 
 
+@with_cache_option
 def reproduce(
     recipe: Annotated[str, typer.Argument(help="A reproduce recipe: a TOML file or a name in builders/ (reproduce-glyphs, reproduce-demo, reproduce-paper, ...).")],
     out: OutOpt = None,

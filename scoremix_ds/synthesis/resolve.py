@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ..core.errors import ConfigError
+from ..core.processes import world_size
 from ..dataset.manifest import Manifest
 from .config import BuildConfig
 from .outdir import completed_build
@@ -22,6 +23,9 @@ class ResolvedBuild:
     config: BuildConfig  # with the plan file's fields (and its sha256) when there is one
     plan_file: PlanFile | None  # None without --plan
     finished: Manifest | None  # the manifest when --out already holds this complete build: nothing to sample
+    # Under a launch (accelerate / torchrun): the manifest of a build the folder says is complete, its shards not yet
+    # hashed; the launch's processes verify it together, each a share (runner.verify_finished), not each all of it.
+    unverified: Manifest | None = None
 
 
 def resolve_build(config: BuildConfig) -> ResolvedBuild:
@@ -32,7 +36,24 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
     if plan_file is None:
         check_real_data(config)
         check_discriminator(config)
+    if world_size() > 1:
+        return ResolvedBuild(config, plan_file, None, claimed_complete(config))
     return ResolvedBuild(config, plan_file, completed_build(config))
+
+
+def claimed_complete(config: BuildConfig) -> Manifest | None:
+    """The manifest when ``config.out`` says it holds this complete build (checked to be this build, its shards
+    not hashed), else None."""
+    from pathlib import Path
+
+    from .outdir import check_same_build
+
+    out = Path(config.out)
+    done = Manifest.read(out) if out.is_dir() else None
+    if done is None or not done.complete:
+        return None
+    check_same_build(out, done, config, {"shard_size": config.shard_size})
+    return done
 
 
 def check_discriminator(config: BuildConfig) -> None:

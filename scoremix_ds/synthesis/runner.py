@@ -23,7 +23,7 @@ from ..core.errors import ConfigError, ModelError
 from ..generators.edm2.generator import check_guide, check_sampler
 from ..generators.loading import load_generator
 from ..core.outputs import OutputLock
-from ..core.processes import WAIT_TIMEOUT
+from ..core.processes import WAIT_TIMEOUT, wait_timeout
 from ..core.validate import device_name
 from .config import BuildConfig
 from .finalize import PREVIEW_ROWS, collect_units, finalize, preview_row
@@ -32,6 +32,7 @@ from .outdir import open_out_dir
 from .planning.mix_plan import MixPlan
 from .centres_cache import BUILD_CACHE, save_centres
 from .planning.choose import plan_and_spaces, plan_build
+from .planning.shared_plan import read_state, state_path, wait_for_state, write_state
 from .resolve import ResolvedBuild, resolve_build
 from .rows import run_units
 from ..sampling.batches import sample_images
@@ -111,7 +112,10 @@ def unit_images(plan: MixPlan, ids: range, repro: bool) -> int:
 
 def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> BuildResult:
     """Build (or resume) the dataset described by ``build`` into its ``out``: a config, or the
-    :class:`~.resolve.ResolvedBuild` the caller already made of it (then nothing is resolved again)."""
+    :class:`~.resolve.ResolvedBuild` the caller already made of it (then nothing is resolved again).
+
+    Process 0 alone plans (or, resuming, reads the plan it wrote) and writes the plan into the build's state; the
+    other processes of a launch wait for that file and never read the real data (:mod:`.planning.shared_plan`)."""
     started = time.perf_counter()
     resolved = build if isinstance(build, ResolvedBuild) else resolve_build(build)
     config, done = resolved.config, resolved.finished
@@ -120,26 +124,62 @@ def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> Buil
                            len(done.shards.get("mix", {})))
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
+    out = Path(config.out)
+    if resolved.unverified is not None:  # a launch re-running a finished build: each process checks a share
+        done = verify_finished(out, resolved.unverified, layout, group)
+        if done is not None:
+            return BuildResult(out, done.rows(), done.counts["mix"]["identities"], time.perf_counter() - started, 0,
+                               len(done.shards.get("mix", {})), complete=layout.is_main)
     device = resolve_device(group.device or config.device)
     check_precision(config, device)
     gen, weak = load_models(config, device)
-    plan, provenance, spaces = plan_and_spaces(config, gen, (Path(config.out) / BUILD_CACHE,), group, device,
-                                               progress=progress and layout.is_main, plan_file=resolved.plan_file)
+    fingerprint = config.fingerprint()
+    found = read_state(out, fingerprint) if layout.is_main else None
+    spaces = None
+    if not layout.is_main:  # never the real data: process 0's plan, from the build's state
+        plan, provenance = wait_for_state(out, fingerprint, group.timeout or wait_timeout(), layout.rank)
+    elif found is not None:
+        plan, provenance = found
+        logger.info("the plan of this build is in %s: the real data is not read again", state_path(out))
+    else:
+        plan, provenance, spaces = plan_and_spaces(config, gen, (out / BUILD_CACHE,), None, device,
+                                                   progress=progress, plan_file=resolved.plan_file)
+        provenance = {**provenance, "compute_dtype": config.compute_dtype}  # what resume and merge compare
     units = units_of(plan, config.shard_size)
-    out = Path(config.out)
 
-    provenance = {**provenance, "compute_dtype": config.compute_dtype}  # what resume and merge compare
     lock = OutputLock(out) if layout.is_main else None  # one build at a time writes a folder
     try:
         if layout.is_main:
             manifest = open_out_dir(config, {"shard_size": config.shard_size, "units": len(units)}, provenance, lock)
-            if spaces.centres_computed:  # a resumed build reads them instead of embedding the real images again
+            if found is None:  # the folder is this build's now: the other processes may read the plan
+                write_state(out, fingerprint, plan, provenance)
+            if spaces is not None and spaces.centres_computed:  # kept with the build, as before
                 save_centres(out / BUILD_CACHE, spaces.centres_key, spaces.centres)
         return _sample_units(config, out, layout, group, plan, units, gen, weak, manifest if layout.is_main else None,
                              progress, started)
     finally:
         if lock is not None:
             lock.release()
+
+
+def verify_finished(out: Path, manifest: Manifest, layout: Layout, group: ProcessGroup) -> Manifest | None:
+    """The manifest of the finished build in ``out`` when none of its shards is damaged, each process hashing every
+    ``world``-th shard (so a re-run reads each shard once in all); None (and a warning) when one is damaged: the
+    build then resumes and re-samples exactly those units."""
+    from ..dataset.integrity import Damage, damage_line, shard_damage
+
+    listed = sorted((rel, str(info.get("sha256", ""))) for files in manifest.shards.values() for rel, info in files.items())
+    mine = [(rel, sha) for k, (rel, sha) in enumerate(listed) if k % layout.world == layout.rank]
+    found = [(rel, reason) for rel, sha in mine if (reason := shard_damage(out / rel, sha))]
+    damage = sorted(d for share in group.all_gather(found) for d in share)
+    if not damage:
+        if layout.is_main:
+            logger.info("%s already holds this complete build; nothing to do", out)
+        return manifest
+    if layout.is_main:
+        logger.warning("%s; re-sampling %d damaged shard(s)", damage_line(out, [Damage(*d) for d in damage]),
+                       len(damage))
+    return None
 
 
 def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: ProcessGroup, plan: MixPlan,

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 
 from ...sources.real_data import RealData
-from ...sources.openers import read_real_data
 from ...dataset.manifest import file_sha256
 from ...core.errors import ConfigError, DataError
 from ...maths.mixing import validate_weights
@@ -30,6 +29,7 @@ from ..config import BuildConfig
 from ...core.refs import public_ref
 from .mix_plan import MixPlan, label_names, make_plan
 from .parquet_file import FORMAT, PlanFile, read_plan
+from .real_stream import given_digest
 
 logger = logging.getLogger(__name__)
 
@@ -105,18 +105,26 @@ def real_rows(config: BuildConfig, gen: ClassConditionalGenerator, real: RealDat
 
 
 def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tuple = (), need_centres: bool = True,
-                 group=None, device: str | None = None, progress: bool = False) -> Spaces:
-    """Both spaces' class vectors. The discriminator centres come from the first of ``caches`` that holds them for
-    these models and data, else are embedded once (main process of ``group``, on ``device``, default
-    ``config.device``); with ``need_centres=False`` (a plan file decides) nothing is embedded, and without real
-    data (``random`` and the condition strategies) there are none."""
+                 group=None, device: str | None = None, progress: bool = False,
+                 real_facts: dict | None = None) -> Spaces:
+    """Both spaces' class vectors, computed by the ONE process that plans (``group`` is accepted for older callers
+    and not used: no other process waits on this in a collective). The real set is opened once and read as a
+    stream (:mod:`.real_stream`): its labels at open, its images a block at a time to digest them and, when no
+    cache (``caches``, then the user cache, :mod:`scoremix_ds.synthesis.centres_cache`) holds the centres, to embed
+    them on ``device`` (default ``config.device``). With ``need_centres=False`` (a plan file decides) nothing is
+    embedded or hashed, and with ``real_facts`` (what the plan file recorded of the same real data) the real data
+    is not opened at all; without real data (``random`` and the condition strategies) there are no centres."""
     from ...core.devices import resolve_device
-    from ..centres_cache import cache_key, data_digest, shared_centres
+    from ..centres_cache import cache_key, planning_centres, preprocessing
+    from .real_stream import RealSet, open_real, stream_digest
 
     conditions = gen.condition_table().numpy().astype(np.float64)
     if config.real_data is None:  # random or a condition strategy (check_real_data), or a plan file's tuples
         return Spaces(None, conditions, None, None)
-    real = read_real_data(config.real_data, config.real_data_revision, progress=progress)
+    if not need_centres and real_facts is not None:
+        real = RealSet.from_facts(real_facts)
+    else:
+        real = open_real(config.real_data, config.real_data_revision, progress=progress)
     candidate_classes(config, gen)  # --classes outside the generator's classes: one line, before any embedding
     rows = real_rows(config, gen, real)
     disc = load_discriminator(config.discriminator, config.discriminator_revision)
@@ -124,11 +132,11 @@ def class_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches: tu
     if not need_centres:
         return Spaces(None, conditions, real, disc_digest)
     # A class-count mismatch solved by --classes: only the candidate classes' rows (their labels fit both).
-    used = real if len(rows) == len(real.labels) else dataclasses.replace(real, images=real.images[rows],
-                                                                          labels=real.labels[rows])
-    key = cache_key(disc_digest, data_digest(used, gen.num_classes))
-    centres, computed = shared_centres(disc, used, gen.num_classes, key, [Path(c) for c in caches],
-                                       resolve_device(device or config.device), group, progress)
+    dev = resolve_device(device or config.device)
+    key = cache_key(disc_digest, stream_digest(real, rows, gen.num_classes, progress=progress),
+                    preprocessing(disc, dev))
+    centres, computed = planning_centres(disc, real, rows, gen.num_classes, key, [Path(c) for c in caches], dev,
+                                         progress)
     return Spaces(centres, conditions, real, disc_digest, key, computed)
 
 
@@ -222,6 +230,9 @@ def plan_meta(config: BuildConfig, gen: ClassConditionalGenerator, spaces: Space
         "discriminator_revision": config.discriminator_revision,
         "discriminator_digest": spaces.discriminator_digest,
         "real_data": public_ref(spaces.real.source) if spaces.real else None,
+        # what the manifest records of the real data, so `build --plan` with the same --real-data never opens it
+        "real_data_given": given_digest(config.real_data, config.real_data_revision) if spaces.real else None,
+        "real_data_facts": spaces.real.facts() if spaces.real is not None and hasattr(spaces.real, "facts") else None,
         "class_names": list(class_names(gen, spaces)),
         **({} if spaces.real else {"embedding_distances": NO_REAL_DATA}),
     }
@@ -309,10 +320,15 @@ def plan_and_spaces(config: BuildConfig, gen: ClassConditionalGenerator, caches:
     """:func:`plan_build`, also returning the spaces (so a build can cache freshly computed centres). With a plan
     file no centres are computed: the file decides the tuples (``plan_file``: the file as :func:`resolve_plan` read
     it; read here when not given)."""
-    spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device,
-                          progress=progress)
+    pf = None
     if config.plan:
         pf = plan_file if plan_file is not None else read_plan(config.plan)
+    facts = None
+    if pf is not None and pf.meta.get("real_data_given") == given_digest(config.real_data, config.real_data_revision):
+        facts = pf.meta.get("real_data_facts")  # the same real data the plan was made from: not opened again
+    spaces = class_spaces(config, gen, caches, need_centres=not config.plan, group=group, device=device,
+                          progress=progress, real_facts=facts)
+    if pf is not None:
         check_plan_models(pf.meta, gen, spaces, config.plan)
         top = max(max(i.parents) for i in pf.plan.identities)
         if top >= gen.num_classes:
