@@ -97,7 +97,9 @@ def accelerate_kernels(gen, compile: bool = False):
     if gen.device.type == "cuda":
         gen.denoiser.to(memory_format=torch.channels_last)
     if compile:
-        gen.denoiser.compile()  # in place: same module, same state_dict keys (so the same model digest)
+        from ..sampling.compiled import compile_denoiser
+
+        compile_denoiser(gen.denoiser)  # in place, once for every batch size (same state_dict keys, same digest)
     return gen
 
 
