@@ -53,7 +53,7 @@ def real_source(config: ReproduceConfig) -> str:
 
 def recognition_spec(cfg: RecognitionTrainConfig) -> dict[str, Any]:
     """The fields that decide a trained model's weights, sources left out (the caller adds them as stage ids)."""
-    return {k: v for k, v in to_dict(cfg).items() if k not in RUN_FIELDS and k not in _SOURCE_FIELDS}
+    return {k: v for k, v in to_dict(cfg.resolved()).items() if k not in RUN_FIELDS and k not in _SOURCE_FIELDS}
 
 
 def tracking(config: ReproduceConfig, root: Path, folder: Path) -> dict[str, Any]:
