@@ -3,7 +3,8 @@ one line naming the flag that fixes it (exit 2), with nothing written.
 
 Each command's preflight composes the rules where they live, one home per rule:
 
-* the device is present: :func:`scoremix_ds.core.validate.device_name` (``available=True``);
+* the device is present: :func:`scoremix_ds.core.validate.device_name` (``available=True``) for the trainers,
+  :func:`scoremix_ds.core.devices.resolve_device` for ``build`` (the rule each resolves its device by);
 * the output folder is usable and its disk has room for the estimated output: :mod:`scoremix_ds.core.preflight`
   (the estimates are documented there);
 * a push asked for (``--push-to``) will be accepted: token, write access, the ``--tag`` absent (or already holding
@@ -83,8 +84,10 @@ def check_push(push, repo_type: str, same_content: Callable | None = None) -> No
 def preflight_build(resolved, push=None) -> None:
     """``build``: the device, ``--out`` and the room for its images (``images x H x W x C`` bytes, this part's
     share); the push is checked by the caller with the build's fingerprint (same build: the tag already holds it)."""
+    from ..core.devices import resolve_device
+
     config = resolved.config
-    device_name("device", config.device, available=True)
+    resolve_device(config.device)  # the rule the build resolves its device by (auto, or one that exists here)
     if resolved.finished is not None:
         return  # nothing left to write
     if resolved.plan_file is not None:
