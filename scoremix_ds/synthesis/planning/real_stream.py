@@ -62,6 +62,12 @@ class RealSet:
         return {"source": public_ref(self.source), "licence": self.licence, "attribution": public_ref(self.attribution),
                 "provenance": public_text(self.provenance), "commit": self.commit, "class_names": list(self.class_names)}
 
+    @classmethod
+    def from_facts(cls, facts: dict) -> "RealSet":
+        return cls(labels=np.zeros(0, dtype=np.int64), class_names=tuple(facts["class_names"]), source=facts["source"],
+                   licence=facts["licence"], attribution=facts["attribution"], provenance=facts.get("provenance", ""),
+                   commit=facts.get("commit"))
+
 
 def given_digest(name: str | None, revision: str | None) -> str | None:
     """A digest of the real data reference as given (``--real-data``, its revision): a plan file records it, not
@@ -69,12 +75,6 @@ def given_digest(name: str | None, revision: str | None) -> str | None:
     if name is None:
         return None
     return hashlib.sha256(f"{name}@{revision}".encode()).hexdigest()[:16]
-
-    @classmethod
-    def from_facts(cls, facts: dict) -> "RealSet":
-        return cls(labels=np.zeros(0, dtype=np.int64), class_names=tuple(facts["class_names"]), source=facts["source"],
-                   licence=facts["licence"], attribution=facts["attribution"], provenance=facts.get("provenance", ""),
-                   commit=facts.get("commit"))
 
 
 def trace_open(location: str) -> None:
