@@ -55,10 +55,9 @@ class ProcessGroup:
     """The launch's processes: accelerate's ``PartialState`` (gloo on CPU, NCCL on GPUs), or a single process.
 
     The group's collective timeout is set explicitly, :func:`~scoremix_ds.core.processes.wait_timeout` seconds
-    (``SCOREMIX_WAIT_TIMEOUT``, default 6 h), not torch's 10 minutes: the other processes wait in a collective while
-    process 0 alone embeds the real set for the class centres and finalizes the folder, which at WebFace scale
-    takes longer than 10 minutes. (Waiting on a file instead would need process 0 to write into ``out`` before the
-    build has claimed the folder.)"""
+    (``SCOREMIX_WAIT_TIMEOUT``, default 6 h), not torch's 10 minutes: the other processes wait in the last barrier
+    while process 0 alone finalizes the folder. (While process 0 plans, they wait for its plan file, not in a
+    collective: :mod:`~scoremix_ds.synthesis.planning.shared_plan`.)"""
 
     def __init__(self) -> None:
         self.state = None
