@@ -176,3 +176,22 @@ def test_a_finished_pushed_training_run_again_passes_the_tag_check(hub, tmp_path
     again = run_hub_cli(hub, tmp_path / "hf", *args, timeout=300, extra_env={"OMP_NUM_THREADS": "1"})
     assert again.rc == 0, again.err[-2000:]
     assert len(hub.commits("org/again", repo_type="model")) == commits
+
+
+def test_a_revision_that_does_not_exist_is_refused_before_anything_is_read(hub, tmp_path, tiny_generator_dir):
+    """Pinned Hub inputs (ORG/NAME@REV, --x-revision) are checked with one metadata call each, up front."""
+    hub.seed("org/data", {"README.md": b"data"})
+    hub.seed("org/model", {"config.json": b"{}"}, repo_type="model")
+    cases = [
+        ([*TRAIN[:2], "org/data@nope", *TRAIN[3:]], "--real-data"),
+        ([*TRAIN, "--init", "org/model", "--init-revision", "nope"], "--init"),
+        ([*GENERATOR[:2], "org/data@nope", *GENERATOR[3:]], "--real-data"),
+        (["build", "--generator", "org/model", "--generator-revision", "nope", "--strategy", "random",
+          "--no-progress"], "--generator"),
+    ]
+    for args, flag in cases:
+        out = tmp_path / "o"
+        run = run_hub_cli(hub, tmp_path / "hf", *args, "--out", str(out), timeout=120)
+        line = _error(run.err)
+        assert run.rc == 2 and "revision nope not found" in line and flag in line, (args, run.err[-1500:])
+        assert not out.exists()

@@ -9,10 +9,11 @@ Each command's preflight composes the rules where they live, one home per rule:
   (the estimates are documented there);
 * a push asked for (``--push-to``) will be accepted: token, write access, the ``--tag`` absent (or already holding
   exactly what this run makes): :func:`scoremix_ds.hub.push.preflight`;
-* the plan file agrees with the config and the generator's classes: :func:`scoremix_ds.synthesis.resolve.resolve_build`
-  (``build`` calls it before this); the real data and the ``--init`` / ``--val`` revisions are opened by the trainers
-  before their first step, and ``train``'s evaluation set is checked there too
-  (:func:`scoremix_ds.training.recognition.check_val_benchmarks`).
+* every Hub input pinned to a revision (``ORG/NAME@REV``, ``--generator-revision``, ``--init-revision``...) names
+  one that exists: :func:`check_revisions` (one metadata call each; nothing downloaded);
+* the plan file agrees with the config: :func:`scoremix_ds.synthesis.resolve.resolve_build` (``build`` calls it
+  before this); ``train``'s evaluation set has the pairs its protocol needs:
+  :func:`scoremix_ds.training.recognition.check_val_benchmarks`, before the output folder is claimed.
 """
 
 from __future__ import annotations
@@ -78,6 +79,41 @@ def check_push(push, repo_type: str, same_content: Callable | None = None) -> No
     preflight(push, repo_type, same_content)
 
 
+def check_revisions(refs) -> None:
+    """Every Hub input pinned to a revision (``ORG/NAME@REV``, or a ``--x-revision``) names one that exists:
+    ``refs`` holds ``(field, reference, revision, repo_type)``; local paths, built-in names and unpinned ids are the
+    loaders' to check. An unreachable Hub is not refused here (a cached copy may still load)."""
+    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+    from ..core.errors import ConfigError
+    from ..core.hub_client import is_hub_failure, make_api, resolve_token
+    from ..core.refs import could_be_hub_id, is_local_path, split_revision
+
+    api = None
+    for field, ref, revision, repo_type in refs:
+        if not ref:
+            continue
+        name, own = split_revision(ref.partition("::")[0], field)
+        revision = own or revision
+        if revision is None or is_local_path(name) or not could_be_hub_id(name):
+            continue
+        if api is None:
+            api = make_api(resolve_token(None, required=False))
+        try:
+            api.repo_info(name, repo_type=repo_type, revision=revision)
+        except RevisionNotFoundError:
+            raise ConfigError(f"{field} {name}: revision {revision} not found", field=field,
+                              hint=f"give a branch, tag or commit of {name} (`scoremix-ds versions {name}` lists "
+                                   "a dataset's tags)") from None
+        except RepositoryNotFoundError:
+            raise ConfigError(f"{field} {name}@{revision}: repository {name} not found (or the token cannot see "
+                              "it)", hint=f"check `{field}`", field=field) from None
+        except Exception as exc:  # offline or unreachable: the loader decides (it may have a cached copy)
+            if not is_hub_failure(exc):
+                raise
+            logger.info("cannot check revision %s of %s before the run (%s)", revision, name, type(exc).__name__)
+
+
 # ---------------------------------------------------------------------------------------------------- commands
 
 
@@ -88,6 +124,9 @@ def preflight_build(resolved, push=None) -> None:
 
     config = resolved.config
     resolve_device(config.device)  # the rule the build resolves its device by (auto, or one that exists here)
+    check_revisions([("generator", config.generator, config.generator_revision, "model"),
+                     ("discriminator", config.discriminator, config.discriminator_revision, "model"),
+                     ("real_data", config.real_data, config.real_data_revision, "dataset")])
     if resolved.finished is not None:
         return  # nothing left to write
     if resolved.plan_file is not None:
@@ -125,6 +164,9 @@ def preflight_recognition(config, push=None) -> None:
     device; the Partial FC head depends on the data's classes and is not counted), and the push (its ``--tag``:
     absent, or already holding the weights ``--out`` holds)."""
     device_name("device", config.device, available=True)
+    check_revisions([*(("real", r, None, "dataset") for r in config.real),
+                     *(("synthetic", r, None, "dataset") for r in config.synthetic),
+                     ("init", config.init, config.init_revision, "model")])
     parameters = 0
     if config.init is None and config.backbone != "hf":
         import torch
@@ -149,6 +191,7 @@ def preflight_generator(config, push=None) -> None:
     from ..generators.architectures import get_architecture
 
     device_name("device", config.device, available=True)
+    check_revisions([("real_data", config.real_data, config.real_data_revision, "dataset")])
     with torch.device("meta"):
         net = get_architecture(config.architecture).build(config.image_size, config.channels, 1,
                                                          config.architecture_params())
@@ -169,5 +212,5 @@ def preflight_reproduce(config) -> None:
     check_output_folder(config.out)
 
 
-__all__ = ["folder_bytes", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
+__all__ = ["check_revisions", "folder_bytes", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
            "preflight_reproduce", "weights_in"]
