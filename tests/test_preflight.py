@@ -80,7 +80,8 @@ def test_no_room_for_the_estimated_output_is_refused_before_anything_is_written(
     asked = _no_room(monkeypatch)
     for name, args in (("net", TRAIN), ("gen", GENERATOR),
                        ("built", ["build", *models, "--pairs", "40", "--per-identity", "4", "--steps", "2",
-                                  "--no-progress"])):
+                                  "--no-progress"]),
+                       ("report", ["reproduce", "reproduce-glyphs", "--check"])):
         out = tmp_path / "sub" / name
         rc, _, err = run_cli(capsys, *args, "--out", str(out))
         line = _error(err)

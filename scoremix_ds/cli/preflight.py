@@ -129,14 +129,31 @@ def preflight_build(resolved, push=None) -> None:
                      ("real_data", config.real_data, config.real_data_revision, "dataset")])
     if resolved.finished is not None:
         return  # nothing left to write
-    if resolved.plan_file is not None:
-        identities = resolved.plan_file.plan.identities
-        images = sum(len(i.seeds) * (1 + len(i.parents) * config.repro) for i in identities)
+    images, (h, w, c) = build_images(config, resolved.plan_file), generator_image_shape(config.generator)
+    _room(config.out, image_bytes(images, h, w, c), f"about {images:,} images of {h}x{w}x{c}")
+
+
+def build_images(config, plan_file=None) -> int:
+    """Images a build (this part of it) writes: identities x seeds x (1 + parents with ``repro``)."""
+    if plan_file is not None:
+        images = sum(len(i.seeds) * (1 + len(i.parents) * config.repro) for i in plan_file.plan.identities)
     else:
         images = config.pairs * config.per_identity * (1 + config.strategy_spec.size * config.repro)
-    images = -(-images // max(1, config.num_shards))
-    h, w, c = generator_image_shape(config.generator)
-    _room(config.out, image_bytes(images, h, w, c), f"about {images:,} images of {h}x{w}x{c}")
+    return -(-images // max(1, config.num_shards))
+
+
+def recognition_parameters(config) -> int:
+    """Parameters of ``config``'s backbone, counted on the meta device (0 for ``init`` / ``hf``: not known here)."""
+    if config.init is not None or config.backbone == "hf":
+        return 0
+    import torch
+
+    from ..discriminators.loading import build_backbone
+
+    with torch.device("meta"):
+        net = build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
+                             embedding_dim=config.embedding_dim)
+    return sum(p.numel() for p in net.parameters())
 
 
 def generator_image_shape(generator: str | None) -> tuple[int, int, int]:
@@ -167,16 +184,7 @@ def preflight_recognition(config, push=None) -> None:
     check_revisions([*(("real", r, None, "dataset") for r in config.real),
                      *(("synthetic", r, None, "dataset") for r in config.synthetic),
                      ("init", config.init, config.init_revision, "model")])
-    parameters = 0
-    if config.init is None and config.backbone != "hf":
-        import torch
-
-        from ..discriminators.loading import build_backbone
-
-        with torch.device("meta"):
-            net = build_backbone(config.backbone, in_channels=config.channels, image_size=config.image_size,
-                                 embedding_dim=config.embedding_dim)
-        parameters = sum(p.numel() for p in net.parameters())
+    parameters = recognition_parameters(config)
     _room(config.out, training_bytes(parameters, config.keep_checkpoints),
           f"{config.keep_checkpoints} checkpoints of a {parameters:,}-parameter {config.backbone}")
     if push is not None:
@@ -203,14 +211,29 @@ def preflight_generator(config, push=None) -> None:
 
 
 def preflight_reproduce(config) -> None:
-    """``reproduce``: every stage's device and ``--out`` (a report folder, its stages' models and builds under it;
-    each stage checks its own room when it starts)."""
+    """``reproduce``: every stage's device, and ``--out`` (the report folder; every stage's models and builds go
+    under it) with room for the arms' trainings (arms x seeds, each as ``train``'s estimate) and builds (each as
+    ``build``'s, with the generator's image shape: a given local folder's, else the trained one's size)."""
     for section in ("generator_train", "discriminator_train", "build", "train", "eval"):
         stage = getattr(config, section, None)
         if stage is not None and getattr(stage, "device", None) not in (None, "auto"):
             device_name("device", stage.device, available=True)
-    check_output_folder(config.out)
+    import dataclasses
+
+    from ..reproduce.config import ARM_BUILDS
+
+    trainings = len(config.arms) * len(config.seeds) * training_bytes(recognition_parameters(config.train),
+                                                                      config.train.keep_checkpoints)
+    if config.generator is not None:
+        shape = generator_image_shape(config.generator)
+    else:
+        size = config.generator_train.image_size
+        shape = (size, size, config.generator_train.channels)
+    images = sum(build_images(dataclasses.replace(config.build, strategy=ARM_BUILDS[arm][0], repro=True))
+                 for arm in config.build_arms)
+    _room(config.out, trainings + image_bytes(images, *shape),
+          f"{len(config.arms) * len(config.seeds)} trainings and {len(config.build_arms)} builds")
 
 
-__all__ = ["check_revisions", "folder_bytes", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
+__all__ = ["build_images", "check_revisions", "folder_bytes", "recognition_parameters", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
            "preflight_reproduce", "weights_in"]
