@@ -15,10 +15,12 @@ printed as text lines:
 4. ``eval``: ``scoremix-ds eval`` of that model on ``openset:glyphs-han-verify`` (every pair of 9,600 images):
    pairs scored per second;
 5. ``recognition``: IR-50 training images/s in-process (forward + ArcFace + backward + SGD on device-resident uint8
-   batches, bf16 autocast) and embedding images/s (``embed_images``), with peak memory.
+   batches, bf16 autocast) and embedding images/s (``embed_images``), with peak memory;
+6. ``edm2``: ``edm2-s`` at 3x112x112 with ``edm-heun`` (random weights, EDM2's fp16 forward on CUDA): plain and
+   ScoreMix pair images/s, unguided and autoguided by ``edm2-xs`` (w 1.7), with peak memory per case.
 
-``--tiny`` swaps in tiny models at 16x16 (and a small-cnn trainer on 50 glyph identities) so the whole script runs on a
-CPU in about a minute (what the test runs).
+``--tiny`` swaps in tiny models at 16x16 (edm2-cpu guided by edm2-cpu-guide; a small-cnn trainer on 50 glyph
+identities) so the whole script runs on a CPU in about a minute (what the test runs).
 
     python benchmarks/device_bench.py [--tiny] [--device auto] [--batch 64] [--steps 4] [--no-compile] [--out-dir D]
 """
@@ -165,6 +167,62 @@ def sampling_lines(result: dict) -> list[str]:
         if r["first_call_s"] is not None:
             lines.append(f"{r['arch']:>10} {r['mode']:>9} first plain batch (warm-up{', compile' if r['mode'] == 'compiled' else ''}): "
                          f"{r['first_call_s']:.1f} s")
+    return lines
+
+
+EDM2_ARCHS = {False: ("edm2-s", "edm2-xs", 112), True: ("edm2-cpu", "edm2-cpu-guide", 16)}  # main, guide, size
+EDM2_CASES = {"plain": (1, 1.0), "pair": (2, 1.0), "autoguided-plain": (1, 1.7), "autoguided-pair": (2, 1.7)}
+
+
+def edm2_table(args, device: str) -> dict:
+    """``edm2-s`` at 3x112x112 (``--tiny``: edm2-cpu at 16x16) with ``edm-heun`` (2N - 1 evaluations for N steps):
+    plain and ScoreMix pair images/s, unguided and autoguided by the smaller preset (edm2-xs, w 1.7), with peak
+    memory per case. Random weights; EDM2's own ``use_fp16`` forward on CUDA (float32 elsewhere)."""
+    from scoremix_ds.generators.edm2.generator import edm2_generator
+    from scoremix_ds.sampling.schedulers import make_scheduler
+    from scoremix_ds.sampling.scoremix import scoremix_sample
+
+    main_name, guide_name, size = EDM2_ARCHS[args.tiny]
+
+    def net(name: str, seed: int):
+        arch = get_architecture(name)
+        torch.manual_seed(seed)
+        return arch.build(size, 3, NUM_CLASSES, arch.resolve(name, {})).eval()
+
+    gen = edm2_generator(net(main_name, 0), tuple(f"c{i}" for i in range(NUM_CLASSES)), None, {},
+                         guide_net=net(guide_name, 1)).to(device)
+    params = {name: sum(p.numel() for p in module.parameters())
+              for name, module in ((main_name, gen.denoiser), (guide_name, gen.guide.denoiser))}
+    result = {"arch": main_name, "guide": guide_name, "parameters": params, "size": size, "batch": args.batch,
+              "steps": args.steps, "evaluations": 2 * args.steps - 1, "sampler": "edm-heun", "rows": []}
+    seconds = {}
+    for name, (k, w) in EDM2_CASES.items():
+        classes = torch.arange(args.batch * k).remainder(NUM_CLASSES).view(args.batch, k)
+        weights = torch.full((args.batch, k), 1.0 / k)
+        reset_peak(device)
+        best = float("inf")
+        for r in range(args.repeats + 1):  # the first run warms up
+            sync(device)
+            t = time.perf_counter()
+            scoremix_sample(gen, make_scheduler("edm-heun", gen.scheduler_config), classes, weights,
+                            list(range(args.batch)), args.steps, w).float().cpu()
+            sync(device)
+            if r:
+                best = min(best, time.perf_counter() - t)
+        seconds[name] = best
+        result["rows"].append({"case": name, "guidance": w, "images_per_s": args.batch / best,
+                               "seconds_vs_plain": best / seconds["plain"], "peak_gib": peak_memory(device)})
+    return result
+
+
+def edm2_lines(result: dict) -> list[str]:
+    lines = [f"{result['arch']} (guide {result['guide']}) at 3x{result['size']}x{result['size']}, batch "
+             f"{result['batch']}, edm-heun {result['steps']} steps ({result['evaluations']} evaluations)",
+             f"{'case':>16} {'w':>4} {'images/s':>9} {'s/img vs plain':>14} {'peak GiB':>8}"]
+    for r in result["rows"]:
+        peak = f"{r['peak_gib']:.2f}" if r["peak_gib"] is not None else "-"
+        lines.append(f"{r['case']:>16} {r['guidance']:>4.1f} {r['images_per_s']:>9.1f} {r['seconds_vs_plain']:>14.2f} "
+                     f"{peak:>8}")
     return lines
 
 
@@ -334,7 +392,7 @@ def main() -> None:
     parser.add_argument("--embed-images", type=int, default=None, help="images embedded (default 8192, tiny 32)")
     parser.add_argument("--cli-train-steps", type=int, default=150, help="steps of the `scoremix-ds train` run")
     parser.add_argument("--cli-timeout", type=float, default=150, help="seconds allowed to each CLI run")
-    parser.add_argument("--sections", default="sampling,build,train,eval,recognition")
+    parser.add_argument("--sections", default="sampling,build,train,eval,recognition,edm2")
     parser.add_argument("--out-dir", default=os.environ.get("OUT"), help="write device.json here after each section")
     parser.add_argument("--json", help="also write the text lines to this JSON file at the end")
     args = parser.parse_args()
@@ -364,6 +422,7 @@ def main() -> None:
                 f"scoremix-ds eval openset:glyphs-han-verify: {r['pairs']} pairs in {r['seconds']:.1f} s, "
                 f"{r['pairs_per_s']:.3g} pairs/s"]),
             "recognition": (lambda: recognition(args, device, dtype), recognition_lines),
+            "edm2": (lambda: edm2_table(args, device), edm2_lines),
         }
         for section in [s for s in sections if s in wanted]:
             run, describe = sections[section]

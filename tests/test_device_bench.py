@@ -24,7 +24,7 @@ def test_device_script_tiny_mode(tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     report = json.loads((tmp_path / "out" / "device.json").read_text())
     sections = report["sections"]
-    assert list(sections) == ["sampling", "build", "train", "eval", "recognition"]
+    assert list(sections) == ["sampling", "build", "train", "eval", "recognition", "edm2"]
     assert not [name for name, s in sections.items() if "error" in s], sections
     rows = {(r["arch"], r["case"]): r for r in sections["sampling"]["rows"]}
     for arch in ("unet-small", "dit-small"):
@@ -34,8 +34,12 @@ def test_device_script_tiny_mode(tmp_path):
     assert sections["train"]["logged_images_per_s"] > 0 and sections["train"]["steps"] == 6
     assert sections["eval"]["pairs"] == 50 * 16 * (50 * 16 - 1) // 2 and sections["eval"]["pairs_per_s"] > 0
     assert sections["recognition"]["train_images_per_s"] > 0 and sections["recognition"]["embed_images_per_s"] > 0
+    edm2 = {r["case"]: r for r in sections["edm2"]["rows"]}  # edm2-s's section, on edm2-cpu in the tiny mode
+    assert sections["edm2"]["arch"] == "edm2-cpu" and sections["edm2"]["evaluations"] == 3
+    assert set(edm2) == {"plain", "pair", "autoguided-plain", "autoguided-pair"}
+    assert all(r["images_per_s"] > 0 for r in edm2.values()) and edm2["plain"]["seconds_vs_plain"] == 1.0
     text = "\n".join(json.loads(lines_file.read_text()))
-    assert "sampler busy" in text and "scoremix-ds train" in text and "pairs/s" in text
+    assert "sampler busy" in text and "scoremix-ds train" in text and "pairs/s" in text and "edm-heun" in text
 
 
 def test_device_script_without_its_dependencies_says_how_to_get_them(tmp_path):
