@@ -151,6 +151,14 @@ def test_configs_refused_and_fingerprints_kept(real, tmp_path):
     assert tiny(real, tmp_path).guide_name() == "edm2-cpu-guide"
     assert tiny(real, tmp_path, guide_steps=None, steps=16).guide_step_count() == 2
     assert tiny(real, tmp_path, guide_steps=0).guide_name() is None
+    with pytest.raises(ConfigError, match="guide_source"):
+        tiny(real, tmp_path, guide_source="older")
+    with pytest.raises(ConfigError, match="guide_architecture"):
+        tiny(real, tmp_path, guide_source="early-ema", guide_architecture="edm2-cpu-guide")
+    assert "guide_source" not in tiny(real, tmp_path).fingerprint_payload()  # the default keeps every fingerprint
+    early = tiny(real, tmp_path, guide_source="early-ema")
+    assert early.fingerprint() != tiny(real, tmp_path).fingerprint() and early.guide_name() == "edm2-cpu"
+    assert not early.trains_guide() and early.guide_step_count() == 2
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -195,6 +203,27 @@ def test_stop_then_resume_equals_an_uninterrupted_run(real, uninterrupted, tmp_p
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), folder
     assert json.loads((out / "scoremix.json").read_text())["loss"] == \
         json.loads((uninterrupted / "scoremix.json").read_text())["loss"]
+
+
+def test_early_ema_guide_is_the_main_runs_ema_at_guide_steps(real, uninterrupted, tmp_path):
+    out = tmp_path / "early"
+    config = tiny(real, out, guide_source="early-ema", keep_checkpoints=5)
+    train_generator(tiny(real, out, guide_source="early-ema", keep_checkpoints=5, stop_after=3), progress=False)
+    at_guide_steps = ck.list_checkpoints(out / "checkpoints")[0]
+    assert at_guide_steps.step == 2
+    kept = at_guide_steps.tensors("ema")  # the main network's EMA after step 2 (= guide_steps)
+    train_generator(config, progress=False)  # resumed from step 3: the kept EMA comes from the checkpoint
+    guide, main = weights(out, "edm2_guide"), weights(out, "edm2")
+    assert guide.keys() == main.keys() and set(kept) < set(guide)
+    for name, value in guide.items():  # parameters: the EMA at step 2; buffers: the main network's
+        assert torch.equal(value, kept[name] if name in kept else main[name]), name
+    assert not torch.equal(guide["unet.out_conv.weight"], main["unet.out_conv.weight"])
+    # the main network trains exactly as beside a smaller guide (nothing couples them without clipping)
+    other = weights(uninterrupted, "edm2")
+    assert all(torch.equal(main[k], other[k]) for k in main)
+    meta = json.loads((out / "scoremix.json").read_text())
+    assert meta["guide_source"] == "early-ema" and meta["guide_architecture"] == "edm2-cpu"
+    assert load_generator(str(out)).guide is not None
 
 
 def test_without_guide_or_dropout(real, tmp_path):

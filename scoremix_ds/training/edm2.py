@@ -15,12 +15,14 @@ checks) is :func:`.generator.train_generator`'s, which calls this for the ``edm2
   warm-up of ``warmup_steps`` (:func:`.loop.inverse_sqrt_factors`).
 - **EMA**: power-function EMA (:class:`.loop.PowerEMA`) of relative std ``ema_sigma_rel``; the saved networks are
   the EMAs.
-- **Guide**: the smaller preset (``guide_architecture``, default the preset's guide, e.g. ``edm2-cpu-guide``) is
-  trained in the same loop on the same batches for the first ``guide_steps`` steps (default ``steps // 8``): its
-  loss is added to the main one, and since Adam updates each parameter from its own gradient, each network gets
-  exactly its own update; afterwards it takes no forward, has no gradient (Adam skips it) and its EMA stops. It is
-  saved as the folder's ``edm2_guide/``. (The issue's alternative, an earlier EMA of the main run, is not
-  implemented, and which guide is better is not measured.)
+- **Guide** (``guide_source``): ``smaller`` (the default): the smaller preset (``guide_architecture``, default the
+  preset's guide, e.g. ``edm2-cpu-guide``) is trained in the same loop on the same batches for the first
+  ``guide_steps`` steps (default ``steps // 8``): its loss is added to the main one, and since Adam updates each
+  parameter from its own gradient, each network gets exactly its own update; afterwards it takes no forward, has no
+  gradient (Adam skips it) and its EMA stops. ``early-ema``: no second network; the main network's EMA at step
+  ``guide_steps`` is kept (:class:`EarlyEMA`, in the checkpoints too) and is the guide (the main run's weights are
+  those of the ``smaller`` run: without gradient clipping nothing couples the two networks). Either is saved as the
+  folder's ``edm2_guide/``; docs/performance.md ("EDM2") compares them.
 - **Resume**: every draw of sample i of step s comes from a generator seeded by (seed, s, i), the learning rate is a
   function of the step, and a checkpoint holds both networks, both EMAs and the optimizer, so a resumed run equals
   an uninterrupted one bit for bit (``tests/test_edm2_train.py``).
@@ -28,6 +30,7 @@ checks) is :func:`.generator.train_generator`'s, which calls this for the ``edm2
 
 from __future__ import annotations
 
+import copy
 import logging
 import shutil
 from pathlib import Path
@@ -45,7 +48,7 @@ from .checkpoints import CHECKPOINTS, Checkpoint, write_checkpoint
 from .edm2_loss import edm2_loss, edm2_sigma, onehot_labels
 from .generator_steps import LossRecord, StepBatches, draw_seed, process_share, step_micro_batches
 from .generator_config import GeneratorTrainConfig
-from .loop import EMA, PowerEMA, Precision, Track, TrainingLoop, inverse_sqrt_factors
+from .loop import EMA, Callback, PowerEMA, Precision, Track, TrainingLoop, inverse_sqrt_factors
 
 logger = logging.getLogger(__name__)
 
@@ -96,9 +99,20 @@ class EDM2Pair(nn.Module):
         return loss
 
 
+class EarlyEMA(Callback):
+    """``guide_source`` early-ema: a copy of the main EMA's parameters after step ``at`` (the guide)."""
+
+    def __init__(self, ema, at: int) -> None:
+        self.ema, self.at, self.params = ema, at, None
+
+    def on_step_end(self, loop: TrainingLoop) -> None:
+        if loop.step == self.at:
+            self.params = [p.detach().clone() for p in self.ema.shadow_params]
+
+
 def ddp_handlers(config: GeneratorTrainConfig) -> tuple:
     """accelerate kwargs handlers: the guide stops receiving gradients after its steps, which DDP must be told."""
-    if config.guide_step_count() == 0:
+    if not config.trains_guide():
         return ()
     from accelerate.utils import DistributedDataParallelKwargs
 
@@ -120,7 +134,7 @@ def train_edm2(config: GeneratorTrainConfig, accelerator, source: Source, data_i
     with torch.random.fork_rng(devices=[]):  # the initial weights depend on the seed only
         torch.manual_seed(config.seed)
         main = _build(config.architecture, config, source.num_classes)
-        guide = _build(guide_name, config, source.num_classes) if guide_name else None
+        guide = _build(guide_name, config, source.num_classes) if config.trains_guide() else None
     pair = EDM2Pair(main, guide)
     if accelerator.is_main_process:
         logger.info("%s: %s parameters (guide %s: %s for %d steps), %d classes, %d processes", config.architecture,
@@ -136,21 +150,24 @@ def train_edm2(config: GeneratorTrainConfig, accelerator, source: Source, data_i
     net = loop.unwrapped
     ema = PowerEMA(net.main.parameters(), config.ema_sigma_rel)
     guide_ema = PowerEMA(net.guide.parameters(), config.ema_sigma_rel) if guide is not None else None
+    early = EarlyEMA(ema, guide_steps) if config.guide_source == "early-ema" and guide_steps else None
     start = 0
     if ckpt is not None:
-        start = _restore(ckpt, loop, ema, guide_ema, losses)
+        start = _restore(ckpt, loop, ema, guide_ema, losses, early)
         logger.info("resuming from %s (step %d of %d)", ckpt.path, start, config.steps)
     state = {"fingerprint": fingerprint, "config": config.fingerprint_payload(), "data": data_id,
              "world_size": world, "package_version": __version__}
     loop.callbacks = [EMA(ema, select=lambda m: m.main.parameters()), losses]
     if guide_ema is not None:
         loop.callbacks.insert(1, EMA(guide_ema, select=lambda m: m.guide.parameters(), until=guide_steps))
+    if early is not None:
+        loop.callbacks.insert(1, early)  # after the main EMA's update of the same step
     if config.report_to:
         loop.callbacks.append(Track(accelerator, out.resolve().name, to_dict(config), every=25,
                                     images=lambda batch: len(batch["labels"])))
     ckpt_root = out / CHECKPOINTS
     loop.save = lambda done: _save_checkpoint(ckpt_root, done, loop, ema, guide_ema,
-                                              {**state, "loss": losses.record}, config.keep_checkpoints)
+                                              {**state, "loss": losses.record}, config.keep_checkpoints, early)
 
     stop = min(config.steps, config.stop_after or config.steps)
     share = process_share(config.batch_size, rank, world)
@@ -169,7 +186,7 @@ def train_edm2(config: GeneratorTrainConfig, accelerator, source: Source, data_i
         logger.info("stopped after step %d of %d; run the same config again to continue", stop, config.steps)
         return out
     if accelerator.is_main_process:
-        _save_folder(out, net, ema, guide_ema, source, config, fingerprint, losses.record)
+        _save_folder(out, net, ema, guide_ema, source, config, fingerprint, losses.record, early)
         if ckpt_root.exists():
             shutil.rmtree(ckpt_root)
     accelerator.wait_for_everyone()
@@ -186,7 +203,8 @@ def _ema_state(ema) -> dict[str, Any]:
     return state
 
 
-def _save_checkpoint(root: Path, done: int, loop: TrainingLoop, ema, guide_ema, state: dict, keep: int) -> None:
+def _save_checkpoint(root: Path, done: int, loop: TrainingLoop, ema, guide_ema, state: dict, keep: int,
+                     early: "EarlyEMA | None" = None) -> None:
     """Process 0 writes both networks, both EMAs and the optimizer (and fp16 grad-scaler) state; all wait."""
     main = loop.accelerator.is_main_process
     tensors, objects = {}, {}
@@ -197,6 +215,8 @@ def _save_checkpoint(root: Path, done: int, loop: TrainingLoop, ema, guide_ema, 
         if guide_ema is not None:
             state["guide_ema"] = _ema_state(guide_ema)
             tensors["guide_ema"] = _named_shadow(net.guide, guide_ema)
+        if early is not None and early.params is not None:
+            tensors["early_ema"] = dict(zip([name for name, _ in net.main.named_parameters()], early.params))
         objects = {"optimizer": {"optimizer": loop.raw_optimizer.state_dict(), "scaler": loop.precision.state_dict()}}
     write_checkpoint(root, done, state, tensors, objects, keep, main=main, barrier=loop.accelerator.wait_for_everyone)
     if main:
@@ -210,12 +230,17 @@ def _restore_ema(ckpt: Checkpoint, module: nn.Module, ema, name: str) -> None:
                          "shadow_params": [shadow[n].to(device) for n, _ in module.named_parameters()]})
 
 
-def _restore(ckpt: Checkpoint, loop: TrainingLoop, ema, guide_ema, losses: LossRecord) -> int:
+def _restore(ckpt: Checkpoint, loop: TrainingLoop, ema, guide_ema, losses: LossRecord,
+             early: "EarlyEMA | None" = None) -> int:
     net = loop.unwrapped
     net.load_state_dict(ckpt.tensors("model"))
     _restore_ema(ckpt, net.main, ema, "ema")
     if guide_ema is not None:
         _restore_ema(ckpt, net.guide, guide_ema, "guide_ema")
+    if early is not None and not ckpt.missing(["early_ema.safetensors"]):
+        kept = ckpt.tensors("early_ema")
+        device = next(net.main.parameters()).device
+        early.params = [kept[n].to(device) for n, _ in net.main.named_parameters()]
     saved = ckpt.objects("optimizer")
     loop.optimizer.load_state_dict(saved["optimizer"])
     loop.precision.load_state_dict(saved.get("scaler"))
@@ -225,7 +250,7 @@ def _restore(ckpt: Checkpoint, loop: TrainingLoop, ema, guide_ema, losses: LossR
 
 
 def _save_folder(out: Path, net: EDM2Pair, ema, guide_ema, source: Source, config: GeneratorTrainConfig,
-                 fingerprint: str, losses: dict[str, Any]) -> None:
+                 fingerprint: str, losses: dict[str, Any], early: "EarlyEMA | None" = None) -> None:
     """The EMA networks as an EDM2 generator folder; ``scoremix.json`` records the data and this config."""
     from ..generators.edm2.folder import write_edm2_folder
 
@@ -241,9 +266,16 @@ def _save_folder(out: Path, net: EDM2Pair, ema, guide_ema, source: Source, confi
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     main = net.main.to("cpu").eval()
     guide = net.guide.to("cpu").eval() if guide_ema is not None else None
+    if early is not None:  # the main network (its buffers) with the EMA kept at step guide_steps
+        guide = copy.deepcopy(main)
+        with torch.no_grad():
+            for p, kept in zip(guide.parameters(), early.params):
+                p.copy_(kept)
     extra = {"real_data": source.provenance, "real_data_commit": source.info.commit, "licence": source.info.licence,
              "attribution": source.info.attribution or source.provenance, "loss": losses,
              "guide_architecture": config.guide_name() if guide is not None else None,
+             **({"guide_source": config.guide_source} if guide is not None and config.guide_source != "smaller"
+                else {}),
              "trained_with": {"package": "scoremix-ds", "version": __version__, "config": to_dict(config),
                               "fingerprint": fingerprint}}
     write_edm2_folder(out, main, list(source.class_names),

@@ -26,9 +26,12 @@ RUN_FIELDS = frozenset({"out", "resume", "stop_after", "checkpoint_every", "keep
 # Fields added after generators were trained with this code, with the value that reproduces the older behaviour: at
 # that value they are left out of the fingerprint, so the embedded default and every cached generator keep theirs.
 ADDED_FIELDS: dict[str, Any] = {"snr_gamma": None, "p_mean": -0.8, "p_std": 1.6, "ema_sigma_rel": 0.10,
-                                "lr_decay_steps": None, "guide_steps": None, "guide_architecture": None}
+                                "lr_decay_steps": None, "guide_steps": None, "guide_architecture": None,
+                                "guide_source": "smaller"}
 # The EDM2 fields (architecture edm2-*): at their default for every other architecture.
-EDM2_FIELDS = ("p_mean", "p_std", "ema_sigma_rel", "lr_decay_steps", "guide_steps", "guide_architecture")
+EDM2_FIELDS = ("p_mean", "p_std", "ema_sigma_rel", "lr_decay_steps", "guide_steps", "guide_architecture",
+               "guide_source")
+GUIDE_SOURCES = ("smaller", "early-ema")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -72,13 +75,15 @@ class GeneratorTrainConfig:
     # learning_rate / sqrt(max(step / lr_decay_steps, 1)) after warmup_steps (None: lr_decay_steps = steps, no decay
     # within the run); the saved networks are power-function EMAs of relative std ema_sigma_rel (ema_decay is not
     # used); the autoguidance guide (guide_architecture, None: the preset's guide) is trained in the same run on the
-    # same batches for guide_steps steps (None: steps // 8; 0: no guide).
+    # same batches for guide_steps steps (None: steps // 8; 0: no guide). guide_source "early-ema": no second
+    # network; the guide is the main network's EMA at step guide_steps (the same architecture, less trained).
     p_mean: float = -0.8
     p_std: float = 1.6
     ema_sigma_rel: float = 0.10
     lr_decay_steps: int | None = None
     guide_steps: int | None = None
     guide_architecture: str | None = None
+    guide_source: str = "smaller"
     mixed_precision: str = "no"  # "bf16" / "fp16": autocast on GPUs; weights, EMA and optimizer state stay fp32
     seed: int = 0
     checkpoint_every: int = 500  # optimizer steps between checkpoints in out/checkpoints (0: only when stopping)
@@ -146,6 +151,13 @@ class GeneratorTrainConfig:
             raise ConfigError("EDM2 is trained with its own loss weighting and plain Adam: snr_gamma and "
                               "weight_decay do not apply", hint="leave snr_gamma unset and weight_decay at 0",
                               fields=("snr_gamma", "weight_decay"))
+        if self.guide_source not in GUIDE_SOURCES:
+            raise ConfigError(f"unknown guide_source '{self.guide_source}'",
+                              hint=f"set guide_source to one of {', '.join(GUIDE_SOURCES)}", field="guide_source")
+        if self.guide_source == "early-ema" and self.guide_architecture is not None:
+            raise ConfigError("guide_architecture names a second network, and guide_source early-ema has none",
+                              hint="drop guide_architecture, or set guide_source to smaller",
+                              fields=("guide_architecture", "guide_source"))
         guide = self.guide_name()
         if guide is not None:
             if get_architecture(guide).family != "edm2":
@@ -157,10 +169,17 @@ class GeneratorTrainConfig:
                               field="guide_architecture")
 
     def guide_name(self) -> str | None:
-        """EDM2: the guide's architecture (``guide_architecture``, else the preset's guide), None for no guide."""
+        """EDM2: the guide's architecture (``guide_architecture``, else the preset's guide; with ``guide_source``
+        early-ema the main one), None for no guide."""
         if self.guide_steps == 0:
             return None
+        if self.guide_source == "early-ema":
+            return self.architecture
         return self.guide_architecture or edm2_guide_name(self.architecture)
+
+    def trains_guide(self) -> bool:
+        """EDM2: whether a second (smaller) network is trained alongside as the guide."""
+        return self.guide_source == "smaller" and self.guide_step_count() > 0
 
     def guide_step_count(self) -> int:
         """EDM2: the steps the guide trains (``guide_steps``, else ``steps // 8``, at least 1); 0 without a guide."""
