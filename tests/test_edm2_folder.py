@@ -37,7 +37,8 @@ def test_folder_round_trip_and_loading(tmp_path):
     assert meta["sampler"] == {"scheduler": "edm-heun", "steps": 32, "sigma_min": 0.002, "sigma_max": 80.0,
                                "rho": 7.0, "guidance": 1.0}
     index = json.loads((tmp_path / "g" / "model_index.json").read_text())
-    assert index["_class_name"] == "ScoreMixPipeline" and index["edm2"] == ["scoremix_ds", "EDM2Denoiser"]
+    assert index["_class_name"] == "ScoreMixPipeline" and index["edm2"] == ["scoremix_ds.generators.edm2.precond",
+                                                                             "EDM2Denoiser"]
     gen = load_generator(str(tmp_path / "g"))
     assert isinstance(gen, EDM2Generator) and gen.kind == "edm2" and gen.num_classes == 3 and gen.null_class == 3
     assert gen.class_names == ("a", "b", "c") and gen.sample_shape == (1, 16, 16)

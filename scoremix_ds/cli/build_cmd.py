@@ -36,9 +36,12 @@ def build(
     weight_schedule: Annotated[Optional[str], typer.Option(help="constant, or window (mix only inside --window-start/--window-end).")] = None,
     window_start: Annotated[Optional[float], typer.Option(help="Window start, fraction of the trajectory (0 = noise).")] = None,
     window_end: Annotated[Optional[float], typer.Option(help="Window end, fraction of the trajectory.")] = None,
-    scheduler: Annotated[Optional[str], typer.Option(help="ddim, dpm++, euler or heun.")] = None,
+    scheduler: Annotated[Optional[str], typer.Option(help="ddim, dpm++, euler or heun; edm-heun for (and by default on) EDM2 generators.")] = None,
     prediction_type: Annotated[Optional[str], typer.Option(help="Override the model's epsilon / v_prediction / sample.")] = None,
     steps: StepsOpt = None,
+    sigma_min: Annotated[Optional[float], typer.Option(help="edm-heun (EDM2 generators): the last noise level (default: the folder's, 0.002).")] = None,
+    sigma_max: Annotated[Optional[float], typer.Option(help="edm-heun (EDM2 generators): the first noise level (default: the folder's, 80).")] = None,
+    rho: Annotated[Optional[float], typer.Option(help="edm-heun (EDM2 generators): the Karras spacing exponent (default: the folder's, 7).")] = None,
     guidance: Annotated[Optional[float], typer.Option(help="Guidance weight g (1 = none).")] = None,
     repro: Annotated[Optional[bool], typer.Option("--repro/--no-repro", help="Also sample each parent alone from the same seeds.")] = None,
     dtype: Annotated[Optional[str], typer.Option(help="auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16.")] = None,
@@ -64,6 +67,7 @@ def build(
         planning, weak_generator=weak_generator, plan=plan, mixing=mixing, weight_schedule=weight_schedule,
         window_start=window_start, window_end=window_end, scheduler=scheduler, prediction_type=prediction_type,
         steps=steps, guidance=guidance, repro=repro, dtype=dtype, compile=compile, device=device, batch_size=batch_size,
+        sigma_min=sigma_min, sigma_max=sigma_max, rho=rho,
         shard_size=shard_size, shard=shard, num_shards=num_shards, out=out,
     )
     resolved = resolve_build(config_from(BuildConfig, recipe, overrides))  # once, before any model is loaded

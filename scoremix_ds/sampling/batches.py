@@ -35,10 +35,16 @@ class SamplingSettings:
     schedule: WeightSchedule = WeightSchedule()
     mixing: str = "score"  # "score" (ScoreMix) or "condition" (AugGen)
     batch_size: int = 64  # images per sampler call (no effect on the images)
+    # edm-heun only: its Karras noise levels, None = the EDM2 generator folder's (scoremix.json ``sampler``)
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    rho: float | None = None
 
     def new_scheduler(self, scheduler_config: dict | None):
         """A fresh scheduler (schedulers carry per-run state: one per batch) on the generator's noise schedule."""
-        return make_scheduler(self.scheduler, scheduler_config, self.prediction_type)
+        overrides = {k: v for k, v in (("sigma_min", self.sigma_min), ("sigma_max", self.sigma_max),
+                                       ("rho", self.rho)) if v is not None}
+        return make_scheduler(self.scheduler, scheduler_config, self.prediction_type, overrides)
 
 
 def sample_batch(gen: ClassConditionalGenerator, settings: SamplingSettings, classes, weights, seeds: Sequence[int], *,

@@ -17,6 +17,14 @@ from the model folder); ``import scoremix_ds`` registers the class there instead
 (:func:`scoremix_ds.register_diffusers_pipelines`, a lazy attribute), so no code is ever loaded from a folder or a
 Hub repository. The pipeline samples through the library's batches (:mod:`.batches`), so for the
 same classes, weights, seeds and settings it returns exactly what ``scoremix-ds build`` writes.
+
+An EDM2 folder (``edm2/`` [+ ``edm2_guide/``], :mod:`scoremix_ds.generators.edm2.folder`) loads the same way and
+samples with EDM's Heun sampler (:func:`scoremix_ds.generators.edm2.generator.edm2_sample`: the folder's steps,
+sigma_min, sigma_max, rho and guidance unless the call gives them), autoguided by its guide::
+
+    pipe = ScoreMixPipeline.from_pretrained("my-edm2")
+    x = pipe(classes=[(3, 7)], weights=[(0.5, 0.5)], latents=torch.randn(1, 3, 64, 64), guidance_scale=1.7,
+             output_type="pt").images                        # (x / 2 + 0.5) clipped to [0, 1]
 """
 
 from __future__ import annotations
@@ -35,11 +43,14 @@ from diffusers.utils import BaseOutput
 
 from ..maths.image_tensors import to_uint8
 from ..maths.mixing import WeightSchedule, validate_weights
+from ..generators.edm2.generator import SAMPLER_DEFAULTS, EDMHeunScheduler, edm2_generator
+from ..generators.edm2.precond import EDM2Denoiser  # imported here: diffusers finds a folder's EDM2 networks in it
 from ..generators.loading import ClassConditionalGenerator
 from .batches import SamplingSettings, sample_batch
 
 MODEL_INDEX = "model_index.json"
 COMPONENTS = ("unet", "transformer", "vae", "scheduler")
+EDM2_SETTINGS = ("sigma_min", "sigma_max", "rho")  # edm-heun's settings a call may override
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
 
 
@@ -59,23 +70,62 @@ class ScoreMixPipeline(DiffusionPipeline):
     schedule, sampled with DDIM as a build samples it, until ``pipe.scheduler`` is replaced: then the replacement
     samples; a ``sampler`` named in ``__call__`` is built from the held scheduler's config). ``num_classes``,
     ``null_class`` and ``id2label`` (the class names) are saved in ``model_index.json``.
+
+    An EDM2 folder (:mod:`scoremix_ds.generators.edm2.folder`) has instead the denoiser ``edm2``
+    (:class:`~scoremix_ds.generators.edm2.EDM2Denoiser`), its optional autoguidance guide ``edm2_guide`` (and ``vae``
+    for a latent-space network) and no scheduler: it samples with EDM's Heun sampler (``edm-heun``), its settings
+    (steps, sigma_min, sigma_max, rho, guidance) in the config's ``sampler`` and, for latent networks, EDM2's latent
+    scale and bias in ``latent``.
     """
 
-    _optional_components = ["unet", "transformer", "vae"]
-    model_cpu_offload_seq = "transformer->unet->vae"
+    _optional_components = ["unet", "transformer", "vae", "scheduler", "edm2", "edm2_guide"]
+    model_cpu_offload_seq = "transformer->unet->edm2_guide->edm2->vae"
 
-    def __init__(self, scheduler, unet=None, transformer=None, vae=None, num_classes: int | None = None,
-                 null_class: int | None = None, id2label: dict[str, str] | list[str] | None = None) -> None:
+    def __init__(self, scheduler=None, unet=None, transformer=None, vae=None, edm2=None, edm2_guide=None,
+                 num_classes: int | None = None, null_class: int | None = None,
+                 id2label: dict[str, str] | list[str] | None = None, sampler: dict[str, Any] | None = None,
+                 latent: dict[str, Any] | None = None) -> None:
         super().__init__()
-        if (unet is None) == (transformer is None):
-            raise ValueError("ScoreMixPipeline needs exactly one denoiser: unet or transformer")
-        self.register_modules(unet=unet, transformer=transformer, vae=vae, scheduler=scheduler)
+        if sum(m is not None for m in (unet, transformer, edm2)) != 1:
+            raise ValueError("ScoreMixPipeline needs exactly one denoiser: unet, transformer or edm2")
+        if edm2 is None and scheduler is None:
+            raise ValueError("ScoreMixPipeline needs the denoiser's scheduler (its noise schedule)")
+        if edm2 is None and (edm2_guide is not None or sampler is not None or latent is not None):
+            raise ValueError("edm2_guide, sampler and latent belong to an EDM2 denoiser (edm2)")
+        if edm2 is not None and scheduler is not None:
+            raise ValueError("an EDM2 denoiser samples with edm-heun: give its settings as `sampler`, not a scheduler")
+        self.register_modules(unet=unet, transformer=transformer, vae=vae, scheduler=scheduler, edm2=edm2,
+                              edm2_guide=edm2_guide)
         self._loaded_scheduler = scheduler  # the folder's (training) scheduler: see ``sampler`` in __call__
-        denoiser = unet if unet is not None else transformer
-        if num_classes is None:
+        if edm2 is not None:
+            num_classes = int(edm2.label_dim) if num_classes is None else int(num_classes)
+            if num_classes != int(edm2.label_dim) or null_class not in (None, num_classes):
+                raise ValueError(f"an EDM2 denoiser with {edm2.label_dim} labels has num_classes {edm2.label_dim} "
+                                 f"and null class None or {edm2.label_dim} (the zero label)")
+            self.register_to_config(sampler={**SAMPLER_DEFAULTS, **(sampler or {})}, latent=latent)
+        elif num_classes is None:
+            denoiser = unet if unet is not None else transformer
             num_classes = int(denoiser.config.get("num_class_embeds") or denoiser.config.get("num_embeds_ada_norm"))
         self.register_to_config(num_classes=int(num_classes), null_class=null_class,
                                 id2label=class_table(id2label, int(num_classes)))
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "ScoreMixPipeline":
+        """diffusers' loader (``DiffusionPipeline.from_pretrained`` gives the same pipeline). A local EDM2 folder
+        whose ``model_index.json`` predates the networks' module path (which diffusers cannot resolve) is read here
+        instead: its networks (safetensors) and ``scoremix.json``'s sampler settings (no loading options apply)."""
+        root = Path(str(pretrained_model_name_or_path)).expanduser()
+        older = _older_edm2_folder(root)
+        if older is not None:
+            pipe = cls(**older)
+            pipe.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+            return pipe
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @property
+    def is_edm2(self) -> bool:
+        """An EDM2 denoiser, sampled with ``edm-heun``."""
+        return getattr(self, "edm2", None) is not None
 
     @property
     def class_names(self) -> list[str]:
@@ -86,13 +136,20 @@ class ScoreMixPipeline(DiffusionPipeline):
 
     def as_generator(self) -> ClassConditionalGenerator:
         """The components as the library's :class:`ClassConditionalGenerator` (same modules, no copy)."""
+        source = str(self.config.get("_name_or_path", ""))
+        if self.is_edm2:
+            latent = self.config.get("latent")
+            return edm2_generator(self.edm2, tuple(self.class_names), self.config.null_class, self.config.sampler,
+                                  guide_net=self.edm2_guide, vae=self.vae,
+                                  metadata={"latent": latent} if latent is not None else {}, source=source,
+                                  guide_source=f"{source}/edm2_guide")
         denoiser = self.unet if self.unet is not None else self.transformer
         cfg = denoiser.config
         return ClassConditionalGenerator(
             denoiser=denoiser, kind="unet" if self.unet is not None else "dit", num_classes=self.config.num_classes,
             null_class=self.config.null_class, class_names=tuple(self.class_names),
             sample_shape=(int(cfg.get("in_channels", 3)), int(cfg.get("sample_size", 32)), int(cfg.get("sample_size", 32))),
-            scheduler_config=dict(self.scheduler.config), vae=self.vae, source=str(self.config.get("_name_or_path", "")),
+            scheduler_config=dict(self.scheduler.config), vae=self.vae, source=source,
         )
 
     def class_ids(self, classes: Sequence[Sequence[int | str]]) -> torch.Tensor:
@@ -120,8 +177,8 @@ class ScoreMixPipeline(DiffusionPipeline):
         classes: Sequence[Sequence[int | str]],
         weights: Sequence[Sequence[float]] | None = None,
         seeds: Sequence[int] | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 3.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
         sampler: str | None = None,
         mixing: Literal["score", "condition"] = "score",
         weight_schedule: WeightSchedule = WeightSchedule(),
@@ -133,6 +190,9 @@ class ScoreMixPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         callback_on_step_end: Callable[..., dict] | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        sigma_min: float | None = None,
+        sigma_max: float | None = None,
+        rho: float | None = None,
     ) -> ScoreMixPipelineOutput | tuple:
         """Sample ``num_images_per_prompt`` images per mix.
 
@@ -142,17 +202,20 @@ class ScoreMixPipeline(DiffusionPipeline):
             weights: one tuple of K mixing weights per mix (convex: >= 0, sum 1); ``None``: equal weights.
             seeds: one seed per image (the same seed gives the same image, whatever else is in the batch, and the
                 image ``scoremix-ds build`` writes for that mix and seed); ``None``: ``0, 1, ..., N-1``.
-            num_inference_steps: sampler steps.
+            num_inference_steps: sampler steps (default 25; an EDM2 folder's own, ``sampler["steps"]``).
             guidance_scale: ``g``; 1 disables guidance, otherwise classifier-free guidance against the null class
-                (the model must have one, ``model_index.json`` ``null_class``).
+                (the model must have one, ``model_index.json`` ``null_class``). Default 3; an EDM2 folder's own
+                (``sampler["guidance"]``). EDM2: ``w`` of autoguidance with the folder's ``edm2_guide``,
+                D = D_guide + w (D_main - D_guide) (applied to each class's denoiser output, then mixed); without a
+                guide, classifier-free guidance against the zero label (needs ``null_class``).
             sampler: ``None`` (default): the scheduler this pipeline holds, ``pipe.scheduler`` (set it the
                 diffusers way, ``pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config)``).
                 A loaded folder holds its *training* schedule (``DDPMScheduler``); until ``pipe.scheduler`` is
                 replaced, that schedule is sampled with DDIM, the build's default sampler, so the pipeline gives
                 the build's images (a ``scheduler=`` given to ``from_pretrained`` counts as the folder's: assign
                 ``pipe.scheduler`` after loading to sample with it). A name (``ddim``, ``dpm++``, ``heun``;
-                ``edm-heun`` for EDM2) builds that sampler from the held scheduler's config instead (a fresh one per
-                batch). ``euler`` is refused: on these discrete
+                ``edm-heun``, the only one, for EDM2) builds that sampler from the held scheduler's config instead (a
+                fresh one per batch). ``euler`` is refused: on these discrete
                 schedules deterministic DDIM *is* Euler's method on the rescaled ODE, so it would return ddim's
                 images (assign an Euler scheduler with other sigmas, e.g. ``use_karras_sigmas=True``, instead).
             mixing: ``score`` (ScoreMix) or ``condition`` (mix the class-condition vectors, the AugGen baseline).
@@ -166,13 +229,15 @@ class ScoreMixPipeline(DiffusionPipeline):
             generator: a ``torch.Generator`` (all the noise drawn from it) or one per image, used instead of
                 ``seeds`` (the initial noise and any stochastic sampler noise come from it).
             latents: standard-normal initial noise ``(N, C, H, W)`` (the denoiser's sample shape); the pipeline
-                scales it to the scheduler's ``init_noise_sigma``. Sampling is then a pure function of ``latents``
-                (and, for a stochastic sampler, of ``generator`` or ``seeds``).
+                scales it to the scheduler's ``init_noise_sigma`` (EDM2: to ``sigma_max``). Sampling is then a pure
+                function of ``latents`` (and, for a stochastic sampler, of ``generator`` or ``seeds``).
             callback_on_step_end: ``callback(pipe, step, timestep, callback_kwargs) -> dict`` after every sampler
                 step, as in diffusers; ``callback_kwargs`` holds ``callback_on_step_end_tensor_inputs``
                 (``"latents"``: the current ``x_t`` of the batch being sampled; ``step`` counts from 0 in each batch
                 of ``batch_size``); a returned ``"latents"`` replaces it.
             callback_on_step_end_tensor_inputs: the tensors passed to the callback (``["latents"]`` only).
+            sigma_min, sigma_max, rho: EDM2 only: the Karras noise levels of ``edm-heun`` (default: the folder's,
+                ``sampler``), sigma_i = (sigma_max^(1/rho) + i/(N-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho.
 
         Returns:
             :class:`ScoreMixPipelineOutput` with ``images``, in the order of ``classes``.
@@ -193,6 +258,20 @@ class ScoreMixPipeline(DiffusionPipeline):
             raise ValueError(f"callback_on_step_end_tensor_inputs may name {self._callback_tensor_inputs}, not {bad_inputs}")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        overrides = {k: float(v) for k, v in zip(EDM2_SETTINGS, (sigma_min, sigma_max, rho)) if v is not None}
+        if self.is_edm2:
+            defaults = self.config.sampler
+            if sampler not in (None, "edm-heun"):
+                raise ValueError(f"an EDM2 denoiser samples with sampler='edm-heun' (or None), not {sampler!r}")
+            if callback_on_step_end is not None:
+                raise ValueError("callback_on_step_end is not available with the edm-heun sampler")
+            sampler = "edm-heun"
+        else:
+            defaults = {"steps": 25, "guidance": 3.0}
+            if overrides:
+                raise ValueError(f"{', '.join(overrides)} apply to an EDM2 denoiser (edm-heun) only")
+        num_inference_steps = int(defaults["steps"] if num_inference_steps is None else num_inference_steps)
+        guidance_scale = float(defaults["guidance"] if guidance_scale is None else guidance_scale)
         ids = self.class_ids(classes)
         b, k = ids.shape
         w = torch.full((b, k), 1.0 / k, dtype=torch.float32) if weights is None else torch.tensor(weights, dtype=torch.float32)
@@ -214,7 +293,9 @@ class ScoreMixPipeline(DiffusionPipeline):
         gen = self.as_generator()
         noise = self._initial_noise(gen, n, seeds, generator, latents)
         settings = SamplingSettings(steps=num_inference_steps, guidance=guidance_scale, scheduler=sampler or "ddim",
-                                    schedule=weight_schedule, mixing=mixing, batch_size=batch_size)
+                                    schedule=weight_schedule, mixing=mixing, batch_size=batch_size, **overrides)
+        if self.is_edm2:  # the settings, checked before any sampling (sigma_min < sigma_max, >= 2 steps)
+            settings.new_scheduler(gen.scheduler_config).sigmas(num_inference_steps)
         chunks = []
         with self.progress_bar(total=-(-n // batch_size)) as bar:
             for start in range(0, n, batch_size):
@@ -252,6 +333,8 @@ class ScoreMixPipeline(DiffusionPipeline):
                 "would return ddim's images. Use sampler='heun' or 'dpm++', or assign a differently spaced Euler "
                 "scheduler: pipe.scheduler = EulerDiscreteScheduler.from_config(pipe.scheduler.config, "
                 "use_karras_sigmas=True)")
+        if self.is_edm2:  # edm-heun on the folder's settings (and the call's sigma_min / sigma_max / rho)
+            return settings.new_scheduler(gen.scheduler_config)
         if sampler is None and self.scheduler is not self._loaded_scheduler:
             return type(self.scheduler).from_config(self.scheduler.config)
         return settings.new_scheduler(dict(self.scheduler.config) if sampler else gen.scheduler_config)
@@ -300,6 +383,30 @@ class _StepCallback:
         if "latents" in returned:
             out.prev_sample = returned["latents"]
         return out
+
+
+def _older_edm2_folder(root: Path) -> dict[str, Any] | None:
+    """The pipeline's arguments for a local EDM2 folder whose ``model_index.json`` names its networks
+    ``["scoremix_ds", "EDM2Denoiser"]``, as folders written before the pipeline read EDM2 did (diffusers cannot
+    resolve that name): its networks (safetensors), VAE, classes and ``scoremix.json``'s sampler and latent.
+    None for any other folder."""
+    index_file, meta_file = root / MODEL_INDEX, root / "scoremix.json"
+    if not ((root / "edm2" / "config.json").is_file() and index_file.is_file() and meta_file.is_file()):
+        return None
+    index = json.loads(index_file.read_text(encoding="utf-8"))
+    if index.get("edm2") != ["scoremix_ds", "EDM2Denoiser"]:
+        return None
+    meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    nets = {name: EDM2Denoiser.from_pretrained(root / name, use_safetensors=True).eval()
+            if (root / name / "config.json").is_file() else None for name in ("edm2", "edm2_guide")}
+    vae = None
+    if (root / "vae" / "config.json").is_file():
+        from diffusers import AutoencoderKL
+
+        vae = AutoencoderKL.from_pretrained(root / "vae", use_safetensors=True).eval()
+    return dict(**nets, vae=vae, num_classes=meta.get("num_classes"), null_class=meta.get("null_class"),
+                id2label=class_table(meta.get("class_names"), int(nets["edm2"].label_dim)),
+                sampler=meta.get("sampler"), latent=meta.get("latent"))
 
 
 def model_index(folder: str | Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -24,7 +24,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")  # auto: bfloat16 on CUDA, f
 # ``compute_dtype`` is not a field: it is what ``dtype`` resolves to on ``device`` (``compute_dtype()`` below), entered
 # in the fingerprint only where ``dtype`` is "auto" (an explicit dtype already names it) and only when it is not
 # float32, so every CPU/float32 fingerprint is what it was, while "auto" on CUDA (bfloat16) gets its own.
-ADDED_FIELDS: dict[str, Any] = {"null_class": None, "compute_dtype": "float32"}
+ADDED_FIELDS: dict[str, Any] = {"null_class": None, "compute_dtype": "float32", "sigma_min": None, "sigma_max": None,
+                                "rho": None}
 LAYOUT_FIELDS = frozenset({"out", "device", "batch_size", "shard_size", "shard", "num_shards", "plan", "compile"})
 
 
@@ -57,6 +58,10 @@ class BuildConfig:
     scheduler: str = "ddim"
     prediction_type: str | None = None  # override the model folder's scheduler config
     steps: int = 25
+    # edm-heun (EDM2 generators) only: its Karras noise levels; None: the generator folder's (scoremix.json sampler)
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    rho: float | None = None
     # g: 1 = no guidance; else classifier-free with the null class, or autoguidance with weak_generator. The default
     # suits the embedded MNIST generator (90% of its digits recognised at g=3 vs 75% at g=1, docs/performance.md);
     # a generator trained without a null class needs --guidance 1.
@@ -91,6 +96,11 @@ class BuildConfig:
                               hint="set shard in 0 .. num_shards - 1", fields=("shard", "num_shards"))
         device_name("device", self.device)
         in_range("guidance", self.guidance, lo=0.0, example="1 (none) or 3")
+        for name, example in (("sigma_min", "0.002"), ("sigma_max", "80"), ("rho", "7")):
+            in_range(name, getattr(self, name), lo=0.0, lo_open=True, optional=True, example=example)
+        if self.sigma_min is not None and self.sigma_max is not None and not self.sigma_min < self.sigma_max:
+            raise ConfigError(f"sigma_min {self.sigma_min:g} is not below sigma_max {self.sigma_max:g}",
+                              hint="set `sigma_min` below `sigma_max`", fields=("sigma_min", "sigma_max"))
         if self.weight_schedule != "window" and (self.window_start, self.window_end) != (0.0, 1.0):
             raise ConfigError(f"window_start/window_end ({self.window_start}, {self.window_end}) apply only to "
                               f"weight_schedule 'window', not '{self.weight_schedule}'",
@@ -135,7 +145,8 @@ class BuildConfig:
         """How this build samples its rows and preview (the settings :mod:`scoremix_ds.sampling.batches` takes)."""
         return SamplingSettings(steps=self.steps, guidance=self.guidance, scheduler=self.scheduler,
                                 prediction_type=self.prediction_type, schedule=self.schedule, mixing=self.mixing,
-                                batch_size=self.batch_size)
+                                batch_size=self.batch_size, sigma_min=self.sigma_min, sigma_max=self.sigma_max,
+                                rho=self.rho)
 
     def content_config(self) -> dict:
         """The fields that determine the rows (layout fields dropped)."""

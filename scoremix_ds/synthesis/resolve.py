@@ -105,14 +105,24 @@ def with_generator_sampler(config: BuildConfig) -> BuildConfig:
     guide = local_folder_guide(config.generator)
     if changes.get("guidance", config.guidance) != 1.0 and config.weak_generator is None and guide is not None:
         changes["weak_generator"] = guide  # autoguidance with the folder's guide, named in the manifest and card
-    return _check_edm(replace(config, **changes))
+    return _check_edm(replace(config, **changes), sampler)
 
 
-def _check_edm(config: BuildConfig) -> BuildConfig:
-    from ..sampling.schedulers import EDM_SCHEDULERS
+def _check_edm(config: BuildConfig, folder_sampler: dict | None = None) -> BuildConfig:
+    """EDM2-only settings on the scheduler they belong to; sigma_min / sigma_max / rho over a local EDM2 folder's
+    ``folder_sampler`` give valid noise levels (checked here, before anything is written)."""
+    from ..sampling.schedulers import EDM_SCHEDULERS, check_edm_settings
 
     if config.scheduler in EDM_SCHEDULERS and config.prediction_type is not None:
         raise ConfigError(f"prediction_type {config.prediction_type} does not apply to {config.scheduler} (EDM2 "
                           "predicts the denoised image)", hint="leave `prediction_type` unset",
                           fields=("prediction_type", "scheduler"))
+    given = {k: getattr(config, k) for k in ("sigma_min", "sigma_max", "rho")}
+    check_edm_settings(config.scheduler, given)
+    if folder_sampler is not None and config.scheduler in EDM_SCHEDULERS:
+        lo, hi = (given[k] if given[k] is not None else float(folder_sampler[k]) for k in ("sigma_min", "sigma_max"))
+        if not lo < hi:
+            raise ConfigError(f"sigma_min {lo:g} is not below sigma_max {hi:g} (the generator folder's where not "
+                              "given)",
+                              hint="set `sigma_min` below `sigma_max`", fields=("sigma_min", "sigma_max"))
     return config

@@ -8,7 +8,8 @@ Layout::
                        EDM2's per-channel scale and bias (final latents = raw VAE latents * scale + bias)
     scoremix.json      num_classes, class_names, null_class (or null), image_size, channels, architecture,
                        sigma_data, sampler {scheduler edm-heun, steps, sigma_min, sigma_max, rho, guidance}
-    model_index.json   names ScoreMixPipeline and its components (as the diffusers UNet folders do)
+    model_index.json   names ScoreMixPipeline and its components (as the diffusers UNet folders do), and the sampler
+                       settings (and ``latent``) again, for a pipeline loaded without scoremix.json (a Hub copy)
     README.md          optional card (written by ``import-generator``)
 
 Owns: :func:`write_edm2_folder`, :func:`is_edm2_folder` and :func:`load_edm2_folder` (safetensors only; returns an
@@ -25,10 +26,13 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from ...core.errors import ModelError
-from .generator import SAMPLER_DEFAULTS, EDM2Generator
+from .generator import SAMPLER_DEFAULTS, EDM2Generator, edm2_generator
 from .precond import EDM2Denoiser
 
 EDM2_DIR, GUIDE_DIR, VAE_DIR = "edm2", "edm2_guide", "vae"
+# model_index.json's [library, class] of the networks: the defining module, as diffusers' own save_pretrained names a
+# class outside its libraries, so ``DiffusionPipeline.from_pretrained`` finds it (and its ModelMixin base) there.
+DENOISER_COMPONENT = (EDM2Denoiser.__module__, EDM2Denoiser.__name__)
 
 
 def is_edm2_folder(root: Path) -> bool:
@@ -68,11 +72,12 @@ def write_edm2_folder(root: Path, net: EDM2Denoiser, class_names: Sequence[str],
     if guide is not None:
         guide.save_pretrained(root / GUIDE_DIR, safe_serialization=True)
     index = {"_class_name": "ScoreMixPipeline", "_diffusers_version": _diffusers_version(),
-             EDM2_DIR: ["scoremix_ds", "EDM2Denoiser"],
-             GUIDE_DIR: ["scoremix_ds", "EDM2Denoiser"] if guide is not None else [None, None],
+             EDM2_DIR: list(DENOISER_COMPONENT),
+             GUIDE_DIR: list(DENOISER_COMPONENT) if guide is not None else [None, None],
              VAE_DIR: ["diffusers", "AutoencoderKL"] if "latent" in meta else [None, None],
              "id2label": {str(i): str(c) for i, c in enumerate(class_names)},
-             "num_classes": meta["num_classes"], "null_class": null_class}
+             "num_classes": meta["num_classes"], "null_class": null_class, "sampler": meta["sampler"],
+             **({"latent": meta["latent"]} if "latent" in meta else {})}
     (root / "scoremix.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     (root / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return root
@@ -113,7 +118,7 @@ def load_edm2_folder(root: Path, meta: dict, *, null_class: Optional[int] = None
     names = [str(c) for c in meta.get("class_names") or range(n)]
     sampler = {**SAMPLER_DEFAULTS, **(meta.get("sampler") or {})}
     shape = (int(net.img_channels), int(net.img_resolution), int(net.img_resolution))
-    guide = None
+    gnet = None
     if (root / GUIDE_DIR / "config.json").is_file():
         gnet = _load_net(root / GUIDE_DIR, flag)
         if (int(gnet.img_channels), int(gnet.img_resolution), int(gnet.img_resolution)) != shape \
@@ -121,13 +126,9 @@ def load_edm2_folder(root: Path, meta: dict, *, null_class: Optional[int] = None
             raise ModelError(f"generator '{root}': its guide does not match the denoiser (resolution, channels or "
                              "label count)", hint=f"re-import the folder with a matching guide, or check `{flag}`",
                              field=flag)
-        guide = EDM2Generator(denoiser=gnet, kind="edm2", num_classes=n, null_class=null, class_names=tuple(names),
-                              sample_shape=shape, scheduler_config=sampler, source=f"{source}/{GUIDE_DIR}",
-                              revision=revision, metadata=meta, sampler=sampler)
     vae = _load_vae(root, meta, shape[0], flag)
-    return EDM2Generator(denoiser=net, kind="edm2", num_classes=n, null_class=null, class_names=tuple(names),
-                         sample_shape=shape, scheduler_config=sampler, vae=vae, source=source, revision=revision,
-                         metadata=meta, guide=guide, sampler=sampler)
+    return edm2_generator(net, tuple(names), null, sampler, guide_net=gnet, vae=vae, metadata=meta, source=source,
+                          guide_source=f"{source}/{GUIDE_DIR}", revision=revision)
 
 
 def load_edm2_network(folder: Path, *, null_class: Optional[int] = None, source: str = "",
@@ -150,10 +151,8 @@ def load_edm2_network(folder: Path, *, null_class: Optional[int] = None, source:
         raise ModelError(f"EDM2 network '{folder}': a null class is the zero label, id {n}, not {null}",
                          hint=f"set `null_class` to {n} or leave it unset", field="null_class")
     sampler = {**SAMPLER_DEFAULTS, **(meta.get("sampler") or {})}
-    return EDM2Generator(denoiser=net, kind="edm2", num_classes=n, null_class=null,
-                         class_names=tuple(str(c) for c in (names if names and len(names) == n else range(n))),
-                         sample_shape=(int(net.img_channels), int(net.img_resolution), int(net.img_resolution)),
-                         scheduler_config=sampler, source=source, revision=revision, metadata={}, sampler=sampler)
+    return edm2_generator(net, tuple(str(c) for c in (names if names and len(names) == n else range(n))), null,
+                          sampler, source=source, revision=revision)
 
 
 def local_folder_guide(reference: Optional[str]) -> Optional[str]:

@@ -98,6 +98,23 @@ class EDM2Generator(ClassConditionalGenerator):
         return weight.t()[: self.num_classes].cpu()
 
 
+def edm2_generator(net: torch.nn.Module, class_names: tuple[str, ...], null_class: Optional[int], sampler: dict, *,
+                   guide_net: Optional[torch.nn.Module] = None, vae: Optional[torch.nn.Module] = None,
+                   metadata: Optional[dict] = None, source: str = "", guide_source: str = "",
+                   revision: Optional[str] = None) -> EDM2Generator:
+    """The generator over loaded networks (``net``, its autoguidance ``guide_net``, a latent folder's ``vae``): what
+    a folder (:func:`~.folder.load_edm2_folder`) and :class:`~scoremix_ds.sampling.pipeline.ScoreMixPipeline` both
+    sample. ``sampler``: the folder's settings over :data:`SAMPLER_DEFAULTS`."""
+    n = int(net.label_dim)
+    shape = (int(net.img_channels), int(net.img_resolution), int(net.img_resolution))
+    sampler = {**SAMPLER_DEFAULTS, **(sampler or {})}
+    common = dict(kind="edm2", num_classes=n, null_class=null_class, class_names=tuple(class_names),
+                  sample_shape=shape, scheduler_config=sampler, revision=revision, metadata=metadata or {},
+                  sampler=sampler)
+    guide = None if guide_net is None else EDM2Generator(denoiser=guide_net, source=guide_source, **common)
+    return EDM2Generator(denoiser=net, vae=vae, source=source, guide=guide, **common)
+
+
 def check_sampler(gen: ClassConditionalGenerator, scheduler: str) -> None:
     """EDM2 generators sample with ``edm-heun`` and only they do (refused when the models load)."""
     edm = scheduler == SAMPLER_DEFAULTS["scheduler"]

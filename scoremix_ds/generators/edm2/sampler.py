@@ -34,6 +34,8 @@ def karras_sigmas(num_steps: int = 32, sigma_min: float = 0.002, sigma_max: floa
     if not 0 < sigma_min < sigma_max:
         raise ConfigError(f"need 0 < sigma_min < sigma_max, got {sigma_min} and {sigma_max}",
                           fields=("sigma_min", "sigma_max"))
+    if not rho > 0:
+        raise ConfigError(f"need rho > 0 (the Karras spacing exponent, 7 in EDM2), got {rho}", field="rho")
     i = torch.arange(num_steps, dtype=dtype)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     steps = (hi + i / (num_steps - 1) * (lo - hi)) ** rho
