@@ -82,7 +82,10 @@ def check_push(push, repo_type: str, same_content: Callable | None = None) -> No
 def check_revisions(refs) -> None:
     """Every Hub input pinned to a revision (``ORG/NAME@REV``, or a ``--x-revision``) names one that exists:
     ``refs`` holds ``(field, reference, revision, repo_type)``; local paths, built-in names and unpinned ids are the
-    loaders' to check. An unreachable Hub is not refused here (a cached copy may still load)."""
+    loaders' to check. An unreachable Hub is not refused here (a cached copy may still load). Asked by process 0
+    only (64 ranks need not ask the Hub 64 times; the others would fail on the same input when they open it)."""
+    if not is_main_process():
+        return
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     from ..core.errors import ConfigError
