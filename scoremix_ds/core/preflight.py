@@ -47,8 +47,10 @@ def check_output_folder(path: str | Path, field: str = "out") -> Path:
         raise DataError(f"{field} {p} cannot be created: {base} is a file", hint=f"give `{field}` a folder path",
                         field=field)
     if not os.access(base, os.W_OK | os.X_OK):
-        raise DataError(f"{field} {p} cannot be written: no write permission on {base}",
-                        hint=f"give `{field}` a folder you can write", field=field)
+        read_only = bool(os.statvfs(base).f_flag & os.ST_RDONLY)
+        why = f"{base} is on a read-only file system" if read_only else f"permission denied on {base}"
+        raise DataError(f"{field} {p} cannot be written: {why}", hint=f"give `{field}` a folder you can write",
+                        field=field)
     return base
 
 
