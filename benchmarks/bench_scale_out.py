@@ -171,6 +171,8 @@ def main() -> None:
     ap.add_argument("--before", default=None, help="also run the 4-process cases at this git revision")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/scoremix-bench-scale"))
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
+    ap.add_argument("--rerun-only", action="store_true",
+                    help="only the re-runs of the finished builds a previous run left under --cache")
     args = ap.parse_args()
 
     from scoremix_ds.core.resources import default_model_dir
@@ -188,10 +190,13 @@ def main() -> None:
                                  if args.before else [])
     for label, src in sources:
         one, many = work / f"{label}-1p", work / f"{label}-{args.processes}p"
-        for folder in (one, many, work / f"cache-{label}-1p", work / f"cache-{label}-{args.processes}p"):
-            shutil.rmtree(folder, ignore_errors=True)
         cases = [(f"{label}: 1 process", 1, one), (f"{label}: {args.processes} processes", args.processes, many),
                  (f"{label}: {args.processes}p re-run", args.processes, many)]
+        if args.rerun_only:
+            cases = cases[2:]
+        else:
+            for folder in (one, many, work / f"cache-{label}-1p", work / f"cache-{label}-{args.processes}p"):
+                shutil.rmtree(folder, ignore_errors=True)
         for name, n, out in cases:
             cache_dir = work / f"cache-{label}-{n}p"
             r = run_case(name.replace(" ", "_").replace(":", ""), work, src, n, build_args, out, cache_dir)
@@ -200,6 +205,8 @@ def main() -> None:
                 r["shard_files"], r["shard_bytes"] = shard_bytes(out)
             results.append(r)
             show(r)
+        if args.rerun_only:
+            continue
         base, launch, rerun = results[-3:]
         worst_other = max((v for k, v in launch["peak_rss_mb"].items() if k != "0"), default=float("nan"))
         print(f"{label}: peak RSS of the planning process {launch['peak_rss_mb'].get('0', float('nan')):.0f} MB, of "
@@ -208,7 +215,7 @@ def main() -> None:
               f"{rerun['bytes_hashed'] / max(rerun['shard_bytes'], 1):.2f}x the build's shard bytes "
               f"({rerun['shards_hashed']} hashes of {rerun['shard_files']} shards) in {rerun['wall_s']:.1f} s", flush=True)
     if args.before:
-        now_rerun, before_rerun = results[2], results[5]
+        now_rerun, before_rerun = [r for r in results if "re-run" in r["case"]]
         print(f"re-run wall time now / before: {now_rerun['wall_s'] / before_rerun['wall_s']:.2f}; bytes hashed now / "
               f"before: {now_rerun['bytes_hashed'] / max(before_rerun['bytes_hashed'], 1):.2f}")
     if args.json:

@@ -23,9 +23,6 @@ class ResolvedBuild:
     config: BuildConfig  # with the plan file's fields (and its sha256) when there is one
     plan_file: PlanFile | None  # None without --plan
     finished: Manifest | None  # the manifest when --out already holds this complete build: nothing to sample
-    # Under a launch (accelerate / torchrun): the manifest of a build the folder says is complete, its shards not yet
-    # hashed; the launch's processes verify it together, each a share (runner.verify_finished), not each all of it.
-    unverified: Manifest | None = None
 
 
 def resolve_build(config: BuildConfig) -> ResolvedBuild:
@@ -36,9 +33,45 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
     if plan_file is None:
         check_real_data(config)
         check_discriminator(config)
-    if world_size() > 1:
-        return ResolvedBuild(config, plan_file, None, claimed_complete(config))
+    if world_size() > 1:  # under a launch: the processes verify a finished folder together
+        return ResolvedBuild(config, plan_file, verified_together(config))
     return ResolvedBuild(config, plan_file, completed_build(config))
+
+
+def verified_together(config: BuildConfig) -> Manifest | None:
+    """Under a launch (accelerate / torchrun), :func:`~.outdir.completed_build` with the work shared: when the folder
+    says it holds this complete build, each process hashes every N-th shard and the verdicts are gathered (one short
+    collective, before any model loads), so a re-run reads each shard once in all, not once per process."""
+    manifest = claimed_complete(config)
+    if manifest is None:
+        return None
+    from pathlib import Path
+
+    from .layout import Layout, ProcessGroup
+
+    group = ProcessGroup()
+    return verify_finished(Path(config.out), manifest, Layout(rank=group.rank, world=group.world), group)
+
+
+def verify_finished(out, manifest: Manifest, layout, group) -> Manifest | None:
+    """``manifest`` when none of the shards it lists is damaged, each process of ``group`` hashing every
+    ``world``-th shard; None (and a warning) when one is: the build then resumes and re-samples exactly those units."""
+    import logging
+
+    from ..dataset.integrity import Damage, damage_line, shard_damage
+
+    listed = sorted((rel, str(info.get("sha256", ""))) for files in manifest.shards.values() for rel, info in files.items())
+    mine = [(rel, sha) for k, (rel, sha) in enumerate(listed) if k % layout.world == layout.rank]
+    found = [(rel, reason) for rel, sha in mine if (reason := shard_damage(out / rel, sha))]
+    damage = sorted(d for share in group.all_gather(found) for d in share)
+    log = logging.getLogger(__name__)
+    if not damage:
+        if layout.is_main:
+            log.info("%s already holds this complete build; nothing to do", out)
+        return manifest
+    if layout.is_main:
+        log.warning("%s; re-sampling %d damaged shard(s)", damage_line(out, [Damage(*d) for d in damage]), len(damage))
+    return None
 
 
 def claimed_complete(config: BuildConfig) -> Manifest | None:

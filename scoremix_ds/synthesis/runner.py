@@ -127,11 +127,6 @@ def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> Buil
     group = ProcessGroup()
     layout = Layout(rank=group.rank, world=group.world, part=config.shard, parts=config.num_shards)
     out = Path(config.out)
-    if resolved.unverified is not None:  # a launch re-running a finished build: each process checks a share
-        done = verify_finished(out, resolved.unverified, layout, group)
-        if done is not None:
-            return BuildResult(out, done.rows(), done.counts["mix"]["identities"], time.perf_counter() - started, 0,
-                               len(done.shards.get("mix", {})), complete=layout.is_main)
     device = resolve_device(group.device or config.device)
     check_precision(config, device)
     gen, weak = load_models(config, device)
@@ -162,26 +157,6 @@ def run_build(build: BuildConfig | ResolvedBuild, progress: bool = True) -> Buil
     finally:
         if lock is not None:
             lock.release()
-
-
-def verify_finished(out: Path, manifest: Manifest, layout: Layout, group: ProcessGroup) -> Manifest | None:
-    """The manifest of the finished build in ``out`` when none of its shards is damaged, each process hashing every
-    ``world``-th shard (so a re-run reads each shard once in all); None (and a warning) when one is damaged: the
-    build then resumes and re-samples exactly those units."""
-    from ..dataset.integrity import Damage, damage_line, shard_damage
-
-    listed = sorted((rel, str(info.get("sha256", ""))) for files in manifest.shards.values() for rel, info in files.items())
-    mine = [(rel, sha) for k, (rel, sha) in enumerate(listed) if k % layout.world == layout.rank]
-    found = [(rel, reason) for rel, sha in mine if (reason := shard_damage(out / rel, sha))]
-    damage = sorted(d for share in group.all_gather(found) for d in share)
-    if not damage:
-        if layout.is_main:
-            logger.info("%s already holds this complete build; nothing to do", out)
-        return manifest
-    if layout.is_main:
-        logger.warning("%s; re-sampling %d damaged shard(s)", damage_line(out, [Damage(*d) for d in damage]),
-                       len(damage))
-    return None
 
 
 def _sample_units(config: BuildConfig, out: Path, layout: Layout, group: ProcessGroup, plan: MixPlan,
