@@ -209,3 +209,23 @@ def test_two_processes_one_reads_the_real_data_and_a_rerun_hashes_each_shard_onc
     assert hashed(log) == sorted(rel for files in shards.values() for rel in files)  # each shard once, in all
     assert len({line.split(" ", 1)[0] for line in log.read_text().splitlines()}) == 2  # both processes shared it
     assert len(opened(trace)) == 1  # and nobody opened the real data again
+
+
+def test_align_and_audit_share_the_cache(config, models, capsys, caplog):
+    """align reads the entry a build wrote (same discriminator, data and preprocessing: one key); audit keeps its
+    real reference there and reads it the second time."""
+    from fixtures.cli import run_cli
+
+    runner.run_build(config, progress=False)
+    assert len(cache_entries()) == 1
+    with Forwards() as f:
+        assert run_cli(capsys, "align", *models)[0] == 0
+    assert f.count == 0 and len(cache_entries()) == 1
+    with Forwards() as f:
+        assert run_cli(capsys, "align", *models, "--no-cache")[0] == 0
+    assert f.count > 0
+    assert run_cli(capsys, "audit", config.out)[0] == 0
+    assert len(cache_entries()) == 2  # the audit's real reference (centres and per-class quantiles)
+    with caplog.at_level("INFO", logger="scoremix_ds.synthesis.centres_cache"):
+        first = run_cli(capsys, "audit", config.out)
+    assert first[0] == 0 and "read from the cache" in caplog.text
