@@ -168,9 +168,10 @@ def test_train_push_to_an_existing_tag_fails_in_seconds_with_nothing_trained(hub
     assert set(hub.refs("org/net", repo_type="model")["tags"]) == {"v1"}
 
 
-def test_a_finished_pushed_training_run_again_passes_the_tag_check(hub, tmp_path):
+@pytest.mark.parametrize("command", [TRAIN, GENERATOR], ids=["train", "train-generator"])
+def test_a_finished_pushed_training_run_again_passes_the_tag_check(hub, tmp_path, command):
     """The tag's commit holds the very weights --out holds: the re-run trains nothing and pushes nothing."""
-    args = [*TRAIN, "--out", str(tmp_path / "net"), "--push-to", "org/again", "--tag", "v1"]
+    args = [*command, "--out", str(tmp_path / "net"), "--push-to", "org/again", "--tag", "v1"]
     first = run_hub_cli(hub, tmp_path / "hf", *args, timeout=300, extra_env={"OMP_NUM_THREADS": "1"})
     assert first.rc == 0, first.err[-2000:]
     commits = len(hub.commits("org/again", repo_type="model"))
