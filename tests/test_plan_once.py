@@ -229,3 +229,23 @@ def test_align_and_audit_share_the_cache(config, models, capsys, caplog):
     with caplog.at_level("INFO", logger="scoremix_ds.synthesis.centres_cache"):
         first = run_cli(capsys, "audit", config.out)
     assert first[0] == 0 and "read from the cache" in caplog.text
+
+
+def test_a_waiting_process_reads_the_plan_when_it_comes_and_gives_up_after_its_timeout(tmp_path, caplog):
+    import threading
+
+    from scoremix_ds.core.errors import DataError
+    from scoremix_ds.synthesis.planning.mix_plan import Identity, MixPlan
+    from scoremix_ds.synthesis.planning.shared_plan import wait_for_state
+
+    with pytest.raises(DataError, match="SCOREMIX_WAIT_TIMEOUT"):
+        wait_for_state(tmp_path / "never", "f", timeout=0.3, poll=0.05)
+    plan = MixPlan((Identity(0, (0, 1), (0.5, 0.5), 0.2, 0.3, (11,)),), class_names=("a", "b"))
+    write_state(tmp_path, "another build", plan, {})  # a stale plan of another build is not read
+    later = threading.Timer(0.3, write_state, (tmp_path, "f", plan, {"p": 1}))
+    later.start()
+    with caplog.at_level("INFO", logger="scoremix_ds.synthesis.planning.shared_plan"):
+        got, provenance = wait_for_state(tmp_path, "f", timeout=30, rank=3, poll=0.05)
+    later.join()
+    assert got == plan and provenance == {"p": 1}
+    assert "process 3 waits for process 0's plan" in caplog.text

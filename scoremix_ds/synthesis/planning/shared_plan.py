@@ -14,7 +14,6 @@ those of the plan as chosen.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import logging
@@ -106,10 +105,6 @@ def wait_for_state(out: str | Path, fingerprint: str, timeout: float, rank: int 
         found = read_state(out, fingerprint)
     logger.debug("process %d read the plan after %.1f s", rank, time.monotonic() - started)
     return found
-
-
-def with_names(plan: MixPlan, names: tuple[str, ...]) -> MixPlan:
-    return dataclasses.replace(plan, class_names=tuple(names))
 
 
 __all__ = ["PLAN_STATE", "read_state", "state_path", "wait_for_state", "write_state"]
