@@ -28,6 +28,7 @@ def test_auto_is_the_default_and_resolves_by_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
     assert resolve_mixed_precision("auto", None) == "bf16" and resolve_mixed_precision("auto", "cuda:1") == "bf16"
+    assert resolve_mixed_precision("auto", "auto") == "bf16"  # `--device auto` (the default) lands on CUDA too
     assert resolve_mixed_precision("auto", "cpu") == "no" and resolve_mixed_precision("fp16", "cpu") == "fp16"
     gpu = RecognitionTrainConfig(**{**TINY, "device": None})
     assert gpu.resolved().mixed_precision == "bf16"

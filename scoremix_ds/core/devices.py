@@ -33,6 +33,15 @@ def resolve_device(name: str | None = "auto") -> str:
     return str(dev)
 
 
+def names_cuda(device: str | None) -> bool:
+    """Whether a run on ``device`` (a name, maybe not resolved yet) lands on CUDA: ``auto`` / None / "" when torch
+    sees CUDA, ``cuda`` / ``cuda:N`` always (a recorded config may name an absent device). The one rule behind every
+    "auto precision is bfloat16 on CUDA" (the build's ``compute_dtype``, the trainer's ``mixed_precision``)."""
+    if device in (None, "", "auto"):
+        return torch.cuda.is_available()
+    return str(device).split(":", 1)[0] == "cuda"
+
+
 def resolve_dtype(name: str | None, device: str) -> torch.dtype:
     """``auto`` / None -> bfloat16 on CUDA, float32 elsewhere; else a name from :data:`DTYPES`."""
     if name in (None, "", "auto"):

@@ -177,11 +177,9 @@ def compute_dtype(dtype: str, device: str) -> str:
     config may name one): ``cuda`` is CUDA whether or not it is present."""
     if dtype != "auto":
         return dtype
-    if device in ("auto", "", None):
-        import torch
+    from ..core.devices import names_cuda
 
-        return "bfloat16" if torch.cuda.is_available() else "float32"
-    return "bfloat16" if str(device).split(":", 1)[0] == "cuda" else "float32"
+    return "bfloat16" if names_cuda(device) else "float32"
 
 
 def recorded_precision(config: dict, provenance: dict | None = None) -> str | None:

@@ -25,12 +25,15 @@ ADDED_FIELDS: dict = {"allow_partial": False}  # added after fingerprints existe
 
 def resolve_mixed_precision(value: str, device: str | None) -> str:
     """``auto`` -> ``bf16`` when the run lands on a CUDA device that supports bfloat16 (``device`` cuda / cuda:N, or
-    None with CUDA present: accelerate's choice), else ``no`` (fp32: CPU, MPS); other values are returned as given."""
+    auto / None with CUDA present: core.devices.names_cuda), else ``no`` (fp32: CPU, MPS); other values are returned
+    as given."""
     if value != "auto":
         return value
     import torch
 
-    cuda = torch.cuda.is_available() and (device is None or device.startswith("cuda"))
+    from ..core.devices import names_cuda
+
+    cuda = torch.cuda.is_available() and names_cuda(device)
     return "bf16" if cuda and torch.cuda.is_bf16_supported() else "no"
 
 
