@@ -174,7 +174,15 @@ def test_the_plan_state_is_exact_and_tied_to_its_build(config, tmp_path):
                                                                           b.condition_distance)
         assert np.array_equal([a.embedding_distance], [b.embedding_distance], equal_nan=True)
     assert read_state(tmp_path, "another build") is None
+    whole = (tmp_path / PLAN_STATE).read_bytes()
     (tmp_path / PLAN_STATE).write_bytes(b"torn")
+    assert read_state(tmp_path, "f1") is None
+    for cut in (len(whole) // 2, len(whole) - 30):  # a real npz cut short (a crash mid-write on a non-atomic FS)
+        (tmp_path / PLAN_STATE).write_bytes(whole[:cut])
+        assert read_state(tmp_path, "f1") is None
+    flipped = bytearray(whole)
+    flipped[len(whole) // 3] ^= 0xFF  # one flipped byte inside a member: its CRC no longer matches
+    (tmp_path / PLAN_STATE).write_bytes(bytes(flipped))
     assert read_state(tmp_path, "f1") is None
 
 

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,17 @@ def read_state(out: str | Path, fingerprint: str) -> tuple[MixPlan, dict[str, An
                 return None
             parents, weights, seeds = z["parents"], z["weights"], z["seeds"]
             emb, cond = z["embedding_distance"], z["condition_distance"]
-    except (OSError, ValueError, KeyError) as exc:
+        ids = tuple(Identity(index=n, parents=tuple(int(c) for c in parents[n]),
+                             weights=tuple(float(w) for w in weights[n]), embedding_distance=float(emb[n]),
+                             condition_distance=float(cond[n]), seeds=tuple(int(s) for s in seeds[n]))
+                    for n in range(len(parents)))
+        return MixPlan(ids, class_names=tuple(meta["class_names"])), meta["provenance"]
+    # A torn or damaged file: not a zip (BadZipFile), cut short (EOFError), a member missing or of another shape
+    # (KeyError, IndexError, TypeError, AttributeError for a meta that is not a dict): planned again, never trusted.
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
+            zipfile.BadZipFile) as exc:
         logger.warning("ignoring the unreadable plan state %s (%s)", path, exc)
         return None
-    ids = tuple(Identity(index=n, parents=tuple(int(c) for c in parents[n]), weights=tuple(float(w) for w in weights[n]),
-                         embedding_distance=float(emb[n]), condition_distance=float(cond[n]),
-                         seeds=tuple(int(s) for s in seeds[n])) for n in range(len(parents)))
-    return MixPlan(ids, class_names=tuple(meta["class_names"])), meta["provenance"]
 
 
 def wait_for_state(out: str | Path, fingerprint: str, timeout: float, rank: int = 1,
