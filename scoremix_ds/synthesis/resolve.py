@@ -41,15 +41,18 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
 def verified_together(config: BuildConfig) -> Manifest | None:
     """Under a launch (accelerate / torchrun), :func:`~.outdir.completed_build` with the work shared: when the folder
     says it holds this complete build, each process hashes every N-th shard and the verdicts are gathered (one short
-    collective, before any model loads), so a re-run reads each shard once in all, not once per process."""
-    manifest = claimed_complete(config)
-    if manifest is None:
-        return None
+    collective, before any model loads), so a re-run reads each shard once in all, not once per process. Every
+    process enters the same collectives: whether the folder claims completion is gathered first (the processes read
+    the manifest separately, and a shared file system may show them different versions), and the shards are
+    verified only when every process saw the claim."""
     from pathlib import Path
 
     from .layout import Layout, ProcessGroup
 
+    manifest = claimed_complete(config)
     group = ProcessGroup()
+    if not all(group.all_gather(manifest is not None)):
+        return None
     return verify_finished(Path(config.out), manifest, Layout(rank=group.rank, world=group.world), group)
 
 
