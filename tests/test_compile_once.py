@@ -13,6 +13,7 @@ from __future__ import annotations
 import datasets
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 import scoremix_ds.sampling.compiled as compiled
 from scoremix_ds.sampling.condition_mix import STATE, class_tables, mixed_class_embeddings
@@ -73,6 +74,23 @@ def test_a_compiled_build_compiles_once_and_gives_the_same_rows(graphs, tiny_gen
         assert _rows(tmp_path / "c", config) == _rows(tmp_path / "e", config)
 
 
+class _CountMoves(TorchFunctionMode):
+    """Counts the copies (``Tensor.to`` / ``cuda`` / ``cpu`` / ``copy_`` returning a new tensor) of the watched
+    tensors: a no-op ``.to`` (already on that device, of that dtype) returns the tensor itself and is not a copy."""
+
+    def __init__(self, watched):
+        super().__init__()
+        self.watched, self.count = watched, 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        moves = (torch.Tensor.to, torch.Tensor.cuda, torch.Tensor.cpu, torch.Tensor.copy_)
+        result = func(*args, **(kwargs or {}))
+        watched = [a for a in args if any(a is w for w in self.watched)]
+        if func in moves and watched and (func is torch.Tensor.copy_ or result is not watched[0]):
+            self.count += 1
+        return result
+
+
 def test_condition_mixing_moves_its_tensors_to_the_device_once_per_batch(tiny_generator):
     """The hook reads tensors put on the table's device when the block starts, not copied at every forward."""
     table = class_tables(tiny_generator.denoiser, "unet")[0]
@@ -81,7 +99,9 @@ def test_condition_mixing_moves_its_tensors_to_the_device_once_per_batch(tiny_ge
         state = getattr(table, STATE)[0]
         held = (state.classes, state.weights)
         assert held[0].device == table.weight.device and torch.equal(held[0], classes)
-        for _ in range(3):
-            tiny_generator.predict(torch.zeros(4, 1, 8, 8), torch.tensor(10), torch.tensor([0, 1, 4, 4]))
-            assert (state.classes, state.weights) == held  # the same tensors, untouched by the forwards
+        with _CountMoves(held) as moves:
+            for _ in range(3):
+                tiny_generator.predict(torch.zeros(4, 1, 8, 8), torch.tensor(10), torch.tensor([0, 1, 4, 4]))
+                assert (state.classes, state.weights) == held  # the same tensors, untouched by the forwards
+        assert moves.count == 0  # a hook that copied them to the device at every forward would count here
     assert not getattr(table, STATE, None) and not table._forward_hooks  # an uncompiled model: hooks removed
