@@ -76,18 +76,23 @@ def _no_room(monkeypatch, free: int = 10_000) -> list[Path]:
 
 
 def test_no_room_for_the_estimated_output_is_refused_before_anything_is_written(tmp_path, capsys, monkeypatch,
-                                                                                  models):
+                                                                                  models, caplog):
     asked = _no_room(monkeypatch)
     for name, args in (("net", TRAIN), ("gen", GENERATOR),
                        ("built", ["build", *models, "--pairs", "40", "--per-identity", "4", "--steps", "2",
                                   "--no-progress"]),
-                       ("report", ["reproduce", "reproduce-glyphs", "--check"])):
+                       ("report", ["reproduce", "reproduce-glyphs"])):
         out = tmp_path / "sub" / name
         rc, _, err = run_cli(capsys, *args, "--out", str(out))
         line = _error(err)
         assert rc == 2 and "free" in line and "--out" in line, line
         assert not (tmp_path / "sub").exists()
     assert asked and all(p == tmp_path for p in asked)  # the nearest folder that exists
+    # reproduce --check validates the recipe only: the disk it lacks here is a note, not a refusal
+    rc, out, err = run_cli(capsys, "reproduce", "reproduce-glyphs", "--check", "--out", str(tmp_path / "sub" / "r"))
+    assert rc == 0 and "recipe OK" in out and "error:" not in err, err
+    assert "free" in caplog.text and str(tmp_path / "sub" / "r") in caplog.text, caplog.text
+    assert not (tmp_path / "sub").exists()
 
 
 def test_the_estimates(tmp_path, models, monkeypatch):
@@ -123,7 +128,7 @@ def test_a_missing_cuda_device_is_refused_up_front(tmp_path, capsys, monkeypatch
         assert rc == 2 and "--device" in _error(err) and "CUDA" in err and not out.exists(), err
 
 
-def test_reproduce_checks_every_stage_device_and_its_folder(tmp_path, capsys, monkeypatch):
+def test_reproduce_checks_every_stage_device_and_its_folder(tmp_path, capsys, monkeypatch, caplog):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     recipe = Path(__file__).resolve().parents[1] / "builders" / "reproduce-glyphs.toml"
     if not recipe.is_file():
@@ -132,12 +137,83 @@ def test_reproduce_checks_every_stage_device_and_its_folder(tmp_path, capsys, mo
     bad = tmp_path / "cuda.toml"
     bad.write_text(text)
     out = tmp_path / "report"
-    rc, _, err = run_cli(capsys, "reproduce", str(bad), "--out", str(out), "--check")
+    rc, _, err = run_cli(capsys, "reproduce", str(bad), "--out", str(out))
     assert rc == 2 and "device" in _error(err) and "CUDA" in err and not out.exists(), err
     blocker = tmp_path / "file"
     blocker.write_text("mine")
-    rc, _, err = run_cli(capsys, "reproduce", str(recipe), "--out", str(blocker), "--check")
+    rc, _, err = run_cli(capsys, "reproduce", str(recipe), "--out", str(blocker))
     assert rc == 2 and "--out" in _error(err), err
+    # --check validates the recipe only (a GPU recipe checked on a CPU machine): the same findings are notes
+    for recipe_arg, out_arg in ((bad, out), (recipe, blocker)):
+        caplog.clear()
+        rc, stdout, err = run_cli(capsys, "reproduce", str(recipe_arg), "--out", str(out_arg), "--check")
+        assert rc == 0 and "recipe OK" in stdout and "error:" not in err, err
+        notes = caplog.text
+        assert ("CUDA" in notes) if recipe_arg is bad else (str(blocker) in notes and "is a file" in notes), notes
+    assert not out.exists() and blocker.read_text() == "mine"
+
+
+def test_the_reproduce_estimate_builds_repro_where_the_experiment_does():
+    """One rule (ReproduceConfig.builds_repro): the distant build writes repro rows only when the repro arm runs."""
+    import dataclasses
+
+    from scoremix_ds.cli.preflight import build_images, reproduce_images
+    from scoremix_ds.reproduce import load_reproduce_config
+    from scoremix_ds.reproduce.config import ARM_BUILDS
+
+    def images(config, repro_arms):
+        return sum(build_images(dataclasses.replace(config.build, strategy=ARM_BUILDS[arm][0], repro=arm in repro_arms))
+                   for arm in config.build_arms)
+
+    without = load_reproduce_config("reproduce-glyphs", {"arms": ["real", "random", "distant"]})
+    assert [a for a in without.build_arms if without.builds_repro(a)] == []
+    assert reproduce_images(without) == images(without, ()) < images(without, without.build_arms)
+    with_repro = load_reproduce_config("reproduce-glyphs", {"arms": ["real", "random", "repro"]})
+    assert [a for a in with_repro.build_arms if with_repro.builds_repro(a)] == ["distant"]
+    assert reproduce_images(with_repro) == images(with_repro, ("distant",))
+
+
+def test_a_plans_images_are_counted_by_the_builds_own_rule(monkeypatch):
+    """build_images on a plan file is synthesis.runner.unit_images over all its identities (not a copy of it)."""
+    from types import SimpleNamespace
+
+    from scoremix_ds.cli.preflight import build_images
+    from scoremix_ds.synthesis import runner
+
+    plan = SimpleNamespace(identities=[SimpleNamespace(seeds=[0, 1], parents=[3, 4])] * 3)
+    config = SimpleNamespace(repro=True, num_shards=1)
+    assert build_images(config, SimpleNamespace(plan=plan)) == runner.unit_images(plan, range(3), True) == 18
+    asked = []
+    monkeypatch.setattr(runner, "unit_images", lambda p, ids, repro: asked.append((p, list(ids), repro)) or 7)
+    assert build_images(config, SimpleNamespace(plan=plan)) == 7 and asked == [(plan, [0, 1, 2], True)]
+
+
+def test_an_edm2_folders_image_shape_is_the_loaders(tmp_path):
+    """EDM2 folders (edm2/, a vae/ for latent ones) give the shape the loaded generator decodes, not 112x112x3."""
+    from diffusers import AutoencoderKL
+
+    from fixtures.edm2_pickles import tiny_net
+    from scoremix_ds.cli.preflight import generator_image_shape
+    from scoremix_ds.generators.edm2.folder import write_edm2_folder
+    from scoremix_ds.generators.loading import load_generator
+
+    net = tiny_net(1)
+    pixel = write_edm2_folder(tmp_path / "pixel", net, ["a", "b", "c"], null_class=3)
+    latent = write_edm2_folder(tmp_path / "latent", net, ["a", "b", "c"], null_class=3,
+                               extra={"latent": {"scale": [0.5], "bias": [0.0]}})
+    torch.manual_seed(0)
+    AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 8), layers_per_block=1,
+                  latent_channels=1, norm_num_groups=4, sample_size=32).save_pretrained(latent / "vae",
+                                                                                     safe_serialization=True)
+    for folder in (pixel, latent):
+        gen = load_generator(str(folder))
+        with torch.no_grad():
+            image = gen.decode(torch.zeros(1, *gen.sample_shape))
+        h, w, c = generator_image_shape(str(folder))
+        assert (c, h, w) == tuple(image.shape[1:]), folder
+    assert generator_image_shape(str(pixel)) == (net.img_resolution, net.img_resolution, net.img_channels)
+    assert generator_image_shape(str(latent)) == (2 * net.img_resolution, 2 * net.img_resolution, 3)
 
 
 # ---------------------------------------------------------------------------------------------- the Hub
@@ -160,6 +236,7 @@ def test_train_push_to_an_existing_tag_fails_in_seconds_with_nothing_trained(hub
         seconds = time.perf_counter() - started
         line = _error(run.err)
         assert run.rc == 2 and "tag v1 already exists" in line and "--tag" in line, run.err[-2000:]
+        assert "force" not in line, line  # train / train-generator have no --force-tag to offer
         assert not out.exists() and seconds < 60  # a Python start and the Hub calls: no data read, no step taken
         for token, needle in (("", "no Hugging Face token"), (hub.READ_TOKEN, "read-only")):
             refused = run_hub_cli(hub, tmp_path / "hf", *args, "--out", str(out), "--push-to", repo, "--tag", "v2",

@@ -18,7 +18,6 @@ Each command's preflight composes the rules where they live, one home per rule:
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Callable
@@ -70,13 +69,14 @@ def weights_in(out: Path, repo_id: str) -> Callable[[object, str], bool]:
     return same
 
 
-def check_push(push, repo_type: str, same_content: Callable | None = None) -> None:
-    """Token, write access and tag of a later push, from the process that pushes (rank 0 / the launcher)."""
+def check_push(push, repo_type: str, same_content: Callable | None = None, can_force: bool = True) -> None:
+    """Token, write access and tag of a later push, from the process that pushes (rank 0 / the launcher);
+    ``can_force``: whether the command has ``--force-tag`` (the tag refusal's hint names it only then)."""
     if push is None or not is_main_process():
         return
     from ..hub.push import preflight
 
-    preflight(push, repo_type, same_content)
+    preflight(push, repo_type, same_content, can_force=can_force)
 
 
 def check_revisions(refs) -> None:
@@ -137,9 +137,13 @@ def preflight_build(resolved, push=None) -> None:
 
 
 def build_images(config, plan_file=None) -> int:
-    """Images a build (this part of it) writes: identities x seeds x (1 + parents with ``repro``)."""
+    """Images a build (this part of it) writes: identities x seeds x (1 + parents with ``repro``), the plan's counted
+    by the build's own rule (:func:`scoremix_ds.synthesis.runner.unit_images`)."""
     if plan_file is not None:
-        images = sum(len(i.seeds) * (1 + len(i.parents) * config.repro) for i in plan_file.plan.identities)
+        from ..synthesis.runner import unit_images
+
+        plan = plan_file.plan
+        images = unit_images(plan, range(len(plan.identities)), config.repro)
     else:
         images = config.pairs * config.per_identity * (1 + config.strategy_spec.size * config.repro)
     return -(-images // max(1, config.num_shards))
@@ -160,23 +164,12 @@ def recognition_parameters(config) -> int:
 
 
 def generator_image_shape(generator: str | None) -> tuple[int, int, int]:
-    """(height, width, channels) of a LOCAL generator folder's images, read from its denoiser's config (x8 and RGB
-    with a VAE); :data:`DEFAULT_IMAGE` for a Hub id or a folder this cannot read."""
-    from ..core.resources import default_model_dir
+    """(height, width, channels) of a LOCAL generator folder's images (UNet, DiT or EDM2, decoded through its VAE
+    when latent): :func:`scoremix_ds.generators.loading.local_image_shape`, the sample shape the loader uses;
+    :data:`DEFAULT_IMAGE` for a Hub id or a folder this cannot read."""
+    from ..generators.loading import local_image_shape
 
-    root = default_model_dir("generator") if generator in (None, "", "default") else Path(generator).expanduser()
-    for sub in ("unet", "transformer"):
-        path = root / sub / "config.json"
-        if path.is_file():
-            try:
-                cfg = json.loads(path.read_text(encoding="utf-8"))
-                size, channels = int(cfg.get("sample_size", 32)), int(cfg.get("out_channels", cfg.get("in_channels", 3)))
-            except (OSError, ValueError, TypeError):
-                break
-            if (root / "vae").is_dir():
-                return size * 8, size * 8, 3
-            return size, size, channels
-    return DEFAULT_IMAGE
+    return local_image_shape(generator) or DEFAULT_IMAGE
 
 
 def preflight_recognition(config, push=None) -> None:
@@ -190,8 +183,8 @@ def preflight_recognition(config, push=None) -> None:
     parameters = recognition_parameters(config)
     _room(config.out, training_bytes(parameters, config.keep_checkpoints),
           f"{config.keep_checkpoints} checkpoints of a {parameters:,}-parameter {config.backbone}")
-    if push is not None:
-        check_push(push, "model", weights_in(Path(config.out), push.repo_id))
+    if push is not None:  # train has no --force-tag
+        check_push(push, "model", weights_in(Path(config.out), push.repo_id), can_force=False)
 
 
 def preflight_generator(config, push=None) -> None:
@@ -209,22 +202,45 @@ def preflight_generator(config, push=None) -> None:
     parameters = sum(p.numel() for p in net.parameters())
     _room(config.out, training_bytes(parameters, config.keep_checkpoints, copies=4),
           f"{config.keep_checkpoints} checkpoints of a {parameters:,}-parameter {config.architecture}")
-    if push is not None:
-        check_push(push, "model", weights_in(Path(config.out), push.repo_id))
+    if push is not None:  # train-generator has no --force-tag
+        check_push(push, "model", weights_in(Path(config.out), push.repo_id), can_force=False)
 
 
-def preflight_reproduce(config) -> None:
-    """``reproduce``: every stage's device, and ``--out`` (the report folder; every stage's models and builds go
-    under it) with room for the arms' trainings (arms x seeds, each as ``train``'s estimate) and builds (each as
-    ``build``'s, with the generator's image shape: a given local folder's, else the trained one's size)."""
-    for section in ("generator_train", "discriminator_train", "build", "train", "eval"):
-        stage = getattr(config, section, None)
-        if stage is not None and getattr(stage, "device", None) not in (None, "auto"):
-            device_name("device", stage.device, available=True)
+def reproduce_images(config) -> int:
+    """Images the reproduce builds write: each build arm's as ``build``'s estimate, with ``repro`` rows where
+    :meth:`~scoremix_ds.reproduce.config.ReproduceConfig.builds_repro` (the rule the experiment builds by) says."""
     import dataclasses
 
     from ..reproduce.config import ARM_BUILDS
 
+    return sum(build_images(dataclasses.replace(config.build, strategy=ARM_BUILDS[arm][0],
+                                                repro=config.builds_repro(arm)))
+               for arm in config.build_arms)
+
+
+def preflight_reproduce(config, refuse: bool = True) -> list:
+    """``reproduce``: every stage's device, and ``--out`` (the report folder; every stage's models and builds go
+    under it) with room for the arms' trainings (arms x seeds, each as ``train``'s estimate) and builds
+    (:func:`reproduce_images`, with the generator's image shape: a given local folder's, else the trained one's size).
+
+    ``refuse=False`` (``reproduce --check``: the recipe is validated on a machine that may not be the one it runs on)
+    raises nothing: each failed check's error is returned instead (none: an empty list)."""
+    from ..core.errors import ScoreMixError
+
+    notes: list[ScoreMixError] = []
+
+    def check(rule, *args, **kwargs) -> None:
+        try:
+            rule(*args, **kwargs)
+        except ScoreMixError as exc:
+            if refuse:
+                raise
+            notes.append(exc)
+
+    for section in ("generator_train", "discriminator_train", "build", "train", "eval"):
+        stage = getattr(config, section, None)
+        if stage is not None and getattr(stage, "device", None) not in (None, "auto"):
+            check(device_name, "device", stage.device, available=True)
     trainings = len(config.arms) * len(config.seeds) * training_bytes(recognition_parameters(config.train),
                                                                       config.train.keep_checkpoints)
     if config.generator is not None:
@@ -232,11 +248,10 @@ def preflight_reproduce(config) -> None:
     else:
         size = config.generator_train.image_size
         shape = (size, size, config.generator_train.channels)
-    images = sum(build_images(dataclasses.replace(config.build, strategy=ARM_BUILDS[arm][0], repro=True))
-                 for arm in config.build_arms)
-    _room(config.out, trainings + image_bytes(images, *shape),
+    check(_room, config.out, trainings + image_bytes(reproduce_images(config), *shape),
           f"{len(config.arms) * len(config.seeds)} trainings and {len(config.build_arms)} builds")
+    return notes
 
 
-__all__ = ["build_images", "check_revisions", "folder_bytes", "recognition_parameters", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
+__all__ = ["build_images", "reproduce_images", "check_revisions", "folder_bytes", "recognition_parameters", "generator_image_shape", "preflight_build", "preflight_generator", "preflight_recognition",
            "preflight_reproduce", "weights_in"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Optional
 
 import typer
@@ -11,6 +12,8 @@ from .cache_option import with_cache_option
 from .options import OutOpt, ProgressOpt
 from .parsing import parse_ints
 from .preflight import preflight_reproduce
+
+logger = logging.getLogger(__name__)
 
 
 @with_cache_option
@@ -36,8 +39,12 @@ def reproduce(
                  "report_to": trackers(report_to), "logging_dir": logging_dir}
     config = load_reproduce_config(recipe, overrides)
     require_trackers(config.report_to)  # before any stage runs
-    preflight_reproduce(config)  # every stage's device and the report folder, before any stage runs
+    # every stage's device and the report folder, before any stage runs; --check validates the recipe only (it may
+    # be checked on another machine than the one it runs on): what this machine lacks is a note there, not a refusal
+    notes = preflight_reproduce(config, refuse=not check)
     if check:
+        for note in notes:  # the recipe's fields, as the recipe names them (out: --out)
+            logger.warning("note: on this machine a run would stop here (--check refuses nothing): %s", note)
         builds = ", ".join(config.build_arms) or "none"
         typer.echo(f"recipe OK: {len(config.arms)} arms x {len(config.seeds)} seeds = "
                    f"{len(config.arms) * len(config.seeds)} trainings; builds: {builds}; report in {config.out}")

@@ -55,6 +55,37 @@ def resolve_generator_path(name_or_path: str | None, revision: str | None = None
         return Path(snapshot_download(name_or_path, revision=revision, allow_patterns=SAFETENSORS_PATTERNS))
 
 
+def denoiser_sample_shape(config: dict) -> tuple[int, int, int]:
+    """(C, H, W) the denoiser with this ``config.json`` integrates: an EDM2 network's ``img_channels`` /
+    ``img_resolution``, a diffusers UNet's / DiT's ``in_channels`` / ``sample_size`` (latents for a latent model)."""
+    if config.get("_class_name") == "EDM2Denoiser":
+        channels, size = int(config.get("img_channels", 3)), int(config.get("img_resolution", 64))
+    else:
+        channels, size = int(config.get("in_channels", 3)), int(config.get("sample_size", 32))
+    return channels, size, size
+
+
+def local_image_shape(name_or_path: str | None) -> tuple[int, int, int] | None:
+    """(height, width, channels) of the images a LOCAL generator folder makes: its denoiser's sample shape
+    (:func:`denoiser_sample_shape`), decoded through its ``vae/`` when it has one (x 2^(VAE levels - 1), the VAE's
+    ``out_channels``). None for a Hub id or a folder whose configs cannot be read (nothing is loaded)."""
+    root = default_model_dir("generator") if name_or_path in (None, "", "default") else Path(name_or_path).expanduser()
+    candidates = [root / "edm2", *(root / name for name in DENOISER_FOLDERS), root]
+    folder = next((f for f in candidates if (f / "config.json").is_file()), None)
+    if folder is None:
+        return None
+    try:
+        channels, size, _ = denoiser_sample_shape(json.loads((folder / "config.json").read_text(encoding="utf-8")))
+        vae_config = root / "vae" / "config.json"
+        if vae_config.is_file():
+            vae = json.loads(vae_config.read_text(encoding="utf-8"))
+            size *= 2 ** (len(vae.get("block_out_channels", (64,))) - 1)
+            channels = int(vae.get("out_channels", 3))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return size, size, channels
+
+
 def _denoiser_folder(root: Path, flag: str) -> Path:
     for name in DENOISER_FOLDERS:
         if (root / name / "config.json").is_file():
@@ -222,7 +253,7 @@ def _load_generator(name_or_path: str | None, revision: str | None, null_class: 
                          hint="check `null_class`: the null row comes after the real classes", field="null_class")
 
     vae = None
-    channels, size = int(config.get("in_channels", 3)), int(config.get("sample_size", 32))
+    channels, size, _ = denoiser_sample_shape(config)
     if (root / "vae" / "config.json").is_file():
         from diffusers import AutoencoderKL
 

@@ -204,12 +204,13 @@ def _tag(api: HfApi, config: RepoPushConfig, what: Publication, commit: str, old
                        hint="re-run the same command: nothing is uploaded again and the tag goes on that commit") from exc
 
 
-def preflight(config: RepoPushConfig, repo_type: str, same_content: Callable[[HfApi, str], bool] | None = None
-              ) -> None:
+def preflight(config: RepoPushConfig, repo_type: str, same_content: Callable[[HfApi, str], bool] | None = None,
+              can_force: bool = True) -> None:
     """Everything about a later push that can be checked BEFORE hours of sampling or training, in one line each: a
     token exists, the Hub accepts it, it can write, and the tag (unless ``force_tag``) is absent. A tag that exists is
     accepted only when ``same_content(api, commit)`` says that commit already holds what this run will make (a re-run
-    of a pushed build: the push then makes no commit); otherwise the run would end in a refused push."""
+    of a pushed build: the push then makes no commit); otherwise the run would end in a refused push. ``can_force``:
+    whether the command offers ``force_tag`` (the refusal's hint names it only then)."""
     token = resolve_token(config.token)
     api = make_api(token)
     repo = config.repo_id
@@ -229,8 +230,9 @@ def preflight(config: RepoPushConfig, repo_type: str, same_content: Callable[[Hf
     old = {r.name: r.target_commit for r in refs.tags}.get(config.tag)
     if old is not None and not (same_content is not None and same_content(api, old)):
         raise ConfigError(f"tag {config.tag} already exists in {repo} (commit {old[:8]}) and tags are never moved; "
-                          "refused before anything is made", hint=f"choose a new `tag`, or set `force_tag` to move it",
-                          fields=("tag", "force_tag"))
+                          "refused before anything is made",
+                          hint="choose a new `tag`, or set `force_tag` to move it" if can_force else "choose a new `tag`",
+                          fields=("tag", "force_tag") if can_force else ("tag",))
 
 
 def remote_build_fingerprint(repo_id: str, fingerprint: str) -> Callable[[HfApi, str], bool]:

@@ -149,6 +149,10 @@ class ReproduceConfig(_Top):
             need.append("distant")
         return tuple(need)
 
+    def builds_repro(self, arm: str) -> bool:
+        """Whether ``arm``'s build also writes the ``repro`` rows: only the ``distant`` build, when ``repro`` is run."""
+        return arm == "distant" and "repro" in self.arms
+
 
 def _section(cls: type, data: dict[str, Any], name: str, source: str) -> Any:
     values = data.get(name)

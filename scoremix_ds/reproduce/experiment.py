@@ -96,7 +96,7 @@ def _run(config: ReproduceConfig, root: Path, progress: bool, title: str, starte
         strategy = ARM_BUILDS[arm][0]
         if strategy not in plans:
             plans[strategy] = keep(stages.plan(config, root, strategy, gen, disc))
-        repro = arm == "distant" and "repro" in config.arms
+        repro = config.builds_repro(arm)
         builds[arm] = keep(stages.build(config, root, arm, plans[strategy], gen, disc, repro, progress))
 
     init = disc if config.arm_init == "discriminator" else None
