@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..dataset.integrity import damage_line, damaged_shards
 from ..dataset.manifest import MANIFEST, Manifest
 from ..core.errors import ConfigError, DataError
 from ..core.outputs import TMP_SUFFIX, OutputLock, foreign_entries
@@ -43,21 +42,6 @@ def check_same_build(out: Path, existing: Manifest, config: BuildConfig, layout:
         raise ConfigError(f"{out} holds job-array part {existing.part}, not {part_of(config)}",
                           hint="resume with the same shard / num_shards, or choose another output folder",
                           fields=("shard", "num_shards", "out"))
-
-
-def completed_build(config: BuildConfig) -> Manifest | None:
-    """The manifest if ``config.out`` already holds this complete build (cheap: no models are loaded)."""
-    out = Path(config.out)
-    done = Manifest.read(out) if out.is_dir() else None
-    if done is None or not done.complete:
-        return None
-    check_same_build(out, done, config, {"shard_size": config.shard_size})
-    damage = damaged_shards(out, done)
-    if damage:
-        logger.warning("%s; re-sampling %d damaged shard(s)", damage_line(out, damage), len(damage))
-        return None
-    logger.info("%s already holds this complete build; nothing to do", out)
-    return done
 
 
 def reopen_complete(out: Path, manifest: Manifest) -> None:
@@ -115,4 +99,4 @@ def open_out_dir(config: BuildConfig, layout: dict[str, Any], provenance: dict[s
     return existing
 
 
-__all__ = ["open_out_dir", "check_same_build", "completed_build", "MANIFEST"]
+__all__ = ["open_out_dir", "check_same_build", "MANIFEST"]

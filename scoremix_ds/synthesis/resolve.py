@@ -10,10 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 
 from ..core.errors import ConfigError
-from ..core.processes import world_size
 from ..dataset.manifest import Manifest
 from .config import BuildConfig
-from .outdir import completed_build
 from .planning.parquet_file import PlanFile
 from .planning.choose import check_real_data, resolve_plan
 
@@ -33,15 +31,15 @@ def resolve_build(config: BuildConfig) -> ResolvedBuild:
     if plan_file is None:
         check_real_data(config)
         check_discriminator(config)
-    if world_size() > 1:  # under a launch: the processes verify a finished folder together
-        return ResolvedBuild(config, plan_file, verified_together(config))
-    return ResolvedBuild(config, plan_file, completed_build(config))
+    return ResolvedBuild(config, plan_file, verified_together(config))
 
 
 def verified_together(config: BuildConfig) -> Manifest | None:
-    """Under a launch (accelerate / torchrun), :func:`~.outdir.completed_build` with the work shared: when the folder
-    says it holds this complete build, each process hashes every N-th shard and the verdicts are gathered (one short
-    collective, before any model loads), so a re-run reads each shard once in all, not once per process. Every
+    """The manifest if ``config.out`` already holds this complete build with every shard intact (no model is loaded);
+    None when it does not (or a shard is damaged: the build then resumes and re-samples it). Under a launch
+    (accelerate / torchrun) the work is shared: each process hashes every N-th shard and the verdicts are gathered
+    (one short collective, before any model loads), so a re-run reads each shard once in all, not once per process;
+    one process is the world-1 case of the same rule. Every
     process enters the same collectives: whether the folder claims completion is gathered first (the processes read
     the manifest separately, and a shared file system may show them different versions), and the shards are
     verified only when every process saw the claim."""
