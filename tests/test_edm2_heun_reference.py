@@ -1,4 +1,5 @@
-"""The sampler's EDM2 images from fixed noise equal an independent Heun implementation written out here (issue 22):
+"""The sampler's EDM2 images from fixed noise equal an independent Heun implementation (issue 22; the reference in
+tests/fixtures/edm2_heun.py):
 Karras et al. 2022 Algorithm 1 with S_churn = 0 — Karras sigmas, an Euler step and the 2nd-order correction on
 every step but the last — over the EDM2 denoiser called one class at a time (no batching, no shared code with
 the sampler), for a plain class, a 0.5/0.5 score mix, an autoguided mix, and an AugGen condition mix."""
@@ -8,6 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from fixtures.edm2_heun import karras_sigmas, reference_heun
 from fixtures.edm2_pickles import tiny_net
 from scoremix_ds.generators.edm2.folder import write_edm2_folder
 from scoremix_ds.generators.loading import load_generator
@@ -16,15 +18,9 @@ from scoremix_ds.sampling.batches import SamplingSettings, sample_batch
 STEPS, SMIN, SMAX, RHO = 5, 0.002, 80.0, 7.0
 
 
-def _sigmas():
-    ts = [(SMAX ** (1 / RHO) + i / (STEPS - 1) * (SMIN ** (1 / RHO) - SMAX ** (1 / RHO))) ** RHO
-          for i in range(STEPS)]
-    return ts + [0.0]
-
-
 def _reference(main, guide, latents, labels, weights, w):
     """``labels``: per mixed condition k, a (B, L) label batch; D = sum_k weights[k] (Dg_k + w (Dm_k - Dg_k))."""
-    ts = _sigmas()
+    ts = karras_sigmas(STEPS, SMIN, SMAX, RHO)
 
     def denoise(x, t):
         total = 0
@@ -37,15 +33,7 @@ def _reference(main, guide, latents, labels, weights, w):
             total = total + wk * d
         return total
 
-    x = latents.double() * ts[0]
-    for i in range(STEPS):
-        d_cur = (x - denoise(x, ts[i])) / ts[i]
-        x_next = x + (ts[i + 1] - ts[i]) * d_cur
-        if i < STEPS - 1:
-            d_next = (x_next - denoise(x_next, ts[i + 1])) / ts[i + 1]
-            x_next = x + (ts[i + 1] - ts[i]) * (0.5 * d_cur + 0.5 * d_next)
-        x = x_next
-    return x
+    return reference_heun(denoise, latents, ts)
 
 
 @pytest.fixture(scope="module")

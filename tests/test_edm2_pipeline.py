@@ -19,6 +19,7 @@ import torch
 
 from conftest import TINY_META, save_generator, tiny_unet
 from fixtures.cli import build_command, run_cli
+from fixtures.edm2_heun import karras_sigmas, reference_heun
 from fixtures.edm2_pickles import tiny_net
 from scoremix_ds.core.errors import ConfigError
 from scoremix_ds.generators.edm2.folder import write_edm2_folder
@@ -37,33 +38,6 @@ def main_net():
 
 def guide_net():
     return tiny_net(12, model_channels=8, channels_per_head=8)
-
-
-def karras_sigmas(n: int, smin: float, smax: float, rho: float) -> list[float]:
-    """sigma_i = (smax^(1/rho) + i/(N-1) (smin^(1/rho) - smax^(1/rho)))^rho for i = 0..N-1, then sigma_N = 0."""
-    steps = [(smax ** (1 / rho) + i / (n - 1) * (smin ** (1 / rho) - smax ** (1 / rho))) ** rho for i in range(n)]
-    return steps + [0.0]
-
-
-def reference_heun(denoise, latents: torch.Tensor, sigmas: list[float]) -> torch.Tensor:
-    """EDM's deterministic sampler (Karras et al. 2022, Algorithm 1 with S_churn = 0), state in float64:
-    x_0 = latents * sigma_0; for i = 0..N-1:
-        d_i = (x_i - D(x_i; sigma_i)) / sigma_i                         (the ODE's slope dx/dsigma)
-        x_{i+1} = x_i + (sigma_{i+1} - sigma_i) d_i                     (Euler step)
-        if i < N-1 (sigma_{i+1} > 0):                                   (Heun correction, all steps but the last)
-            d'_i = (x_{i+1} - D(x_{i+1}; sigma_{i+1})) / sigma_{i+1}
-            x_{i+1} = x_i + (sigma_{i+1} - sigma_i) (d_i + d'_i) / 2
-    (2N - 1 evaluations of D)."""
-    n = len(sigmas) - 1
-    x = latents.double() * sigmas[0]
-    for i in range(n):
-        d = (x - denoise(x, sigmas[i])) / sigmas[i]
-        x_next = x + (sigmas[i + 1] - sigmas[i]) * d
-        if i < n - 1:
-            d_next = (x_next - denoise(x_next, sigmas[i + 1])) / sigmas[i + 1]
-            x_next = x + (sigmas[i + 1] - sigmas[i]) * (0.5 * d + 0.5 * d_next)
-        x = x_next
-    return x
 
 
 def net_at(net, label: torch.Tensor):
