@@ -31,13 +31,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from generator_quality import _centre, _measure_one, copy_distances
-from scoremix_ds.analysis.audit import audit_identities, real_reference
+from generator_quality import _measure_one, copy_distances, distant_mixes, mix_figures
+from scoremix_ds.analysis.audit import real_reference
 from scoremix_ds.discriminators.loading import embed_images, load_discriminator
 from scoremix_ds.generators.loading import load_generator
-from scoremix_ds.maths.centres import cosine_distances
 from scoremix_ds.maths.image_tensors import to_uint8
-from scoremix_ds.maths.pair_strategies import select_pairs
 from scoremix_ds.sampling.schedulers import make_scheduler
 from scoremix_ds.sampling.scoremix import scoremix_sample
 from scoremix_ds.sources.openers import read_real_data
@@ -162,29 +160,12 @@ def main() -> None:
         return
     best = max(ok, key=lambda s: (s["generated_accuracy"], -s["steps"], -s["w"]))
     result["chosen"] = {k: best[k] for k in ("guide", "steps", "w")}
-    chosen = select_pairs("distant", args.pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
-    mix_classes = np.repeat(chosen, args.per_mix, axis=0)
-    identity = np.repeat(np.arange(len(chosen)), args.per_mix)
+    chosen, mix_classes = distant_mixes(centres, args.pairs, args.per_mix)
     weak = guides[best["guide"]] if best["w"] != 1.0 else None
     mixes, seconds = sample(gen, mix_classes, [10_000 + i for i in range(len(mix_classes))], best["steps"], best["w"],
                             weak, args.batch)
-    mix_emb = embed_images(disc, mixes)
-    audits = audit_identities(mix_emb, identity, {i: tuple(p) for i, p in enumerate(chosen)}, centres, own_median)
-    other = []
-    for a in audits:
-        sims = centres @ _centre(mix_emb[identity == a.identity])
-        sims[list(a.parents)] = -np.inf
-        other.append(float(sims.max()))
-    parent_sim = np.array([a.parent_similarity for a in audits])
-    result["chosen"]["b_mixes"] = {
-        "identities": len(audits), "images_per_identity": args.per_mix,
-        "parent_similarity_mean": float(parent_sim.mean()),
-        "parent_similarity_max_mean": float(parent_sim.max(axis=1).mean()),
-        "nearest_other_real_similarity_mean": float(np.mean(other)),
-        "nearest_real_is_a_parent_fraction": float(np.mean([a.nearest_real in a.parents for a in audits])),
-        "parent_copy_fraction": float(np.mean([a.flagged and a.nearest_real in a.parents for a in audits])),
-        "consistency_mean": float(np.nanmean([a.consistency for a in audits])),
-        "cpu_seconds_per_image": round(seconds / len(mixes), 4)}
+    result["chosen"]["b_mixes"] = {**mix_figures(disc, mixes, chosen, args.per_mix, centres, own_median),
+                                   "cpu_seconds_per_image": round(seconds / len(mixes), 4)}
     write()
     print(json.dumps(result["chosen"], indent=2))
 

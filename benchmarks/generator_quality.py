@@ -94,10 +94,31 @@ def _measure_one(generator: str | None, discriminator: str | None, real_data: st
     real_at_size = resize_uint8(np.asarray(real.images), plain.shape[1], plain.shape[3])
     copies_c = copy_distances(plain, cls, real_at_size, np.asarray(real.labels))
 
-    chosen = select_pairs("distant", pairs, np.arange(real.num_classes), embedding_distances=cosine_distances(centres))
-    mix_classes = np.repeat(chosen, per_mix, axis=0)
-    identity = np.repeat(np.arange(len(chosen)), per_mix)
+    chosen, mix_classes = distant_mixes(centres, pairs, per_mix)
     mixes = _sample(gen, mix_classes, [10_000 + i for i in range(len(mix_classes))], steps, guidance, batch)
+    return {
+        "generator": generator or "default", "discriminator": discriminator or "default", "real_data": real_data,
+        "classes": real.num_classes, "guidance": guidance, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
+        "a_class_fidelity": {"samples": n, "generated_accuracy": plain_acc,
+                             "standard_error": float(np.sqrt(plain_acc * (1 - plain_acc) / n)),
+                             "real_accuracy_baseline": real_acc, "ratio": plain_acc / real_acc if real_acc else None},
+        "b_mixes": mix_figures(disc, mixes, chosen, per_mix, centres, own_median),
+        "c_copies": copies_c,
+        "reference": {"real_own_centre_similarity_median": float(np.nanmedian(own_median)),
+                      "real_centre_to_centre_similarity_mean": float(offdiag.mean())},
+    }, correct
+
+
+def distant_mixes(centres: np.ndarray, pairs: int, per_mix: int) -> tuple[np.ndarray, np.ndarray]:
+    """Figure (b)'s mixes: the ``pairs`` most distant class pairs of ``centres``, each repeated ``per_mix`` times."""
+    chosen = select_pairs("distant", pairs, np.arange(len(centres)), embedding_distances=cosine_distances(centres))
+    return chosen, np.repeat(chosen, per_mix, axis=0)
+
+
+def mix_figures(disc, mixes: np.ndarray, chosen: np.ndarray, per_mix: int, centres: np.ndarray,
+                own_median: np.ndarray) -> dict:
+    """Figure (b): how the mixes of ``chosen`` (``per_mix`` images each, in order) sit against the real classes."""
+    identity = np.repeat(np.arange(len(chosen)), per_mix)
     mix_emb = embed_images(disc, mixes)
     audits = audit_identities(mix_emb, identity, {i: tuple(p) for i, p in enumerate(chosen)}, centres, own_median)
     other = []
@@ -106,24 +127,13 @@ def _measure_one(generator: str | None, discriminator: str | None, real_data: st
         sims[list(a.parents)] = -np.inf
         other.append(float(sims.max()))
     parent_sim = np.array([a.parent_similarity for a in audits])
-    copies = [a.flagged and a.nearest_real in a.parents for a in audits]
-    return {
-        "generator": generator or "default", "discriminator": discriminator or "default", "real_data": real_data,
-        "classes": real.num_classes, "guidance": guidance, "steps": steps, "seconds": round(time.perf_counter() - t0, 1),
-        "a_class_fidelity": {"samples": n, "generated_accuracy": plain_acc,
-                             "standard_error": float(np.sqrt(plain_acc * (1 - plain_acc) / n)),
-                             "real_accuracy_baseline": real_acc, "ratio": plain_acc / real_acc if real_acc else None},
-        "b_mixes": {"identities": len(audits), "images_per_identity": per_mix,
-                    "parent_similarity_mean": float(parent_sim.mean()),
-                    "parent_similarity_max_mean": float(parent_sim.max(axis=1).mean()),
-                    "nearest_other_real_similarity_mean": float(np.mean(other)),
-                    "nearest_real_is_a_parent_fraction": float(np.mean([a.nearest_real in a.parents for a in audits])),
-                    "parent_copy_fraction": float(np.mean(copies)),
-                    "consistency_mean": float(np.nanmean([a.consistency for a in audits]))},
-        "c_copies": copies_c,
-        "reference": {"real_own_centre_similarity_median": float(np.nanmedian(own_median)),
-                      "real_centre_to_centre_similarity_mean": float(offdiag.mean())},
-    }, correct
+    return {"identities": len(audits), "images_per_identity": per_mix,
+            "parent_similarity_mean": float(parent_sim.mean()),
+            "parent_similarity_max_mean": float(parent_sim.max(axis=1).mean()),
+            "nearest_other_real_similarity_mean": float(np.mean(other)),
+            "nearest_real_is_a_parent_fraction": float(np.mean([a.nearest_real in a.parents for a in audits])),
+            "parent_copy_fraction": float(np.mean([a.flagged and a.nearest_real in a.parents for a in audits])),
+            "consistency_mean": float(np.nanmean([a.consistency for a in audits]))}
 
 
 def copy_distances(samples: np.ndarray, classes: np.ndarray, real: np.ndarray, labels: np.ndarray) -> dict:
