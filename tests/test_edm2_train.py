@@ -241,6 +241,17 @@ def test_cli_trains_an_edm2_folder(real, tmp_path, capsys):
                          "--guide-steps", "1", "--device", "cpu", "--out", str(out), "--no-progress")
     assert rc == 0, err
     assert load_generator(str(out)).guide is not None
+    early = tmp_path / "cli-early"
+    rc, _, err = run_cli(capsys, "train-generator", "--architecture", "edm2-cpu", "--real-data", str(real),
+                         "--image-size", "8", "--channels", "1", "--steps", "2", "--batch-size", "2",
+                         "--guide-steps", "1", "--guide-source", "early-ema", "--device", "cpu", "--out", str(early),
+                         "--no-progress")
+    assert rc == 0, err
+    recorded = json.loads((early / "scoremix.json").read_text())
+    assert "early-ema" in json.dumps(recorded) and load_generator(str(early)).guide is not None
+    rc, _, err = run_cli(capsys, "train-generator", "--architecture", "edm2-cpu", "--real-data", str(real),
+                         "--guide-source", "older", "--out", str(tmp_path / "bad"), "--no-progress")
+    assert rc == 2 and "--guide-source" in err and not (tmp_path / "bad").exists(), err
 
 
 def test_build_with_edm_heun_and_autoguidance_on_the_trained_folder(uninterrupted, tmp_path):

@@ -148,6 +148,7 @@ def train_generator(
     real_data: Annotated[Optional[str], opt(G, "real_data", "--real-data", help=REAL_DATA_HELP)] = None,
     architecture: Annotated[Optional[str], opt(G, "architecture", help="unet-small (the demo's), unet-face (112x112 RGB), dit-face, dit-small; EDM2: edm2-cpu (grey glyphs/digits), edm2-xs, edm2-s (112x112 faces), trained with EDM2's loss and their guide.")] = None,
     guide_steps: Annotated[Optional[int], opt(G, "guide_steps", help="EDM2: steps the autoguidance guide trains (default steps/8; 0: no guide).")] = None,
+    guide_source: Annotated[Optional[str], opt(G, "guide_source", help="EDM2: the guide is a smaller preset trained alongside (smaller, the default) or the main run's EMA at --guide-steps (early-ema).")] = None,
     image_size: Annotated[Optional[int], opt(G, "image_size", help="Training resolution.")] = None,
     channels: Annotated[Optional[int], opt(G, "channels", help="1 (grey) or 3 (RGB).")] = None,
     steps: Annotated[Optional[int], opt(G, "steps", "--steps", help="Optimizer steps; the LR schedule spans all of them.")] = None,
@@ -177,7 +178,7 @@ def train_generator(
            channels=channels, steps=steps, batch_size=batch_size, gradient_accumulation_steps=gradient_accumulation_steps,
            learning_rate=learning_rate, warmup_steps=warmup_steps, mixed_precision=mixed_precision,
            checkpoint_every=checkpoint_every, resume=resume, stop_after=stop_after, device=device, seed=seed, out=out,
-           report_to=trackers(report_to), logging_dir=logging_dir, guide_steps=guide_steps)
+           report_to=trackers(report_to), logging_dir=logging_dir, guide_steps=guide_steps, guide_source=guide_source)
 
 
 def train_discriminator(
