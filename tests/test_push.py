@@ -163,6 +163,21 @@ def test_failed_uploads_are_retried_resumed_and_never_tagged(hub, cli, built):
     assert hub.pending_faults() == 0
 
 
+def test_a_commit_whose_answer_is_lost_is_retried_without_a_second_commit(hub, cli, built):
+    # huggingface_hub does not retry the commit POST itself (a retry after a lost answer could commit twice), which
+    # is why the push retries its upload step: here the Hub applies the commit but the answer is cut halfway, the
+    # retry finds nothing left to change (the client skips an empty commit and returns the head), and the tag goes
+    # on the one commit made.
+    repo = "org/lost-answer"
+    hub.fail_next("POST", r"/commit/", status="truncate")
+    pushed = cli("push", str(built["v1"]), "--repo", repo, "--tag", "v1")
+    assert pushed.rc == 0 and "retrying" in pushed.err, pushed.err
+    assert len(hub.requests_matching("POST", r"/commit/")) == 1  # the retry had nothing to commit
+    assert len(hub.commits(repo)) == 2  # "initial commit" and the push's one commit
+    assert hub.refs(repo)["tags"] == {"v1": hub.commits(repo)[0].sha}
+    assert hub.pending_faults() == 0
+
+
 def test_rejected_tokens_get_one_line_without_the_token(hub, cli, built):
     bogus = cli("push", str(built["v1"]), "--repo", "org/guarded", "--token", SECRET)
     assert bogus.rc == 2 and len(bogus.error_lines) == 1, bogus.err

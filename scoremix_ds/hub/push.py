@@ -9,8 +9,10 @@ touches the network until it is known to be complete):
    holds exactly the staged files: then there is nothing to do);
 2. ``upload_folder`` of the staged files, deleting remote files matching the publication's ``stale`` patterns that
    this push does not have in the same commit (for a dataset: shards under ``data/``); retried as a whole on 5xx
-   and connection errors. The client skips files the Hub already holds, so a retry (or a re-run after a crash)
-   uploads only what is missing, and identical content makes no commit;
+   and connection errors. The client already retries its own preupload and LFS requests (``http_backoff``) but,
+   by design, not the commit POST (a commit whose answer was lost would be made twice); this step's retry is safe
+   because the client skips files the Hub already holds and makes no commit for identical content, so a retry (or
+   a re-run after a crash) uploads only what is missing and a commit whose answer was lost is not repeated;
 3. only after a successful upload, the tag is created on the commit that upload returned.
 """
 
