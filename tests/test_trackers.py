@@ -1,14 +1,13 @@
 """Experiment tracking through accelerate's trackers (``--report-to``, issue 24 item 5): a tiny run of each trainer
 with ``--report-to tensorboard`` writes TensorBoard events that read back (tensorboard's own EventAccumulator) as the
-loss at the steps ``train_log.jsonl`` has; W&B gets the same calls (a stand-in ``wandb`` module: no network); a
-tracker whose package is missing is one line and exit 2 before anything is written; ``reproduce`` gives the flag to
+loss at the steps ``train_log.jsonl`` has; W&B in offline mode (the real ``wandb`` package, no network, no account)
+writes a run file whose records, read back by a reader written from the format's description, hold the same config
+and history; a tracker whose package is missing is one line and exit 2 before anything is written; ``reproduce`` gives the flag to
 every training stage without changing a stage's fingerprint; the configs' fingerprints ignore the new fields."""
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -100,13 +99,13 @@ def test_train_generator_reports_loss_to_tensorboard_in_a_logging_dir(tmp_path, 
 
 @pytest.mark.parametrize("command", ["train", "train-generator", "train-discriminator"])
 def test_a_missing_tracker_package_is_one_line_before_anything_is_written(tmp_path, capsys, command):
-    if _installed("wandb"):
-        pytest.skip("wandb is installed here")
+    if _installed("comet_ml"):
+        pytest.skip("comet_ml is installed here")
     out = tmp_path / "never"
-    rc, stdout, err = run_cli(capsys, command, "--report-to", "tensorboard,wandb", "--out", str(out), "--no-progress")
+    rc, stdout, err = run_cli(capsys, command, "--report-to", "tensorboard,comet_ml", "--out", str(out), "--no-progress")
     assert rc == 2
     lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and "wandb" in lines[0] and "--report-to" in lines[0] and "not installed" in lines[0]
+    assert len(lines) == 1 and "comet-ml" in lines[0] and "--report-to" in lines[0] and "not installed" in lines[0]
     assert not out.exists() and not stdout
 
 
@@ -136,42 +135,69 @@ def _installed(name: str) -> bool:
     return importlib.util.find_spec(name) is not None
 
 
-def test_wandb_gets_the_config_and_the_records_offline(tmp_path, monkeypatch):
-    """W&B through accelerate's WandBTracker, with a stand-in ``wandb`` module (no network, no account): the run is
-    named after --out, its files go to the logging dir, and no ``mode`` is forced (WANDB_MODE=offline decides)."""
-    import accelerate.tracking as tracking
-    from accelerate.utils import LoggerType
+def _wandb_records(run_file: Path) -> list:
+    """Every record of a W&B run file (``run-ID.wandb``), read from the format's description rather than through
+    wandb's own reader: a 7-byte header (``:W&B``, magic 0xBEE1, version 0), then LevelDB-log framing in 32 KiB
+    blocks, each chunk ``crc32 (of the type byte, then the data) | length (u16 LE) | type`` (1 full, 2 first, 3
+    middle, 4 last) and a block's last <7 bytes zero padding; each whole record is a ``wandb_internal.Record``
+    protobuf (wandb's published schema)."""
+    import struct
+    import zlib
 
+    from wandb.proto import wandb_internal_pb2
+
+    data = run_file.read_bytes()
+    assert data[:4] == b":W&B" and struct.unpack("<HB", data[4:7]) == (0xBEE1, 0)
+    records, pending, pos, block = [], b"", 7, 32768
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block
+            continue
+        crc, length, kind = struct.unpack("<IHB", data[pos:pos + 7])
+        if kind == 0 and length == 0:
+            break
+        chunk = data[pos + 7:pos + 7 + length]
+        assert len(chunk) == length and crc == zlib.crc32(chunk, zlib.crc32(bytes([kind]))), "damaged W&B record"
+        pending, pos = pending + chunk, pos + 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def test_wandb_offline_records_the_config_and_the_log(tmp_path, monkeypatch):
+    """The real ``wandb`` in offline mode (WANDB_MODE=offline decides; the tool forces no mode): the run is named
+    after --out, its files go under --out (the logging dir), and the run file holds the run's config and, as
+    history, the loss records ``train_log.jsonl`` has."""
+    pytest.importorskip("wandb")
+    for var in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb-home"))  # nothing written in the user's home
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
     from scoremix_ds.training.recognition import train_recognition
 
-    calls: dict[str, list] = {"init": [], "config": [], "log": [], "finish": []}
-
-    class Run:
-        def log(self, values, step=None):
-            calls["log"].append((step, dict(values)))
-
-        def finish(self):
-            calls["finish"].append(True)
-
-    fake = types.ModuleType("wandb")
-    fake.init = lambda **kwargs: calls["init"].append(kwargs) or Run()
-    fake.config = types.SimpleNamespace(update=lambda values, allow_val_change: calls["config"].append(dict(values)))
-    monkeypatch.setitem(sys.modules, "wandb", fake)
-    monkeypatch.setattr(tracking, "_available_trackers", [*tracking._available_trackers, LoggerType.WANDB])
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    config = RecognitionTrainConfig(out=str(tmp_path / "run"), real=("mnist-5k-train[0-3]",), backbone="small-cnn",
+    out = tmp_path / "run"
+    config = RecognitionTrainConfig(out=str(out), real=("mnist-5k-train[0-3]",), backbone="small-cnn",
                                     embedding_dim=16, image_size=16, channels=1, flip=False, batch_size=16, steps=4,
                                     learning_rate=0.05, warmup_steps=1, scale=16.0, log_every=2, checkpoint_every=0,
                                     device="cpu", report_to=("wandb",))
     train_recognition(config, progress=False)
-    (init,) = calls["init"]
-    assert init["project"] == "run" and init["name"] == "run" and init["dir"] == str(tmp_path / "run")
-    assert "mode" not in init
-    (values,) = calls["config"]
-    assert values["steps"] == 4 and values["real"] == '["mnist-5k-train[0-3]"]' and values["margin"] == "null"
-    records = [r for r in _jsonl(tmp_path / "run") if "loss" in r]
-    assert [(step, v["loss"]) for step, v in calls["log"]] == [(r["step"], r["loss"]) for r in records]
-    assert calls["finish"] == [True]
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    (run,) = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert run.project == "run" and run.display_name == "run"
+    config_items = {item.key: json.loads(item.value_json)
+                    for r in records if r.WhichOneof("record_type") == "config" for item in r.config.update}
+    assert config_items["steps"] == 4 and config_items["backbone"] == "small-cnn"
+    assert config_items["real"] == '["mnist-5k-train[0-3]"]'
+    history = [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    logged = [r for r in _jsonl(out) if "loss" in r]
+    assert [(h["_step"], h["loss"]) for h in history] == [(r["step"], pytest.approx(r["loss"])) for r in logged]
+    assert [r.WhichOneof("record_type") for r in records].count("exit") == 1  # the run was finished
 
 
 def test_reproduce_gives_the_flag_to_every_training_stage_and_keeps_their_fingerprints(tmp_path, monkeypatch):

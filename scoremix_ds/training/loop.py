@@ -392,7 +392,8 @@ def require_trackers(report_to: Sequence[str], field: str = "report_to") -> None
     for name in report_to:
         if name != "all" and name not in available:
             package = _PACKAGES.get(name, name)
-            install = "pip install 'scoremix-ds[trackers]'" if name == "tensorboard" else f"pip install {package}"
+            extra = name in ("tensorboard", "wandb")  # the [trackers] extra's packages
+            install = "pip install 'scoremix-ds[trackers]'" if extra else f"pip install {package}"
             raise ConfigError(f"{field} names {name}, but the package {package} is not installed",
                               hint=f"{install}, or remove {name} from `{field}`", field=field)
     if "all" in report_to and not available:
