@@ -31,6 +31,19 @@ def __getattr__(name: str):
 DIFFUSERS_PIPELINES = {"ScoreMixPipeline": "scoremix_ds.sampling.pipeline"}
 
 
+# Modules whose ModelMixin classes a folder's ``model_index.json`` names as components (``[module, class]``, as
+# diffusers' save_pretrained writes a class outside its libraries). Loading a LOCAL folder imports them; loading a HUB
+# repository first checks each component's library against diffusers' ``LOADABLE_CLASSES`` (else it looks for a
+# ``component/module.py`` file in the repository and refuses), so they are declared there: loaders of ModelMixin.
+DIFFUSERS_COMPONENT_MODULES = ("scoremix_ds.generators.edm2.precond",)
+_LOADING_UTILS = "diffusers.pipelines.pipeline_loading_utils"
+
+
+def _register_component_modules(loading_utils) -> None:
+    for module in DIFFUSERS_COMPONENT_MODULES:
+        loading_utils.LOADABLE_CLASSES.setdefault(module, {"ModelMixin": ["save_pretrained", "from_pretrained"]})
+
+
 def register_diffusers_pipelines() -> None:
     """Make ``diffusers.DiffusionPipeline.from_pretrained(folder)`` load a folder whose ``model_index.json`` names
     ``ScoreMixPipeline`` (a generator folder of this package), with no ``custom_pipeline`` / ``trust_remote_code``:
@@ -47,7 +60,10 @@ def register_diffusers_pipelines() -> None:
     module = sys.modules.get("diffusers")
     if module is not None:
         _install_lazy_pipelines(module)
-    elif not any(isinstance(f, _DiffusersImportHook) for f in sys.meta_path):
+    if sys.modules.get(_LOADING_UTILS) is not None:
+        _register_component_modules(sys.modules[_LOADING_UTILS])
+    if (module is None or sys.modules.get(_LOADING_UTILS) is None) and \
+            not any(isinstance(f, _DiffusersImportHook) for f in sys.meta_path):
         sys.meta_path.insert(0, _DiffusersImportHook())
 
 
@@ -75,10 +91,11 @@ def _install_lazy_pipelines(module) -> None:
 
 
 class _DiffusersImportHook:
-    """A ``sys.meta_path`` finder that lets diffusers import as usual, then installs the lazy pipeline names."""
+    """A ``sys.meta_path`` finder that lets diffusers import as usual, then installs the lazy pipeline names (on
+    ``diffusers``) and the component modules (on its pipeline loading utilities, when those are imported)."""
 
     def find_spec(self, fullname, path=None, target=None):
-        if fullname != "diffusers":
+        if fullname not in ("diffusers", _LOADING_UTILS):
             return None
         import sys
 
@@ -95,7 +112,8 @@ class _DiffusersImportHook:
 
 class _RegisteringLoader:
     """Wraps diffusers' loader: after its ``__init__`` runs (and replaces itself in ``sys.modules`` by its lazy
-    module), install the pipeline names on whatever ``sys.modules["diffusers"]`` now is."""
+    module), install the pipeline names on whatever ``sys.modules["diffusers"]`` now is; after the loading utilities
+    run, declare the component modules."""
 
     def __init__(self, loader) -> None:
         self._loader = loader
@@ -110,7 +128,10 @@ class _RegisteringLoader:
         import sys
 
         self._loader.exec_module(module)
-        _install_lazy_pipelines(sys.modules.get("diffusers", module))
+        if module.__name__ == _LOADING_UTILS:
+            _register_component_modules(module)
+        else:
+            _install_lazy_pipelines(sys.modules.get("diffusers", module))
 
 
 register_diffusers_pipelines()

@@ -3,13 +3,14 @@
 The same publication path as models and datasets (:func:`~scoremix_ds.hub.push.publish`); this file owns what is
 generator-specific:
 
-- :func:`verify_generator`: the folder holds ``model_index.json``, ``scoremix.json`` and a denoiser (``unet/`` or
-  ``transformer/``) with safetensors weights, and, with the caller's ``load`` (the CLI passes
+- :func:`verify_generator`: the folder holds ``model_index.json``, ``scoremix.json`` and a denoiser (``unet/``,
+  ``transformer/`` or an EDM2 ``edm2/``) with safetensors weights, and, with the caller's ``load`` (the CLI passes
   :func:`~scoremix_ds.generators.loading.load_generator`), it loads; checked before the network is touched.
   Publishing knows folders and files, never a model class or a trainer.
 - :func:`staged_generator`: exactly the pipeline's files: ``model_index.json``, ``scoremix.json`` (local paths
   reduced to ``local:<name>``), ``README.md`` (the folder's card, its snippets pointed at ``ORG/NAME``), and each component's
-  JSON config and ``*.safetensors`` (``unet/`` or ``transformer/``, ``vae/``, ``scheduler/``); never
+  JSON config and ``*.safetensors`` (``unet/``, ``transformer/`` or ``edm2/`` and its guide ``edm2_guide/``,
+  ``vae/``, ``scheduler/``); never
   ``checkpoints/`` or anything else the training folder holds.
 
 What is pushed loads with ``DiffusionPipeline.from_pretrained("ORG/NAME", revision="vX")`` (after
@@ -41,8 +42,8 @@ _LOAD_CALL = re.compile(r'from_pretrained\("([^"\n]*)"\)')
 INDEX = "model_index.json"
 META = "scoremix.json"
 CARD = "README.md"
-DENOISERS = ("unet", "transformer")
-COMPONENT_FOLDERS = (*DENOISERS, "vae", "scheduler")
+DENOISERS = ("unet", "transformer", "edm2")
+COMPONENT_FOLDERS = (*DENOISERS, "edm2_guide", "vae", "scheduler")
 STALE = (INDEX, META, CARD, *(f"{c}/*" for c in COMPONENT_FOLDERS))
 FIX = "push the folder `scoremix-ds train-generator --out DIR` wrote"
 
@@ -57,7 +58,7 @@ def verify_generator(folder: str | Path, load: Callable[[str], Any] | None = Non
             raise ModelError(f"{folder} has no {name}: it is not a finished generator", hint=FIX)
     denoisers = [folder / c for c in DENOISERS if (folder / c / "config.json").is_file()]
     if not denoisers or not any(denoisers[0].glob("*.safetensors")):
-        raise ModelError(f"{folder} has no unet/ or transformer/ with safetensors weights: it is not a finished "
+        raise ModelError(f"{folder} has no unet/, transformer/ or edm2/ with safetensors weights: it is not a finished "
                          "generator", hint=FIX)
     check_loads(folder, load, FIX)
     return json.loads((folder / META).read_text(encoding="utf-8"))

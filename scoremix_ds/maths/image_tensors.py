@@ -3,6 +3,8 @@ sampler and an embedder share, so none of them imports another for it."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -37,7 +39,10 @@ def to_model_tensor(images: np.ndarray, size: int, channels: int, device: str | 
                     ) -> torch.Tensor:
     """uint8 NHWC -> float NCHW in [-1, 1] at ``size`` x ``size`` (:func:`to_channels`, :func:`fit_size`), on
     ``device``: the uint8 bytes are copied there first and converted there (a quarter of float32's bytes cross)."""
-    x = torch.from_numpy(np.ascontiguousarray(images))
+    images = np.ascontiguousarray(images)
+    with warnings.catch_warnings():  # a read-only array (Arrow, a memory map) is only read: permute/float copy it
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
+        x = torch.from_numpy(images)
     if device is not None:
         x = x.to(device, non_blocking=True)
     x = x.permute(0, 3, 1, 2).float() / 127.5 - 1.0

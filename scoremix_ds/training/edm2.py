@@ -31,6 +31,7 @@ checks) is :func:`.generator.train_generator`'s, which calls this for the ``edm2
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -47,6 +48,7 @@ from ..sources.source import Source
 from .checkpoints import CHECKPOINTS, Checkpoint, write_checkpoint
 from .edm2_loss import edm2_loss, edm2_sigma, onehot_labels
 from .generator_steps import LossRecord, StepBatches, draw_seed, process_share, step_micro_batches
+from .generator_card import write_generator_card
 from .generator_config import GeneratorTrainConfig
 from .loop import EMA, Callback, PowerEMA, Precision, Track, TrainingLoop, inverse_sqrt_factors
 
@@ -283,4 +285,5 @@ def _save_folder(out: Path, net: EDM2Pair, ema, guide_ema, source: Source, confi
                       architecture=config.architecture, guide=guide, extra=extra)
     for weights in out.glob("edm2*/*.safetensors"):
         weights.chmod(0o644)
+    write_generator_card(out, json.loads((out / "scoremix.json").read_text(encoding="utf-8")), "EDM2Denoiser")
     logger.info("saved EDM2 generator to %s", out)
