@@ -257,3 +257,18 @@ def test_a_waiting_process_reads_the_plan_when_it_comes_and_gives_up_after_its_t
     later.join()
     assert got == plan and provenance == {"p": 1}
     assert "process 3 waits for process 0's plan" in caplog.text
+
+
+def test_a_waiting_process_warns_once_about_an_unreadable_plan_and_its_timeout_names_no_flag(tmp_path, caplog):
+    """A damaged state (process 0 plans again meanwhile, which may take hours) is one warning, not one per poll;
+    the timeout names no field (its fix is SCOREMIX_WAIT_TIMEOUT: a field would make the CLI add --out)."""
+    from scoremix_ds.core.errors import DataError
+    from scoremix_ds.synthesis.planning.shared_plan import wait_for_state
+
+    (tmp_path / PLAN_STATE).parent.mkdir(parents=True)
+    (tmp_path / PLAN_STATE).write_bytes(b"torn")
+    with caplog.at_level("WARNING", logger="scoremix_ds.synthesis.planning.shared_plan"), \
+            pytest.raises(DataError, match="SCOREMIX_WAIT_TIMEOUT") as info:
+        wait_for_state(tmp_path, "f", timeout=0.4, poll=0.02)
+    assert caplog.text.count("unreadable plan state") == 1
+    assert info.value.fields == ()

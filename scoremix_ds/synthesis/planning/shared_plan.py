@@ -64,9 +64,9 @@ def write_state(out: str | Path, fingerprint: str, plan: MixPlan, provenance: di
     return path
 
 
-def read_state(out: str | Path, fingerprint: str) -> tuple[MixPlan, dict[str, Any]] | None:
+def read_state(out: str | Path, fingerprint: str, warn: bool = True) -> tuple[MixPlan, dict[str, Any]] | None:
     """The plan and provenance of THIS build (``fingerprint``) from ``out``'s state; None when absent, another
-    build's, or unreadable (then it is planned again)."""
+    build's, or unreadable (then it is planned again; ``warn``: say so as a warning, else at debug level)."""
     path = state_path(out)
     if not path.is_file():
         return None
@@ -86,7 +86,7 @@ def read_state(out: str | Path, fingerprint: str) -> tuple[MixPlan, dict[str, An
     # (KeyError, IndexError, TypeError, AttributeError for a meta that is not a dict): planned again, never trusted.
     except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError, EOFError,
             zipfile.BadZipFile) as exc:
-        logger.warning("ignoring the unreadable plan state %s (%s)", path, exc)
+        logger.log(logging.WARNING if warn else logging.DEBUG, "ignoring the unreadable plan state %s (%s)", path, exc)
         return None
 
 
@@ -103,11 +103,12 @@ def wait_for_state(out: str | Path, fingerprint: str, timeout: float, rank: int 
                     WAIT_TIMEOUT)
     while found is None:
         if time.monotonic() - started > timeout:
+            # no field: what fixes a wait that is too short is the environment variable, not a flag (not --out)
             raise DataError(f"process {rank} waited {timeout:.0f} s for process 0's plan ({state_path(out)}) and it "
                             f"never came", hint=f"see process 0's error above; if it is still planning a very large "
-                            f"real set, raise {WAIT_TIMEOUT} (seconds)", field="out")
+                            f"real set, raise {WAIT_TIMEOUT} (seconds)")
         time.sleep(poll)
-        found = read_state(out, fingerprint)
+        found = read_state(out, fingerprint, warn=False)  # an unreadable state warned once above, not at every poll
     logger.debug("process %d read the plan after %.1f s", rank, time.monotonic() - started)
     return found
 
