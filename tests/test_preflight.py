@@ -263,6 +263,8 @@ def test_a_revision_that_does_not_exist_is_refused_before_anything_is_read(hub, 
     hub.seed("org/model", {"config.json": b"{}"}, repo_type="model")
     cases = [
         ([*TRAIN[:2], "org/data@nope", *TRAIN[3:]], "--real-data"),
+        ([*TRAIN[:2], "org/data@nope[0-1]", *TRAIN[3:]], "--real-data"),  # a class subset after the revision
+        ([*TRAIN[:2], "org/data[0-1]@nope", *TRAIN[3:]], "--real-data"),  # or before it
         ([*TRAIN, "--init", "org/model", "--init-revision", "nope"], "--init"),
         ([*GENERATOR[:2], "org/data@nope", *GENERATOR[3:]], "--real-data"),
         (["build", "--generator", "org/model", "--generator-revision", "nope", "--strategy", "random",
@@ -274,3 +276,9 @@ def test_a_revision_that_does_not_exist_is_refused_before_anything_is_read(hub, 
         line = _error(run.err)
         assert run.rc == 2 and "revision nope not found" in line and flag in line, (args, run.err[-1500:])
         assert not out.exists()
+    # a revision that exists, with a class subset (the form docs/byo.md shows), passes the check: the run goes on
+    # to read the data (this repository holds none, so it fails there, not on the revision)
+    run = run_hub_cli(hub, tmp_path / "hf", *TRAIN[:2], "org/data@main[0-1]", *TRAIN[3:], "--out", str(tmp_path / "p"),
+                      timeout=120)
+    line = _error(run.err)
+    assert "not found" not in line and "main[0-1]" not in line and "doesn't contain any data files" in line, line

@@ -91,12 +91,15 @@ def check_revisions(refs) -> None:
     from ..core.errors import ConfigError
     from ..core.hub_client import is_hub_failure, make_api, resolve_token
     from ..core.refs import could_be_hub_id, is_local_path, split_revision
+    from ..sources.subsets import split_subset
 
     api = None
     for field, ref, revision, repo_type in refs:
         if not ref:
             continue
-        name, own = split_revision(ref.partition("::")[0], field)
+        # a class subset may follow the revision or precede it: ORG/NAME@REV[0-7] and ORG/NAME[0-7]@REV
+        name, own = split_revision(split_subset(ref.partition("::")[0])[0], field)
+        name = split_subset(name)[0]
         revision = own or revision
         if revision is None or is_local_path(name) or not could_be_hub_id(name):
             continue

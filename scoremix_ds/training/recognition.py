@@ -52,14 +52,13 @@ class TrainResult:
 
 
 def source_spec(text: str, config: RecognitionTrainConfig):
-    """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`."""
-    from ..sources.source import FLAG_SOURCE, SourceSpec
-
-    from ..core.refs import split_revision
+    """``"org/name@rev"`` / ``"DIR::repro"`` / a plain location -> a :class:`SourceSpec`. The location keeps its
+    ``@REV`` and ``[classes]``: :func:`~scoremix_ds.sources.openers.open_source` reads both, in either order (split
+    here, ``org/name@rev[0-7]`` became the revision ``rev[0-7]``)."""
+    from ..sources.source import SourceSpec
 
     location, _, sub = text.partition("::")
-    location, revision = split_revision(location, FLAG_SOURCE)  # the one NAME@REV grammar
-    return SourceSpec(location, revision=revision, config=sub or None, label_column=config.label_column,
+    return SourceSpec(location, config=sub or None, label_column=config.label_column,
                       image_column=config.image_column, strict=config.strict_images, skip_corrupt=config.skip_corrupt,
                       allow_partial=config.allow_partial)
 
