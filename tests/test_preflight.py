@@ -282,3 +282,21 @@ def test_a_revision_that_does_not_exist_is_refused_before_anything_is_read(hub, 
                       timeout=120)
     line = _error(run.err)
     assert "not found" not in line and "main[0-1]" not in line and "doesn't contain any data files" in line, line
+
+
+def test_a_file_removed_while_the_folder_is_measured_counts_nothing(tmp_path, monkeypatch):
+    """Process 0 of a launch clears its temporaries while the disk check walks ``--out``: no FileNotFoundError."""
+    from scoremix_ds.cli.preflight import folder_bytes
+
+    (tmp_path / "gone.tmp").write_bytes(b"x" * 10)
+    (tmp_path / "kept").write_bytes(b"y" * 7)
+    real_stat, calls = Path.stat, collections.Counter()
+
+    def stat(self, *args, **kwargs):  # it exists when asked whether it is a file, and is gone by the next stat
+        calls[self.name] += 1
+        if self.name == "gone.tmp" and calls[self.name] > 1:
+            raise FileNotFoundError(self)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", stat)
+    assert folder_bytes(tmp_path) == 7

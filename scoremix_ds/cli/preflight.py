@@ -32,16 +32,26 @@ DEFAULT_IMAGE = (112, 112, 3)  # the build estimate's image when the generator's
 
 
 def folder_bytes(folder: str | Path) -> int:
-    """Bytes already in ``folder`` (a resumed run needs only the rest)."""
+    """Bytes already in ``folder`` (a resumed run needs only the rest); a file removed while it is counted (process
+    0 of a launch clearing its temporaries) counts nothing."""
     root = Path(folder)
     if not root.is_dir():
         return 0
-    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+    total = 0
+    for path in root.rglob("*"):
+        try:
+            total += path.stat().st_size if path.is_file() else 0
+        except FileNotFoundError:
+            continue
+    return total
 
 
 def _room(out: str | Path, needed: int, what: str) -> None:
+    """``out`` usable (every process: each writes there) and, from process 0 only (one disk, one walk of the folder
+    rather than one per GPU), room for what is still to be written."""
     check_output_folder(out)
-    check_free_disk(out, needed - folder_bytes(out), what)
+    if is_main_process():
+        check_free_disk(out, needed - folder_bytes(out), what)
 
 
 # ---------------------------------------------------------------------------------------------------- the Hub
@@ -58,10 +68,15 @@ def weights_in(out: Path, repo_id: str) -> Callable[[object, str], bool]:
             return False
         from ..dataset.manifest import file_sha256
 
-        try:
-            info = api.repo_info(repo_id, repo_type="model", revision=commit, files_metadata=True)
-        except Exception:  # not readable there: not this model
-            return False
+        from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
+
+        from ..core.hub_client import hub_errors
+
+        with hub_errors(repo_id, f"reading the tagged commit {commit[:8]}", None, write=False):  # others: one line
+            try:
+                info = api.repo_info(repo_id, repo_type="model", revision=commit, files_metadata=True)
+            except (RepositoryNotFoundError, RevisionNotFoundError):  # not there: not this model
+                return False
         remote = {s.rfilename: s for s in info.siblings or []}
         return all(rel in remote and remote[rel].lfs is not None and remote[rel].lfs.sha256 == file_sha256(path)
                    for rel, path in local.items())
