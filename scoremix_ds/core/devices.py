@@ -35,8 +35,10 @@ def resolve_device(name: str | None = "auto") -> str:
 
 def names_cuda(device: str | None) -> bool:
     """Whether a run on ``device`` (a name, maybe not resolved yet) lands on CUDA: ``auto`` / None / "" when torch
-    sees CUDA, ``cuda`` / ``cuda:N`` always (a recorded config may name an absent device). The one rule behind every
-    "auto precision is bfloat16 on CUDA" (the build's ``compute_dtype``, the trainer's ``mixed_precision``)."""
+    sees CUDA, ``cuda`` / ``cuda:N`` always (a recorded config may name an absent device). The build's "auto"
+    ``compute_dtype`` is bfloat16 by this rule alone (so a recorded config resolves the same on any machine); the
+    trainer's "auto" ``mixed_precision`` also needs CUDA present and bfloat16-capable (fp32 otherwise: a run must
+    train where it lands), so a ``cuda`` training config resolves, and is fingerprinted, by the machine it runs on."""
     if device in (None, "", "auto"):
         return torch.cuda.is_available()
     return str(device).split(":", 1)[0] == "cuda"
