@@ -4,7 +4,8 @@ Planning needs, of the real data, its labels (which classes have rows), a digest
 cache) and, on a cache miss, one embedding pass. None of these needs the whole set decoded at once:
 :class:`RealSet` holds the opened source, its labels and what a manifest records of it (source, licence, class
 names...), and :func:`image_blocks` decodes :data:`BLOCK` rows at a time (the next block decoded on a thread while
-the current one is hashed or embedded), so planning's memory is bounded by a block whatever the set's size.
+the current one is hashed or embedded), so planning's memory is bounded by a block whatever the set's size, except
+for a class subset (``NAME[0-6]``), which the sources layer still decodes whole before it selects the classes.
 
 The digest (:func:`stream_digest`) and the centres (:func:`stream_centres`) are bit for bit those of the whole set
 decoded in memory (:func:`~scoremix_ds.synthesis.centres_cache.data_digest`,

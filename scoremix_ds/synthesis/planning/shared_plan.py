@@ -5,7 +5,8 @@ computes the class centres and chooses the tuples (:func:`~.choose.plan_and_spac
 claimed as this build's, writes the plan and the provenance the manifest records into the build's in-progress state.
 Every other process waits for that file (one log line saying so, polling, up to ``SCOREMIX_WAIT_TIMEOUT`` seconds:
 not in a collective, whose watchdog would fire) and reads it: it never opens the real data, never loads or hashes
-the discriminator for planning. A resumed build finds the file and plans nothing: the real data is not read again.
+the discriminator for planning. A resumed (unfinished) build finds the file and plans nothing: the real data is not
+read again. A FINISHED build has no file (finalize removes it), so repairing one of its damaged shards plans again.
 
 The file is tied to the build's fingerprint (a folder holding another build's stale plan is never read as this
 one's) and is exact: parents, weights, float64 distances (NaN kept) and seeds round-trip bit for bit, so the rows are
