@@ -436,3 +436,19 @@ def test_the_replications_change_only_the_identities_of_the_setting_they_replica
     assert _recipe_changes(reference, name) == {(None, "real_data"), (None, "arms"), (None, "seeds"), (None, "out")}
     assert config["real_data"] == "glyphs-han-train[200-399]" and config["seeds"] == [0, 1, 2, 3, 4]
     assert config["arms"] == ["real", "random", "close", "distant"]
+
+
+def test_the_edm2_recipes_change_the_generator_and_sampler_of_the_main_one_and_only_the_ratio_between_them():
+    """Issue 23 part 2: the main recipe's protocol with EDM2 (its training and its Heun + autoguidance sampler, chosen
+    on other identities); the -ratio twin changes only synthetic_ratio."""
+    from scoremix_ds.core.recipes import to_dict
+
+    edm2 = to_dict(load_reproduce_config("reproduce-glyphs-edm2"))
+    assert {(s, f) for s, f in _recipe_changes("reproduce-glyphs", "reproduce-glyphs-edm2")
+            if s not in ("generator_train",)} == {(None, "out"), ("build", "scheduler"), ("build", "steps"),
+                                                   ("build", "guidance")}
+    assert edm2["generator_train"]["architecture"] == "edm2-cpu" and edm2["generator_train"]["steps"] == 2200
+    assert (edm2["build"]["scheduler"], edm2["build"]["steps"], edm2["build"]["guidance"]) == ("edm-heun", 16, 2.2)
+    assert edm2["real_data"] == "glyphs-han-train[0-199]" and edm2["seeds"] == [0, 1, 2, 3, 4]
+    assert _recipe_changes("reproduce-glyphs-edm2", "reproduce-glyphs-edm2-ratio") == {("train", "synthetic_ratio")}
+    assert to_dict(load_reproduce_config("reproduce-glyphs-edm2-ratio"))["train"]["synthetic_ratio"] == 0.25
