@@ -452,3 +452,19 @@ def test_the_edm2_recipes_change_the_generator_and_sampler_of_the_main_one_and_o
     assert edm2["real_data"] == "glyphs-han-train[0-199]" and edm2["seeds"] == [0, 1, 2, 3, 4]
     assert _recipe_changes("reproduce-glyphs-edm2", "reproduce-glyphs-edm2-ratio") == {("train", "synthetic_ratio")}
     assert to_dict(load_reproduce_config("reproduce-glyphs-edm2-ratio"))["train"]["synthetic_ratio"] == 0.25
+
+
+def test_the_600_identity_recipes_scale_the_replication_by_the_identity_count_only():
+    """Issue 23 part 3: reproduce-glyphs-replicate's settings on 600 identities, every step count scaled with them
+    (same epochs), 600 new identities; the -ratio twin changes only synthetic_ratio."""
+    from scoremix_ds.core.recipes import to_dict
+
+    big = to_dict(load_reproduce_config("reproduce-glyphs-600"))
+    assert _recipe_changes("reproduce-glyphs-replicate", "reproduce-glyphs-600") == {
+        (None, "out"), (None, "real_data"), (None, "arms"), ("generator_train", "steps"),
+        ("discriminator_train", "steps"), ("build", "pairs"), ("train", "steps")}
+    assert big["real_data"] == "glyphs-han-train[0-599]" and big["build"]["pairs"] == 600
+    assert (big["generator_train"]["steps"], big["discriminator_train"]["steps"], big["train"]["steps"]) == \
+        (3 * 8000, 3 * 1500, 3 * 1500)
+    assert big["arms"] == ["real", "close", "distant"] and big["seeds"] == [0, 1, 2, 3, 4]
+    assert _recipe_changes("reproduce-glyphs-600", "reproduce-glyphs-600-ratio") == {("train", "synthetic_ratio")}
